@@ -1,0 +1,428 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/internal/dial"
+	"github.com/pierproxy/pier/internal/session"
+)
+
+// budget bounds the bytes one direction moves per turn, so that a bulk
+// transfer cannot starve the other sessions on its loop.
+const budget = 1 << 20
+
+// Params describe one session to Start.
+type Params struct {
+	// Client is the accepted client socket, non-blocking. The loop owns it
+	// from Start on and closes it when the session ends.
+	Client int
+	// Target is the upstream address to dial. If it is not valid, Upstream
+	// (host:port) is resolved first.
+	Target   netip.AddrPort
+	Upstream string
+	// ConnectTimeout bounds resolving and connecting. Zero means no bound.
+	ConnectTimeout time.Duration
+	// IdleTimeout ends a session after no byte moved either way for this
+	// long. Zero means never.
+	IdleTimeout time.Duration
+	// HalfCloseTimeout ends a session this long after one direction has
+	// finished, if the other has not. Zero means never.
+	HalfCloseTimeout time.Duration
+	// Record is filled in as the session goes and handed to Done.
+	Record *session.Record
+	// Done is called once, on the loop's goroutine, when the session has
+	// ended and its sockets are closed. It must not block.
+	Done func(*session.Record)
+	// LocalError, if set, is called on the loop when a dial fails for lack
+	// of pier's own resources, so the caller can slow accepting down.
+	LocalError func(error)
+}
+
+// Session states.
+const (
+	resolving = iota
+	dialing
+	relaying
+	closed
+)
+
+// Sides of a session, as kept in its epoll entries.
+const (
+	clientSide   = 0
+	upstreamSide = 1
+)
+
+// A side is one of a session's sockets and what the loop knows of its
+// readiness: set by epoll's edges, cleared by EAGAIN.
+type side struct {
+	fd       int
+	readable bool
+	writable bool
+}
+
+// A flow is one direction of a session: bytes read from src, spliced
+// through pipe, written to dst.
+type flow struct {
+	src, dst *side
+	pipe     *pipe
+	inPipe   int   // bytes read into pipe and not yet written
+	eof      bool  // src has sent FIN
+	shut     bool  // the FIN has been passed on to dst
+	bytes    int64 // delivered to dst
+}
+
+// conn is one session on a loop.
+type conn struct {
+	l     *Loop
+	p     *Params
+	slot  int32
+	gen   uint32
+	state uint8
+
+	queued  bool // in the loop's run queue
+	heapIdx int  // index in the loop's timer heap, or -1
+	due     time.Duration
+
+	client, upstream side
+	toUpstream       flow
+	toClient         flow
+
+	target      netip.AddrPort
+	connectBy   time.Duration // deadline for resolving and connecting
+	lastActive  time.Duration
+	halfClosed  time.Duration // when the first direction finished, or 0
+	startedWall time.Time
+}
+
+// Start hands a new session to the loop. Safe to call from any goroutine.
+// If the loop has been closed the client socket is closed and Done is
+// called with session.Shutdown.
+func (l *Loop) Start(p *Params) {
+	if !l.post(func() { l.begin(p) }) {
+		unix.Close(p.Client)
+		p.Record.Reason = session.Shutdown
+		p.Done(p.Record)
+	}
+}
+
+func (l *Loop) begin(p *Params) {
+	l.nextGen = (l.nextGen + 1) & (1<<30 - 1)
+	c := &conn{l: l, p: p, gen: l.nextGen, heapIdx: -1, target: p.Target}
+	c.client.fd = p.Client
+	c.upstream.fd = -1
+	c.toUpstream = flow{src: &c.client, dst: &c.upstream}
+	c.toClient = flow{src: &c.upstream, dst: &c.client}
+	c.startedWall = p.Record.Start
+	l.allocSlot(c)
+	l.live.Add(1)
+	if p.ConnectTimeout > 0 {
+		c.connectBy = l.now + p.ConnectTimeout
+		l.timers.schedule(c, c.connectBy)
+	}
+	if err := l.add(c, clientSide, c.client.fd); err != nil {
+		c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
+		return
+	}
+	if c.target.IsValid() {
+		c.dial()
+		return
+	}
+	c.state = resolving
+	go resolve(l, c, c.gen, p.Upstream, p.ConnectTimeout)
+}
+
+// resolve looks up an upstream name off the loop and hands the answer back.
+func resolve(l *Loop, c *conn, gen uint32, hostport string, timeout time.Duration) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	addr, err := dial.Resolve(ctx, hostport)
+	l.post(func() {
+		if c.gen != gen || c.state != resolving {
+			return // ended while we looked
+		}
+		if err != nil {
+			c.finish(session.ResolveFailed, err, false)
+			return
+		}
+		c.target = addr
+		c.dial()
+	})
+}
+
+func (c *conn) dial() {
+	c.p.Record.Dialed = c.target
+	fd, err := dial.Start(c.target)
+	if err != nil {
+		c.dialFailed(err)
+		return
+	}
+	c.upstream.fd = fd
+	c.state = dialing
+	if err := c.l.add(c, upstreamSide, fd); err != nil {
+		c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
+	}
+}
+
+func (c *conn) dialFailed(err error) {
+	if dial.IsLocal(err) {
+		if c.p.LocalError != nil {
+			c.p.LocalError(err)
+		}
+		c.finish(session.LocalError, err, false)
+		return
+	}
+	c.finish(session.ConnectFailed, err, false)
+}
+
+// ready records what epoll said about one side and acts on it.
+func (c *conn) ready(which int, events uint32) {
+	s := &c.client
+	if which == upstreamSide {
+		s = &c.upstream
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		s.readable = true
+	}
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		s.writable = true
+	}
+	switch c.state {
+	case dialing:
+		if which == upstreamSide {
+			if err := dial.Result(c.upstream.fd, c.target); err != nil {
+				c.dialFailed(err)
+				return
+			}
+			c.state = relaying
+			c.lastActive = c.l.now
+			c.reschedule()
+			c.pump()
+		}
+	case relaying:
+		if events&unix.EPOLLERR != 0 && c.sawReset(which) {
+			return
+		}
+		c.pump()
+	}
+}
+
+// sawReset ends the session if the socket on side which has a pending
+// error (a RST arrived). A RST the flows would read anyway is left to them,
+// but one on a socket no flow is reading or writing would otherwise go
+// unnoticed until a timeout.
+func (c *conn) sawReset(which int) bool {
+	s := &c.client
+	if which == upstreamSide {
+		s = &c.upstream
+	}
+	errno, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil || errno == 0 {
+		return false
+	}
+	c.finish(resetReason(which), unix.Errno(errno), true)
+	return true
+}
+
+func resetReason(which int) session.Reason {
+	if which == upstreamSide {
+		return session.UpstreamReset
+	}
+	return session.ClientReset
+}
+
+// pump moves bytes both ways until both directions wait for the kernel or
+// have used their budget for this turn.
+func (c *conn) pump() {
+	moreUp, errUp := c.move(&c.toUpstream)
+	if errUp != nil {
+		c.finish(errUp.reason, errUp.err, true)
+		return
+	}
+	moreDown, errDown := c.move(&c.toClient)
+	if errDown != nil {
+		c.finish(errDown.reason, errDown.err, true)
+		return
+	}
+	if c.toUpstream.shut && c.toClient.shut {
+		c.finish(session.Done, nil, false)
+		return
+	}
+	if c.halfClosed == 0 && (c.toUpstream.shut || c.toClient.shut) {
+		c.halfClosed = c.l.now
+		c.reschedule()
+	}
+	if moreUp || moreDown {
+		c.l.enqueue(c)
+	}
+}
+
+// flowError is why a flow stopped: which side failed, and how.
+type flowError struct {
+	reason session.Reason
+	err    error
+}
+
+// move runs one direction of c: splice from src into the pipe, from the
+// pipe into dst, until the kernel says wait (EAGAIN) on either socket or
+// budget bytes have moved. It reports whether it stopped for the budget
+// with more to do. An idle direction gives its pipe back.
+func (c *conn) move(f *flow) (more bool, ferr *flowError) {
+	moved := 0
+	for moved < budget {
+		if f.inPipe > 0 {
+			if !f.dst.writable {
+				break
+			}
+			n, err := splice(f.pipe.r, f.dst.fd, f.inPipe)
+			if err == unix.EAGAIN {
+				f.dst.writable = false
+				break
+			}
+			if err != nil {
+				return false, c.sideError(f.dst, err)
+			}
+			f.inPipe -= n
+			f.bytes += int64(n)
+			moved += n
+			continue
+		}
+		if f.eof {
+			if !f.shut {
+				f.shut = true
+				// The peer may already be gone; what matters is that
+				// our side has nothing more to send.
+				unix.Shutdown(f.dst.fd, unix.SHUT_WR)
+			}
+			break
+		}
+		if !f.src.readable {
+			break
+		}
+		if f.pipe == nil {
+			p, err := c.l.getPipe()
+			if err != nil {
+				return false, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
+			}
+			f.pipe = p
+		}
+		n, err := splice(f.src.fd, f.pipe.w, f.pipe.size)
+		if err == unix.EAGAIN {
+			f.src.readable = false
+			break
+		}
+		if err != nil {
+			return false, c.sideError(f.src, err)
+		}
+		if n == 0 {
+			f.eof = true
+			continue
+		}
+		f.inPipe = n
+	}
+	if moved > 0 {
+		c.lastActive = c.l.now
+	}
+	if f.inPipe == 0 && f.pipe != nil {
+		c.l.putPipe(f.pipe, true)
+		f.pipe = nil
+	}
+	return moved >= budget, nil
+}
+
+func (c *conn) sideError(s *side, err error) *flowError {
+	if s == &c.upstream {
+		return &flowError{session.UpstreamReset, err}
+	}
+	return &flowError{session.ClientReset, err}
+}
+
+func splice(from, to, n int) (int, error) {
+	for {
+		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
+			continue
+		}
+		return int(m), err
+	}
+}
+
+// deadline returns when c must end if nothing happens, and why.
+func (c *conn) deadline() (time.Duration, session.Reason) {
+	const never = time.Duration(1<<63 - 1)
+	switch c.state {
+	case resolving, dialing:
+		if c.p.ConnectTimeout > 0 {
+			return c.connectBy, session.ConnectTimeout
+		}
+	case relaying:
+		due, reason := never, session.IdleTimeout
+		if c.p.IdleTimeout > 0 {
+			due = c.lastActive + c.p.IdleTimeout
+		}
+		if c.halfClosed > 0 && c.p.HalfCloseTimeout > 0 {
+			if d := c.halfClosed + c.p.HalfCloseTimeout; d < due {
+				due, reason = d, session.HalfCloseTimeout
+			}
+		}
+		return due, reason
+	}
+	return never, session.Live
+}
+
+// reschedule fixes c's timer after its deadline may have moved earlier.
+func (c *conn) reschedule() {
+	due, _ := c.deadline()
+	if due == time.Duration(1<<63-1) {
+		c.l.timers.remove(c)
+		return
+	}
+	c.l.timers.schedule(c, due)
+}
+
+// finish ends the session: closes both sockets (resetting the survivor when
+// reset is set and the session died of an error, so that the other peer
+// learns of it as a RST, not a clean FIN), releases pipes and slot, and
+// hands the record to Done.
+func (c *conn) finish(reason session.Reason, err error, reset bool) {
+	if c.state == closed {
+		return
+	}
+	c.state = closed
+	l := c.l
+	l.timers.remove(c)
+	for _, s := range [...]*side{&c.client, &c.upstream} {
+		if s.fd < 0 {
+			continue
+		}
+		if reset {
+			unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+	for _, f := range [...]*flow{&c.toUpstream, &c.toClient} {
+		if f.pipe != nil {
+			l.putPipe(f.pipe, f.inPipe == 0)
+			f.pipe = nil
+		}
+	}
+	l.freeSlot(c)
+	l.live.Add(-1)
+
+	r := c.p.Record
+	r.ToUpstream = c.toUpstream.bytes
+	r.ToClient = c.toClient.bytes
+	r.Duration = time.Since(c.startedWall)
+	r.Reason = reason
+	r.Err = err
+	c.p.Done(r)
+}

@@ -1,0 +1,343 @@
+// Package relay moves bytes both ways between a client and its upstream
+// until both sides are done, and is where pier spends its time.
+//
+// A Loop is an event loop over one epoll instance: it owns the sockets of
+// every session started on it, connects to the upstream without blocking,
+// and waits for readiness itself, so an idle session holds no goroutine,
+// no buffer and no descriptor beyond its two sockets. When bytes arrive,
+// the loop splices them from one socket to the other through a pipe taken
+// from a small pool, keeping half-close (a FIN becomes shutdown(SHUT_WR) on
+// the other side) and backpressure (a direction whose destination is full
+// stops reading its source). Idle, half-close and connect timeouts live in
+// one timer heap per loop.
+//
+// The loop's goroutine parks in Go's network poller on the epoll descriptor
+// itself, so it is scheduled like any other network wait. Other goroutines
+// talk to it only through Start and CloseAll, which queue work and wake it.
+//
+//	l, _ := relay.New(logger)
+//	go l.Run()
+//	l.Start(relay.Params{Client: fd, Target: addr, ...})
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/internal/session"
+)
+
+// maxEvents is how many readiness events one epoll_wait returns; more wait
+// for the next turn of the loop.
+const maxEvents = 256
+
+// wakeSlot marks the eventfd's epoll entry; session entries use their slot.
+const wakeSlot = -1
+
+// A Loop runs sessions on one epoll instance. Create it with New, run it with
+// Run on a goroutine of its own, and stop it with Close once it holds no
+// session.
+type Loop struct {
+	log   *slog.Logger
+	epfd  int
+	file  *os.File        // epfd, so the Go poller can wait on it
+	raw   syscall.RawConn // file's raw access, for the readiness wait
+	wake  int             // eventfd that other goroutines write to wake the loop
+	start time.Time       // the loop's clock starts here
+	now   time.Duration   // time since start, read once per turn of the loop
+
+	mu      sync.Mutex
+	posted  []func() // work queued by other goroutines, run on the loop
+	closing bool
+
+	live    atomic.Int64 // sessions started and not yet finished
+	slots   []*conn      // sessions by slot; the slot is in each epoll entry
+	free    []int32      // unused slots
+	timers  timers
+	runq    []*conn // sessions that used their turn's budget and have more to do
+	pipes   []*pipe
+	events  [maxEvents]unix.EpollEvent
+	due     time.Time // the read deadline set on file, to avoid resetting it
+	nextGen uint32
+}
+
+// New creates a loop. It fails only when the system refuses an epoll
+// instance or an eventfd (out of descriptors).
+func New(log *slog.Logger) (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("relay: epoll_create: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("relay: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("relay: epoll_ctl: %w", err)
+	}
+	// A non-blocking descriptor handed to os.NewFile joins Go's poller: the
+	// loop then parks on it like any goroutine waiting for a socket.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	file := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		unix.Close(wake)
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return &Loop{log: log, epfd: epfd, file: file, raw: raw, wake: wake, start: time.Now()}, nil
+}
+
+// Live returns how many sessions the loop holds.
+func (l *Loop) Live() int64 { return l.live.Load() }
+
+// post queues f to run on the loop and wakes it. It reports false when the
+// loop has been closed, in which case f will never run.
+func (l *Loop) post(f func()) bool {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return false
+	}
+	l.posted = append(l.posted, f)
+	first := len(l.posted) == 1
+	l.mu.Unlock()
+	if first {
+		// One write per batch: the loop swaps the whole queue out, and
+		// an eventfd counter cannot overflow at one write per swap.
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+	return true
+}
+
+// CloseAll ends every session on the loop now, with reason. Safe to call
+// from any goroutine.
+func (l *Loop) CloseAll(reason session.Reason) {
+	l.post(func() {
+		for _, c := range l.slots {
+			if c != nil {
+				c.finish(reason, nil, false)
+			}
+		}
+	})
+}
+
+// Close stops the loop: Run returns after it has ended the sessions it still
+// holds with session.Shutdown.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.wake, one[:])
+}
+
+// Run runs the loop until Close. It must run on exactly one goroutine.
+func (l *Loop) Run() error {
+	defer l.shutdown()
+	for {
+		l.now = time.Since(l.start)
+		n, err := l.wait()
+		if err != nil {
+			return err
+		}
+		l.now = time.Since(l.start)
+		for i := range n {
+			l.dispatch(&l.events[i])
+		}
+		if done := l.runPosted(); done {
+			return nil
+		}
+		l.runQueued()
+		l.expire()
+	}
+}
+
+// wait returns the next batch of events. It blocks only when the loop has
+// nothing left to do this turn, and then no longer than the next timer.
+func (l *Loop) wait() (int, error) {
+	if len(l.runq) > 0 || l.expired() {
+		return l.epollWait()
+	}
+	l.setDeadline()
+	var n int
+	var werr error
+	err := l.raw.Read(func(uintptr) bool {
+		// Go's poller is edge-triggered and was re-armed before this
+		// probe runs, so events that arrive after the probe still wake
+		// us; returning false parks the goroutine until they do.
+		n, werr = l.epollWait()
+		return n > 0 || werr != nil
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("relay: wait: %w", err)
+	}
+	return n, werr
+}
+
+func (l *Loop) epollWait() (int, error) {
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events[:], 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("relay: epoll_wait: %w", err)
+		}
+		return n, nil
+	}
+}
+
+// setDeadline bounds the next wait by the earliest timer.
+func (l *Loop) setDeadline() {
+	var due time.Time
+	if c := l.timers.next(); c != nil {
+		due = l.start.Add(c.due)
+	}
+	if due.Equal(l.due) {
+		return
+	}
+	l.due = due
+	l.file.SetReadDeadline(due)
+}
+
+// dispatch hands one readiness event to its session.
+func (l *Loop) dispatch(ev *unix.EpollEvent) {
+	if ev.Fd == wakeSlot {
+		var buf [8]byte
+		unix.Read(l.wake, buf[:])
+		return
+	}
+	c := l.slots[ev.Fd]
+	if c == nil || c.gen != uint32(ev.Pad)>>1 {
+		return // the session ended earlier in this batch
+	}
+	c.ready(int(ev.Pad&1), ev.Events)
+}
+
+// runPosted runs the work other goroutines queued. It reports true when the
+// loop has been closed.
+func (l *Loop) runPosted() bool {
+	l.mu.Lock()
+	work := l.posted
+	l.posted = nil
+	closing := l.closing
+	l.mu.Unlock()
+	for i, f := range work {
+		f()
+		work[i] = nil
+	}
+	return closing
+}
+
+// runQueued gives another turn to sessions that used up their budget.
+func (l *Loop) runQueued() {
+	q := l.runq
+	l.runq = nil
+	for _, c := range q {
+		c.queued = false
+		if c.state == relaying {
+			c.pump()
+		}
+	}
+}
+
+func (l *Loop) expired() bool {
+	c := l.timers.next()
+	return c != nil && c.due <= time.Since(l.start)
+}
+
+// expire ends the sessions whose deadline has passed and pushes back the
+// ones that were active since their entry was scheduled.
+func (l *Loop) expire() {
+	for {
+		c := l.timers.next()
+		if c == nil || c.due > l.now {
+			return
+		}
+		due, reason := c.deadline()
+		if due > l.now {
+			l.timers.schedule(c, due)
+			continue
+		}
+		c.finish(reason, nil, false)
+	}
+}
+
+// shutdown ends what is left when Run returns.
+func (l *Loop) shutdown() {
+	l.mu.Lock()
+	l.closing = true
+	work := l.posted
+	l.posted = nil
+	l.mu.Unlock()
+	for _, f := range work {
+		f() // a Start queued before Close still finishes its session below
+	}
+	for _, c := range l.slots {
+		if c != nil {
+			c.finish(session.Shutdown, nil, false)
+		}
+	}
+	for _, p := range l.pipes {
+		p.close()
+	}
+	l.pipes = nil
+	unix.Close(l.wake)
+	l.file.Close()
+}
+
+// add registers one of c's sockets with the loop's epoll, edge-triggered:
+// the loop remembers readiness itself and only needs to hear of changes.
+func (l *Loop) add(c *conn, side int, fd int) error {
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Fd:     c.slot,
+		Pad:    int32(c.gen<<1) | int32(side),
+	}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+func (l *Loop) allocSlot(c *conn) {
+	if n := len(l.free); n > 0 {
+		c.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		c.slot = int32(len(l.slots))
+		l.slots = append(l.slots, nil)
+	}
+	l.slots[c.slot] = c
+}
+
+func (l *Loop) freeSlot(c *conn) {
+	l.slots[c.slot] = nil
+	l.free = append(l.free, c.slot)
+}
+
+// enqueue gives c another turn after the other sessions had theirs.
+func (l *Loop) enqueue(c *conn) {
+	if !c.queued {
+		c.queued = true
+		l.runq = append(l.runq, c)
+	}
+}

@@ -1,0 +1,96 @@
+// Package session holds the record of one proxied connection: who connected,
+// where it went, how many bytes moved each way, how long it lasted and why it
+// ended. Every stage of the data path may fill in part of a Record; the proxy
+// package hands the finished Record to the access log and the metrics.
+//
+// session imports nothing of pier's, so every stage can depend on it.
+package session
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Reason says why a session ended. The zero value means the session is still
+// live.
+type Reason uint8
+
+// The reasons a session ends, in the words the access log uses.
+const (
+	Live             Reason = iota
+	Done                    // both sides sent FIN and every byte was delivered
+	ClientReset             // the client reset the connection or a write to it failed
+	UpstreamReset           // the upstream reset the connection or a write to it failed
+	IdleTimeout             // no byte moved either way for the route's idle timeout
+	HalfCloseTimeout        // one side finished and the other did not within the half-close timeout
+	ConnectTimeout          // the upstream did not accept within the connect timeout
+	ConnectFailed           // the upstream refused or was unreachable
+	ResolveFailed           // the upstream's name did not resolve
+	LocalError              // pier itself ran out of something (ports, descriptors, memory)
+	Rejected                // admission refused the client (connection limit)
+	Shutdown                // pier stopped and the grace period ran out
+)
+
+var reasonNames = [...]string{
+	Live:             "live",
+	Done:             "done",
+	ClientReset:      "client_reset",
+	UpstreamReset:    "upstream_reset",
+	IdleTimeout:      "idle_timeout",
+	HalfCloseTimeout: "half_close_timeout",
+	ConnectTimeout:   "connect_timeout",
+	ConnectFailed:    "connect_failed",
+	ResolveFailed:    "resolve_failed",
+	LocalError:       "local_error",
+	Rejected:         "rejected",
+	Shutdown:         "shutdown",
+}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Record is what pier knows about one session. The proxy package creates it
+// when a client is accepted; the relay fills in the rest and finishes it.
+type Record struct {
+	ID       uint64         // unique within the process, in accept order
+	Route    string         // name of the route that took the client
+	Client   netip.AddrPort // the client's address as seen by pier
+	Listener netip.AddrPort // the local address the client connected to
+	Upstream string         // the member picked, as configured (host:port)
+	Dialed   netip.AddrPort // the address actually dialed, once known
+	Start    time.Time      // when the client was accepted
+
+	ToUpstream int64         // bytes delivered to the upstream
+	ToClient   int64         // bytes delivered to the client
+	Duration   time.Duration // from accept to close
+	Reason     Reason        // why it ended
+	Err        error         // the error behind Reason, if any
+}
+
+// Attrs renders the record as the attributes of one access log line.
+func (r *Record) Attrs() []slog.Attr {
+	attrs := []slog.Attr{
+		slog.Uint64("id", r.ID),
+		slog.String("route", r.Route),
+		slog.String("client", r.Client.String()),
+		slog.String("upstream", r.Upstream),
+	}
+	if r.Dialed.IsValid() {
+		attrs = append(attrs, slog.String("dialed", r.Dialed.String()))
+	}
+	attrs = append(attrs,
+		slog.Int64("bytes_to_upstream", r.ToUpstream),
+		slog.Int64("bytes_to_client", r.ToClient),
+		slog.Duration("duration", r.Duration),
+		slog.String("reason", r.Reason.String()),
+	)
+	if r.Err != nil {
+		attrs = append(attrs, slog.String("error", r.Err.Error()))
+	}
+	return attrs
+}
