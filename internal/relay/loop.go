@@ -67,6 +67,10 @@ type Loop struct {
 	events  [maxEvents]unix.EpollEvent
 	due     time.Time // the read deadline set on file, to avoid resetting it
 	nextGen uint32
+
+	probe    func(uintptr) bool // l.probeEpoll, bound once
+	ready    int                // what the last probe found
+	readyErr error
 }
 
 // New creates a loop. It fails only when the system refuses an epoll
@@ -101,7 +105,9 @@ func New(log *slog.Logger) (*Loop, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	return &Loop{log: log, epfd: epfd, file: file, raw: raw, wake: wake, start: time.Now()}, nil
+	l := &Loop{log: log, epfd: epfd, file: file, raw: raw, wake: wake, start: time.Now()}
+	l.probe = l.probeEpoll
+	return l, nil
 }
 
 // Live returns how many sessions the loop holds.
@@ -177,22 +183,24 @@ func (l *Loop) wait() (int, error) {
 		return l.epollWait()
 	}
 	l.setDeadline()
-	var n int
-	var werr error
-	err := l.raw.Read(func(uintptr) bool {
-		// Go's poller is edge-triggered and was re-armed before this
-		// probe runs, so events that arrive after the probe still wake
-		// us; returning false parks the goroutine until they do.
-		n, werr = l.epollWait()
-		return n > 0 || werr != nil
-	})
+	l.ready, l.readyErr = 0, nil
+	err := l.raw.Read(l.probe)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("relay: wait: %w", err)
 	}
-	return n, werr
+	return l.ready, l.readyErr
+}
+
+// probe is the readiness check the loop parks on. Go's poller is
+// edge-triggered and was re-armed before the probe runs, so events that
+// arrive after it still wake the loop; returning false parks it until they
+// do. It is a method value made once, so that waiting allocates nothing.
+func (l *Loop) probeEpoll(uintptr) bool {
+	l.ready, l.readyErr = l.epollWait()
+	return l.ready > 0 || l.readyErr != nil
 }
 
 func (l *Loop) epollWait() (int, error) {
