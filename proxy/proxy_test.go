@@ -736,3 +736,38 @@ func TestSlowReader(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d identical", got.Len(), len(payload))
 	}
 }
+
+// An upstream given by name is resolved for the session, and IPv6 works
+// on both legs.
+func TestNamesAndIPv6(t *testing.T) {
+	ln6, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ln6.Close()
+	up := testutil.NewUpstream(t, testutil.Echo)
+	_, port, _ := net.SplitHostPort(up.Addr())
+	byName := newRoute(t, "name", net.JoinHostPort("localhost", port))
+	v6 := newRoute(t, "v6", up.Addr())
+	v6.Listen = []string{"[::1]:0"}
+	srv, recs := start(t, byName, v6)
+	for _, name := range []string{"name", "v6"} {
+		got, err := roundTrip(srv.Addrs(name)[0].String())
+		if err != nil || got != "q" {
+			t.Fatalf("route %s: %q, %v", name, got, err)
+		}
+		rec := recs.Next(t, wait)
+		wantReason(t, rec, "done")
+		if name == "v6" && !strings.HasPrefix(fmt.Sprint(rec["client"]), "[::1]") {
+			t.Errorf("client %v, want an IPv6 address", rec["client"])
+		}
+	}
+}
+
+// A name that does not resolve ends the session with resolve_failed.
+func TestResolveFails(t *testing.T) {
+	srv, recs := start(t, newRoute(t, "r", "no-such-host.invalid:80"))
+	c := dial(t, srv, "r")
+	c.Read(make([]byte, 1))
+	wantReason(t, recs.Next(t, wait), "resolve_failed")
+}

@@ -97,6 +97,7 @@ type conn struct {
 	lastActive  time.Duration
 	halfClosed  time.Duration // when the first direction finished, or 0
 	startedWall time.Time
+	cancel      context.CancelFunc // ends a lookup in progress, if any
 }
 
 // Start hands a new session to the loop. Safe to call from any goroutine.
@@ -133,22 +134,24 @@ func (l *Loop) begin(p *Params) {
 		return
 	}
 	c.state = resolving
-	go resolve(l, c, c.gen, p.Upstream, p.ConnectTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	if p.ConnectTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), p.ConnectTimeout)
+	}
+	// The lookup goroutine ends with the session: finish cancels it.
+	c.cancel = cancel
+	go resolve(ctx, l, c, c.gen, p.Upstream)
 }
 
 // resolve looks up an upstream name off the loop and hands the answer back.
-func resolve(l *Loop, c *conn, gen uint32, hostport string, timeout time.Duration) {
-	ctx := context.Background()
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
+func resolve(ctx context.Context, l *Loop, c *conn, gen uint32, hostport string) {
 	addr, err := dial.Resolve(ctx, hostport)
 	l.post(func() {
 		if c.gen != gen || c.state != resolving {
 			return // ended while we looked
 		}
+		c.cancel()
+		c.cancel = nil
 		if err != nil {
 			c.finish(session.ResolveFailed, err, false)
 			return
@@ -397,6 +400,9 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 		return
 	}
 	c.state = closed
+	if c.cancel != nil {
+		c.cancel()
+	}
 	l := c.l
 	l.timers.remove(c)
 	for _, s := range [...]*side{&c.client, &c.upstream} {
