@@ -1,38 +1,15 @@
-// Package config loads and validates pier's YAML configuration file.
-//
-// It stands at the edge of the system: the application layer (internal/app)
-// loads a file with Load, compiles the result into the route table the data
-// path uses, and swaps it in. Loading validates the whole file first and
-// reports every problem it finds as file:line:col: message, so a bad file
-// never replaces a good running configuration.
-//
-//	cfg, err := config.Load("pier.yaml")
-//	var errs config.Errors
-//	if errors.As(err, &errs) {
-//		for _, e := range errs {
-//			fmt.Println(e) // pier.yaml:4:15: idle_timeout: "soon" is not a duration
-//		}
-//	}
-//
-// The file is walked as a YAML node tree rather than decoded into structs,
-// so that unknown fields, duplicate keys, wrong types and semantic errors
-// all carry the position of the node at fault, and all are reported, not
-// just the first.
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
-
-	yaml "go.yaml.in/yaml/v4"
 )
 
-// Defaults for optional fields; Load fills them in, so callers see resolved
-// values.
+// Defaults of the optional fields. The loader fills them in, so callers
+// see resolved values. They are exported because 'pier forward' offers the
+// same settings as flags, with the same defaults.
 const (
 	DefaultGracePeriod      = 30 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
@@ -40,82 +17,99 @@ const (
 	DefaultHalfCloseTimeout = time.Minute
 )
 
-// maxFileSize bounds what Load reads: a config file is kilobytes; anything
-// near this is a mistake, not a config.
-const maxFileSize = 16 << 20
-
 // Config is a whole configuration file.
 type Config struct {
 	// GracePeriod is how long live sessions may take to finish after
-	// SIGTERM before they are closed. Absent: DefaultGracePeriod.
+	// SIGTERM or SIGINT before they are closed. Absent: DefaultGracePeriod.
+	// Zero is refused in a file: the application layer reads it as "wait
+	// for ever", which is not what "grace_period: 0s" says.
 	GracePeriod time.Duration
 	// Routes are the routes, in file order; at least one.
 	Routes []Route
-	// File is the path the configuration was loaded from, if any.
+	// File is the name the configuration was parsed under (Load: its
+	// path), for log lines. Empty for a Config built in code.
 	File string
 }
 
 // Route is one listen-to-upstreams route.
 type Route struct {
-	// Name names the route in logs; unique, [a-z0-9][a-z0-9_.-]*, at most
-	// 64 characters.
+	// Name names the route in logs and metrics, and carries its connection
+	// count across reloads. Required; unique in the file;
+	// [a-z0-9][a-z0-9_.-]*, at most 64 characters.
 	Name string
-	// Listen holds host:port addresses; at least one. An empty host
-	// listens on every address; port 0 takes any free port.
+	// Listen holds the addresses clients arrive on, as host:port; at least
+	// one. The host is empty (every address, IPv4 and IPv6), an IP
+	// literal, or "localhost"; port 0 takes any free port, as tests do.
 	Listen []string
-	// Upstreams are the members sessions go to; at least one.
+	// Upstreams are the members sessions are sent to; at least one.
 	Upstreams []Upstream
 	// ConnectTimeout bounds resolving and dialing one upstream. Absent:
-	// DefaultConnectTimeout.
+	// DefaultConnectTimeout. Zero is refused: a dial must not wait for
+	// ever on a silent upstream.
 	ConnectTimeout time.Duration
 	// IdleTimeout ends a session in which no byte moved either way for
-	// this long. Absent: DefaultIdleTimeout.
+	// this long. Absent: DefaultIdleTimeout. Zero (written 0 or 0s): no
+	// idle timeout, as with 'pier forward -idle-timeout 0'.
 	IdleTimeout time.Duration
-	// HalfCloseTimeout ends a session this long after one side finished
-	// sending, if the other has not. Absent: DefaultHalfCloseTimeout.
+	// HalfCloseTimeout ends a session this long after one side has sent
+	// FIN, if the other has not finished by then. Absent:
+	// DefaultHalfCloseTimeout. Zero: no half-close timeout.
 	HalfCloseTimeout time.Duration
-	// MaxConnections caps the route's live sessions. Absent or 0: no cap.
+	// MaxConnections caps the route's live sessions; a client beyond it is
+	// closed at once. Absent or 0: no cap.
 	MaxConnections int
-	// Pos is where the route starts in the file.
+	// Pos is where the route is listed in the file (for a YAML alias, the
+	// alias). Zero for a Route built in code.
 	Pos Pos
 }
 
 // Upstream is one member of a route's pool.
 type Upstream struct {
-	// Address is host:port; the host is a name or an IP literal.
+	// Address is host:port. Required. The host is a name, resolved for
+	// every new session, or an IP literal; the port is 1 to 65535.
 	Address string
-	Pos     Pos
+	// Pos is where the upstream is listed in the file.
+	Pos Pos
 }
 
-// Pos is a position in the file, 1-based.
+// Pos is a position in the file; both fields count from 1.
 type Pos struct{ Line, Col int }
 
-// Error is one problem in a configuration file.
-type Error struct {
-	File      string
-	Line, Col int
-	Msg       string
-}
-
-func (e *Error) Error() string {
-	if e.Line == 0 {
-		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+// The schema: one line per field. The order is the order of the README's
+// table and of the "known fields" hint in errors.
+//
+// req fields must be present; opt fields take the given default when
+// absent. The parse function checks the value and reports what is wrong
+// with it at its position.
+var (
+	configFields = []field[Config]{
+		opt("grace_period", (*parser).duration, func(c *Config) *time.Duration { return &c.GracePeriod }, DefaultGracePeriod),
+		req("routes", (*parser).routes, func(c *Config) *[]Route { return &c.Routes }),
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
-}
-
-// Errors is every problem found in a file, in file order.
-type Errors []*Error
-
-func (es Errors) Error() string {
-	s := make([]string, len(es))
-	for i, e := range es {
-		s[i] = e.Error()
+	routeFields = []field[Route]{
+		req("name", (*parser).name, func(r *Route) *string { return &r.Name }),
+		req("listen", (*parser).listens, func(r *Route) *[]string { return &r.Listen }),
+		req("upstreams", (*parser).upstreams, func(r *Route) *[]Upstream { return &r.Upstreams }),
+		opt("connect_timeout", (*parser).duration, func(r *Route) *time.Duration { return &r.ConnectTimeout }, DefaultConnectTimeout),
+		opt("idle_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.IdleTimeout }, DefaultIdleTimeout),
+		opt("half_close_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.HalfCloseTimeout }, DefaultHalfCloseTimeout),
+		opt("max_connections", (*parser).count, func(r *Route) *int { return &r.MaxConnections }, 0),
 	}
-	return strings.Join(s, "\n")
-}
+	upstreamFields = []field[Upstream]{
+		req("address", (*parser).upstreamAddress, func(u *Upstream) *string { return &u.Address }),
+	}
+)
 
-// Load reads and validates the configuration file at path.
+// maxFileSize bounds what Load reads. A configuration is kilobytes; 1 MiB
+// holds thousands of routes. The YAML parser allocates up to about 100
+// times a file's size, so the bound keeps a wrong path (/dev/zero) or a
+// runaway generated file from costing a running proxy gigabytes on reload.
+const maxFileSize = 1 << 20
+
+// Load reads and validates the configuration file at path. If the file
+// cannot be read, the error names it; if its content is at fault, the
+// error is Errors. Either way no Config is returned, and a caller that is
+// running a configuration should keep it.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -127,33 +121,26 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if len(data) > maxFileSize {
-		return nil, Errors{{File: path, Msg: fmt.Sprintf("file is larger than %d MiB", maxFileSize>>20)}}
+		return nil, fmt.Errorf("config: %s: larger than %d MiB, not a configuration file", path, maxFileSize>>20)
 	}
 	return Parse(path, data)
 }
 
-// Parse validates data as a configuration file named file (used in error
-// positions). It returns the configuration with defaults filled in, or
-// Errors listing every problem.
+// Parse validates data as a configuration file; file names it in errors
+// and in Config.File. Unlike Load, it does not bound the size of data. It returns the configuration with defaults filled
+// in, or nil and Errors listing every problem found, in file order. An
+// empty file, or one of only comments, is the error "no routes" at 1:1, so
+// every Error has a line and a column.
 func Parse(file string, data []byte) (*Config, error) {
 	p := &parser{file: file}
-	var doc yaml.Node
-	if err := yaml.Load(data, &doc); err != nil {
-		if strings.Contains(err.Error(), "no documents") {
-			return nil, Errors{{File: file, Msg: "no routes: the file is empty"}}
-		}
-		var le *yaml.LoadError
-		if errors.As(err, &le) {
-			p.errAt(le.Mark.Line, le.Mark.Column, "%s", le.Message)
-			return nil, p.errs
-		}
-		return nil, Errors{{File: file, Msg: err.Error()}}
+	root := p.load(data)
+	var cfg Config
+	if root != nil {
+		decodeMap(p, root, "config", configFields, &cfg)
 	}
-	cfg := p.config(&doc)
 	if len(p.errs) > 0 {
-		p.sort()
-		return nil, p.errs
+		return nil, p.result()
 	}
 	cfg.File = file
-	return cfg, nil
+	return &cfg, nil
 }

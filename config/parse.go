@@ -1,397 +1,376 @@
 package config
 
 import (
+	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"regexp"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v4"
 )
 
-// parser walks the node tree, building the configuration and collecting
-// errors with the position of the node at fault.
+// parser walks the YAML node tree, building the configuration and
+// collecting every error with the position of the node at fault.
 type parser struct {
 	file string
 	errs Errors
+	end  Pos  // just past the file's last character
+	left int  // node visits left before the walk gives up; see aliasAllowance
+	stop bool // left or the error budget ran out: every walker stops where it is
+	full bool // the error budget ran out
 }
 
+// aliasAllowance is how many node visits a walk may make beyond a few per
+// node written in the file. Aliases let a small file name a large tree
+// many times over (routes: [*r, *r, ...], each with upstreams: *u), which
+// would otherwise make the walk take time quadratic in the file's size. A
+// hand-written file needs a few thousand visits.
+const aliasAllowance = 1 << 20
+
+// maxErrors is how many errors are reported; the rest are counted in one
+// last line. After errorBudget errors the walk stops: the file is not
+// worth reading further, and a large broken file must not cost memory in
+// proportion to its errors.
+const (
+	maxErrors   = 100
+	errorBudget = 10 * maxErrors
+)
+
+// field is one entry of a mapping's schema; see configFields.
+type field[T any] struct {
+	key      string
+	required bool
+	// decode parses the value node n of key into *into, reporting what is
+	// wrong with it.
+	decode func(p *parser, key string, n *yaml.Node, into *T)
+	// absent sets the default when key is missing; nil leaves the zero value.
+	absent func(into *T)
+}
+
+// req is a field that must be present. parse reports what is wrong with
+// the value, and returns the zero V if anything is.
+func req[T, V any](key string, parse func(*parser, string, *yaml.Node) V, at func(*T) *V) field[T] {
+	return field[T]{
+		key:      key,
+		required: true,
+		decode:   func(p *parser, key string, n *yaml.Node, into *T) { *at(into) = parse(p, key, n) },
+	}
+}
+
+// opt is a field that takes def when absent.
+func opt[T, V any](key string, parse func(*parser, string, *yaml.Node) V, at func(*T) *V, def V) field[T] {
+	f := req(key, parse, at)
+	f.required = false
+	f.absent = func(into *T) { *at(into) = def }
+	return f
+}
+
+// load parses data into a node tree and returns the root value, or nil
+// after reporting why there is nothing to walk.
+func (p *parser) load(data []byte) *yaml.Node {
+	line, col, _ := scan(data, false)
+	p.end = Pos{line, col}
+	l, err := yaml.NewLoader(bytes.NewReader(data))
+	if err != nil {
+		p.errAt(1, 1, "yaml: %v", err)
+		return nil
+	}
+	var doc yaml.Node
+	if err := l.Load(&doc); errors.Is(err, io.EOF) {
+		p.errAt(1, 1, "no routes: the file is empty")
+		return nil
+	} else if err != nil {
+		p.yamlError(err, data)
+		return nil
+	}
+	// yaml.Load would refuse a second document too, but without a position.
+	var next yaml.Node
+	if err := l.Load(&next); err == nil {
+		p.errf(&next, "a second YAML document: the file must hold exactly one")
+	} else if !errors.Is(err, io.EOF) {
+		p.yamlError(err, data)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		p.errf(&doc, "no routes: the file is empty")
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		p.errf(root, "no routes: the file is empty")
+		return nil
+	}
+	p.left = 4*p.checkKeys(root) + aliasAllowance
+	return root
+}
+
+// yamlError reports a parse error from the yaml package.
+func (p *parser) yamlError(err error, data []byte) {
+	var many *yaml.LoadErrors
+	var one *yaml.LoadError
+	switch {
+	case errors.As(err, &many) && len(many.Errors) > 0:
+		for _, e := range many.Errors {
+			p.loadError(e, data)
+		}
+	case errors.As(err, &one):
+		p.loadError(one, data)
+	default:
+		p.errAt(1, 1, "yaml: %v", err)
+	}
+}
+
+func (p *parser) loadError(e *yaml.LoadError, data []byte) {
+	line, col := e.Mark.Line, e.Mark.Column
+	if line == 0 {
+		// The reader stage (bad UTF-8, control characters) gives no
+		// position; find the character it refused.
+		if l, c, found := scan(data, true); found {
+			line, col = l, c
+		}
+	}
+	p.errAt(line, col, "yaml: %s", e.Message)
+}
+
+// scan walks data counting lines and columns as the yaml package does
+// (columns count characters; \r\n, \r, \n, NEL, LS and PS break lines).
+// With stopAtBad, it stops at the first character YAML does not allow in
+// a stream (YAML 1.2, section 5.1) and reports found. Otherwise it returns
+// the position just past the end.
+func scan(data []byte, stopAtBad bool) (line, col int, found bool) {
+	line, col = 1, 1
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		data = data[size:]
+		ok := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+		if stopAtBad && (!ok || r == utf8.RuneError && size == 1) {
+			return line, col, true
+		}
+		switch {
+		case r == '\r' && len(data) > 0 && data[0] == '\n':
+			// One break, counted at the \n.
+		case r == '\r' || r == '\n' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			line, col = line+1, 1
+		default:
+			col++
+		}
+	}
+	return line, col, false
+}
+
+// checkKeys reports duplicate keys in every mapping of the tree, also in
+// parts the schema does not walk, and returns how many nodes the tree has.
+// Aliases are not followed, so each mapping is checked once, where it is
+// written.
+func (p *parser) checkKeys(n *yaml.Node) int {
+	count := 1
+	if n.Kind == yaml.MappingNode {
+		seen := make(map[string]*yaml.Node)
+		for i := 0; i+1 < len(n.Content) && !p.stop; i += 2 {
+			k := n.Content[i]
+			if k.Kind == yaml.AliasNode && k.Alias != nil {
+				k = k.Alias
+			}
+			if k.Kind != yaml.ScalarNode {
+				continue
+			}
+			if first, dup := seen[k.Value]; dup {
+				p.errf(n.Content[i], "duplicate key %s (first at line %d)", quote(k.Value), first.Line)
+				continue
+			}
+			seen[k.Value] = n.Content[i]
+		}
+	}
+	for _, c := range n.Content {
+		count += p.checkKeys(c)
+	}
+	return count
+}
+
+// resolve returns the node n stands for, following an alias, and reports a
+// tag pier does not know. Every walker reaches nodes through it, so it
+// also counts the visit.
+func (p *parser) resolve(n *yaml.Node) *yaml.Node {
+	p.left--
+	if p.left < 0 && !p.stop {
+		p.errf(n, "the file, with its aliases expanded, is too large to check")
+		p.stop = true
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if !knownTag(n.Tag) {
+		p.errf(n, "tag %s is not supported", n.Tag)
+	}
+	return n
+}
+
+// knownTag reports whether t is a YAML core tag ("!!str 5" and the like
+// are harmless) or none. A custom tag such as "!env" asks for processing
+// pier does not do, so it must not pass silently.
+func knownTag(t string) bool { return t == "" || t == "!" || strings.HasPrefix(t, "!!") }
+
+// decodeMap decodes the mapping n into *into by fields, in file order. It
+// reports a node that is not a mapping, keys that are not names, merge
+// keys, unknown keys, and missing required fields (at the mapping).
+// Duplicate keys were reported by checkKeys; the first one counts. It
+// returns the value node of each field present, for checks across fields,
+// or nil if n is not a mapping.
+func decodeMap[T any](p *parser, n *yaml.Node, what string, fields []field[T], into *T) map[string]*yaml.Node {
+	m := p.resolve(n)
+	if m.Kind != yaml.MappingNode {
+		p.errf(m, "%s: want a mapping, got %s", what, describe(m))
+		return nil
+	}
+	vals := make(map[string]*yaml.Node, len(fields))
+	seen := make(map[string]bool, len(m.Content)/2)
+	merges := false
+	for i := 0; i+1 < len(m.Content) && !p.stop; i += 2 {
+		k, v := p.resolve(m.Content[i]), m.Content[i+1]
+		switch {
+		case k.Tag == "!!merge":
+			p.errf(k, "%s: merge keys (<<) are not supported; write the fields out", what)
+			merges = true
+		case k.Kind != yaml.ScalarNode || k.Tag == "!!null":
+			p.errf(k, "%s: want a field name, got %s", what, describe(k))
+		case seen[k.Value]:
+		default:
+			seen[k.Value] = true
+			j := slices.IndexFunc(fields, func(f field[T]) bool { return f.key == k.Value })
+			if j < 0 {
+				p.errf(k, "%s: unknown field %s (known: %s)", what, quote(k.Value), keys(fields))
+				continue
+			}
+			vals[k.Value] = v
+			fields[j].decode(p, k.Value, v, into)
+		}
+	}
+	for _, f := range fields {
+		switch {
+		case vals[f.key] != nil || p.stop:
+		case f.required && merges:
+			// The merge may have meant to supply it; one error is enough.
+		case f.required:
+			p.errf(m, "%s: missing required field %q", what, f.key)
+		case f.absent != nil:
+			f.absent(into)
+		}
+	}
+	return vals
+}
+
+func keys[T any](fields []field[T]) string {
+	s := make([]string, len(fields))
+	for i, f := range fields {
+		s[i] = f.key
+	}
+	return strings.Join(s, ", ")
+}
+
+// list returns the items of the sequence n. It reports n if it is not a
+// sequence, or, with the message empty, if it has no items.
+func (p *parser) list(key string, n *yaml.Node, empty string) []*yaml.Node {
+	s := p.resolve(n)
+	if s.Kind != yaml.SequenceNode {
+		p.errf(s, "%s: want a list, got %s", key, describe(s))
+		return nil
+	}
+	if len(s.Content) == 0 {
+		p.errf(s, "%s: %s", key, empty)
+	}
+	return s.Content
+}
+
+// scalar returns the scalar n stands for, or reports that n is a list, a
+// mapping or missing.
+func (p *parser) scalar(key string, n *yaml.Node) (*yaml.Node, bool) {
+	s := p.resolve(n)
+	if s.Kind != yaml.ScalarNode || s.Tag == "!!null" {
+		p.errf(s, "%s: want a value, got %s", key, describe(s))
+		return s, false
+	}
+	return s, knownTag(s.Tag) // resolve reported an unknown one
+}
+
+func describe(n *yaml.Node) string {
+	switch {
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return "nothing"
+	case n.Kind == yaml.ScalarNode:
+		return quote(n.Value)
+	}
+	return "an alias to nothing"
+}
+
+// quote quotes a value from the file for a message, cut to a readable
+// length.
+func quote(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
+}
+
+// errAt reports an error at line:col. The yaml package places an error
+// or an empty value at the end of a file without a final newline on the
+// line after it; such a position moves back to the end of the last line,
+// which exists.
 func (p *parser) errAt(line, col int, format string, args ...any) {
+	if p.full {
+		return
+	}
+	line, col = max(line, 1), max(col, 1)
+	if line > p.end.Line || line == p.end.Line && col > p.end.Col {
+		line, col = p.end.Line, p.end.Col
+	}
 	p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+	if len(p.errs) == errorBudget {
+		p.full, p.stop = true, true
+	}
 }
 
 func (p *parser) errf(n *yaml.Node, format string, args ...any) {
 	p.errAt(n.Line, n.Column, format, args...)
 }
 
-func (p *parser) sort() {
+func pos(n *yaml.Node) Pos { return Pos{Line: max(n.Line, 1), Col: max(n.Column, 1)} }
+
+// result returns the errors in file order, each once (a node reached
+// through several aliases is reported once), at most maxErrors of them.
+func (p *parser) result() Errors {
 	slices.SortStableFunc(p.errs, func(a, b *Error) int {
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return a.Col - b.Col
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
 	})
-}
-
-// deref follows aliases; the YAML library has already bounded their
-// expansion.
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-// fields walks a mapping: every key must be a known, unique scalar, and
-// each value goes to its handler.
-func (p *parser) fields(n *yaml.Node, what string, handlers map[string]func(*yaml.Node)) {
-	n = deref(n)
-	if n.Kind != yaml.MappingNode {
-		p.errf(n, "%s: want a mapping, got %s", what, kindName(n))
-		return
-	}
-	seen := make(map[string]*yaml.Node)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			p.errf(k, "%s: keys must be plain names", what)
-			continue
-		}
-		if first, ok := seen[k.Value]; ok {
-			p.errf(k, "%s: duplicate key %q (first at line %d)", what, k.Value, first.Line)
-			continue
-		}
-		seen[k.Value] = k
-		h, ok := handlers[k.Value]
-		if !ok {
-			p.errf(k, "%s: unknown field %q", what, k.Value)
-			continue
-		}
-		h(v)
-	}
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "something else"
-}
-
-// scalar returns n's value if n is a non-null scalar, or reports an error.
-func (p *parser) scalar(n *yaml.Node, field string) (string, bool) {
-	n = deref(n)
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		p.errf(n, "%s: want a value, got %s", field, kindName(n))
-		return "", false
-	}
-	return n.Value, true
-}
-
-func (p *parser) duration(n *yaml.Node, field string, out *time.Duration) {
-	s, ok := p.scalar(n, field)
-	if !ok {
-		return
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		p.errf(deref(n), "%s: %q is not a positive duration (like 300ms, 5s, 1m30s)", field, s)
-		return
-	}
-	*out = d
-}
-
-func (p *parser) count(n *yaml.Node, field string, out *int) {
-	s, ok := p.scalar(n, field)
-	if !ok {
-		return
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 0 {
-		p.errf(deref(n), "%s: %q is not a whole number of at least 0", field, s)
-		return
-	}
-	*out = v
-}
-
-// list calls each for every item of a sequence.
-func (p *parser) list(n *yaml.Node, field string, each func(*yaml.Node)) {
-	n = deref(n)
-	if n.Kind != yaml.SequenceNode {
-		p.errf(n, "%s: want a list, got %s", field, kindName(n))
-		return
-	}
-	for _, item := range n.Content {
-		each(item)
-	}
-}
-
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-
-func (p *parser) config(doc *yaml.Node) *Config {
-	cfg := &Config{GracePeriod: DefaultGracePeriod}
-	root := doc
-	if doc.Kind == yaml.DocumentNode {
-		if len(doc.Content) == 0 {
-			p.errAt(1, 1, "no routes: the file is empty")
-			return nil
-		}
-		root = doc.Content[0]
-	}
-	if r := deref(root); r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
-		p.errAt(r.Line, r.Column, "no routes: the file is empty")
-		return nil
-	}
-	var routesNode *yaml.Node
-	p.fields(root, "config", map[string]func(*yaml.Node){
-		"grace_period": func(n *yaml.Node) { p.duration(n, "grace_period", &cfg.GracePeriod) },
-		"routes": func(n *yaml.Node) {
-			routesNode = n
-			p.list(n, "routes", func(n *yaml.Node) { cfg.Routes = append(cfg.Routes, p.route(n)) })
-		},
-	})
-	if routesNode == nil {
-		if r := deref(root); r.Kind == yaml.MappingNode {
-			p.errf(r, "no routes: the file needs a routes list")
-		}
-		return cfg
-	}
-	if len(cfg.Routes) == 0 && deref(routesNode).Kind == yaml.SequenceNode {
-		p.errf(routesNode, "routes: no routes")
-	}
-	p.crossCheck(cfg)
-	return cfg
-}
-
-func (p *parser) route(n *yaml.Node) Route {
-	d := deref(n)
-	r := Route{
-		ConnectTimeout:   DefaultConnectTimeout,
-		IdleTimeout:      DefaultIdleTimeout,
-		HalfCloseTimeout: DefaultHalfCloseTimeout,
-		Pos:              Pos{d.Line, d.Column},
-	}
-	var hasName, hasListen, hasUpstreams bool
-	p.fields(n, "route", map[string]func(*yaml.Node){
-		"name": func(n *yaml.Node) {
-			hasName = true
-			if s, ok := p.scalar(n, "name"); ok {
-				if !nameRE.MatchString(s) {
-					p.errf(deref(n), "name: %q must be lower-case letters, digits, '_', '.' or '-', start with a letter or digit, and be at most 64 long", s)
-				}
-				r.Name = s
-			}
-		},
-		"listen": func(n *yaml.Node) {
-			hasListen = true
-			p.list(n, "listen", func(n *yaml.Node) {
-				if s, ok := p.scalar(n, "listen"); ok {
-					if err := checkListen(s); err != nil {
-						p.errf(deref(n), "listen: %q: %v", s, err)
-					}
-					r.Listen = append(r.Listen, s)
-				}
-			})
-			if d := deref(n); d.Kind == yaml.SequenceNode && len(d.Content) == 0 {
-				p.errf(deref(n), "listen: need at least one address")
-			}
-		},
-		"upstreams": func(n *yaml.Node) {
-			hasUpstreams = true
-			p.list(n, "upstreams", func(n *yaml.Node) { r.Upstreams = append(r.Upstreams, p.upstream(n)) })
-			if d := deref(n); d.Kind == yaml.SequenceNode && len(d.Content) == 0 {
-				p.errf(deref(n), "upstreams: need at least one upstream")
-			}
-		},
-		"connect_timeout":    func(n *yaml.Node) { p.duration(n, "connect_timeout", &r.ConnectTimeout) },
-		"idle_timeout":       func(n *yaml.Node) { p.duration(n, "idle_timeout", &r.IdleTimeout) },
-		"half_close_timeout": func(n *yaml.Node) { p.duration(n, "half_close_timeout", &r.HalfCloseTimeout) },
-		"max_connections":    func(n *yaml.Node) { p.count(n, "max_connections", &r.MaxConnections) },
-	})
-	if d.Kind == yaml.MappingNode {
-		for _, f := range []struct {
-			name string
-			ok   bool
-		}{{"name", hasName}, {"listen", hasListen}, {"upstreams", hasUpstreams}} {
-			if !f.ok {
-				p.errf(d, "route: missing %s", f.name)
-			}
+	seen := make(map[Error]bool, len(p.errs))
+	out := p.errs[:0]
+	for _, e := range p.errs {
+		if !seen[*e] {
+			seen[*e] = true
+			out = append(out, e)
 		}
 	}
-	return r
-}
-
-func (p *parser) upstream(n *yaml.Node) Upstream {
-	d := deref(n)
-	u := Upstream{Pos: Pos{d.Line, d.Column}}
-	has := false
-	p.fields(n, "upstream", map[string]func(*yaml.Node){
-		"address": func(n *yaml.Node) {
-			has = true
-			if s, ok := p.scalar(n, "address"); ok {
-				if err := checkUpstream(s); err != nil {
-					p.errf(deref(n), "address: %q: %v", s, err)
-				}
-				u.Address = s
-			}
-		},
-	})
-	if !has && d.Kind == yaml.MappingNode {
-		p.errf(d, "upstream: missing address")
-	}
-	return u
-}
-
-// crossCheck finds what no single field shows: duplicate route names and
-// listen addresses that would collide at bind time.
-func (p *parser) crossCheck(cfg *Config) {
-	names := make(map[string]Pos)
-	for _, r := range cfg.Routes {
-		if r.Name == "" {
-			continue
+	if n := len(out) - maxErrors; n > 0 || p.full {
+		// The last line stands where the first error not shown would.
+		more := *out[min(maxErrors, len(out)-1)]
+		more.Msg = fmt.Sprintf("too many errors: %d more not shown", n)
+		if p.full {
+			more.Msg = "too many errors: the rest of the file was not checked"
 		}
-		if first, ok := names[r.Name]; ok {
-			p.errAt(r.Pos.Line, r.Pos.Col, "route %q: name already used by the route at line %d", r.Name, first.Line)
-			continue
-		}
-		names[r.Name] = r.Pos
+		out = append(out[:min(maxErrors, len(out))], &more)
 	}
-	type bound struct {
-		route string
-		addr  string
-		pos   Pos
-	}
-	var seen []bound
-	for _, r := range cfg.Routes {
-		for _, a := range r.Listen {
-			for _, b := range seen {
-				if overlaps(a, b.addr) {
-					p.errAt(r.Pos.Line, r.Pos.Col, "route %q: listen %q collides with %q of route %q (line %d)", r.Name, a, b.addr, b.route, b.pos.Line)
-				}
-			}
-			seen = append(seen, bound{r.Name, a, r.Pos})
-		}
-	}
-}
-
-func checkListen(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("want host:port")
-	}
-	if _, err := parsePort(port, true); err != nil {
-		return err
-	}
-	if host == "" || host == "localhost" {
-		return nil
-	}
-	if _, err := netip.ParseAddr(host); err != nil {
-		return fmt.Errorf("listen host must be empty, an IP address or localhost")
-	}
-	return nil
-}
-
-func checkUpstream(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("want host:port")
-	}
-	if host == "" {
-		return fmt.Errorf("no host")
-	}
-	if _, err := parsePort(port, false); err != nil {
-		return err
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
-	if !validHostname(host) {
-		return fmt.Errorf("%q is neither an IP address nor a host name", host)
-	}
-	return nil
-}
-
-func parsePort(s string, zeroOK bool) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 || n > 65535 || (n == 0 && !zeroOK) {
-		if zeroOK {
-			return 0, fmt.Errorf("port %q is not a number from 0 to 65535", s)
-		}
-		return 0, fmt.Errorf("port %q is not a number from 1 to 65535", s)
-	}
-	return n, nil
-}
-
-func validHostname(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// overlaps reports whether two listen addresses would collide at bind time
-// on Linux. Port 0 never collides; a wildcard host collides with any host
-// on its port; localhost is 127.0.0.1 and ::1.
-func overlaps(a, b string) bool {
-	ha, pa, err1 := net.SplitHostPort(a)
-	hb, pb, err2 := net.SplitHostPort(b)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	na, err1 := strconv.Atoi(pa)
-	nb, err2 := strconv.Atoi(pb)
-	if err1 != nil || err2 != nil || na == 0 || na != nb {
-		return false
-	}
-	ea, eb := hostSet(ha), hostSet(hb)
-	if ea == nil || eb == nil {
-		return true // a wildcard
-	}
-	for _, x := range ea {
-		if slices.Contains(eb, x) {
-			return true
-		}
-	}
-	return false
-}
-
-// hostSet returns the addresses a listen host binds, or nil for every
-// address.
-func hostSet(h string) []netip.Addr {
-	if h == "" {
-		return nil
-	}
-	if h == "localhost" {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
-	}
-	ip, err := netip.ParseAddr(h)
-	if err != nil {
-		return []netip.Addr{}
-	}
-	if ip.Unmap().IsUnspecified() {
-		return nil
-	}
-	return []netip.Addr{ip.Unmap()}
+	return out
 }

@@ -350,7 +350,9 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	writeFile(t, path, "routes: [this is not a route]\n")
 	p.signal(t, syscall.SIGHUP)
-	p.waitLog(t, func(ls []map[string]any) bool { return count(ls, "reload failed, keeping the running configuration") == 1 })
+	p.waitLog(t, func(ls []map[string]any) bool {
+		return count(ls, "reload failed, keeping the running configuration") == 1
+	})
 	if ans, err := exchange(addr, "3"); err != nil || ans != "b:3" {
 		t.Fatalf("after a bad reload: %q, %v", ans, err)
 	}

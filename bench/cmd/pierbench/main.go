@@ -1,0 +1,361 @@
+// Command pierbench is the Go half of bench/run: the echo upstream, the
+// plain Go forwarder and the load generator that measure pier against
+// HAProxy and nginx, and the report that puts the results in one table.
+//
+//	pierbench echo 127.0.0.1:9001                   # the upstream of every column
+//	pierbench gocopy 127.0.0.1:9002 127.0.0.1:9001  # the io.Copy baseline proxy
+//	pierbench wait -timeout 10s 127.0.0.1:9002      # until it accepts connections
+//	pierbench bulk direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # a JSON line per column
+//	pierbench cps direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
+//	pierbench rr -clients 16 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
+//	pierbench idle -column gocopy -pid 1234 127.0.0.1:9002
+//	pierbench report -columns direct,gocopy results.jsonl
+//
+// The loads take turns on the columns (-rounds) so that drift on a busy
+// 2-core machine spreads over all of them. A load that fails still prints
+// its result line, with "error" set, and exits 1.
+// Exit codes: 0 done, 1 failure, 2 usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pierproxy/pier/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `Usage: pierbench COMMAND [flags] ARGS
+  echo ADDR                   serve the echo upstream
+  gocopy LISTEN UPSTREAM      serve the plain io.Copy forwarder
+  wait [-timeout D] [-pid P] ADDR   until ADDR accepts a connection
+  bulk|cps|rr [flags] COLUMN=ADDR...  run one load on each, taking turns
+  idle [flags] -pid P ADDR    what P holds per idle connection through ADDR
+  ports N                     print N free TCP ports on 127.0.0.1
+  pids PID                    print PID and its descendants
+  fail -column C -test T MSG  print the result line of a test that could not run
+  report -columns A,B FILE    print the table of a results file
+Run 'pierbench COMMAND -h' for its flags.
+`
+
+// errUsage marks a usage error, already explained on stderr.
+var errUsage = errors.New("usage")
+
+// run is the whole command; it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "echo", "gocopy":
+		err = runServer(ctx, cmd, rest, stderr)
+	case "wait":
+		err = runWait(ctx, rest, stderr)
+	case "bulk", "cps", "rr":
+		err = runLoad(ctx, cmd, rest, stdout, stderr)
+	case "idle":
+		err = runIdle(ctx, rest, stdout, stderr)
+	case "ports":
+		err = runPorts(rest, stdout, stderr)
+	case "pids":
+		err = runPids(rest, stdout, stderr)
+	case "fail":
+		err = runFail(rest, stdout, stderr)
+	case "report":
+		err = runReport(rest, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "pierbench: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pierbench %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// parse parses flags, then wants exactly nargs positional arguments.
+func parse(fs *flag.FlagSet, args []string, nargs int, synopsis string) ([]string, error) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: pierbench %s %s\n", fs.Name(), synopsis)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	if fs.NArg() != nargs {
+		fs.Usage()
+		return nil, errUsage
+	}
+	return fs.Args(), nil
+}
+
+func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nargs, synopsis := 1, "ADDR"
+	if cmd == "gocopy" {
+		nargs, synopsis = 2, "LISTEN UPSTREAM"
+	}
+	pos, err := parse(fs, args, nargs, synopsis)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", pos[0])
+	if err != nil {
+		return err
+	}
+	if cmd == "gocopy" {
+		return bench.GoCopy(ctx, ln, pos[1])
+	}
+	return bench.Echo(ctx, ln)
+}
+
+// runWait polls ADDR with connects until one succeeds, the deadline passes,
+// or the process that should be listening there has exited.
+func runWait(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	pid := fs.Int("pid", 0, "give up at once if this process has exited (0: don't watch)")
+	pos, err := parse(fs, args, 1, "[flags] ADDR")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", pos[0])
+		if err == nil {
+			return c.Close()
+		}
+		if *pid > 0 && !alive(*pid) {
+			return fmt.Errorf("process %d exited before %s accepted a connection", *pid, pos[0])
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s accepted no connection within %v: %v", pos[0], *timeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// alive reports whether pid is a running process (not gone, not a zombie).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
+}
+
+// runLoad runs bulk, cps or rr on every COLUMN=ADDR target, taking turns,
+// and prints one result line per target. It fails if any target failed.
+func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(test, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rounds := fs.Int("rounds", 5, "turns each target takes, so drift spreads over all of them")
+	var (
+		streams, mib, workers, clients *int
+		dur                            *time.Duration
+	)
+	switch test {
+	case "bulk":
+		streams = fs.Int("streams", 4, "parallel connections")
+		mib = fs.Int("mib", 256, "MiB sent and read back per stream, over all rounds")
+	case "cps":
+		workers = fs.Int("workers", 32, "concurrent workers")
+		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
+	case "rr":
+		clients = fs.Int("clients", 1, "persistent connections, one request in flight each")
+		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: pierbench %s [flags] COLUMN=ADDR...\n", test)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	var targets []bench.Target
+	for _, a := range fs.Args() {
+		col, addr, ok := strings.Cut(a, "=")
+		if !ok || col == "" || addr == "" {
+			fs.Usage()
+			return errUsage
+		}
+		targets = append(targets, bench.Target{Column: col, Addr: addr})
+	}
+	if len(targets) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	var results []bench.Result
+	switch test {
+	case "bulk":
+		results = bench.Bulk(ctx, bench.BulkConfig{Streams: *streams, Bytes: int64(*mib) << 20, Rounds: *rounds}, targets)
+	case "cps":
+		results = bench.CPS(ctx, bench.CPSConfig{Workers: *workers, Duration: *dur, Rounds: *rounds}, targets)
+	case "rr":
+		results = bench.RR(ctx, bench.RRConfig{Clients: *clients, Duration: *dur, Rounds: *rounds}, targets)
+	}
+	var failed []string
+	for _, r := range results {
+		if err := r.WriteJSON(stdout); err != nil {
+			return err
+		}
+		if r.Error != "" {
+			failed = append(failed, r.Column+": "+r.Error)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// runIdle measures one proxy process with Idle and prints its result line.
+func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	column := fs.String("column", "", "column name the result is for")
+	conns := fs.Int("conns", 3000, "connections to hold open")
+	pid := fs.Int("pid", 0, "proxy process to measure, with its children")
+	pos, err := parse(fs, args, 1, "[flags] ADDR")
+	if err != nil {
+		return err
+	}
+	res, err := bench.Idle(ctx, bench.IdleConfig{Addr: pos[0], Conns: *conns, PID: *pid})
+	res.Column = *column
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if werr := res.WriteJSON(stdout); werr != nil {
+		return werr
+	}
+	return err
+}
+
+func runFail(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	column := fs.String("column", "", "column name")
+	test := fs.String("test", "*", "bulk, cps, rr, idle, or * for the whole column")
+	clients := fs.Int("clients", 0, "rr: the client count of the row")
+	skip := fs.Bool("skip", false, "the test was skipped rather than failed")
+	pos, err := parse(fs, args, 1, "[flags] MESSAGE")
+	if err != nil {
+		return err
+	}
+	res := bench.Result{Column: *column, Test: *test, Workers: *clients}
+	if *skip {
+		res.Skipped = pos[0]
+	} else {
+		res.Error = pos[0]
+	}
+	return res.WriteJSON(stdout)
+}
+
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	columns := fs.String("columns", "direct,pier,gocopy,haproxy,nginx", "columns in order, comma-separated")
+	pos, err := parse(fs, args, 1, "[flags] RESULTS.jsonl")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	results, err := bench.ReadResults(f)
+	if err != nil {
+		return err
+	}
+	return bench.Report(stdout, results, strings.Split(*columns, ","))
+}
+
+// runPorts prints n distinct ports that 127.0.0.1 has free now: it holds
+// all n listeners open at once so the kernel hands out different ones.
+func runPorts(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ports", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pos, err := parse(fs, args, 1, "N")
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(pos[0])
+	if err != nil || n < 1 || n > 100 {
+		return fmt.Errorf("%q: want a count from 1 to 100", pos[0])
+	}
+	var ports []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	}
+	_, err = fmt.Fprintln(stdout, strings.Join(ports, " "))
+	return err
+}
+
+// runPids prints a process and all its descendants, one pid a line.
+func runPids(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pids", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pos, err := parse(fs, args, 1, "PID")
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(pos[0])
+	if err != nil {
+		return fmt.Errorf("%q is not a pid", pos[0])
+	}
+	pids, err := bench.Descendants(pid)
+	if err != nil {
+		return err
+	}
+	for _, p := range pids {
+		fmt.Fprintln(stdout, p)
+	}
+	return nil
+}

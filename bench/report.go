@@ -1,0 +1,327 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Report writes the results of one run as one markdown table, a column per
+// entry of columns in that order and a row per measurement, then the notes
+// (errors, skipped columns) and the ratios of pier to the other proxies.
+func Report(w io.Writer, results []Result, columns []string) error {
+	t := newTable(results)
+	p := &printer{w: w}
+	p.printf("| | %s |\n", strings.Join(columns, " | "))
+	p.printf("|---|%s\n", strings.Repeat("---:|", len(columns)))
+	for _, row := range t.rows() {
+		cells := make([]string, len(columns))
+		for i, col := range columns {
+			cells[i] = t.cell(col, row)
+		}
+		p.printf("| %s | %s |\n", row.label, strings.Join(cells, " | "))
+	}
+	if notes := t.notes(columns); len(notes) > 0 {
+		p.printf("\nNotes:\n")
+		for _, n := range notes {
+			p.printf("- %s\n", n)
+		}
+	}
+	p.printf("\nRatios (pier / other):\n")
+	for _, line := range t.ratios() {
+		p.printf("- %s\n", line)
+	}
+	return p.err
+}
+
+// printer writes formatted text and keeps the first error.
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) printf(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+// table indexes results by column and row key.
+type table struct {
+	byKey   map[string]map[string]Result // column → key → result
+	skipped map[string]string            // column → why it was not run
+	failed  map[string]string            // column → why it could not run (did not build or start)
+	params  map[string]Result            // key → the first result for it, for its label
+	rrKeys  []int                        // client counts of the rr rows, ascending
+}
+
+// key names a row group: the test, and for rr the number of clients.
+func key(r Result) string {
+	if r.Test == "rr" {
+		return fmt.Sprintf("rr/%d", r.Workers)
+	}
+	return r.Test
+}
+
+func newTable(results []Result) *table {
+	t := &table{
+		byKey:   make(map[string]map[string]Result),
+		skipped: make(map[string]string),
+		failed:  make(map[string]string),
+		params:  make(map[string]Result),
+	}
+	for _, r := range results {
+		if r.Test == "" || r.Test == "*" {
+			if r.Error != "" {
+				t.failed[r.Column] = r.Error
+			} else {
+				t.skipped[r.Column] = r.Skipped
+			}
+			continue
+		}
+		if t.byKey[r.Column] == nil {
+			t.byKey[r.Column] = make(map[string]Result)
+		}
+		k := key(r)
+		t.byKey[r.Column][k] = r
+		// Label a row with the parameters of a result that ran: a
+		// skipped or failed one may not carry them.
+		if p, ok := t.params[k]; !ok || p.Error != "" || p.Skipped != "" {
+			t.params[k] = r
+		}
+		if r.Test == "rr" && !slices.Contains(t.rrKeys, r.Workers) {
+			t.rrKeys = append(t.rrKeys, r.Workers)
+		}
+	}
+	slices.Sort(t.rrKeys)
+	return t
+}
+
+// row is one line of the table: a label and how to show a result in it.
+type row struct {
+	label string
+	key   string
+	show  func(Result) string
+}
+
+func (t *table) rows() []row {
+	var rows []row
+	b := t.params["bulk"]
+	rows = append(rows, row{
+		label: fmt.Sprintf("bulk MB/s (%d streams × %d MiB each way)", b.Streams, b.MiB),
+		key:   "bulk",
+		show:  func(r Result) string { return num(r.MBps) },
+	})
+	c := t.params["cps"]
+	rows = append(rows, row{
+		label: fmt.Sprintf("connections/s (%d workers, %gs)", c.Workers, c.Seconds),
+		key:   "cps",
+		show:  withErrors(func(r Result) string { return num(r.PerSec) }),
+	})
+	for _, n := range t.rrKeys {
+		k := fmt.Sprintf("rr/%d", n)
+		p := t.params[k]
+		rows = append(rows,
+			row{
+				label: fmt.Sprintf("req/s, %s (64 B, %gs)", clients(n), p.Seconds),
+				key:   k,
+				show:  withErrors(func(r Result) string { return num(r.PerSec) }),
+			},
+			row{
+				label: fmt.Sprintf("p50 / p99 µs, %s", clients(n)),
+				key:   k,
+				show:  func(r Result) string { return num(r.P50us) + " / " + num(r.P99us) },
+			})
+	}
+	idle := "idle KB/conn"
+	if n := t.params["idle"].Conns; n > 0 {
+		idle += fmt.Sprintf(" (%d conns)", n)
+	}
+	rows = append(rows,
+		row{
+			label: idle,
+			key:   "idle",
+			show:  func(r Result) string { return fmt.Sprintf("%.1f", r.KBPerConn) },
+		},
+		row{
+			label: "idle fds/conn",
+			key:   "idle",
+			show:  func(r Result) string { return fmt.Sprintf("%.2f", r.FDPerConn) },
+		})
+	return rows
+}
+
+func clients(n int) string {
+	if n == 1 {
+		return "1 client"
+	}
+	return fmt.Sprintf("%d clients", n)
+}
+
+// withErrors adds the count of failed operations to a cell that has any.
+func withErrors(show func(Result) string) func(Result) string {
+	return func(r Result) string {
+		if r.Errors > 0 {
+			return fmt.Sprintf("%s (%d err)", show(r), r.Errors)
+		}
+		return show(r)
+	}
+}
+
+// num formats a measurement: whole numbers from 100 up, one decimal below.
+func num(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func (t *table) cell(col string, rw row) string {
+	r, ok := t.byKey[col][rw.key]
+	if !ok {
+		if _, failed := t.failed[col]; failed {
+			return "error"
+		}
+		if reason, skipped := t.skipped[col]; skipped {
+			return skipWord(reason)
+		}
+	}
+	switch {
+	case !ok:
+		return "–"
+	case r.Skipped != "":
+		return skipWord(r.Skipped)
+	case r.Error != "":
+		return "error"
+	}
+	return rw.show(r)
+}
+
+// skipWord is what a cell says for a test that was not run: "n/a" when it
+// does not apply (idle cost of no proxy), "skipped" otherwise.
+func skipWord(reason string) string {
+	if strings.HasPrefix(reason, "n/a") {
+		return "n/a"
+	}
+	return "skipped"
+}
+
+// notes lists why cells say error or skipped, and the first failure behind
+// any error counts, in column order.
+func (t *table) notes(columns []string) []string {
+	var out []string
+	for _, col := range columns {
+		if reason, ok := t.failed[col]; ok {
+			out = append(out, fmt.Sprintf("%s: error: %s", col, clip(reason)))
+		}
+		if reason, ok := t.skipped[col]; ok {
+			out = append(out, fmt.Sprintf("%s: %s", col, clip(reason)))
+		}
+		keys := make([]string, 0, len(t.byKey[col]))
+		for k := range t.byKey[col] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			r := t.byKey[col][k]
+			switch {
+			case r.Error != "":
+				out = append(out, fmt.Sprintf("%s %s: error: %s", col, k, clip(r.Error)))
+			case r.Errors > 0:
+				out = append(out, fmt.Sprintf("%s %s: %d failed, first: %s", col, k, r.Errors, clip(r.FirstError)))
+			}
+		}
+	}
+	return out
+}
+
+func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}
+
+// ratios says how pier compares: throughput and rates against gocopy,
+// haproxy and nginx (above 1 pier is faster), latency against haproxy and
+// nginx (below 1 pier is quicker), and the idle cost against the targets of
+// DESIGN.md: fewer KB than HAProxy, no descriptor beyond the two sockets.
+func (t *table) ratios() []string {
+	pier, ok := t.byKey["pier"]
+	if !ok || len(pier) == 0 {
+		return []string{"no pier results: no ratios (see notes)"}
+	}
+	others := []string{"gocopy", "haproxy", "nginx"}
+	var out []string
+	rate := func(label, k string, v func(Result) float64) {
+		var parts []string
+		for _, o := range others {
+			if s, ok := t.ratio(pier, o, k, v); ok {
+				parts = append(parts, fmt.Sprintf("pier/%s %s", o, s))
+			}
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s: %s (higher is better)", label, strings.Join(parts, ", ")))
+		}
+	}
+	rate("bulk throughput", "bulk", func(r Result) float64 { return r.MBps })
+	rate("connections/s", "cps", func(r Result) float64 { return r.PerSec })
+	for _, n := range t.rrKeys {
+		rate("req/s, "+clients(n), fmt.Sprintf("rr/%d", n), func(r Result) float64 { return r.PerSec })
+	}
+	for _, n := range t.rrKeys {
+		k := fmt.Sprintf("rr/%d", n)
+		var parts []string
+		for _, o := range others[1:] {
+			p50, ok50 := t.ratio(pier, o, k, func(r Result) float64 { return r.P50us })
+			p99, ok99 := t.ratio(pier, o, k, func(r Result) float64 { return r.P99us })
+			if ok50 && ok99 {
+				parts = append(parts, fmt.Sprintf("pier/%s %s / %s", o, p50, p99))
+			}
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("p50 / p99 latency, %s: %s (lower is better)", clients(n), strings.Join(parts, ", ")))
+		}
+	}
+	if pi, ok := usable(pier, "idle"); ok {
+		line := fmt.Sprintf("idle KB/conn: pier %.1f", pi.KBPerConn)
+		if h, ok := usable(t.byKey["haproxy"], "idle"); ok {
+			line += fmt.Sprintf(", haproxy %.1f: target (below haproxy) %s", h.KBPerConn, verdict(pi.KBPerConn < h.KBPerConn))
+		} else {
+			line += ": no haproxy result to compare with"
+		}
+		out = append(out, line)
+		// A few pooled pipes or timers over thousands of connections round
+		// to nothing; a descriptor per connection shows as 3.00.
+		out = append(out, fmt.Sprintf("idle fds/conn: pier %.2f: target (2, its two sockets) %s", pi.FDPerConn, verdict(pi.FDPerConn <= 2.02)))
+	}
+	return out
+}
+
+// ratio formats pier's value of k over other's, if both were measured.
+func (t *table) ratio(pier map[string]Result, other, k string, v func(Result) float64) (string, bool) {
+	p, ok := usable(pier, k)
+	if !ok {
+		return "", false
+	}
+	o, ok := usable(t.byKey[other], k)
+	if !ok || v(o) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%.2f", v(p)/v(o)), true
+}
+
+// usable returns the result for k if it was measured without error.
+func usable(m map[string]Result, k string) (Result, bool) {
+	r, ok := m[k]
+	return r, ok && r.Error == "" && r.Skipped == ""
+}
+
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
+}

@@ -1,0 +1,38 @@
+// Package config loads and validates pier's YAML configuration file.
+//
+// It stands at the edge of the system. The application layer
+// (internal/app) is the only package that imports it: it loads a file with
+// Load, compiles the Config into the immutable route table the data path
+// reads, and swaps that table in. config imports none of pier's packages.
+// A file is validated whole before anything uses it, so a bad file never
+// replaces a good running configuration: on SIGHUP the errors are logged
+// and the old table stays in force.
+//
+//	cfg, err := config.Load("/etc/pier/pier.yaml")
+//	var errs config.Errors
+//	if errors.As(err, &errs) {
+//		for _, e := range errs {
+//			fmt.Fprintln(os.Stderr, e) // pier.yaml:7:19: idle_timeout: "soon" is not a duration (like 300ms, 5s, 1m30s, 2h)
+//		}
+//		os.Exit(2)
+//	}
+//	if err != nil { // the file could not be read
+//		...
+//	}
+//	d, err := app.Start(cfg, log)
+//
+// A Config returned without error is complete: defaults are filled in,
+// every route has a name, at least one listen address and at least one
+// upstream, and no two listen addresses would collide at bind time.
+//
+// The file is decoded into a YAML node tree and walked by hand, not
+// decoded into structs: that is what lets unknown fields, duplicate keys,
+// wrong types and semantic errors all carry the line and column of the
+// node at fault, and lets every error in the file be reported, not just the
+// first. (yaml's own struct decoding stops at the first duplicate key,
+// gives lines without columns, and does not apply KnownFields inside a
+// custom UnmarshalYAML.)
+//
+// The schema lives in three tables, configFields, routeFields and
+// upstreamFields: a new field is a struct field and one line in its table.
+package config
