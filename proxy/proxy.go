@@ -53,7 +53,6 @@ type Server struct {
 	log   *slog.Logger
 	loops []*relay.Loop
 	wg    sync.WaitGroup // loop and listener goroutines
-	next  atomic.Uint64  // round robin over loops
 	ids   atomic.Uint64  // session ids
 
 	table    atomic.Pointer[route.Table]
@@ -71,7 +70,30 @@ type Server struct {
 type listener struct {
 	*listen.Listener
 	key   string
-	pause func(error) // for relay.Params.LocalError
+	ready func(*relay.Loop)        // accepts on a loop; see accept
+	pause func(*relay.Loop, error) // for relay.Params.LocalError
+}
+
+// acceptBatch bounds the clients one loop accepts per turn, so that a
+// flood of connections cannot starve the sessions already on it.
+const acceptBatch = 32
+
+// accept takes the clients waiting on ln, on loop's goroutine.
+func (s *Server) accept(ln *listener, loop *relay.Loop) {
+	for range acceptBatch {
+		fd, client, pause, err := ln.Accept()
+		if err == nil {
+			s.serve(ln, loop, fd, client)
+			continue
+		}
+		if pause > 0 {
+			loop.PauseWatch(ln.Fd(), pause)
+		}
+		if err == unix.EAGAIN || pause > 0 {
+			return
+		}
+		// The client gave up before we took it: try the next one.
+	}
 }
 
 // New starts a server's relay loops. It serves nothing until Apply.
@@ -82,7 +104,7 @@ func New(opts Options) (*Server, error) {
 	}
 	n := opts.Loops
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = runtime.NumCPU()
 	}
 	s := &Server{log: log, listeners: make(map[string]*listener)}
 	for range n {
@@ -101,10 +123,10 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// serve is the data path for one accepted client. It runs on the accept
-// loop's goroutine and never blocks: dialing and relaying happen on a
-// relay loop.
-func (s *Server) serve(ln *listener, fd int, client netip.AddrPort) {
+// serve is the data path for one accepted client. It runs on the relay
+// loop that accepted the client, which from here on dials, relays and
+// finishes the session; nothing in it blocks.
+func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.AddrPort) {
 	// route: the table in force when the client arrived decides everything
 	// that follows, even if a reload swaps it a moment later.
 	rt := s.table.Load().Lookup(ln.key)
@@ -133,8 +155,7 @@ func (s *Server) serve(ln *listener, fd int, client netip.AddrPort) {
 	// dial, relay, finish: the relay loop connects without blocking, moves
 	// the bytes until both sides are done, and calls Done with the record.
 	s.sessions.Add(1)
-	loop := s.loops[s.next.Add(1)%uint64(len(s.loops))]
-	loop.Start(&relay.Params{
+	loop.Begin(&relay.Params{
 		Client:           fd,
 		Target:           m.Target,
 		Upstream:         m.Address,
@@ -187,26 +208,35 @@ func (s *Server) Apply(t *route.Table) error {
 	s.table.Store(t)
 	for key, ln := range opened {
 		s.listeners[key] = ln
-		s.wg.Go(func() {
-			if err := ln.Serve(func(fd int, c netip.AddrPort) { s.serve(ln, fd, c) }); err != nil {
-				s.log.Error("listener stopped", "listen", ln.Addr().String(), "error", err)
+		for _, loop := range s.loops {
+			if err := loop.Watch(ln.Fd(), ln.ready); err != nil {
+				s.log.Error("cannot accept on a loop", "listen", ln.Addr().String(), "error", err)
 			}
-		})
+		}
 	}
 	for key, ln := range s.listeners {
 		if t.Lookup(key) == nil {
-			ln.Close()
+			s.closeListener(ln)
 			delete(s.listeners, key)
 		}
 	}
 	return nil
 }
 
+// closeListener stops every loop accepting on ln, then closes it.
+func (s *Server) closeListener(ln *listener) {
+	for _, loop := range s.loops {
+		loop.Unwatch(ln.Fd())
+	}
+	ln.Close()
+}
+
 func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 	l := &listener{Listener: ln, key: key}
-	l.pause = func(err error) {
+	l.ready = func(loop *relay.Loop) { s.accept(l, loop) }
+	l.pause = func(loop *relay.Loop, err error) {
 		s.localErrors.Add(1)
-		ln.Pause(localErrorPause)
+		loop.PauseWatch(ln.Fd(), max(ln.Backoff(err), localErrorPause))
 	}
 	return l
 }
@@ -247,18 +277,13 @@ func (s *Server) Live() int64 {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopped = true
-	closing := make([]*listener, 0, len(s.listeners))
+	// Once no loop accepts on a listener, every session it took has been
+	// counted, and the wait for sessions can begin.
 	for key, ln := range s.listeners {
-		ln.Close()
-		closing = append(closing, ln)
+		s.closeListener(ln)
 		delete(s.listeners, key)
 	}
 	s.mu.Unlock()
-	// Every accept in progress has handed its client on before the wait
-	// for sessions begins.
-	for _, ln := range closing {
-		<-ln.Done()
-	}
 
 	drained := make(chan struct{})
 	go func() {

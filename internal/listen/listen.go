@@ -1,15 +1,18 @@
-// Package listen runs pier's accept loops: one goroutine per listening
-// socket, handing each accepted client socket, already non-blocking and
-// with pier's socket options, to a handler that must not block.
+// Package listen opens pier's listening sockets and accepts on them. The
+// relay loops watch each listening socket and call Accept when clients are
+// waiting, so an accepted socket never joins Go's poller: the loop that
+// accepted it owns it. Accepted sockets come out non-blocking and, copied
+// by Linux from the listening socket, with pier's socket options.
 //
 // Accept errors never spin: when the process is out of descriptors or
-// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop backs off, from 5ms
-// doubling up to 1s, and logs at most once per interval how many errors it
-// saw. Pause lets the data path ask for the same backoff when it runs out
-// of something itself (ephemeral ports, say).
+// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), Accept says how long to stop
+// accepting, from 5ms doubling up to 1s while the errors go on, and logs
+// at most once per 5s how many it saw. Backoff lets the data path ask for
+// the same when it runs out of something itself (ephemeral ports, say).
 //
 //	ln, err := listen.Open("127.0.0.1:9090", logger)
-//	go ln.Serve(func(fd int, client netip.AddrPort) { ... })
+//	...
+//	fd, client, pause, err := ln.Accept() // when ln.Fd() is readable
 //	...
 //	ln.Close()
 package listen
@@ -19,10 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,17 +39,18 @@ const (
 	logEvery = 5 * time.Second
 )
 
-// A Listener is one listening TCP socket and its accept loop.
+// A Listener is one listening TCP socket.
 type Listener struct {
 	log  *slog.Logger
 	addr netip.AddrPort
-	file *os.File
-	raw  syscall.RawConn
+	fd   int
 
 	closeOnce sync.Once
-	closed    chan struct{}
-	served    chan struct{} // closed when Serve returns
-	pauseTill atomic.Int64  // unix nanos before which no accept happens
+
+	mu       sync.Mutex // guards the backoff state, shared by the loops
+	backoff  time.Duration
+	failures int
+	lastLog  time.Time
 }
 
 // Open listens on addr ("host:port"; an empty host listens on every
@@ -62,29 +63,31 @@ func Open(addr string, log *slog.Logger) (*Listener, error) {
 	}
 	tl := ln.(*net.TCPListener)
 	local := tl.Addr().(*net.TCPAddr).AddrPort()
-	// The copy File makes is a pollable descriptor whose raw Read works,
-	// unlike a net.Listener's: the accept loop calls accept4 itself so
-	// that accepted sockets never join Go's poller.
-	file, err := tl.File()
+	// net.Listen resolves the address and sets up dual-stack sockets. A
+	// duplicate of its descriptor is then ours alone: closing the original
+	// takes it out of Go's poller, and the relay loops watch the copy.
+	raw, err := tl.SyscallConn()
+	fd := -1
+	if err == nil {
+		cerr := raw.Control(func(orig uintptr) {
+			fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+		})
+		if err == nil {
+			err = cerr
+		}
+	}
 	tl.Close()
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	raw, err := file.SyscallConn()
-	if err == nil {
-		err = raw.Control(func(fd uintptr) { err = sockopt.Tune(int(fd)) })
-	}
-	if err != nil {
-		file.Close()
+	if err := sockopt.Tune(fd); err != nil {
+		unix.Close(fd)
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return &Listener{
-		log:    log.With("listen", local.String()),
-		addr:   netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
-		file:   file,
-		raw:    raw,
-		closed: make(chan struct{}),
-		served: make(chan struct{}),
+		log:  log.With("listen", local.String()),
+		addr: netip.AddrPortFrom(local.Addr().Unmap(), local.Port()),
+		fd:   fd,
 	}, nil
 }
 
@@ -92,98 +95,50 @@ func Open(addr string, log *slog.Logger) (*Listener, error) {
 // the configured one was 0).
 func (l *Listener) Addr() netip.AddrPort { return l.addr }
 
-// Pause stops accepting for d, unless a longer pause is already on.
-func (l *Listener) Pause(d time.Duration) {
-	till := time.Now().Add(d).UnixNano()
-	for {
-		cur := l.pauseTill.Load()
-		if cur >= till || l.pauseTill.CompareAndSwap(cur, till) {
-			return
-		}
-	}
-}
+// Fd returns the listening descriptor, for the relay loops to watch.
+func (l *Listener) Fd() int { return l.fd }
 
-// Close stops the accept loop and closes the listening socket, and waits
-// for Serve to return if it is running. Clients not yet accepted are
-// refused by the kernel.
+// Close closes the listening socket; clients not yet accepted are refused
+// by the kernel. Callers stop watching Fd first.
 func (l *Listener) Close() error {
-	var err error
-	l.closeOnce.Do(func() {
-		close(l.closed)
-		err = l.file.Close()
-	})
+	var err error = unix.EBADF
+	l.closeOnce.Do(func() { err = unix.Close(l.fd) })
 	return err
 }
 
-// Done is closed when Serve has returned.
-func (l *Listener) Done() <-chan struct{} { return l.served }
-
-// Serve accepts clients until Close, calling handle for each on the accept
-// loop's goroutine; handle owns fd. Serve returns nil after Close, or the
-// error that made accepting impossible.
-func (l *Listener) Serve(handle func(fd int, client netip.AddrPort)) error {
-	defer close(l.served)
-	backoff := time.Duration(0)
-	var failures int
-	var lastLog time.Time
-	for {
-		if !l.waitPause() {
-			return nil
-		}
-		var nfd int
-		var sa unix.Sockaddr
-		var aerr error
-		err := l.raw.Read(func(fd uintptr) bool {
-			nfd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			return aerr != unix.EAGAIN
-		})
-		if err != nil {
-			select {
-			case <-l.closed:
-				return nil
-			default:
-				return fmt.Errorf("listen %s: %w", l.addr, err)
-			}
-		}
-		switch {
-		case aerr == nil:
-			backoff = 0
-			handle(nfd, dial.AddrPort(sa))
-			continue
-		case aerr == unix.ECONNABORTED || aerr == unix.EINTR || aerr == unix.EPROTO:
-			continue // the client gave up first; nothing of ours is wrong
-		case aerr == unix.EMFILE || aerr == unix.ENFILE || aerr == unix.ENOBUFS || aerr == unix.ENOMEM:
-			failures++
-			if now := time.Now(); now.Sub(lastLog) >= logEvery {
-				l.log.Warn("accept failing, backing off", "error", aerr, "failures", failures)
-				lastLog, failures = now, 0
-			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			l.Pause(backoff)
-		default:
-			return fmt.Errorf("listen %s: accept: %w", l.addr, aerr)
-		}
+// Accept takes one waiting client. It returns unix.EAGAIN when none is
+// waiting. When accepting fails for lack of resources it returns the error
+// and how long the caller should stop accepting; other errors that are the
+// client's (it gave up first) come back with a zero pause, to be ignored.
+func (l *Listener) Accept() (fd int, client netip.AddrPort, pause time.Duration, err error) {
+	nfd, sa, err := unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	switch err {
+	case nil:
+		l.mu.Lock()
+		l.backoff = 0
+		l.mu.Unlock()
+		return nfd, dial.AddrPort(sa), 0, nil
+	case unix.EAGAIN, unix.ECONNABORTED, unix.EINTR, unix.EPROTO:
+		return -1, netip.AddrPort{}, 0, err
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+		return -1, netip.AddrPort{}, l.Backoff(err), err
+	default:
+		// Unexpected: say so, and do not spin on it either.
+		return -1, netip.AddrPort{}, l.Backoff(err), err
 	}
 }
 
-// waitPause sleeps out a pause. It reports false if the listener closed.
-func (l *Listener) waitPause() bool {
-	for {
-		d := time.Until(time.Unix(0, l.pauseTill.Load()))
-		if d <= 0 {
-			select {
-			case <-l.closed:
-				return false
-			default:
-				return true
-			}
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-l.closed:
-			t.Stop()
-			return false
-		case <-t.C:
-		}
+// Backoff records a failure to serve a client for lack of pier's own
+// resources and returns how long to stop accepting: 5ms at first, doubling
+// while failures go on, up to 1s.
+func (l *Listener) Backoff(err error) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures++
+	if now := time.Now(); now.Sub(l.lastLog) >= logEvery {
+		l.log.Warn("accept failing, backing off", "error", err, "failures", l.failures)
+		l.lastLog, l.failures = now, 0
 	}
+	l.backoff = min(max(2*l.backoff, minBackoff), maxBackoff)
+	return l.backoff
 }

@@ -3,7 +3,6 @@ package listen
 import (
 	"log/slog"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -17,20 +16,23 @@ func TestAcceptedSocketOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan int, 1)
-	go ln.Serve(func(fd int, _ netip.AddrPort) { got <- fd })
+	defer ln.Close()
+	if _, _, _, err := ln.Accept(); err != unix.EAGAIN {
+		t.Fatalf("accept with nobody waiting: %v, want EAGAIN", err)
+	}
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var fd int
-	select {
-	case fd = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("nothing accepted")
+	fd, client, _, err := ln.Accept() // the handshake is done when Dial returns
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer unix.Close(fd)
+	if client.String() != c.LocalAddr().String() {
+		t.Errorf("client %v, want %v", client, c.LocalAddr())
+	}
 	for _, o := range []struct {
 		name       string
 		level, opt int
@@ -50,25 +52,34 @@ func TestAcceptedSocketOptions(t *testing.T) {
 	if flags&unix.O_NONBLOCK == 0 {
 		t.Error("accepted socket is blocking")
 	}
-	ln.Close()
-	<-ln.Done()
 }
 
-// Close ends Serve, which returns nil.
-func TestCloseEndsServe(t *testing.T) {
+// Backoff doubles from 5ms while failures go on, up to 1s, and a success
+// starts it over.
+func TestBackoff(t *testing.T) {
 	ln, err := Open("127.0.0.1:0", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- ln.Serve(func(fd int, _ netip.AddrPort) { unix.Close(fd) }) }()
-	ln.Close()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after Close")
+	defer ln.Close()
+	var got []time.Duration
+	for range 10 {
+		got = append(got, ln.Backoff(unix.EMFILE))
+	}
+	if got[0] != minBackoff || got[1] != 2*minBackoff || got[9] != maxBackoff {
+		t.Errorf("backoffs %v", got)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fd, _, _, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	if d := ln.Backoff(unix.EMFILE); d != minBackoff {
+		t.Errorf("after a success the backoff is %v, want %v", d, minBackoff)
 	}
 }

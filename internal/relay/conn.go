@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -40,7 +41,7 @@ type Params struct {
 	Done func(*session.Record)
 	// LocalError, if set, is called on the loop when a dial fails for lack
 	// of pier's own resources, so the caller can slow accepting down.
-	LocalError func(error)
+	LocalError func(*Loop, error)
 }
 
 // Session states.
@@ -100,6 +101,8 @@ type conn struct {
 	cancel      context.CancelFunc // ends a lookup in progress, if any
 }
 
+var errLoopClosed = errors.New("relay: loop closed")
+
 // Start hands a new session to the loop. Safe to call from any goroutine.
 // If the loop has been closed the client socket is closed and Done is
 // called with session.Shutdown.
@@ -110,6 +113,10 @@ func (l *Loop) Start(p *Params) {
 		p.Done(p.Record)
 	}
 }
+
+// Begin starts a session from the loop's own goroutine: from the ready
+// function of a Watch. Anywhere else, use Start.
+func (l *Loop) Begin(p *Params) { l.begin(p) }
 
 func (l *Loop) begin(p *Params) {
 	l.nextGen = (l.nextGen + 1) & (1<<30 - 1)
@@ -178,7 +185,7 @@ func (c *conn) dial() {
 func (c *conn) dialFailed(err error) {
 	if dial.IsLocal(err) {
 		if c.p.LocalError != nil {
-			c.p.LocalError(err)
+			c.p.LocalError(c.l, err)
 		}
 		c.finish(session.LocalError, err, false)
 		return

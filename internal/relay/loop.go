@@ -11,9 +11,14 @@
 // stops reading its source). Idle, half-close and connect timeouts live in
 // one timer heap per loop.
 //
-// The loop's goroutine parks in Go's network poller on the epoll descriptor
-// itself, so it is scheduled like any other network wait. Other goroutines
-// talk to it only through Start and CloseAll, which queue work and wake it.
+// The loop's goroutine waits in epoll_wait itself, so the kernel wakes the
+// thread that handles the event directly, with no hop through Go's
+// scheduler: this is what keeps pier's request/response latency at the
+// level of C proxies. Listening sockets are watched by the loops too
+// (Watch), so a client is accepted, dialed for and relayed on one loop,
+// with no handoff between goroutines. Other goroutines talk to a loop only
+// through Start, Watch, Unwatch, CloseAll and Close, which queue work and
+// wake it through an eventfd.
 //
 //	l, _ := relay.New(logger)
 //	go l.Run()
@@ -21,13 +26,10 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,8 +41,12 @@ import (
 // for the next turn of the loop.
 const maxEvents = 256
 
-// wakeSlot marks the eventfd's epoll entry; session entries use their slot.
-const wakeSlot = -1
+// wakeSlot marks the eventfd's epoll entry; session entries use their slot,
+// and watched listeners watchBase-index.
+const (
+	wakeSlot  = -1
+	watchBase = -2
+)
 
 // A Loop runs sessions on one epoll instance. Create it with New, run it with
 // Run on a goroutine of its own, and stop it with Close once it holds no
@@ -48,11 +54,9 @@ const wakeSlot = -1
 type Loop struct {
 	log   *slog.Logger
 	epfd  int
-	file  *os.File        // epfd, so the Go poller can wait on it
-	raw   syscall.RawConn // file's raw access, for the readiness wait
-	wake  int             // eventfd that other goroutines write to wake the loop
-	start time.Time       // the loop's clock starts here
-	now   time.Duration   // time since start, read once per turn of the loop
+	wake  int           // eventfd that other goroutines write to wake the loop
+	start time.Time     // the loop's clock starts here
+	now   time.Duration // time since start, read once per turn of the loop
 
 	mu      sync.Mutex
 	posted  []func() // work queued by other goroutines, run on the loop
@@ -65,12 +69,16 @@ type Loop struct {
 	runq    []*conn // sessions that used their turn's budget and have more to do
 	pipes   []*pipe
 	events  [maxEvents]unix.EpollEvent
-	due     time.Time // the read deadline set on file, to avoid resetting it
 	nextGen uint32
+	watches []*watch // listening sockets, by index; nil when removed
+}
 
-	probe    func(uintptr) bool // l.probeEpoll, bound once
-	ready    int                // what the last probe found
-	readyErr error
+// A watch is a listening socket the loop accepts on.
+type watch struct {
+	fd     int
+	ready  func(*Loop)
+	paused bool
+	resume time.Duration // when a paused watch is re-armed
 }
 
 // New creates a loop. It fails only when the system refuses an epoll
@@ -91,23 +99,7 @@ func New(log *slog.Logger) (*Loop, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("relay: epoll_ctl: %w", err)
 	}
-	// A non-blocking descriptor handed to os.NewFile joins Go's poller: the
-	// loop then parks on it like any goroutine waiting for a socket.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		unix.Close(wake)
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	file := os.NewFile(uintptr(epfd), "epoll")
-	raw, err := file.SyscallConn()
-	if err != nil {
-		file.Close()
-		unix.Close(wake)
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	l := &Loop{log: log, epfd: epfd, file: file, raw: raw, wake: wake, start: time.Now()}
-	l.probe = l.probeEpoll
-	return l, nil
+	return &Loop{log: log, epfd: epfd, wake: wake, start: time.Now()}, nil
 }
 
 // Live returns how many sessions the loop holds.
@@ -173,39 +165,23 @@ func (l *Loop) Run() error {
 		}
 		l.runQueued()
 		l.expire()
+		l.resumeWatches()
 	}
 }
 
 // wait returns the next batch of events. It blocks only when the loop has
 // nothing left to do this turn, and then no longer than the next timer.
 func (l *Loop) wait() (int, error) {
-	if len(l.runq) > 0 || l.expired() {
-		return l.epollWait()
+	timeout := -1
+	if len(l.runq) > 0 {
+		timeout = 0
+	} else if due, ok := l.nextDue(); ok {
+		// epoll_wait counts milliseconds: round up, so a timer is never
+		// checked before it is due.
+		timeout = int(max(due-time.Since(l.start)+time.Millisecond-1, 0) / time.Millisecond)
 	}
-	l.setDeadline()
-	l.ready, l.readyErr = 0, nil
-	err := l.raw.Read(l.probe)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("relay: wait: %w", err)
-	}
-	return l.ready, l.readyErr
-}
-
-// probe is the readiness check the loop parks on. Go's poller is
-// edge-triggered and was re-armed before the probe runs, so events that
-// arrive after it still wake the loop; returning false parks it until they
-// do. It is a method value made once, so that waiting allocates nothing.
-func (l *Loop) probeEpoll(uintptr) bool {
-	l.ready, l.readyErr = l.epollWait()
-	return l.ready > 0 || l.readyErr != nil
-}
-
-func (l *Loop) epollWait() (int, error) {
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events[:], 0)
+		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -216,17 +192,19 @@ func (l *Loop) epollWait() (int, error) {
 	}
 }
 
-// setDeadline bounds the next wait by the earliest timer.
-func (l *Loop) setDeadline() {
-	var due time.Time
+// nextDue returns the earliest timer or paused watch.
+func (l *Loop) nextDue() (time.Duration, bool) {
+	var due time.Duration
+	ok := false
 	if c := l.timers.next(); c != nil {
-		due = l.start.Add(c.due)
+		due, ok = c.due, true
 	}
-	if due.Equal(l.due) {
-		return
+	for _, w := range l.watches {
+		if w != nil && w.paused && (!ok || w.resume < due) {
+			due, ok = w.resume, true
+		}
 	}
-	l.due = due
-	l.file.SetReadDeadline(due)
+	return due, ok
 }
 
 // dispatch hands one readiness event to its session.
@@ -234,6 +212,14 @@ func (l *Loop) dispatch(ev *unix.EpollEvent) {
 	if ev.Fd == wakeSlot {
 		var buf [8]byte
 		unix.Read(l.wake, buf[:])
+		return
+	}
+	if ev.Fd <= watchBase {
+		if i := int(watchBase - ev.Fd); i < len(l.watches) {
+			if w := l.watches[i]; w != nil && !w.paused {
+				w.ready(l)
+			}
+		}
 		return
 	}
 	c := l.slots[ev.Fd]
@@ -268,11 +254,6 @@ func (l *Loop) runQueued() {
 			c.pump()
 		}
 	}
-}
-
-func (l *Loop) expired() bool {
-	c := l.timers.next()
-	return c != nil && c.due <= time.Since(l.start)
 }
 
 // expire ends the sessions whose deadline has passed and pushes back the
@@ -312,7 +293,7 @@ func (l *Loop) shutdown() {
 	}
 	l.pipes = nil
 	unix.Close(l.wake)
-	l.file.Close()
+	unix.Close(l.epfd)
 }
 
 // add registers one of c's sockets with the loop's epoll, edge-triggered:
