@@ -771,3 +771,17 @@ func TestResolveFails(t *testing.T) {
 	c.Read(make([]byte, 1))
 	wantReason(t, recs.Next(t, wait), "resolve_failed")
 }
+
+// A request and its FIN that arrive together, before the upstream is even
+// connected, are both delivered: the FIN is not lost behind the data.
+func TestDataAndFINTogether(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	srv, _ := start(t, newRoute(t, "r", up.Addr()))
+	addr := srv.Addrs("r")[0].String()
+	for i := range 200 {
+		got, err := roundTrip(addr)
+		if err != nil || got != "q" {
+			t.Fatalf("exchange %d: %q, %v", i, got, err)
+		}
+	}
+}

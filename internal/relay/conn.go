@@ -64,6 +64,7 @@ type side struct {
 	fd       int
 	readable bool
 	writable bool
+	hup      bool // epoll has reported the peer's FIN or an error
 }
 
 // A flow is one direction of a session: bytes read from src, spliced
@@ -74,6 +75,7 @@ type flow struct {
 	inPipe   int   // bytes read into pipe and not yet written
 	eof      bool  // src has sent FIN
 	shut     bool  // the FIN has been passed on to dst
+	bulk     bool  // the last read filled the scratch buffer: splice until EAGAIN
 	bytes    int64 // delivered to dst
 }
 
@@ -202,6 +204,9 @@ func (c *conn) ready(which int, events uint32) {
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		s.readable = true
 	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		s.hup = true
+	}
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		s.writable = true
 	}
@@ -281,10 +286,17 @@ type flowError struct {
 	err    error
 }
 
-// move runs one direction of c: splice from src into the pipe, from the
-// pipe into dst, until the kernel says wait (EAGAIN) on either socket or
-// budget bytes have moved. It reports whether it stopped for the budget
-// with more to do. An idle direction gives its pipe back.
+// move runs one direction of c until the kernel says wait (EAGAIN) on
+// either socket or budget bytes have moved. It reports whether it stopped
+// for the budget with more to do. An idle direction gives its pipe back.
+//
+// A burst starts with read(2) into the loop's scratch buffer and write(2)
+// to dst: for the small messages of request/response traffic that is two
+// system calls, and a short read proves the socket drained, with no third
+// call to see EAGAIN. A read that fills the buffer means bulk: from there
+// the direction splices, socket to pipe to socket, without copying, until
+// the source is drained. Bytes dst could not take wait in the pipe either
+// way.
 func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 	moved := 0
 	for moved < budget {
@@ -317,26 +329,35 @@ func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 		if !f.src.readable {
 			break
 		}
-		if f.pipe == nil {
-			p, err := c.l.getPipe()
-			if err != nil {
-				return false, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
+		if f.bulk {
+			if f.pipe == nil {
+				p, err := c.l.getPipe()
+				if err != nil {
+					return false, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
+				}
+				f.pipe = p
 			}
-			f.pipe = p
-		}
-		n, err := splice(f.src.fd, f.pipe.w, f.pipe.size)
-		if err == unix.EAGAIN {
-			f.src.readable = false
-			break
-		}
-		if err != nil {
-			return false, c.sideError(f.src, err)
-		}
-		if n == 0 {
-			f.eof = true
+			n, err := splice(f.src.fd, f.pipe.w, f.pipe.size)
+			if err == unix.EAGAIN {
+				f.src.readable = false
+				f.bulk = false
+				break
+			}
+			if err != nil {
+				return false, c.sideError(f.src, err)
+			}
+			if n == 0 {
+				f.eof = true
+				continue
+			}
+			f.inPipe = n
 			continue
 		}
-		f.inPipe = n
+		n, ferr := c.copyOnce(f)
+		if ferr != nil {
+			return false, ferr
+		}
+		moved += n
 	}
 	if moved > 0 {
 		c.lastActive = c.l.now
@@ -348,11 +369,89 @@ func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 	return moved >= budget, nil
 }
 
+// copyOnce reads what src has, up to the scratch buffer, and writes it to
+// dst; what dst does not take goes into the pipe. It returns the bytes
+// read.
+func (c *conn) copyOnce(f *flow) (int, *flowError) {
+	buf := c.l.scratch[:]
+	n, err := read(f.src.fd, buf)
+	if err == unix.EAGAIN {
+		f.src.readable = false
+		return 0, nil
+	}
+	if err != nil {
+		return 0, c.sideError(f.src, err)
+	}
+	if n == 0 {
+		f.eof = true
+		return 0, nil
+	}
+	if n < len(buf) {
+		// A short read from TCP leaves its queue empty, and new bytes
+		// will raise a new edge; but a FIN or error that epoll reported
+		// already will not, so the next read must come to see it.
+		if !f.src.hup {
+			f.src.readable = false
+		}
+	} else {
+		f.bulk = true
+	}
+	w := 0
+	if f.dst.writable {
+		w, err = write(f.dst.fd, buf[:n])
+		if err == unix.EAGAIN {
+			w = 0
+			f.dst.writable = false
+		} else if err != nil {
+			return 0, c.sideError(f.dst, err)
+		}
+		f.bytes += int64(w)
+	}
+	if w < n {
+		// dst is full: park the rest in a pipe, which is empty and at
+		// least as large as the scratch buffer, until dst drains.
+		if f.pipe == nil {
+			p, err := c.l.getPipe()
+			if err != nil {
+				return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
+			}
+			f.pipe = p
+		}
+		m, err := write(f.pipe.w, buf[w:n])
+		if err != nil || m != n-w {
+			return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe write: %d of %d bytes: %v", m, n-w, err)}
+		}
+		f.inPipe = m
+		f.dst.writable = false
+	}
+	return n, nil
+}
+
 func (c *conn) sideError(s *side, err error) *flowError {
 	if s == &c.upstream {
 		return &flowError{session.UpstreamReset, err}
 	}
 	return &flowError{session.ClientReset, err}
+}
+
+func read(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+func write(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
 }
 
 func splice(from, to, n int) (int, error) {

@@ -71,7 +71,13 @@ type Loop struct {
 	events  [maxEvents]unix.EpollEvent
 	nextGen uint32
 	watches []*watch // listening sockets, by index; nil when removed
+	scratch [scratchSize]byte
 }
+
+// scratchSize is the loop's one user-space buffer, for reads that turn
+// out small. It must not exceed the smallest pipe (64 KiB), which takes
+// what a full destination leaves over.
+const scratchSize = 32 << 10
 
 // A watch is a listening socket the loop accepts on.
 type watch struct {
