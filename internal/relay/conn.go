@@ -15,7 +15,7 @@ import (
 
 // budget bounds the bytes one direction moves per turn, so that a bulk
 // transfer cannot starve the other sessions on its loop.
-const budget = 1 << 20
+const budget = 2 << 20
 
 // Params describe one session to Start.
 type Params struct {
@@ -72,11 +72,12 @@ type side struct {
 type flow struct {
 	src, dst *side
 	pipe     *pipe
-	inPipe   int   // bytes read into pipe and not yet written
-	eof      bool  // src has sent FIN
-	shut     bool  // the FIN has been passed on to dst
-	bulk     bool  // the last read filled the scratch buffer: splice until EAGAIN
-	bytes    int64 // delivered to dst
+	inPipe   int    // bytes read into pipe and not yet written
+	spill    []byte // bytes a short pipe could not take, after inPipe's
+	eof      bool   // src has sent FIN
+	shut     bool   // the FIN has been passed on to dst
+	bulk     bool   // the last read filled the scratch buffer: splice until EAGAIN
+	bytes    int64  // delivered to dst
 }
 
 // conn is one session on a loop.
@@ -317,6 +318,26 @@ func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 			moved += n
 			continue
 		}
+		if len(f.spill) > 0 {
+			if !f.dst.writable {
+				break
+			}
+			n, err := write(f.dst.fd, f.spill)
+			if err == unix.EAGAIN {
+				f.dst.writable = false
+				break
+			}
+			if err != nil {
+				return false, c.sideError(f.dst, err)
+			}
+			f.spill = f.spill[n:]
+			if len(f.spill) == 0 {
+				f.spill = nil
+			}
+			f.bytes += int64(n)
+			moved += n
+			continue
+		}
 		if f.eof {
 			if !f.shut {
 				f.shut = true
@@ -408,8 +429,11 @@ func (c *conn) copyOnce(f *flow) (int, *flowError) {
 		f.bytes += int64(w)
 	}
 	if w < n {
-		// dst is full: park the rest in a pipe, which is empty and at
-		// least as large as the scratch buffer, until dst drains.
+		// dst is full: park the rest in a pipe until dst drains. The
+		// pipe is empty, and almost always larger than the scratch
+		// buffer; one the kernel cut short (a user past
+		// fs.pipe-user-pages-soft gets two pages) leaves the remainder
+		// to a spill slice, allocated for the occasion.
 		if f.pipe == nil {
 			p, err := c.l.getPipe()
 			if err != nil {
@@ -418,10 +442,13 @@ func (c *conn) copyOnce(f *flow) (int, *flowError) {
 			f.pipe = p
 		}
 		m, err := write(f.pipe.w, buf[w:n])
-		if err != nil || m != n-w {
-			return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe write: %d of %d bytes: %v", m, n-w, err)}
+		if err != nil && err != unix.EAGAIN {
+			return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe write: %w", err)}
 		}
 		f.inPipe = m
+		if w+m < n {
+			f.spill = append([]byte(nil), buf[w+m:n]...)
+		}
 		f.dst.writable = false
 	}
 	return n, nil
@@ -526,6 +553,7 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 			l.putPipe(f.pipe, f.inPipe == 0)
 			f.pipe = nil
 		}
+		f.spill = nil
 	}
 	l.freeSlot(c)
 	l.live.Add(-1)

@@ -75,8 +75,7 @@ type Loop struct {
 }
 
 // scratchSize is the loop's one user-space buffer, for reads that turn
-// out small. It must not exceed the smallest pipe (64 KiB), which takes
-// what a full destination leaves over.
+// out small.
 const scratchSize = 32 << 10
 
 // A watch is a listening socket the loop accepts on.
