@@ -52,7 +52,7 @@ type Options struct {
 type Server struct {
 	log   *slog.Logger
 	loops []*relay.Loop
-	wg    sync.WaitGroup // loop and listener goroutines
+	wg    sync.WaitGroup // loop goroutines
 	ids   atomic.Uint64  // session ids
 
 	table    atomic.Pointer[route.Table]
