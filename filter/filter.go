@@ -1,0 +1,242 @@
+// Package filter is pier's hook into the bytes of a session: the place the
+// original port forwarder marked "here we can parse and/or modify the
+// data". Users import it to write filters of their own and to register them
+// by name, so that a config file can use them like the built-in ones
+// (package filter/builtin).
+//
+// A Filter is configured once, from its Options. For every session on its
+// route it makes up to two Streams, one per direction, which see that
+// direction's bytes in order, with the Stream before them in the chain
+// already applied, and say what to forward:
+//
+//	type upper struct{}
+//
+//	func (upper) Streams(*filter.Session) (toUpstream, toClient filter.Stream) {
+//		return upperStream{}, nil // only the bytes the client sends
+//	}
+//
+//	type upperStream struct{}
+//
+//	func (upperStream) Process(b *filter.Batch) error {
+//		b.Emit(bytes.ToUpper(b.In)) // or write into a buffer of its own
+//		b.Drop(len(b.In))
+//		return nil
+//	}
+//
+// Streams run on pier's relay loops, one call at a time per session: a
+// Stream needs no locks for its own state, and must not block. It waits by
+// leaving bytes in Batch.In and asking, with Batch.WakeAt, to be called
+// again later; the bytes it leaves count against its hold limit, and once
+// that is reached pier stops reading from the source until the Stream takes
+// some (backpressure, with bounded memory).
+//
+// docs/filters.md walks through writing one.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+)
+
+// A Direction is which way bytes flow.
+type Direction uint8
+
+const (
+	// ToUpstream is the bytes the client sends, on their way to the upstream.
+	ToUpstream Direction = 1 << iota
+	// ToClient is the bytes the upstream sends, on their way to the client.
+	ToClient
+	// Both is both directions, for options that pick.
+	Both = ToUpstream | ToClient
+)
+
+func (d Direction) String() string {
+	switch d {
+	case ToUpstream:
+		return "upstream"
+	case ToClient:
+		return "client"
+	case Both:
+		return "both"
+	}
+	return fmt.Sprintf("Direction(%d)", uint8(d))
+}
+
+// A Session is what a filter knows of the session its Streams serve. It
+// does not change while they live.
+type Session struct {
+	// ID is the session's id, the same as in its access log line.
+	ID uint64
+	// Route is the name of the route the client arrived on.
+	Route string
+	// Client is the client's address; Local the address it connected to.
+	Client, Local netip.AddrPort
+	// Upstream is the upstream address pier connected to, and UpstreamLocal
+	// pier's end of that connection.
+	Upstream, UpstreamLocal netip.AddrPort
+	// Start is when the client was accepted.
+	Start time.Time
+}
+
+// A Filter is one configured filter on a route. Streams is called once for
+// each session, when its upstream connection is made, and may return nil
+// for a direction the filter leaves alone (or both, for a session it does
+// not target). It is called from many goroutines at once.
+type Filter interface {
+	Streams(s *Session) (toUpstream, toClient Stream)
+}
+
+// A Stream is one Filter's work on one direction of one session.
+//
+// Process is called when bytes arrive from the Stream before it (or from
+// the source, for the first), when a time it asked for with WakeAt has
+// come, when the source has ended (Batch.EOF), and after room has freed up
+// downstream. It takes bytes from the front of b.In (Pass, Drop) and
+// forwards bytes (Pass, Emit); what it leaves in b.In is offered again, with
+// any newer bytes after it, at the next call.
+//
+// An error ends the session: ErrReset and ErrClose as they say, any other
+// error as a filter failure, logged with the filter's name. Bytes forwarded
+// in the same call are delivered first. A panic in Process ends only its
+// session, and is logged with the filter's name.
+type Stream interface {
+	Process(b *Batch) error
+}
+
+// A Closer is a Stream that wants to know when its session ends, whether
+// by both sides finishing (err nil) or otherwise. Close is called once,
+// after the last Process.
+type Closer interface {
+	Close(err error)
+}
+
+// A Holder is a Stream that may leave more bytes in Batch.In than pier's
+// default hold limit (DefaultHold) before pier stops reading the source.
+type Holder interface {
+	HoldLimit() int
+}
+
+// DefaultHold is how many bytes a Stream may leave unconsumed in Batch.In
+// before pier stops reading from the source, unless it is a Holder.
+const DefaultHold = 64 << 10
+
+var (
+	// ErrReset ends the session with a TCP reset to both sides.
+	ErrReset = errors.New("reset by filter")
+	// ErrClose ends the session by closing both sides cleanly.
+	ErrClose = errors.New("closed by filter")
+)
+
+// A Batch is one call to Stream.Process: the bytes waiting for the
+// Stream, and what it does with them.
+type Batch struct {
+	// In is the bytes not yet taken, oldest first. They stay valid until
+	// Process returns; a Stream that keeps bytes past that copies them.
+	In []byte
+	// EOF reports that the source has finished: In is all there will be.
+	// A Stream is finished, and the end passed on, once it returns from
+	// a call with EOF set, In empty, and no WakeAt.
+	EOF bool
+	// Now is the time of this call.
+	Now time.Time
+	// Session is the session, and Dir the direction, the Stream serves.
+	Session *Session
+	Dir     Direction
+
+	out  []byte
+	wake time.Time
+}
+
+// Pass forwards the first n bytes of In unchanged and takes them from In.
+func (b *Batch) Pass(n int) {
+	b.out = append(b.out, b.In[:n]...)
+	b.In = b.In[n:]
+}
+
+// Drop takes the first n bytes from In without forwarding them.
+func (b *Batch) Drop(n int) { b.In = b.In[n:] }
+
+// Emit forwards p after whatever this call has forwarded so far. p is
+// copied; the Stream may reuse it.
+func (b *Batch) Emit(p []byte) { b.out = append(b.out, p...) }
+
+// WakeAt asks for Process to be called again at t, even if no byte
+// arrives. Of several calls in one Process, the earliest time counts.
+func (b *Batch) WakeAt(t time.Time) {
+	if b.wake.IsZero() || t.Before(b.wake) {
+		b.wake = t
+	}
+}
+
+// Reset prepares b for a call that forwards into out. It is for the code
+// that drives Streams (pier's relay, and tests of a Stream); a Stream
+// never calls it.
+func (b *Batch) Reset(in, out []byte, eof bool, now time.Time) {
+	b.In, b.out, b.EOF, b.Now, b.wake = in, out, eof, now, time.Time{}
+}
+
+// Out returns what the call forwarded, appended to the out given to
+// Reset; Wake the time it asked for, or zero. Like Reset, they are for the
+// code that drives Streams.
+func (b *Batch) Out() []byte        { return b.out }
+func (b *Batch) Wake() time.Time    { return b.wake }
+func (b *Batch) Finished() bool     { return b.EOF && len(b.In) == 0 && b.wake.IsZero() }
+func (b *Batch) Taken(in []byte) int { return len(in) - len(b.In) }
+
+// A Factory makes a Filter from its options. It reports every problem
+// with the options through o (see Options.Errorf), or as an error.
+type Factory func(o *Options) (Filter, error)
+
+// A Spec describes a registered filter.
+type Spec struct {
+	// Name is the filter's name in config files ("dump").
+	Name string
+	// New makes the filter.
+	New Factory
+	// Short is a one-line description, for help text.
+	Short string
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Spec{}
+)
+
+// Register makes a filter available by name to config files and the
+// command line. It panics if the name is empty or taken: registration
+// happens in init functions, where a clash is a programming error.
+func Register(s Spec) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if s.Name == "" || s.New == nil {
+		panic("filter: Register with an empty name or no factory")
+	}
+	if _, dup := registry[s.Name]; dup {
+		panic("filter: Register called twice for " + s.Name)
+	}
+	registry[s.Name] = s
+}
+
+// Lookup returns the filter registered under name.
+func Lookup(name string) (Spec, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	s, ok := registry[name]
+	return s, ok
+}
+
+// Names returns the registered names, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,73 @@
+package filter
+
+import (
+	"hash/maphash"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// A Target chooses the sessions a fault applies to. Its options, which
+// every built-in fault filter takes:
+//
+//	probability: 0.25      # this share of sessions (default 1: all)
+//	seed: 42               # makes the choice repeatable run to run
+//	clients: [10.0.0.0/8]  # only clients in these prefixes
+//	every: 3               # only every 3rd session (the 3rd, 6th, ...)
+//
+// A session is chosen when it passes every test given. The tests count
+// only the sessions that reach them, in order: `every` counts sessions
+// from the chosen clients, and `probability` draws only for those.
+type Target struct {
+	probability float64
+	clients     []netip.Prefix
+	every       uint64
+
+	seen atomic.Uint64
+	mu   sync.Mutex
+	rng  *rand.Rand
+}
+
+// ParseTarget reads a Target's options from o.
+func ParseTarget(o *Options) *Target {
+	t := &Target{
+		probability: o.Float("probability", 1, 0, 1),
+		clients:     o.Prefixes("clients"),
+		every:       uint64(o.Int("every", 0, 0, 1<<62)),
+	}
+	seed := uint64(o.Int("seed", 0, 0, 1<<62))
+	if !o.Has("seed") {
+		seed = new(maphash.Hash).Sum64()
+	}
+	t.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	return t
+}
+
+// Chooses reports whether the fault applies to s. It is called once per
+// session, from any goroutine.
+func (t *Target) Chooses(s *Session) bool {
+	if len(t.clients) > 0 {
+		in := false
+		a := s.Client.Addr().Unmap()
+		for _, p := range t.clients {
+			if p.Contains(a) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	if t.every > 1 && t.seen.Add(1)%t.every != 0 {
+		return false
+	}
+	if t.probability >= 1 {
+		return true
+	}
+	t.mu.Lock()
+	r := t.rng.Float64()
+	t.mu.Unlock()
+	return r < t.probability
+}
