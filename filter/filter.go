@@ -199,6 +199,11 @@ type Spec struct {
 	New Factory
 	// Short is a one-line description, for help text.
 	Short string
+	// FlagKey is the option a bare command-line value sets: with FlagKey
+	// "delay", `pier forward --latency 100ms` means delay=100ms. A flag
+	// value may instead list options, `--latency delay=100ms,jitter=10ms`.
+	// Empty means the flag takes only such a list.
+	FlagKey string
 }
 
 var (
