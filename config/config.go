@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/pierproxy/pier/filter"
 )
 
 // Defaults of the optional fields. The loader fills them in, so callers
@@ -58,6 +60,10 @@ type Route struct {
 	// MaxConnections caps the route's live sessions; a client beyond it is
 	// closed at once. Absent or 0: no cap.
 	MaxConnections int
+	// Filters are the route's filters, listed from the client's side
+	// toward the upstream's. Each names a filter registered with package
+	// filter; its options were checked (filter.Options.DryRun) at load.
+	Filters []Filter
 	// Pos is where the route is listed in the file (for a YAML alias, the
 	// alias). Zero for a Route built in code.
 	Pos Pos
@@ -70,6 +76,20 @@ type Upstream struct {
 	Address string
 	// Pos is where the upstream is listed in the file.
 	Pos Pos
+}
+
+// Filter is one filter of a route, as written: `- dump: {format: hex}`,
+// or just `- dump` for its defaults.
+type Filter struct {
+	Name    string
+	Options map[string]filter.Value
+	// Pos is where the filter is listed in the file.
+	Pos Pos
+}
+
+// NewOptions returns the filter's options for its Factory.
+func (f *Filter) NewOptions() *filter.Options {
+	return filter.NewOptions(f.Name, f.Options, f.Pos.Line, f.Pos.Col)
 }
 
 // Pos is a position in the file; both fields count from 1.
@@ -94,6 +114,7 @@ var (
 		opt("idle_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.IdleTimeout }, DefaultIdleTimeout),
 		opt("half_close_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.HalfCloseTimeout }, DefaultHalfCloseTimeout),
 		opt("max_connections", (*parser).count, func(r *Route) *int { return &r.MaxConnections }, 0),
+		opt("filters", (*parser).filters, func(r *Route) *[]Filter { return &r.Filters }, nil),
 	}
 	upstreamFields = []field[Upstream]{
 		req("address", (*parser).upstreamAddress, func(u *Upstream) *string { return &u.Address }),

@@ -457,7 +457,7 @@ func TestErrorsCapped(t *testing.T) {
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("dir/pier.yaml", []byte(route(`[":x"]`, `[{address: "h:1"}]`, "bogus: 1")))
 	want := "dir/pier.yaml:3:14: listen: \":x\": port \"x\" is not a number from 0 to 65535\n" +
-		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, connect_timeout, idle_timeout, half_close_timeout, max_connections)"
+		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, connect_timeout, idle_timeout, half_close_timeout, max_connections, filters)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}

@@ -31,6 +31,7 @@ type Options struct {
 	used   map[string]bool
 	errs   []*OptionError
 	filter struct{ line, col int }
+	dryRun bool
 }
 
 // An OptionError is a problem with one option (Key), or with the filter's
@@ -69,6 +70,18 @@ func NewOptions(name string, vals map[string]Value, line, col int) *Options {
 	o.filter.line, o.filter.col = line, col
 	return o
 }
+
+// CheckOnly returns options that are only being checked (by `pier check`
+// and the config loader): see DryRun.
+func (o *Options) CheckOnly() *Options {
+	o.dryRun = true
+	return o
+}
+
+// DryRun reports that the options are only being checked. The Factory
+// must then check everything it can without touching the system (opening
+// files, say); the Filter it returns is not used.
+func (o *Options) DryRun() bool { return o.dryRun }
 
 // Name returns the filter's name.
 func (o *Options) Name() string { return o.name }

@@ -165,6 +165,7 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		Record:           rec,
 		Done:             func(r *session.Record) { s.finish(rt, r) },
 		LocalError:       ln.pause,
+		Filters:          rt.Filters,
 	})
 }
 

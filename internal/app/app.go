@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/admit"
+	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/proxy"
@@ -29,7 +32,16 @@ type Daemon struct {
 	log    *slog.Logger
 	srv    *proxy.Server
 	cfg    *config.Config
-	limits map[string]*admit.Limit // by route name, carried over reloads
+	routes map[string]*carried // by route name, carried over reloads
+}
+
+// carried is what a route keeps across reloads while its name stays: its
+// connection count, and its filters, which live sessions follow.
+type carried struct {
+	limit   *admit.Limit
+	filters *chain.Live
+	cfg     []config.Filter // the configuration of the set in filters
+	set     *chain.Set      // the set compiled from cfg
 }
 
 // Start compiles cfg and starts serving it.
@@ -38,7 +50,7 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, srv: srv, limits: make(map[string]*admit.Limit)}
+	d := &Daemon{log: log, srv: srv, routes: make(map[string]*carried)}
 	if err := d.apply(cfg); err != nil {
 		srv.Shutdown(context.Background())
 		return nil, err
@@ -57,18 +69,24 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 }
 
 func (d *Daemon) apply(cfg *config.Config) error {
-	t, limits, err := compile(cfg, d.limits)
+	t, routes, err := compile(cfg, d.routes)
 	if err != nil {
 		return err
 	}
 	if err := d.srv.Apply(t); err != nil {
 		return err
 	}
-	// Only now, with the new table in force, may limits change.
+	// Only now, with the new table in force, may limits and filters
+	// change. A changed filter set reaches the route's live sessions too,
+	// between chunks.
 	for i := range cfg.Routes {
-		limits[cfg.Routes[i].Name].SetMax(cfg.Routes[i].MaxConnections)
+		c := routes[cfg.Routes[i].Name]
+		c.limit.SetMax(cfg.Routes[i].MaxConnections)
+		if c.filters.Load() != c.set {
+			c.filters.Store(c.set)
+		}
 	}
-	d.cfg, d.limits = cfg, limits
+	d.cfg, d.routes = cfg, routes
 	return nil
 }
 
@@ -97,12 +115,15 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	return nil
 }
 
-// compile turns a validated configuration into a route table. Limits of
-// routes that keep their name are reused so that live sessions keep
-// counting; their maximum takes the new value.
-func compile(cfg *config.Config, prev map[string]*admit.Limit) (*route.Table, map[string]*admit.Limit, error) {
-	limits := make(map[string]*admit.Limit, len(cfg.Routes))
+// compile turns a validated configuration into a route table. Routes that
+// keep their name keep their limit (so live sessions keep counting; the
+// maximum takes the new value) and their filters' Live; filters whose
+// configuration did not change keep their compiled set, so live sessions
+// are not disturbed.
+func compile(cfg *config.Config, prev map[string]*carried) (*route.Table, map[string]*carried, error) {
+	next := make(map[string]*carried, len(cfg.Routes))
 	routes := make([]*route.Route, 0, len(cfg.Routes))
+	var errs config.Errors
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		addrs := make([]string, len(rc.Upstreams))
@@ -113,24 +134,83 @@ func compile(cfg *config.Config, prev map[string]*admit.Limit) (*route.Table, ma
 		if err != nil {
 			return nil, nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
-		lim := prev[rc.Name]
-		if lim == nil {
-			lim = admit.NewLimit(rc.MaxConnections)
+		c := &carried{}
+		if old := prev[rc.Name]; old != nil {
+			*c = *old
+		} else {
+			c.limit = admit.NewLimit(rc.MaxConnections)
+			c.filters = new(chain.Live)
 		}
-		limits[rc.Name] = lim
+		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
+			set, ferrs := compileFilters(cfg.File, rc.Filters)
+			errs = append(errs, ferrs...)
+			c.set, c.cfg = set, rc.Filters
+		}
+		next[rc.Name] = c
 		routes = append(routes, &route.Route{
 			Name:             rc.Name,
 			Listen:           rc.Listen,
 			Pool:             p,
-			Limit:            lim,
+			Limit:            c.limit,
+			Filters:          c.filters,
 			ConnectTimeout:   rc.ConnectTimeout,
 			IdleTimeout:      rc.IdleTimeout,
 			HalfCloseTimeout: rc.HalfCloseTimeout,
 		})
 	}
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
 	t, err := route.NewTable(routes)
 	if err != nil {
 		return nil, nil, err
 	}
-	return t, limits, nil
+	return t, next, nil
+}
+
+// compileFilters makes a route's filters. The loader checked their
+// options already; what can fail here is what a check cannot see, such as
+// a file that cannot be opened. An empty list compiles to no set at all,
+// so the route's sessions splice without a look at filters.
+func compileFilters(file string, fs []config.Filter) (*chain.Set, config.Errors) {
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	set := &chain.Set{}
+	var errs config.Errors
+	for i := range fs {
+		f := &fs[i]
+		spec, ok := filter.Lookup(f.Name)
+		if !ok {
+			errs = append(errs, &config.Error{File: file, Line: f.Pos.Line, Col: f.Pos.Col, Msg: fmt.Sprintf("filter: unknown filter %q", f.Name)})
+			continue
+		}
+		flt, err := spec.New(f.NewOptions())
+		if err != nil {
+			errs = append(errs, &config.Error{File: file, Line: max(f.Pos.Line, 1), Col: max(f.Pos.Col, 1), Msg: err.Error()})
+			continue
+		}
+		set.Filters = append(set.Filters, chain.Named{Name: f.Name, Filter: flt})
+	}
+	return set, errs
+}
+
+// sameFilters reports whether two filter lists say the same, wherever in
+// the file they are written.
+func sameFilters(a, b []config.Filter) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || len(a[i].Options) != len(b[i].Options) {
+			return false
+		}
+		for k, va := range a[i].Options {
+			vb, ok := b[i].Options[k]
+			if !ok || va.Text != vb.Text || va.IsList != vb.IsList || !slices.Equal(va.List, vb.List) {
+				return false
+			}
+		}
+	}
+	return true
 }

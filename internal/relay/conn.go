@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/dial"
 	"github.com/pierproxy/pier/internal/session"
 )
@@ -42,6 +44,10 @@ type Params struct {
 	// LocalError, if set, is called on the loop when a dial fails for lack
 	// of pier's own resources, so the caller can slow accepting down.
 	LocalError func(*Loop, error)
+	// Filters, if set, is the route's filter set in force. A session
+	// starts with the set in force when its upstream connects, and takes
+	// up a new one between chunks: a direction with no filter splices.
+	Filters *chain.Live
 }
 
 // Session states.
@@ -78,6 +84,13 @@ type flow struct {
 	shut     bool   // the FIN has been passed on to dst
 	bulk     bool   // the last read filled the scratch buffer: splice until EAGAIN
 	bytes    int64  // delivered to dst
+	// chain, when set, runs the direction through its filters: read,
+	// filter, write, instead of splice.
+	chain *chain.Chain
+	// pending is set while the direction waits to take up next (nil for
+	// no filters) at its next chunk boundary; it reads nothing meanwhile.
+	pending bool
+	next    *chain.Chain
 }
 
 // conn is one session on a loop.
@@ -102,6 +115,9 @@ type conn struct {
 	halfClosed  time.Duration // when the first direction finished, or 0
 	startedWall time.Time
 	cancel      context.CancelFunc // ends a lookup in progress, if any
+
+	filters *chain.Set     // the filter set the flows' chains come from
+	info    *filter.Session // what the filters know of the session
 }
 
 var errLoopClosed = errors.New("relay: loop closed")
@@ -220,6 +236,9 @@ func (c *conn) ready(which int, events uint32) {
 			}
 			c.state = relaying
 			c.lastActive = c.l.now
+			if c.p.Filters != nil {
+				c.beginSwitch()
+			}
 			c.reschedule()
 			c.pump()
 		}
@@ -258,14 +277,17 @@ func resetReason(which int) session.Reason {
 // pump moves bytes both ways until both directions wait for the kernel or
 // have used their budget for this turn.
 func (c *conn) pump() {
+	if c.p.Filters != nil && c.p.Filters.Load() != c.filters {
+		c.beginSwitch()
+	}
 	moreUp, errUp := c.move(&c.toUpstream)
 	if errUp != nil {
-		c.finish(errUp.reason, errUp.err, true)
+		c.finish(errUp.reason, errUp.err, errUp.reason != session.FilterClose)
 		return
 	}
 	moreDown, errDown := c.move(&c.toClient)
 	if errDown != nil {
-		c.finish(errDown.reason, errDown.err, true)
+		c.finish(errDown.reason, errDown.err, errDown.reason != session.FilterClose)
 		return
 	}
 	if c.toUpstream.shut && c.toClient.shut {
@@ -278,6 +300,11 @@ func (c *conn) pump() {
 	}
 	if moreUp || moreDown {
 		c.l.enqueue(c)
+	}
+	if c.toUpstream.chain != nil || c.toClient.chain != nil {
+		// A filter may have asked to be woken sooner than the timer
+		// the session has.
+		c.reschedule()
 	}
 }
 
@@ -299,6 +326,9 @@ type flowError struct {
 // the source is drained. Bytes dst could not take wait in the pipe either
 // way.
 func (c *conn) move(f *flow) (more bool, ferr *flowError) {
+	if f.chain != nil {
+		return c.moveFiltered(f)
+	}
 	moved := 0
 	for moved < budget {
 		if f.inPipe > 0 {
@@ -346,6 +376,11 @@ func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 				unix.Shutdown(f.dst.fd, unix.SHUT_WR)
 			}
 			break
+		}
+		if f.pending {
+			// Between chunks: take up the new filters.
+			c.attach(f)
+			return c.move(f)
 		}
 		if !f.src.readable {
 			break
@@ -509,6 +544,16 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 				due, reason = d, session.HalfCloseTimeout
 			}
 		}
+		for _, f := range [...]*flow{&c.toUpstream, &c.toClient} {
+			if f.chain == nil {
+				continue
+			}
+			if w := f.chain.Wake(); !w.IsZero() {
+				if d := w.Sub(c.l.start); d < due {
+					due, reason = d, session.Live
+				}
+			}
+		}
 		return due, reason
 	}
 	return never, session.Live
@@ -554,6 +599,10 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 			f.pipe = nil
 		}
 		f.spill = nil
+		if f.chain != nil {
+			c.closeChain(f.chain, reason, err)
+			f.chain = nil
+		}
 	}
 	l.freeSlot(c)
 	l.live.Add(-1)

@@ -274,6 +274,15 @@ func (l *Loop) expire() {
 			l.timers.schedule(c, due)
 			continue
 		}
+		if reason == session.Live {
+			// A filter's time has come, not the session's end.
+			l.timers.remove(c)
+			c.pump()
+			if c.state != closed {
+				c.reschedule()
+			}
+			continue
+		}
 		c.finish(reason, nil, false)
 	}
 }

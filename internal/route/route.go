@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pierproxy/pier/internal/admit"
+	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/pool"
 )
 
@@ -25,6 +26,9 @@ type Route struct {
 	Pool   *pool.Pool
 	// Limit caps the route's live sessions; it carries over reloads.
 	Limit *admit.Limit
+	// Filters is the route's filter set in force, which its live sessions
+	// follow; it carries over reloads. Nil means no filters, ever.
+	Filters *chain.Live
 	// Timeouts; zero means no bound. See relay.Params.
 	ConnectTimeout   time.Duration
 	IdleTimeout      time.Duration

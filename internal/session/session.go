@@ -30,6 +30,9 @@ const (
 	LocalError              // pier itself ran out of something (ports, descriptors, memory)
 	Rejected                // admission refused the client (connection limit)
 	Shutdown                // pier stopped and the grace period ran out
+	FilterReset             // a filter reset the session (the reset fault)
+	FilterClose             // a filter closed the session (the limit and timeout faults)
+	FilterError             // a filter failed or panicked
 )
 
 var reasonNames = [...]string{
@@ -45,6 +48,9 @@ var reasonNames = [...]string{
 	LocalError:       "local_error",
 	Rejected:         "rejected",
 	Shutdown:         "shutdown",
+	FilterReset:      "filter_reset",
+	FilterClose:      "filter_close",
+	FilterError:      "filter_error",
 }
 
 func (r Reason) String() string {

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"errors"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v4"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+// filters parses a route's filter list. Each item is a filter's name, or
+// a mapping from its name to its options; the options are checked by the
+// filter's own Factory, in dry-run mode, and its complaints placed at the
+// option they are about.
+func (p *parser) filters(key string, n *yaml.Node) []Filter {
+	s := p.resolve(n)
+	if s.Kind == yaml.ScalarNode && s.Tag == "!!null" {
+		return nil
+	}
+	if s.Kind != yaml.SequenceNode {
+		p.errf(s, "%s: want a list, got %s", key, describe(s))
+		return nil
+	}
+	var out []Filter
+	for _, item := range s.Content {
+		if p.stop {
+			break
+		}
+		if f, ok := p.filter(item); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (p *parser) filter(item *yaml.Node) (Filter, bool) {
+	n := p.resolve(item)
+	var nameNode, optsNode *yaml.Node
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag != "!!null":
+		nameNode = n
+	case n.Kind == yaml.MappingNode && len(n.Content) == 2:
+		nameNode, optsNode = p.resolve(n.Content[0]), n.Content[1]
+	default:
+		p.errf(n, "filter: want a filter's name with its options, like {dump: {format: hex}}, got %s", describeFilter(n))
+		return Filter{}, false
+	}
+	if nameNode.Kind != yaml.ScalarNode {
+		p.errf(nameNode, "filter: want a filter's name, got %s", describe(nameNode))
+		return Filter{}, false
+	}
+	f := Filter{Name: nameNode.Value, Pos: pos(nameNode), Options: map[string]filter.Value{}}
+	spec, ok := filter.Lookup(f.Name)
+	if !ok {
+		p.errf(nameNode, "filter: unknown filter %s (known: %s)", quote(f.Name), strings.Join(filter.Names(), ", "))
+		return Filter{}, false
+	}
+	if optsNode != nil && !p.filterOptions(&f, optsNode) {
+		return Filter{}, false
+	}
+	_, err := spec.New(f.NewOptions().CheckOnly())
+	if err != nil {
+		p.filterError(&f, err)
+		return Filter{}, false
+	}
+	return f, true
+}
+
+// filterOptions reads a filter's option mapping: each value a scalar or a
+// list of scalars.
+func (p *parser) filterOptions(f *Filter, n *yaml.Node) bool {
+	m := p.resolve(n)
+	if m.Kind == yaml.ScalarNode && m.Tag == "!!null" {
+		return true
+	}
+	if m.Kind != yaml.MappingNode {
+		p.errf(m, "%s: want a mapping of options, got %s", f.Name, describe(m))
+		return false
+	}
+	ok := true
+	for i := 0; i+1 < len(m.Content) && !p.stop; i += 2 {
+		k, v := p.resolve(m.Content[i]), p.resolve(m.Content[i+1])
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!null" || k.Tag == "!!merge" {
+			p.errf(k, "%s: want an option name, got %s", f.Name, describe(k))
+			ok = false
+			continue
+		}
+		if _, dup := f.Options[k.Value]; dup {
+			continue // reported by checkKeys
+		}
+		val := filter.Value{Line: v.Line, Col: v.Column}
+		switch {
+		case v.Kind == yaml.ScalarNode && v.Tag != "!!null":
+			val.Text = v.Value
+		case v.Kind == yaml.SequenceNode:
+			val.IsList = true
+			for _, e := range v.Content {
+				e = p.resolve(e)
+				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+					p.errf(e, "%s: %s: want a value, got %s", f.Name, k.Value, describe(e))
+					ok = false
+					continue
+				}
+				val.List = append(val.List, e.Value)
+			}
+		default:
+			p.errf(v, "%s: %s: want a value or a list of values, got %s", f.Name, k.Value, describe(v))
+			ok = false
+			continue
+		}
+		f.Options[k.Value] = val
+	}
+	return ok
+}
+
+// filterError places a Factory's complaints.
+func (p *parser) filterError(f *Filter, err error) {
+	var oes filter.OptionErrors
+	if errors.As(err, &oes) {
+		for _, e := range oes {
+			p.errAt(e.Line, e.Col, "%s", e.Error())
+		}
+		return
+	}
+	var oe *filter.OptionError
+	if errors.As(err, &oe) {
+		p.errAt(oe.Line, oe.Col, "%s", oe.Error())
+		return
+	}
+	p.errAt(f.Pos.Line, f.Pos.Col, "%s: %v", f.Name, err)
+}
+
+func describeFilter(n *yaml.Node) string {
+	if n.Kind == yaml.MappingNode {
+		return "a mapping of several keys (one filter per list item)"
+	}
+	return describe(n)
+}

@@ -1,0 +1,69 @@
+package chain
+
+import (
+	"sync/atomic"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+// A Named is a configured filter and the name it was configured by, for
+// logs and errors.
+type Named struct {
+	Name   string
+	Filter filter.Filter
+}
+
+// A Set is a route's filters, listed from the client's side toward the
+// upstream's: the bytes the client sends meet them in order, the bytes the
+// upstream sends in reverse. So a filter sees both directions at the same
+// place, like a stack: a pcap listed first records exactly what the client
+// sent and received, whatever the filters after it do.
+type Set struct {
+	Filters []Named
+}
+
+// Chains makes both directions' chains for a session. A direction no
+// filter takes part in gets nil, and takes the splice path.
+func (s *Set) Chains(sess *filter.Session) (toUpstream, toClient *Chain) {
+	if s == nil || len(s.Filters) == 0 {
+		return nil, nil
+	}
+	var up, down []Stage
+	for _, f := range s.Filters {
+		u, d := f.Filter.Streams(sess)
+		if u != nil {
+			up = append(up, Stage{Name: f.Name, Stream: u})
+		}
+		if d != nil {
+			down = append(down, Stage{Name: f.Name, Stream: d})
+		}
+	}
+	for i, j := 0, len(down)-1; i < j; i, j = i+1, j-1 {
+		down[i], down[j] = down[j], down[i]
+	}
+	if len(up) > 0 {
+		toUpstream = New(sess, filter.ToUpstream, up)
+	}
+	if len(down) > 0 {
+		toClient = New(sess, filter.ToClient, down)
+	}
+	return toUpstream, toClient
+}
+
+// Live is a route's filter set in force, shared by the route's live
+// sessions: storing a new Set reaches every one of them at its next chunk
+// boundary. The zero Live holds no filters.
+type Live struct {
+	p atomic.Pointer[Set]
+}
+
+// Load returns the set in force, or nil.
+func (l *Live) Load() *Set {
+	if l == nil {
+		return nil
+	}
+	return l.p.Load()
+}
+
+// Store puts s in force. A nil or empty s removes every filter.
+func (l *Live) Store(s *Set) { l.p.Store(s) }

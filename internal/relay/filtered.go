@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/chain"
+	"github.com/pierproxy/pier/internal/dial"
+	"github.com/pierproxy/pier/internal/session"
+)
+
+// wallNow is the loop's clock as a time.Time, for filters.
+func (l *Loop) wallNow() time.Time { return l.start.Add(l.now) }
+
+// beginSwitch makes the chains of the filter set in force for both
+// directions, to be taken up at each direction's next chunk boundary (see
+// attach). Until then the direction reads nothing more, so the boundary
+// comes as soon as what is in flight has gone out: the bytes in its pipe,
+// or, for a direction already filtered, whatever its filters hold, which
+// they flush as at the end of the stream, without the end being passed on.
+// A direction whose source has ended keeps what it has.
+func (c *conn) beginSwitch() {
+	set := c.p.Filters.Load()
+	c.filters = set
+	if c.info == nil {
+		r := c.p.Record
+		c.info = &filter.Session{
+			ID:       r.ID,
+			Route:    r.Route,
+			Client:   r.Client,
+			Local:    r.Listener,
+			Upstream: c.target,
+			Start:    r.Start,
+		}
+		if sa, err := unix.Getsockname(c.upstream.fd); err == nil {
+			c.info.UpstreamLocal = dial.AddrPort(sa)
+		}
+	}
+	up, down := set.Chains(c.info)
+	for _, x := range [...]struct {
+		f  *flow
+		ch *chain.Chain
+	}{{&c.toUpstream, up}, {&c.toClient, down}} {
+		f := x.f
+		if f.eof && !f.pending {
+			if x.ch != nil {
+				c.closeChain(x.ch, session.Live, nil)
+			}
+			continue
+		}
+		if f.next != nil {
+			c.closeChain(f.next, session.Live, nil) // never taken up
+		}
+		if f.chain != nil && !f.pending {
+			f.chain.CloseInput()
+		}
+		f.next, f.pending = x.ch, true
+	}
+}
+
+// attach makes f take up its pending chain, at a chunk boundary: nothing
+// in its pipe, and its old chain, if any, drained.
+func (c *conn) attach(f *flow) {
+	if f.chain != nil {
+		c.closeChain(f.chain, session.Live, nil)
+	}
+	f.chain, f.next, f.pending = f.next, nil, false
+	if f.chain != nil && f.pipe != nil {
+		c.l.putPipe(f.pipe, true)
+		f.pipe = nil
+	}
+	f.bulk = false
+	if f.chain != nil && f.eof {
+		f.chain.CloseInput()
+	}
+}
+
+// moveFiltered runs one direction through its chain: read into the first
+// filter's queue, run the filters, write what comes out, until the kernel
+// says wait on both sockets and the filters have nothing more to do, or
+// budget bytes have moved.
+func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
+	ch := f.chain
+	moved := 0
+	for moved < budget {
+		progress := false
+		if out := ch.Out(); len(out) > 0 && f.dst.writable {
+			n, err := write(f.dst.fd, out)
+			if n > 0 {
+				ch.Sent(n)
+				f.bytes += int64(n)
+				moved += n
+				progress = true
+			}
+			if err == unix.EAGAIN {
+				f.dst.writable = false
+			} else if err != nil {
+				return false, c.sideError(f.dst, err)
+			}
+		}
+		if !f.eof && f.src.readable && !f.pending {
+			if space := ch.ReadSpace(); space != nil {
+				n, err := read(f.src.fd, space)
+				switch {
+				case err == unix.EAGAIN:
+					f.src.readable = false
+				case err != nil:
+					return false, c.sideError(f.src, err)
+				case n == 0:
+					f.eof = true
+					ch.CloseInput()
+					progress = true
+				default:
+					ch.Fill(n)
+					moved += n
+					progress = true
+					if n < len(space) && !f.src.hup {
+						f.src.readable = false
+					}
+				}
+			}
+		}
+		ran, err := ch.Run(c.l.wallNow())
+		if err != nil {
+			return false, c.filterError(f, err)
+		}
+		if f.pending && ch.Done() {
+			c.attach(f)
+			if moved > 0 {
+				c.lastActive = c.l.now
+			}
+			return c.move(f)
+		}
+		if !progress && !ran {
+			break
+		}
+	}
+	if moved > 0 {
+		c.lastActive = c.l.now
+	}
+	if ch.Done() && !f.shut && !f.pending {
+		f.shut = true
+		unix.Shutdown(f.dst.fd, unix.SHUT_WR)
+	}
+	return moved >= budget, nil
+}
+
+// filterError turns a chain's error into how the session ends. What the
+// filter forwarded before it stopped is written first, as far as the
+// destination takes it now.
+func (c *conn) filterError(f *flow, err error) *flowError {
+	if out := f.chain.Out(); len(out) > 0 && f.dst.writable {
+		if n, _ := write(f.dst.fd, out); n > 0 {
+			f.chain.Sent(n)
+			f.bytes += int64(n)
+		}
+	}
+	var ce *chain.Error
+	if errors.As(err, &ce) && ce.Panic != nil {
+		c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
+			"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
+	}
+	switch {
+	case chain.IsReset(err):
+		return &flowError{session.FilterReset, err}
+	case chain.IsClose(err):
+		return &flowError{session.FilterClose, err}
+	}
+	return &flowError{session.FilterError, err}
+}
+
+// closeChain tells a chain's streams the session (or their part in it) has
+// ended.
+func (c *conn) closeChain(ch *chain.Chain, reason session.Reason, err error) {
+	var cerr error
+	switch {
+	case reason == session.Done || reason == session.Live:
+	case err != nil:
+		cerr = err
+	default:
+		cerr = errors.New(reason.String())
+	}
+	if perr := ch.Close(cerr); perr != nil {
+		var ce *chain.Error
+		if errors.As(perr, &ce) {
+			c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
+				"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
+		}
+	}
+}
