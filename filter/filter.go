@@ -182,9 +182,9 @@ func (b *Batch) Reset(in, out []byte, eof bool, now time.Time) {
 // Out returns what the call forwarded, appended to the out given to
 // Reset; Wake the time it asked for, or zero. Like Reset, they are for the
 // code that drives Streams.
-func (b *Batch) Out() []byte        { return b.out }
-func (b *Batch) Wake() time.Time    { return b.wake }
-func (b *Batch) Finished() bool     { return b.EOF && len(b.In) == 0 && b.wake.IsZero() }
+func (b *Batch) Out() []byte         { return b.out }
+func (b *Batch) Wake() time.Time     { return b.wake }
+func (b *Batch) Finished() bool      { return b.EOF && len(b.In) == 0 && b.wake.IsZero() }
 func (b *Batch) Taken(in []byte) int { return len(in) - len(b.In) }
 
 // A Factory makes a Filter from its options. It reports every problem

@@ -116,7 +116,7 @@ type conn struct {
 	startedWall time.Time
 	cancel      context.CancelFunc // ends a lookup in progress, if any
 
-	filters *chain.Set     // the filter set the flows' chains come from
+	filters *chain.Set      // the filter set the flows' chains come from
 	info    *filter.Session // what the filters know of the session
 }
 
