@@ -31,11 +31,13 @@ const bufSize = 64 << 10
 
 var pool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
 
-// A queue is bytes waiting, b[r:].
+// A queue is bytes waiting, b[r:]. While b is a pooled buffer, pb is the
+// pool's handle on it, kept so that giving it back allocates nothing.
 type queue struct {
 	b     []byte
 	r     int
 	limit int // how much may wait before the producer stops
+	pb    *[]byte
 }
 
 func (q *queue) len() int     { return len(q.b) - q.r }
@@ -55,7 +57,8 @@ func (q *queue) take(n int) {
 // none, with the bytes already taken dropped from its front.
 func (q *queue) buf() []byte {
 	if q.b == nil {
-		q.b = (*pool.Get().(*[]byte))[:0]
+		q.pb = pool.Get().(*[]byte)
+		q.b = (*q.pb)[:0]
 	} else if q.r > 0 {
 		n := copy(q.b, q.b[q.r:])
 		q.b, q.r = q.b[:n], 0
@@ -64,11 +67,11 @@ func (q *queue) buf() []byte {
 }
 
 func (q *queue) release() {
-	if q.b != nil && cap(q.b) == bufSize {
-		b := q.b[:0]
-		pool.Put(&b)
+	if q.pb != nil && cap(q.b) == bufSize && &q.b[:1][0] == &(*q.pb)[:1][0] {
+		*q.pb = q.b[:0]
+		pool.Put(q.pb)
 	}
-	q.b, q.r = nil, 0
+	q.b, q.r, q.pb = nil, 0, nil
 }
 
 // A stage is one Stream and the queue in front of it.
@@ -80,7 +83,7 @@ type stage struct {
 	done   bool      // finished: its end has passed on
 	dirty  bool      // something changed since the last call
 	wake   time.Time // when it asked to be called, or zero
-	woken  uint64    // the Run in which it was last called for its wake time
+	woken  uint64    // the last Run that called it: its wake time waits for the next
 	closed bool      // Close has been called
 }
 
@@ -225,9 +228,9 @@ func (c *Chain) Wake() time.Time {
 // come, the end, or room after a full queue), front to back and again,
 // until none has. It reports whether any byte moved or stage finished.
 //
-// A stage is called for its wake time at most once per Run, so that what
-// it forwards then is written out before it forwards more (the slicer's
-// pieces go out as separate writes).
+// A wake time a stage asks for is honoured from the next Run on, so that
+// what it forwards before it is written out first (the slicer's pieces go
+// out as separate writes).
 func (c *Chain) Run(now time.Time) (progress bool, err error) {
 	c.runs++
 	for {
@@ -244,9 +247,6 @@ func (c *Chain) Run(now time.Time) (progress bool, err error) {
 			due := !st.wake.IsZero() && !now.Before(st.wake) && st.woken != c.runs
 			if !st.dirty && !due {
 				continue
-			}
-			if due {
-				st.woken = c.runs
 			}
 			m, err := c.call(st, next, now)
 			if err != nil {
@@ -295,6 +295,7 @@ func (c *Chain) call(st *stage, next *queue, now time.Time) (moved bool, err err
 	}
 	st.dirty = false
 	st.wake = b.Wake()
+	st.woken = c.runs // a time asked for now is honoured from the next Run
 	if perr != nil {
 		return true, perr
 	}
