@@ -1,0 +1,260 @@
+// Package dump is pier's `print data`: the line the original port forwarder
+// used to show what passed through it, made readable. It registers the
+// filter "dump", which forwards every byte unchanged and writes each chunk
+// it sees, as it passes, as one block: a header line with the session id
+// (the id of the session's access log line), the direction, the time and
+// the size, then the bytes, as `hexdump -C` shows them or as escaped text:
+//
+//	session 7 client→upstream 2026-11-25T06:30:00.123456Z 18 bytes
+//	00000000  47 45 54 20 2f 20 48 54  54 50 2f 31 2e 31 0d 0a  |GET / HTTP/1.1..|
+//	00000010  0d 0a                                             |..|
+//	session 7 client→upstream 2026-11-25T06:30:00.125000Z EOF after 18 bytes
+//	session 7 2026-11-25T06:30:00.127311Z ended
+//
+// On a route:
+//
+//	filters:
+//	  - dump: {format: text, to: /var/log/pier/dump.log, max_bytes: 256}
+//
+// or from the command line, `pier forward --dump hex :9090 db:5432`.
+//
+// Hex offsets count from the start of the direction's stream, so they run
+// on from one chunk to the next. In text format printable ASCII and
+// printable UTF-8 are shown as they are, `\n` `\r` `\t` `\\` as escapes
+// (`\n` then a real line break) and every other byte as `\xHH`; the text
+// is indented by two spaces, so that no byte sent can pass for a header.
+//
+// Blocks from many sessions go to one writer; each is written whole, in
+// one Write, so they never interleave.
+package dump
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+func init() {
+	filter.Register(filter.Spec{Name: "dump", New: newDump, FlagKey: "format",
+		Short: "write the bytes each way as a hex dump or escaped text"})
+}
+
+// dump is one configured dump filter.
+type dump struct {
+	out  *sink
+	text bool             // format: text, not hex
+	dir  filter.Direction // the directions dumped
+	max  int64            // the most bytes of a chunk dumped; 0 means all
+	// now is the clock for the line written when a session ends, which is
+	// outside any Process call and so has no Batch.Now; tests replace it.
+	now func() time.Time
+}
+
+// newDump reads the options:
+//
+//	format     hex (default) or text
+//	to         stderr (default), stdout, or a file path, appended to
+//	direction  upstream, client or both (default)
+//	max_bytes  the most bytes of each chunk to show (default 0: all)
+func newDump(o *filter.Options) (filter.Filter, error) {
+	d := &dump{
+		text: o.Enum("format", "hex", "hex", "text") == "text",
+		dir:  o.Direction("direction", filter.Both),
+		max:  o.Size("max_bytes", 0, 0, math.MaxInt64),
+		now:  time.Now,
+	}
+	var file *os.File
+	switch to := o.String("to", "stderr"); to {
+	case "stderr":
+		d.out = &sink{w: os.Stderr}
+	case "stdout":
+		d.out = &sink{w: os.Stdout}
+	case "":
+		o.Errorf("to", "want stderr, stdout or a file path")
+	default:
+		if o.DryRun() {
+			// Only checking: see that the file could be made, without
+			// making it.
+			if err := checkWritable(to); err != nil {
+				o.Errorf("to", "cannot open %q for writing: %v", to, err)
+			}
+			break
+		}
+		// Opened now, so that a path pier cannot write to is a config
+		// error rather than a silent loss at the first byte. O_APPEND
+		// makes every Write land whole at the end of the file even while
+		// another filter (on another route, or the one a reload replaced)
+		// writes to the same file.
+		f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			o.Errorf("to", "cannot open %q for writing: %v", to, err)
+			break
+		}
+		file = f
+		d.out = &sink{w: f}
+	}
+	if err := o.Err(); err != nil {
+		if file != nil {
+			file.Close()
+		}
+		return nil, err
+	}
+	// The file is not closed when the filter is no longer used: the filter
+	// API has no such moment. os.File closes its descriptor once it is
+	// garbage, that is once the filter and its last session are gone.
+	return d, nil
+}
+
+// Streams dumps the directions asked for. The two Streams share the
+// session's end, so that it is written once, after both have closed.
+func (d *dump) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
+	end := &sessionEnd{d: d, id: s.ID}
+	if d.dir&filter.ToUpstream != 0 {
+		end.open++
+		toUpstream = d.newStream(end, s.ID, filter.ToUpstream)
+	}
+	if d.dir&filter.ToClient != 0 {
+		end.open++
+		toClient = d.newStream(end, s.ID, filter.ToClient)
+	}
+	return toUpstream, toClient
+}
+
+func (d *dump) newStream(end *sessionEnd, id uint64, dir filter.Direction) *stream {
+	return &stream{d: d, end: end, prefix: appendPrefix(nil, id, dir)}
+}
+
+// A stream dumps one direction of one session.
+type stream struct {
+	d      *dump
+	end    *sessionEnd
+	prefix []byte // "session 7 client→upstream ", the start of every line
+	off    int64  // bytes of this direction seen so far
+	// buf is where blocks are formatted, kept from one chunk to the next
+	// so that a steady stream of chunks allocates nothing.
+	buf []byte
+}
+
+// Process passes every byte on and dumps it. It leaves nothing in b.In, so
+// each call's b.In is exactly the bytes that arrived since the last one.
+func (s *stream) Process(b *filter.Batch) error {
+	n := len(b.In)
+	if n == 0 && !b.EOF {
+		return nil // called after room freed up downstream: nothing new
+	}
+	buf := s.buf[:0]
+	if n > 0 {
+		shown := b.In
+		if s.d.max > 0 && int64(n) > s.d.max {
+			shown = shown[:s.d.max]
+		}
+		buf = appendHeader(buf, s.prefix, b.Now, n)
+		if s.d.text {
+			buf = appendText(buf, shown)
+		} else {
+			buf = appendHex(buf, shown, s.off)
+		}
+		if more := n - len(shown); more > 0 {
+			buf = appendMore(buf, more)
+		}
+		s.off += int64(n)
+	}
+	if b.EOF {
+		buf = appendEOF(buf, s.prefix, b.Now, s.off)
+	}
+	b.Pass(n)
+	s.d.out.write(buf)
+	s.buf = buf
+	if b.EOF {
+		s.buf = nil // the direction is done; the session may not be
+	}
+	return nil
+}
+
+// Close writes the session's end once both its streams have closed.
+func (s *stream) Close(err error) { s.end.close(err) }
+
+// A sessionEnd is what a session's streams share to write its end once.
+type sessionEnd struct {
+	d  *dump
+	id uint64
+
+	mu   sync.Mutex // pier closes the streams one after the other; this is for any other caller
+	open int        // streams not yet closed
+	err  error      // the first error a Close was given
+}
+
+func (e *sessionEnd) close(err error) {
+	e.mu.Lock()
+	e.open--
+	if e.err == nil {
+		e.err = err
+	}
+	last, err := e.open == 0, e.err
+	e.mu.Unlock()
+	if last {
+		e.d.out.write(appendEnd(nil, e.id, e.d.now(), err))
+	}
+}
+
+// A sink is the writer every session of one filter writes its blocks to.
+type sink struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// write writes one block whole. A failed write loses the block but not the
+// session: the dump is a view of the traffic, which matters more, and a
+// Stream has nowhere to report the error but by ending its session.
+func (s *sink) write(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.w.Write(p)
+	s.mu.Unlock()
+}
+
+var (
+	_ filter.Filter = (*dump)(nil)
+	_ filter.Stream = (*stream)(nil)
+	_ filter.Closer = (*stream)(nil)
+)
+
+// checkWritable reports why path could not be opened for appending, as
+// far as can be told without creating it: an existing file must be a
+// writable regular file, a new one needs a writable directory.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return errors.New("is a directory")
+		}
+		return unix.Access(path, unix.W_OK)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return unix.Access(dir, unix.W_OK)
+}
