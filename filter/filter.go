@@ -92,8 +92,10 @@ type Filter interface {
 
 // A Stream is one Filter's work on one direction of one session.
 //
-// Process is called when bytes arrive from the Stream before it (or from
-// the source, for the first), when a time it asked for with WakeAt has
+// Process is called once when the Stream takes up its session (with In
+// empty: a Stream that acts on time, like a reset after five seconds,
+// starts its clock there), when bytes arrive from the Stream before it (or
+// from the source, for the first), when a time it asked for with WakeAt has
 // come, when the source has ended (Batch.EOF), and after room has freed up
 // downstream. It takes bytes from the front of b.In (Pass, Drop) and
 // forwards bytes (Pass, Emit); what it leaves in b.In is offered again, with

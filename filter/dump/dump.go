@@ -30,15 +30,11 @@ package dump
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pierproxy/pier/filter"
 )
@@ -84,7 +80,7 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 		if o.DryRun() {
 			// Only checking: see that the file could be made, without
 			// making it.
-			if err := checkWritable(to); err != nil {
+			if err := filter.CheckWritable(to); err != nil {
 				o.Errorf("to", "cannot open %q for writing: %v", to, err)
 			}
 			break
@@ -233,28 +229,3 @@ var (
 	_ filter.Stream = (*stream)(nil)
 	_ filter.Closer = (*stream)(nil)
 )
-
-// checkWritable reports why path could not be opened for appending, as
-// far as can be told without creating it: an existing file must be a
-// writable regular file, a new one needs a writable directory.
-func checkWritable(path string) error {
-	if fi, err := os.Stat(path); err == nil {
-		if fi.IsDir() {
-			return errors.New("is a directory")
-		}
-		return unix.Access(path, unix.W_OK)
-	}
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	return unix.Access(dir, unix.W_OK)
-}

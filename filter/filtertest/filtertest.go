@@ -3,6 +3,7 @@
 // for byte and tick for tick without sockets:
 //
 //	d := filtertest.New(stream)
+//	d.Start()                    // the Stream takes up its session; Process runs
 //	d.Write([]byte("hello"))     // bytes arrive; Process runs
 //	d.Advance(100 * time.Millisecond) // time passes; Process runs if it asked
 //	d.CloseWrite()               // the source ends
@@ -36,7 +37,8 @@ type Driver struct {
 	// Calls counts calls to Process.
 	Calls int
 
-	batch filter.Batch
+	started bool
+	batch   filter.Batch
 }
 
 // Epoch is the driver's starting time.
@@ -61,10 +63,24 @@ func New(s filter.Stream) *Driver {
 	}
 }
 
+// Start calls Process once with no bytes, as pier does when a Stream
+// takes up its session. Write, CloseWrite and Advance call it first if
+// the test has not.
+func (d *Driver) Start() error {
+	if d.started {
+		return nil
+	}
+	d.started = true
+	return d.call()
+}
+
 // Write appends p to the bytes waiting for the Stream and calls Process.
 func (d *Driver) Write(p []byte) error {
 	if d.EOF {
 		return fmt.Errorf("filtertest: Write after CloseWrite")
+	}
+	if err := d.Start(); err != nil {
+		return err
 	}
 	d.In = append(d.In, p...)
 	return d.call()
@@ -72,6 +88,9 @@ func (d *Driver) Write(p []byte) error {
 
 // CloseWrite marks the source finished and calls Process.
 func (d *Driver) CloseWrite() error {
+	if err := d.Start(); err != nil {
+		return err
+	}
 	d.EOF = true
 	return d.call()
 }
@@ -80,6 +99,9 @@ func (d *Driver) CloseWrite() error {
 // asked for on the way (as often as it keeps asking), and once more at
 // the end if it asked for that time.
 func (d *Driver) Advance(dt time.Duration) error {
+	if err := d.Start(); err != nil {
+		return err
+	}
 	end := d.Now.Add(dt)
 	for !d.Finished && !d.Wake.IsZero() && !d.Wake.After(end) {
 		if d.Wake.After(d.Now) {

@@ -123,7 +123,8 @@ func (e *Error) Unwrap() error { return e.Err }
 func New(s *filter.Session, dir filter.Direction, stages []Stage) *Chain {
 	c := &Chain{stages: make([]stage, len(stages))}
 	for i, st := range stages {
-		c.stages[i] = stage{name: st.Name, s: st.Stream}
+		// dirty: every stage is called once at take-up (filter.Stream).
+		c.stages[i] = stage{name: st.Name, s: st.Stream, dirty: true}
 		c.stages[i].in.limit = filter.DefaultHold
 		if h, ok := st.Stream.(filter.Holder); ok {
 			c.stages[i].in.limit = max(h.HoldLimit(), 1)
