@@ -1,0 +1,102 @@
+// Package fault holds pier's fault-injection filters, in the manner of
+// Toxiproxy's toxics: they make a route behave like a bad network or a
+// failing peer, so that clients can be tested against one. Each is a
+// filter (package filter) registered by name when the package is loaded:
+//
+//	latency     hold every byte for delay ± jitter, in order
+//	bandwidth   forward at most rate bytes per second
+//	slicer      forward in small pieces, one write each, delay apart
+//	reset       end the session with a TCP reset after some bytes or time
+//	timeout     drop every byte, and close the session after some time
+//	limit       close the session after some bytes
+//	slow_close  hold the end of the stream (FIN) for a while
+//
+// A config file puts them on a route like any filter:
+//
+//	filters:
+//	  - latency: {delay: 100ms, jitter: 20ms}
+//	  - reset: {bytes: 64KiB, probability: 0.1, seed: 7}
+//
+// Every fault takes two kinds of common options. direction ("upstream":
+// the bytes the client sends, "client": the bytes sent to the client, or
+// "both") says which way it acts; each direction gets a Stream of its own,
+// with its own counts and clocks. The targeting options of
+// filter.ParseTarget (probability, seed, clients, every) say which
+// sessions it acts on; a session not chosen passes through untouched.
+//
+// The faults never read the wall clock: they go by Batch.Now, so that
+// filtertest can drive them on a fake one.
+package fault
+
+import (
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+func init() {
+	filter.Register(filter.Spec{Name: "latency", New: newLatency, FlagKey: "delay",
+		Short: "hold every byte for delay ± jitter, keeping order"})
+	filter.Register(filter.Spec{Name: "bandwidth", New: newBandwidth, FlagKey: "rate",
+		Short: "forward at most rate bytes per second"})
+	filter.Register(filter.Spec{Name: "slicer", New: newSlicer, FlagKey: "size",
+		Short: "forward in pieces of size ± variation bytes, delay apart"})
+	filter.Register(filter.Spec{Name: "reset", New: newReset, FlagKey: "after",
+		Short: "reset the session (TCP RST) after some bytes or some time"})
+	filter.Register(filter.Spec{Name: "timeout", New: newTimeout, FlagKey: "after",
+		Short: "drop every byte, and close the session after some time"})
+	filter.Register(filter.Spec{Name: "limit", New: newLimit, FlagKey: "bytes",
+		Short: "close the session after some bytes"})
+	filter.Register(filter.Spec{Name: "slow_close", New: newSlowClose, FlagKey: "delay",
+		Short: "hold the end of the stream (FIN) for delay"})
+}
+
+// common is what every fault reads besides its own options: which way it
+// acts, which sessions, and the seed for its own randomness.
+type common struct {
+	dir    filter.Direction
+	target *filter.Target
+	seed   uint64
+	seeded bool
+}
+
+// parseCommon reads the common options, with def the fault's default
+// direction.
+func parseCommon(o *filter.Options, def filter.Direction) common {
+	c := common{dir: o.Direction("direction", def), target: filter.ParseTarget(o)}
+	// ParseTarget has read (and checked) the seed but keeps it to itself;
+	// Strings records no error, so a bad seed is reported once, by it.
+	if v := o.Strings("seed"); len(v) == 1 {
+		if n, err := strconv.ParseUint(v[0], 10, 64); err == nil {
+			c.seed, c.seeded = n, true
+		}
+	}
+	return c
+}
+
+// streams returns a Stream from mk for each direction the fault acts on,
+// if it targets s.
+func (c *common) streams(s *filter.Session, mk func(filter.Direction) filter.Stream) (toUpstream, toClient filter.Stream) {
+	if !c.target.Chooses(s) {
+		return nil, nil
+	}
+	if c.dir&filter.ToUpstream != 0 {
+		toUpstream = mk(filter.ToUpstream)
+	}
+	if c.dir&filter.ToClient != 0 {
+		toClient = mk(filter.ToClient)
+	}
+	return toUpstream, toClient
+}
+
+// rand returns the random numbers for one direction of s: with a seed,
+// the same ones every run for the same session id and direction (the
+// session id, not the order sessions come in, so that concurrency does not
+// change them); without, different ones every time.
+func (c *common) rand(s *filter.Session, dir filter.Direction) *rand.Rand {
+	if !c.seeded {
+		return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return rand.New(rand.NewPCG(c.seed, s.ID<<2|uint64(dir)))
+}

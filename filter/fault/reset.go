@@ -1,0 +1,155 @@
+package fault
+
+import (
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+// reset, timeout and limit end a session early. They share one Stream,
+// cutStream, which forwards (or drops) bytes until a byte count or a time
+// is reached and then returns its error.
+//
+// Counts and times are per direction: with direction both, each
+// direction counts its own bytes, and the first to reach its mark ends
+// the session. A time counts from the stream's first call, which pier
+// makes when the filter takes up the session, rather than from
+// Session.Start, so that a fault added to a running session by a reload
+// gives it the full time, as a Toxiproxy toxic added to a live connection
+// does.
+//
+// When the source ends before the mark, the end passes on as usual.
+
+// reset ends the session with a TCP reset to both sides, like a peer or
+// a middlebox that drops the connection's state.
+//
+//	bytes: 64KiB     # reset once this many bytes have passed (0: at the first call)
+//	after: 5s        # reset this long after the first call (0: at the first call)
+//	direction: both  # default both
+//
+// At least one of bytes and after is required; with both, the first
+// reached counts. Exactly bytes bytes are forwarded, then the reset.
+type reset struct {
+	common
+	bytes int64 // -1: none
+	after time.Duration
+	timed bool
+}
+
+func newReset(o *filter.Options) (filter.Filter, error) {
+	f := &reset{common: parseCommon(o, filter.Both), bytes: -1}
+	if !o.Has("bytes") && !o.Has("after") {
+		o.Errorf("", "missing bytes or after: when to reset (say after: 5s, or bytes: 64KiB)")
+	}
+	if o.Has("bytes") {
+		f.bytes = o.Size("bytes", 0, 0, 1<<62)
+	}
+	f.timed = o.Has("after")
+	f.after = o.Duration("after", 0)
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *reset) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
+	return f.streams(s, func(filter.Direction) filter.Stream {
+		return &cutStream{left: f.bytes, after: f.after, timed: f.timed, err: filter.ErrReset}
+	})
+}
+
+// timeout drops every byte, and closes the session cleanly after a while,
+// like a peer that has gone silent.
+//
+//	after: 5s        # default 0: never close, only drop
+//	direction: both  # default both
+type timeout struct {
+	common
+	after time.Duration
+}
+
+func newTimeout(o *filter.Options) (filter.Filter, error) {
+	f := &timeout{common: parseCommon(o, filter.Both)}
+	f.after = o.Duration("after", 0)
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *timeout) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
+	return f.streams(s, func(filter.Direction) filter.Stream {
+		return &cutStream{left: -1, drop: true, after: f.after, timed: f.after > 0, err: filter.ErrClose}
+	})
+}
+
+// limit closes the session cleanly once some bytes have passed, like a
+// peer that hangs up mid-message.
+//
+//	bytes: 1KiB      # required; close once this many bytes have passed
+//	direction: client  # default client (Toxiproxy's downstream)
+type limit struct {
+	common
+	bytes int64
+}
+
+func newLimit(o *filter.Options) (filter.Filter, error) {
+	f := &limit{common: parseCommon(o, filter.ToClient)}
+	if !o.Has("bytes") {
+		o.Errorf("bytes", "missing: how many bytes to pass before closing (say bytes: 1KiB)")
+	}
+	f.bytes = o.Size("bytes", 0, 0, 1<<62)
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *limit) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
+	return f.streams(s, func(filter.Direction) filter.Stream {
+		return &cutStream{left: f.bytes, err: filter.ErrClose}
+	})
+}
+
+// A cutStream forwards bytes (or drops them) until left reaches 0 or
+// after has passed since its first call, and then returns err.
+type cutStream struct {
+	left     int64 // bytes still to forward; -1: no count
+	drop     bool  // drop bytes rather than forward them
+	after    time.Duration
+	timed    bool      // after counts
+	deadline time.Time // set at the first call when timed
+	err      error
+}
+
+func (s *cutStream) Process(b *filter.Batch) error {
+	if s.timed && s.deadline.IsZero() {
+		s.deadline = b.Now.Add(s.after)
+	}
+	if s.timed && !b.Now.Before(s.deadline) {
+		return s.err
+	}
+	switch {
+	case s.drop:
+		b.Drop(len(b.In))
+	case s.left < 0:
+		b.Pass(len(b.In))
+	default:
+		n := min(int64(len(b.In)), s.left)
+		b.Pass(int(n))
+		s.left -= n
+		if s.left == 0 {
+			return s.err // after the bytes: they are delivered first
+		}
+	}
+	if s.timed && !b.EOF {
+		b.WakeAt(s.deadline)
+	}
+	return nil
+}
+
+var (
+	_ filter.Filter = (*reset)(nil)
+	_ filter.Filter = (*timeout)(nil)
+	_ filter.Filter = (*limit)(nil)
+)
