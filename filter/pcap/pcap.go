@@ -1,0 +1,316 @@
+// Package pcap is the pcap filter: it records the bytes that pass its
+// place in a route's filter chain to a capture file that Wireshark and
+// tshark open, while passing every byte on unchanged.
+//
+// pier sees bytes, not packets, so the filter makes up the packets: each
+// session becomes one TCP connection from the client's address to the
+// upstream's (IPv4 when both are IPv4, IPv6 otherwise, an IPv4 address
+// then written IPv4-mapped), with a handshake before the first bytes, the
+// bytes in segments of at most 65000-byte packets, an ACK from the other
+// side after each batch, a FIN when a direction ends and an RST when the
+// session ends otherwise. Sequence numbers, acknowledgements and checksums
+// are right, so tools follow the stream without complaint.
+//
+//	filters:
+//	  - pcap: {file: /var/log/pier/db.pcapng, max_size: 100MB}
+//
+// The file is pcapng (raw IP, nanosecond timestamps). Each session's first
+// packet in a file carries the comment "pier session <id>, route <name>",
+// the id being the one in the access log. With per_session, each session
+// gets a file of its own, named by the id: db.pcapng → db-<id>.pcapng.
+//
+// The package also reads such files back (ReadFile, Reassemble), for
+// tests of pier and of filters.
+package pcap
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+func init() {
+	filter.Register(filter.Spec{
+		Name:    "pcap",
+		New:     New,
+		Short:   "record the bytes passing this point to a pcapng file, as TCP packets",
+		FlagKey: "file",
+	})
+}
+
+// Filter records each session on its route. Its options:
+//
+//	file: db.pcapng      # required: where to write
+//	per_session: false   # true: a file per session, db-<id>.pcapng
+//	max_size: 0          # when a file would grow past this, start a new one
+//	                     # (db.pcapng moves to db.pcapng.1, .1 to .2, ...); 0: never
+//	max_files: 5         # how many such old files to keep
+type Filter struct {
+	path       string
+	perSession bool
+	maxSize    int64
+	maxFiles   int
+	// route is the route's file, shared by its sessions; nil per session.
+	route *writer
+}
+
+// New makes a pcap Filter from its options. It creates the route's file
+// (truncating an old one) or, per session, checks that files can be
+// created in its directory, so that a path that cannot work fails the
+// config and not, silently, every session.
+func New(o *filter.Options) (filter.Filter, error) {
+	f := &Filter{
+		path:       o.String("file", ""),
+		perSession: o.Bool("per_session", false),
+		maxSize:    o.Size("max_size", 0, 0, math.MaxInt64),
+		maxFiles:   int(o.Int("max_files", 5, 0, 1000)),
+	}
+	if f.path == "" {
+		o.Errorf("file", "required: the capture file to write")
+	}
+	if err := o.Err(); err != nil {
+		return nil, err
+	}
+	var err error
+	switch {
+	case o.DryRun():
+		// Only checking: nothing is created or truncated.
+		err = filter.CheckWritable(f.path)
+	case f.perSession:
+		err = checkDir(filepath.Dir(f.path))
+	default:
+		f.route, err = sharedWriter(f.path, f.maxSize, f.maxFiles)
+	}
+	if err != nil {
+		o.Errorf("file", "%v", err)
+		return nil, o.Err()
+	}
+	return f, nil
+}
+
+// checkDir reports whether files can be created in dir, by creating one.
+func checkDir(dir string) error {
+	t, err := os.CreateTemp(dir, ".pier-pcap-*")
+	if err != nil {
+		return err
+	}
+	t.Close()
+	return os.Remove(t.Name())
+}
+
+// sessionPath is the file for session id: the id goes before the
+// extension.
+func (f *Filter) sessionPath(id uint64) string {
+	ext := filepath.Ext(f.path)
+	return strings.TrimSuffix(f.path, ext) + "-" + strconv.FormatUint(id, 10) + ext
+}
+
+// Streams records both directions of every session.
+func (f *Filter) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
+	c := newCapture(f, s)
+	return &stream{c, client}, &stream{c, upstream}
+}
+
+// The two sides of a capture, indexes into its per-side arrays.
+const (
+	client   = 0
+	upstream = 1
+)
+
+// A stream records one direction: the packets its side sends.
+type stream struct {
+	c    *capture
+	side int
+}
+
+func (s *stream) Process(b *filter.Batch) error {
+	s.c.record(s.side, b.In, b.EOF, b.Now)
+	b.Pass(len(b.In))
+	return nil
+}
+
+func (s *stream) Close(err error) { s.c.close(s.side, err) }
+
+// A capture is one session's TCP connection, as recorded. Both its
+// streams use it, but pier never runs them at once for a session (they
+// are on the session's relay loop), so it needs no lock of its own.
+type capture struct {
+	f       *Filter
+	s       *filter.Session
+	w       *writer // nil until the handshake, or if the file failed
+	addr    [2]netip.AddrPort
+	next    [2]uint32 // the sequence number each side sends next
+	ipID    [2]uint16
+	fin     [2]bool
+	closed  [2]bool // the side's stream was told the session ended
+	mss     int
+	started bool
+	reset   bool
+	now     time.Time // the latest time a stream saw, for Close
+	comment string    // for the next packet, then ""
+}
+
+func newCapture(f *Filter, s *filter.Session) *capture {
+	c := &capture{f: f, s: s, now: s.Start}
+	c.addr[client], c.addr[upstream] = endpoints(s.Client, s.Upstream)
+	c.mss = mss(c.addr[client].Addr(), c.addr[upstream].Addr())
+	// Initial sequence numbers from the id: the same session gives the
+	// same file, and different sessions different numbers.
+	x := mix(s.ID)
+	c.next[client], c.next[upstream] = uint32(x), uint32(x>>32)
+	return c
+}
+
+// endpoints puts both addresses in one family: IPv4 if both are,
+// otherwise IPv6 with IPv4 addresses mapped. An address pier did not
+// know is written as unspecified.
+func endpoints(a, b netip.AddrPort) (netip.AddrPort, netip.AddrPort) {
+	x, y := a.Addr().Unmap(), b.Addr().Unmap()
+	if !x.IsValid() {
+		x = netip.IPv4Unspecified()
+	}
+	if !y.IsValid() {
+		y = netip.IPv4Unspecified()
+	}
+	if !x.Is4() || !y.Is4() {
+		x, y = netip.AddrFrom16(x.As16()), netip.AddrFrom16(y.As16())
+	}
+	return netip.AddrPortFrom(x, a.Port()), netip.AddrPortFrom(y, b.Port())
+}
+
+// mix is SplitMix64's finalizer: it spreads an id's bits over all 64.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// start writes the handshake, once, before anything else of the session.
+func (c *capture) start() {
+	if c.started {
+		return
+	}
+	c.started = true
+	c.w = c.f.route
+	if c.f.perSession {
+		// A file that cannot be created leaves c.w nil: the session
+		// goes on unrecorded.
+		c.w, _ = create(c.f.sessionPath(c.s.ID), c.f.maxSize, c.f.maxFiles)
+	}
+	c.comment = fmt.Sprintf("pier session %d, route %s", c.s.ID, c.s.Route)
+	opts := synOptions(c.mss)
+	c.send(client, SYN, opts, nil)
+	c.send(upstream, SYN|ACK, opts, nil)
+	c.send(client, ACK, nil, nil)
+}
+
+// record writes the packets for bytes side sent, then the end of its
+// stream if eof, and the other side's acknowledgement.
+func (c *capture) record(side int, data []byte, eof bool, now time.Time) {
+	c.now = now
+	c.start()
+	if c.reset || c.fin[side] || len(data) == 0 && !eof {
+		return
+	}
+	for len(data) > 0 {
+		n := min(len(data), c.mss)
+		flags := ACK
+		if n == len(data) {
+			flags |= PSH // the end of what arrived together
+		}
+		c.send(side, flags, nil, data[:n])
+		data = data[n:]
+	}
+	if eof {
+		c.send(side, FIN|ACK, nil, nil)
+		c.fin[side] = true
+	}
+	c.send(1-side, ACK, nil, nil)
+}
+
+// close ends the connection when the session ends with err: an RST for
+// an error (ErrClose ends it with FINs, as pier does), nothing more if
+// both sides have sent their FIN. The file is flushed, or closed if the
+// session's own, once both streams are closed.
+func (c *capture) close(side int, err error) {
+	if c.closed[side] {
+		return
+	}
+	c.closed[side] = true
+	c.start()
+	switch {
+	case err == nil || c.reset || c.fin[client] && c.fin[upstream]:
+	case errors.Is(err, filter.ErrClose):
+		for _, s := range [...]int{client, upstream} {
+			if !c.fin[s] {
+				c.record(s, nil, true, c.now)
+			}
+		}
+	default:
+		s := client
+		if c.fin[client] {
+			s = upstream
+		}
+		c.send(s, RST|ACK, nil, nil)
+		c.reset = true
+	}
+	if !c.closed[1-side] || c.w == nil {
+		return
+	}
+	if c.f.perSession {
+		c.w.close()
+	} else {
+		c.w.flush()
+	}
+}
+
+// send writes one packet from side to the other, and moves side's
+// sequence number past it.
+func (c *capture) send(side int, flags Flags, opts, payload []byte) {
+	p := Packet{
+		Time:    c.now,
+		Comment: c.comment,
+		Src:     c.addr[side],
+		Dst:     c.addr[1-side],
+		Seq:     c.next[side],
+		Flags:   flags,
+		Window:  0xffff,
+		Options: opts,
+		Payload: payload,
+	}
+	if flags&ACK != 0 {
+		p.Ack = c.next[1-side]
+	}
+	c.comment = ""
+	c.next[side] += uint32(len(payload))
+	if flags&(SYN|FIN) != 0 {
+		c.next[side]++ // SYN and FIN each take a sequence number
+	}
+	c.ipID[side]++
+	if c.w != nil {
+		b := blocks.Get().(*[]byte)
+		*b = appendEPB((*b)[:0], &p, c.ipID[side])
+		c.w.write(*b, c.now)
+		blocks.Put(b)
+	}
+}
+
+// blocks holds buffers for building blocks in: a block is up to 64 KiB,
+// too much for each of thousands of sessions to keep.
+var blocks = sync.Pool{New: func() any { return new([]byte) }}
+
+var (
+	_ filter.Filter = (*Filter)(nil)
+	_ filter.Stream = (*stream)(nil)
+	_ filter.Closer = (*stream)(nil)
+)

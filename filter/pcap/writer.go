@@ -1,0 +1,292 @@
+package pcap
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// The pcapng blocks and options pier writes (draft-ietf-opsawg-pcapng):
+// each file is one section, a Section Header Block and one Interface
+// Description Block for raw IP packets with nanosecond timestamps, then an
+// Enhanced Packet Block per packet, little-endian.
+const (
+	blockSHB = 0x0a0d0d0a
+	blockIDB = 1
+	blockEPB = 6
+
+	byteOrderMagic = 0x1a2b3c4d
+	linkTypeRaw    = 101 // LINKTYPE_RAW: the packet starts with its IP header
+
+	optEnd      = 0
+	optComment  = 1
+	optUserAppl = 4 // in the SHB: the application that wrote the file
+	optTSResol  = 9 // in the IDB: timestamp units, 10^-value seconds
+	nanoseconds = 9
+)
+
+var le = binary.LittleEndian
+
+// header starts every file pier writes.
+var header = appendHeader(nil)
+
+func appendHeader(b []byte) []byte {
+	start := len(b)
+	b = beginBlock(b, blockSHB)
+	b = le.AppendUint32(b, byteOrderMagic)
+	b = le.AppendUint16(b, 1) // version 1.0
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, ^uint64(0)) // section length not given
+	b = appendOption(b, start, optUserAppl, "pier")
+	b = appendOption(b, start, optEnd, "")
+	b = endBlock(b, start)
+
+	start = len(b)
+	b = beginBlock(b, blockIDB)
+	b = le.AppendUint16(b, linkTypeRaw)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 0) // no snap length: every packet whole
+	b = appendOption(b, start, optTSResol, string([]byte{nanoseconds}))
+	b = appendOption(b, start, optEnd, "")
+	return endBlock(b, start)
+}
+
+// appendEPB appends p as an Enhanced Packet Block on interface 0.
+func appendEPB(b []byte, p *Packet, id uint16) []byte {
+	start := len(b)
+	b = beginBlock(b, blockEPB)
+	ts := nanos(p.Time)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, uint32(ts>>32))
+	b = le.AppendUint32(b, uint32(ts))
+	lens := len(b)
+	b = le.AppendUint64(b, 0) // captured and original length, below
+	ip := len(b)
+	b = appendIP(b, p, id)
+	n := uint32(len(b) - ip)
+	le.PutUint32(b[lens:], n)
+	le.PutUint32(b[lens+4:], n)
+	b = pad(b, start)
+	if p.Comment != "" {
+		b = appendOption(b, start, optComment, p.Comment)
+		b = appendOption(b, start, optEnd, "")
+	}
+	return endBlock(b, start)
+}
+
+// nanos is t in nanoseconds since 1970, the timestamp in a block; times
+// before 1970 are written as 1970.
+func nanos(t time.Time) uint64 {
+	if t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())*1e9 + uint64(t.Nanosecond())
+}
+
+func beginBlock(b []byte, typ uint32) []byte {
+	b = le.AppendUint32(b, typ)
+	return le.AppendUint32(b, 0) // total length, set by endBlock
+}
+
+// endBlock ends the block begun at start with its total length, which
+// pcapng puts both first and last so that a reader can go either way.
+func endBlock(b []byte, start int) []byte {
+	n := uint32(len(b) - start + 4)
+	le.PutUint32(b[start+4:], n)
+	return le.AppendUint32(b, n)
+}
+
+// appendOption appends an option to the block begun at start. A value
+// longer than an option can say (64 KiB) is cut short.
+func appendOption(b []byte, start int, code uint16, v string) []byte {
+	v = v[:min(len(v), 0xffff)]
+	b = le.AppendUint16(b, code)
+	b = le.AppendUint16(b, uint16(len(v)))
+	b = append(b, v...)
+	return pad(b, start)
+}
+
+// pad pads the block begun at start to a multiple of 4 bytes.
+func pad(b []byte, start int) []byte {
+	for (len(b)-start)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+const (
+	// bufSize is how much a file's writer holds before it writes.
+	bufSize = 64 << 10
+	// flushEvery bounds how long a packet waits in the buffer while
+	// packets keep coming; a session's end flushes too.
+	flushEvery = time.Second
+)
+
+// errClosed stops writes to a session's file after the session ended.
+var errClosed = errors.New("pcap: file closed")
+
+// A writer appends blocks to one capture file, from any goroutine, each
+// block whole, and rotates the file when it would grow past maxSize. The
+// first error stops it: pier has no logger to give it to, and a capture
+// with a hole is worse than one that stops.
+type writer struct {
+	mu       sync.Mutex
+	path     string
+	maxSize  int64 // 0: no rotation
+	maxFiles int
+	file     *os.File
+	buf      *bufio.Writer
+	size     int64     // bytes in the current file, buffered or not
+	flushed  time.Time // the time of the write that last flushed buf
+	err      error
+}
+
+// create creates (or truncates) the file at path and writes its header
+// through, so that a file that takes no bytes is found at once.
+func create(path string, maxSize int64, maxFiles int) (*writer, error) {
+	w := &writer{path: path, maxSize: maxSize, maxFiles: maxFiles}
+	if err := w.open(); err != nil {
+		return nil, err
+	}
+	if err := w.buf.Flush(); err != nil {
+		w.file.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// open starts a new file, discarding anything buffered for the old one.
+func (w *writer) open() error {
+	// 0600: a capture holds whatever the sessions carried.
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	w.file, w.size = f, 0
+	if w.buf == nil {
+		w.buf = bufio.NewWriterSize(f, bufSize)
+	} else {
+		w.buf.Reset(f)
+	}
+	return w.put(header)
+}
+
+func (w *writer) put(p []byte) error {
+	n, err := w.buf.Write(p)
+	w.size += int64(n)
+	return err
+}
+
+// write appends one block, rotating first if the block would take the
+// file past maxSize (a file always takes at least one block).
+func (w *writer) write(block []byte, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	if w.maxSize > 0 && w.size > int64(len(header)) && w.size+int64(len(block)) > w.maxSize {
+		if w.err = w.rotate(); w.err != nil {
+			return
+		}
+	}
+	if w.err = w.put(block); w.err == nil && now.Sub(w.flushed) >= flushEvery {
+		w.flushed = now
+		w.err = w.buf.Flush()
+	}
+}
+
+// flush writes out what is buffered.
+func (w *writer) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = w.buf.Flush()
+	}
+}
+
+// close flushes and closes the file; nothing more is written.
+func (w *writer) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = w.buf.Flush()
+	}
+	w.file.Close()
+	if w.err == nil {
+		w.err = errClosed
+	}
+}
+
+// rotate ends the current file and starts a new one.
+func (w *writer) rotate() error {
+	err := w.buf.Flush()
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return w.restart()
+}
+
+// restart shifts the rotated files up (path.1 to path.2, ...; the one
+// past maxFiles is overwritten), moves path to path.1, and opens a new
+// path.
+func (w *writer) restart() error {
+	for i := w.maxFiles; i >= 1; i-- {
+		from := w.path
+		if i > 1 {
+			from = fmt.Sprintf("%s.%d", w.path, i-1)
+		}
+		err := os.Rename(from, fmt.Sprintf("%s.%d", w.path, i))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return w.open()
+}
+
+// Filters writing to the same file (a route's old and new filters across
+// a config reload, or two routes) share its writer, so that neither
+// truncates the file under the other: a Filter has no Close, so a file,
+// once open, stays open.
+var (
+	sharedMu sync.Mutex
+	shared   = map[string]*writer{}
+)
+
+// sharedWriter returns the writer for path, creating the file if no
+// Filter writes to it yet. The latest Filter's maxSize and maxFiles win;
+// a writer stopped by an error starts again on a new file.
+func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	w := shared[abs]
+	if w == nil {
+		w, err = create(abs, maxSize, maxFiles)
+		if err != nil {
+			return nil, err
+		}
+		shared[abs] = w
+		return w, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.maxSize, w.maxFiles = maxSize, maxFiles
+	if w.err != nil {
+		w.file.Close()
+		w.err = w.restart()
+	}
+	return w, w.err
+}
