@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	_ "github.com/pierproxy/pier/filter/builtin"
 )
 
 // A full file parses to exactly the configuration it says, with positions.

@@ -1,0 +1,28 @@
+package builtin
+
+import "github.com/pierproxy/pier/filter"
+
+// pass forwards every byte unchanged, both ways: the cost of the filtered
+// path itself, for benchmarks, and a placeholder in a config.
+type pass struct{}
+
+func (pass) Streams(*filter.Session) (toUpstream, toClient filter.Stream) {
+	return passStream{}, passStream{}
+}
+
+type passStream struct{}
+
+func (passStream) Process(b *filter.Batch) error {
+	b.Pass(len(b.In))
+	return nil
+}
+
+func init() {
+	filter.Register(filter.Spec{
+		Name:  "pass",
+		Short: "forward every byte unchanged (the filtered path's own cost)",
+		New: func(o *filter.Options) (filter.Filter, error) {
+			return pass{}, o.Err()
+		},
+	})
+}
