@@ -1,0 +1,276 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// filterFlags parses args with nothing but the filter flags, and returns
+// the filters they made, in order.
+func filterFlags(t *testing.T, args ...string) ([]config.Filter, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var fl []config.Filter
+	registerFilterFlags(fs, &fl)
+	err := fs.Parse(args)
+	return fl, err
+}
+
+// Every registered filter has a flag, its name with - for _.
+func TestFilterFlagPerFilter(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	registerFilterFlags(fs, new([]config.Filter))
+	names := filter.Names()
+	for _, want := range []string{"dump", "pcap", "rewrite", "latency", "bandwidth", "slicer", "reset", "timeout", "limit", "slow_close"} {
+		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
+			t.Errorf("filter %q is not registered (registered: %v)", want, names)
+		}
+	}
+	for _, name := range names {
+		if fs.Lookup(strings.ReplaceAll(name, "_", "-")) == nil {
+			t.Errorf("no flag for filter %q", name)
+		}
+	}
+	if fs.Lookup("slow_close") != nil {
+		t.Error("flag -slow_close exists; want only -slow-close")
+	}
+}
+
+// A bare value sets the filter's main option (its FlagKey), as it is.
+func TestFilterFlagBareValueSetsFlagKey(t *testing.T) {
+	capture := filepath.Join(t.TempDir(), "x.pcapng")
+	for _, tc := range []struct {
+		name, value, key string
+	}{
+		{"latency", "100ms", "delay"},
+		{"bandwidth", "1MB", "rate"},
+		{"slicer", "3", "size"},
+		{"reset", "5s", "after"},
+		{"timeout", "2s", "after"},
+		{"limit", "1KiB", "bytes"},
+		{"slow_close", "250ms", "delay"},
+		{"dump", "text", "format"},
+		{"pcap", capture, "file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, ok := filter.Lookup(tc.name)
+			if !ok {
+				t.Fatalf("no filter %q", tc.name)
+			}
+			if spec.FlagKey != tc.key {
+				t.Fatalf("FlagKey %q, want %q (README's bold option)", spec.FlagKey, tc.key)
+			}
+			f, err := parseFilterFlag(spec, tc.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]filter.Value{tc.key: {Text: tc.value}}
+			if f.Name != tc.name || !reflect.DeepEqual(f.Options, want) {
+				t.Errorf("got %s %v, want %s %v", f.Name, f.Options, tc.name, want)
+			}
+		})
+	}
+	// Checking the options does not make the file.
+	if _, err := os.Stat(capture); err == nil {
+		t.Errorf("checking the pcap flag created %s", capture)
+	}
+}
+
+// A value with = is a list of option=value; an option given twice is a
+// list, in the order given.
+func TestFilterFlagOptionLists(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		want        map[string]filter.Value
+	}{
+		{"latency", "delay=100ms,jitter=10ms,direction=upstream", map[string]filter.Value{
+			"delay": {Text: "100ms"}, "jitter": {Text: "10ms"}, "direction": {Text: "upstream"},
+		}},
+		{"rewrite", "match=old.example,replace=new.example,direction=upstream", map[string]filter.Value{
+			"match": {Text: "old.example"}, "replace": {Text: "new.example"}, "direction": {Text: "upstream"},
+		}},
+		// An empty value is a value: replace with nothing.
+		{"rewrite", "match=secret,replace=", map[string]filter.Value{
+			"match": {Text: "secret"}, "replace": {Text: ""},
+		}},
+		// Only the first = splits.
+		{"rewrite", "match=a=b,replace=c", map[string]filter.Value{
+			"match": {Text: "a=b"}, "replace": {Text: "c"},
+		}},
+		{"reset", "after=1s,clients=10.0.0.0/8,clients=192.0.2.1,clients=2001:db8::/32", map[string]filter.Value{
+			"after":   {Text: "1s"},
+			"clients": {IsList: true, List: []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"}},
+		}},
+		{"slow_close", " delay=1s", map[string]filter.Value{"delay": {Text: "1s"}}},
+	} {
+		t.Run(tc.name+" "+tc.value, func(t *testing.T) {
+			spec, _ := filter.Lookup(tc.name)
+			f, err := parseFilterFlag(spec, tc.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(f.Options, tc.want) {
+				t.Errorf("options %#v,\nwant %#v", f.Options, tc.want)
+			}
+		})
+	}
+}
+
+// A flag that cannot work fails when parsed, with an error that says why.
+func TestFilterFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		want        []string // in the error, all of them
+	}{
+		// rewrite has no main option: a bare value cannot say what it is.
+		{"rewrite", "old.example", []string{"option=value"}},
+		{"latency", "delay=100ms,bogus=1", []string{"bogus", "unknown option"}},
+		{"dump", "format=hex,colour=red", []string{"colour", "unknown option"}},
+		{"latency", "soon", []string{"delay", "not a duration"}},
+		{"latency", "jitter=10ms", []string{"delay", "missing"}},
+		{"bandwidth", "rate=fast", []string{"rate", "fast"}},
+		{"dump", "xml", []string{"format", "xml"}},
+		{"reset", "direction=sideways,after=1s", []string{"direction", "sideways"}},
+		{"reset", "direction=client", []string{"bytes or after"}},
+		{"slicer", "size=2,variation=2", []string{"variation"}},
+		{"rewrite", "replace=x", []string{"match"}},
+		{"rewrite", "regexp=a*", []string{"empty"}},
+		{"rewrite", "match=a,regexp=b", []string{"match", "regexp"}},
+		// A comma ends a value: a list item without = is refused.
+		{"rewrite", "match=a,b,replace=c", []string{`"b"`, "option=value"}},
+		{"latency", "=100ms", []string{"option=value"}},
+		{"latency", "delay=1s,delay=2s", []string{"delay", "not a list"}},
+		{"pcap", "file=" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.pcapng"), []string{"file"}},
+	} {
+		t.Run(tc.name+" "+tc.value, func(t *testing.T) {
+			spec, _ := filter.Lookup(tc.name)
+			_, err := parseFilterFlag(spec, tc.value)
+			if err == nil {
+				t.Fatalf("no error, want one mentioning %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			// The flag package reports it under the flag's name.
+			flagName := "-" + strings.ReplaceAll(tc.name, "_", "-")
+			_, ferr := filterFlags(t, flagName, tc.value)
+			if ferr == nil || !strings.Contains(ferr.Error(), flagName) || !strings.Contains(ferr.Error(), err.Error()) {
+				t.Errorf("flag error %q, want it to name %s and say %q", ferr, flagName, err)
+			}
+		})
+	}
+}
+
+// Filter flags stack in command-line order, the same filter as often as
+// given.
+func TestFilterFlagsStackInOrder(t *testing.T) {
+	fl, err := filterFlags(t,
+		"-rewrite", "match=a,replace=b",
+		"--latency", "5ms",
+		"-dump", "text",
+		"--rewrite", "match=b,replace=c,direction=client",
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.Filter{
+		{Name: "rewrite", Options: map[string]filter.Value{"match": {Text: "a"}, "replace": {Text: "b"}}},
+		{Name: "latency", Options: map[string]filter.Value{"delay": {Text: "5ms"}}},
+		{Name: "dump", Options: map[string]filter.Value{"format": {Text: "text"}}},
+		{Name: "rewrite", Options: map[string]filter.Value{"match": {Text: "b"}, "replace": {Text: "c"}, "direction": {Text: "client"}}},
+	}
+	if !reflect.DeepEqual(fl, want) {
+		t.Errorf("filters\n%+v,\nwant\n%+v", fl, want)
+	}
+}
+
+// pier forward with filter flags, end to end: --dump listed first sees
+// what the client sent and what it receives, with --rewrite between it
+// and the upstream changing both ways.
+func TestForwardWithFilterFlags(t *testing.T) {
+	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		b, _ := io.ReadAll(c)
+		io.WriteString(c, "ping back: "+string(b))
+	})
+	dump := filepath.Join(t.TempDir(), "dump.txt")
+	p := startPier(t, nil, 1, "forward", "127.0.0.1:0", up.Addr(),
+		"--dump", "format=text,to="+dump,
+		"--rewrite", "match=ping,replace=pong",
+	)
+	ans, err := exchange(p.addrs("forward")[0], "ping ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "pong back: pong pong"; ans != want {
+		t.Errorf("client got %q, want %q", ans, want)
+	}
+	ls := p.waitLog(t, func(ls []map[string]any) bool { return count(ls, "session") >= 1 })
+	var id any
+	for _, l := range ls {
+		if l["msg"] == "session" {
+			id = l["id"]
+			if l["reason"] != "done" {
+				t.Errorf("session ended %v (%v), want done", l["reason"], l["error"])
+			}
+		}
+	}
+	// The dump's streams are closed before the session is logged.
+	b, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The text under each header, by header ("session 1 client→upstream"):
+	// a direction may come in several chunks.
+	shown := map[string]string{}
+	var block string
+	for _, line := range strings.Split(string(b), "\n") {
+		if text, ok := strings.CutPrefix(line, "  "); ok {
+			shown[block] += text
+			continue
+		}
+		f := strings.Fields(line)
+		block = ""
+		if len(f) >= 3 && f[0] == "session" {
+			block = strings.Join(f[:3], " ")
+		}
+	}
+	for dir, want := range map[string]string{
+		"client→upstream": "ping ping",
+		"upstream→client": "pong back: pong pong",
+	} {
+		if h := fmt.Sprintf("session %v %s", id, dir); shown[h] != want {
+			t.Errorf("dump shows %q under %q, want %q:\n%s", shown[h], h, want, b)
+		}
+	}
+	if end := fmt.Sprintf(`(?m)^session %v \S+ ended$`, id); !regexp.MustCompile(end).Match(b) {
+		t.Errorf("dump lacks the session's end:\n%s", b)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// A bad filter flag is a usage error: exit code 2, nothing started.
+func TestForwardBadFilterFlag(t *testing.T) {
+	code, _, errs := runCLI("forward", "127.0.0.1:0", "127.0.0.1:1", "--rewrite", "old")
+	if code != exitUsage || !strings.Contains(errs, "-rewrite") || !strings.Contains(errs, "option=value") {
+		t.Errorf("exit %d, stderr %q; want 2 and a message about -rewrite's option=value", code, errs)
+	}
+}
