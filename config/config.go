@@ -17,6 +17,21 @@ const (
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultIdleTimeout      = time.Hour
 	DefaultHalfCloseTimeout = time.Minute
+
+	DefaultRetries         = 2
+	DefaultResolveInterval = 30 * time.Second
+	DefaultResolveTimeout  = 5 * time.Second
+
+	// Active health checks.
+	DefaultCheckInterval = 2 * time.Second
+	DefaultCheckTimeout  = time.Second
+	DefaultRise          = 2
+	DefaultFall          = 3
+
+	// Passive checks: ejection on consecutive dial failures.
+	DefaultPassiveFailures = 3
+	DefaultBackoff         = 2 * time.Second
+	DefaultMaxBackoff      = time.Minute
 )
 
 // Config is a whole configuration file.
@@ -28,9 +43,26 @@ type Config struct {
 	GracePeriod time.Duration
 	// Routes are the routes, in file order; at least one.
 	Routes []Route
+	// Resolver is how upstream names are looked up. Zero value: the
+	// system's resolver.
+	Resolver Resolver
 	// File is the name the configuration was parsed under (Load: its
 	// path), for log lines. Empty for a Config built in code.
 	File string
+}
+
+// Resolver is how upstream names (Upstream.Address host names and SRV
+// names) are looked up, for every route.
+type Resolver struct {
+	// Servers are DNS servers as IP:port (port default 53 if omitted:
+	// "10.0.0.2" → "10.0.0.2:53"; the loader stores the IP:port form);
+	// empty: the system's resolver (/etc/hosts, /etc/resolv.conf).
+	Servers []string
+	// Interval is how often names are looked up again. Absent:
+	// DefaultResolveInterval (30s). Must be > 0.
+	Interval time.Duration
+	// Timeout bounds one lookup. Absent: DefaultResolveTimeout (5s). > 0.
+	Timeout time.Duration
 }
 
 // Route is one listen-to-upstreams route.
@@ -43,12 +75,32 @@ type Route struct {
 	// one. The host is empty (every address, IPv4 and IPv6), an IP
 	// literal, or "localhost"; port 0 takes any free port, as tests do.
 	Listen []string
-	// Upstreams are the members sessions are sent to; at least one.
+	// Upstreams are the members sessions are sent to; at least one, and
+	// not every one a backup.
 	Upstreams []Upstream
-	// ConnectTimeout bounds resolving and dialing one upstream. Absent:
+	// Balance is how a member is chosen: "round_robin" (default),
+	// "least_conn", "random", "hash".
+	Balance string
+	// HealthCheck, if set, actively checks every member. Nil: no active
+	// checks.
+	HealthCheck *HealthCheck
+	// PassiveCheck ejects members on consecutive dial failures.
+	PassiveCheck PassiveCheck
+	// Retries is how many other members a session may try after a failed
+	// or timed-out dial. Absent: DefaultRetries (2). 0 allowed; at most
+	// 100.
+	Retries int
+	// ConnectTimeout bounds one dial to a member. Absent:
 	// DefaultConnectTimeout. Zero is refused: a dial must not wait for
 	// ever on a silent upstream.
 	ConnectTimeout time.Duration
+	// ConnectBudget bounds all of a session's dials together. Absent:
+	// ConnectTimeout × (Retries+1). Must be > 0 when given.
+	ConnectBudget time.Duration
+	// WhenAllDown is what a new session does when no member is healthy:
+	// "fail" (default: close the client at once) or "try_all" (try
+	// members anyway).
+	WhenAllDown string
 	// IdleTimeout ends a session in which no byte moved either way for
 	// this long. Absent: DefaultIdleTimeout. Zero (written 0 or 0s): no
 	// idle timeout, as with 'pier forward -idle-timeout 0'.
@@ -69,13 +121,71 @@ type Route struct {
 	Pos Pos
 }
 
-// Upstream is one member of a route's pool.
+// Upstream is one member of a route's pool, as written: an address or
+// an SRV name, which may stand for several addresses.
 type Upstream struct {
-	// Address is host:port. Required. The host is a name, resolved for
-	// every new session, or an IP literal; the port is 1 to 65535.
+	// Address is host:port (an IP literal or a DNS name, re-resolved every
+	// Resolver.Interval, expanding to every A/AAAA address); the port is 1
+	// to 65535. Exactly one of Address and SRV.
 	Address string
+	// SRV is a DNS SRV name (_service._proto.name), expanding to its
+	// targets with their ports, weights and priorities.
+	SRV string
+	// Weight is the member's share, 1..1000. Absent: 1 for an address
+	// member; 0 for an SRV member, meaning: use each SRV record's weight
+	// (given, it overrides them).
+	Weight int
+	// Backup members get sessions only when no primary member is healthy.
+	Backup bool
+	// MaxConnections caps the member's live sessions; 0 no cap.
+	MaxConnections int
+	// Drain: the member gets no new sessions; live ones finish.
+	Drain bool
 	// Pos is where the upstream is listed in the file.
 	Pos Pos
+}
+
+// HealthCheck is a route's active check of its members: connect, send
+// Send, read the reply and match it.
+type HealthCheck struct {
+	// Interval is the time between checks of a member. Absent:
+	// DefaultCheckInterval. > 0.
+	Interval time.Duration
+	// Timeout bounds one check. Absent: DefaultCheckTimeout. > 0 and not
+	// more than Interval.
+	Timeout time.Duration
+	// Rise is how many checks in a row must pass for an unhealthy member
+	// to become healthy; Fall how many must fail for a healthy one to
+	// become unhealthy. Absent: DefaultRise, DefaultFall. 1..100.
+	Rise int
+	Fall int
+	// Port is the port checked. 0 (absent): the member's own port.
+	Port uint16
+	// Send is the bytes sent after connecting; "" none. The YAML parser
+	// has already unescaped a double-quoted string ("PING\r\n"); a
+	// !!binary value is decoded from base64.
+	Send string
+	// Expect: the reply must start with these bytes; "" none. Read like
+	// Send.
+	Expect string
+	// ExpectRegexp: or, the reply (its first read or reads, up to 4 KiB)
+	// must match this Go regexp; "" none. It compiled at load. At most one
+	// of Expect and ExpectRegexp is set.
+	ExpectRegexp string
+	// Pos is where the health_check mapping is written.
+	Pos Pos
+}
+
+// PassiveCheck ejects a member after consecutive failed dials, for a
+// backoff that doubles with each ejection in a row.
+type PassiveCheck struct {
+	// Failures is how many dial failures in a row eject a member. Absent:
+	// DefaultPassiveFailures. 0 disables passive checks.
+	Failures int
+	// Backoff is the first ejection's length. Absent: DefaultBackoff. > 0.
+	Backoff time.Duration
+	// MaxBackoff caps the doubling. Absent: DefaultMaxBackoff. >= Backoff.
+	MaxBackoff time.Duration
 }
 
 // Filter is one filter of a route, as written: `- dump: {format: hex}`,
@@ -96,7 +206,9 @@ func (f *Filter) NewOptions() *filter.Options {
 type Pos struct{ Line, Col int }
 
 // The schema: one line per field. The order is the order of the README's
-// table and of the "known fields" hint in errors.
+// table and of the "known fields" hint in errors. Checks across fields
+// (address or srv, timeout within interval, ...) follow decodeMap in the
+// field's parse function; see pool.go.
 //
 // req fields must be present; opt fields take the given default when
 // absent. The parse function checks the value and reports what is wrong
@@ -105,19 +217,63 @@ var (
 	configFields = []field[Config]{
 		opt("grace_period", (*parser).duration, func(c *Config) *time.Duration { return &c.GracePeriod }, DefaultGracePeriod),
 		req("routes", (*parser).routes, func(c *Config) *[]Route { return &c.Routes }),
+		opt("resolver", (*parser).resolver, func(c *Config) *Resolver { return &c.Resolver }, Resolver{
+			Interval: DefaultResolveInterval,
+			Timeout:  DefaultResolveTimeout,
+		}),
+	}
+	resolverFields = []field[Resolver]{
+		opt("servers", (*parser).dnsServers, func(r *Resolver) *[]string { return &r.Servers }, nil),
+		opt("interval", (*parser).duration, func(r *Resolver) *time.Duration { return &r.Interval }, DefaultResolveInterval),
+		opt("timeout", (*parser).duration, func(r *Resolver) *time.Duration { return &r.Timeout }, DefaultResolveTimeout),
 	}
 	routeFields = []field[Route]{
 		req("name", (*parser).name, func(r *Route) *string { return &r.Name }),
 		req("listen", (*parser).listens, func(r *Route) *[]string { return &r.Listen }),
 		req("upstreams", (*parser).upstreams, func(r *Route) *[]Upstream { return &r.Upstreams }),
+		opt("balance", oneOf(balances...), func(r *Route) *string { return &r.Balance }, "round_robin"),
+		opt("health_check", (*parser).healthCheck, func(r *Route) **HealthCheck { return &r.HealthCheck }, nil),
+		opt("passive_check", (*parser).passiveCheck, func(r *Route) *PassiveCheck { return &r.PassiveCheck }, PassiveCheck{
+			Failures:   DefaultPassiveFailures,
+			Backoff:    DefaultBackoff,
+			MaxBackoff: DefaultMaxBackoff,
+		}),
+		opt("retries", intRange(0, maxRetries), func(r *Route) *int { return &r.Retries }, DefaultRetries),
 		opt("connect_timeout", (*parser).duration, func(r *Route) *time.Duration { return &r.ConnectTimeout }, DefaultConnectTimeout),
+		// Absent, connect_budget is worked out from connect_timeout and
+		// retries once the route is decoded: see routeDefaults.
+		opt("connect_budget", (*parser).duration, func(r *Route) *time.Duration { return &r.ConnectBudget }, 0),
+		opt("when_all_down", oneOf(whenAllDown...), func(r *Route) *string { return &r.WhenAllDown }, "fail"),
 		opt("idle_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.IdleTimeout }, DefaultIdleTimeout),
 		opt("half_close_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.HalfCloseTimeout }, DefaultHalfCloseTimeout),
 		opt("max_connections", (*parser).count, func(r *Route) *int { return &r.MaxConnections }, 0),
 		opt("filters", (*parser).filters, func(r *Route) *[]Filter { return &r.Filters }, nil),
 	}
+	// address and srv are optional each, but exactly one is required:
+	// checked by upstreams. An absent weight is set there too, as it
+	// depends on which was given.
 	upstreamFields = []field[Upstream]{
-		req("address", (*parser).upstreamAddress, func(u *Upstream) *string { return &u.Address }),
+		opt("address", (*parser).upstreamAddress, func(u *Upstream) *string { return &u.Address }, ""),
+		opt("srv", (*parser).srvName, func(u *Upstream) *string { return &u.SRV }, ""),
+		opt("weight", intRange(1, maxWeight), func(u *Upstream) *int { return &u.Weight }, 0),
+		opt("backup", (*parser).boolean, func(u *Upstream) *bool { return &u.Backup }, false),
+		opt("max_connections", (*parser).count, func(u *Upstream) *int { return &u.MaxConnections }, 0),
+		opt("drain", (*parser).boolean, func(u *Upstream) *bool { return &u.Drain }, false),
+	}
+	healthCheckFields = []field[HealthCheck]{
+		opt("interval", (*parser).duration, func(h *HealthCheck) *time.Duration { return &h.Interval }, DefaultCheckInterval),
+		opt("timeout", (*parser).duration, func(h *HealthCheck) *time.Duration { return &h.Timeout }, DefaultCheckTimeout),
+		opt("rise", intRange(1, maxRiseFall), func(h *HealthCheck) *int { return &h.Rise }, DefaultRise),
+		opt("fall", intRange(1, maxRiseFall), func(h *HealthCheck) *int { return &h.Fall }, DefaultFall),
+		opt("port", (*parser).checkPort, func(h *HealthCheck) *uint16 { return &h.Port }, 0),
+		opt("send", (*parser).bytes, func(h *HealthCheck) *string { return &h.Send }, ""),
+		opt("expect", (*parser).expect, func(h *HealthCheck) *string { return &h.Expect }, ""),
+		opt("expect_regexp", (*parser).expectRegexp, func(h *HealthCheck) *string { return &h.ExpectRegexp }, ""),
+	}
+	passiveCheckFields = []field[PassiveCheck]{
+		opt("failures", (*parser).count, func(c *PassiveCheck) *int { return &c.Failures }, DefaultPassiveFailures),
+		opt("backoff", (*parser).duration, func(c *PassiveCheck) *time.Duration { return &c.Backoff }, DefaultBackoff),
+		opt("max_backoff", (*parser).duration, func(c *PassiveCheck) *time.Duration { return &c.MaxBackoff }, DefaultMaxBackoff),
 	}
 )
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,20 +43,37 @@ routes:
 	want := &Config{
 		File:        "pier.yaml",
 		GracePeriod: 10 * time.Second,
+		Resolver:    defaultResolver,
 		Routes: []Route{{
-			Name:             "smtp",
-			Listen:           []string{":9090", "[::1]:9091"},
-			Upstreams:        []Upstream{{"mail1.internal:25", Pos{6, 9}}, {"10.0.0.2:25", Pos{7, 9}}},
+			Name:   "smtp",
+			Listen: []string{":9090", "[::1]:9091"},
+			Upstreams: []Upstream{
+				{Address: "mail1.internal:25", Weight: 1, Pos: Pos{6, 9}},
+				{Address: "10.0.0.2:25", Weight: 1, Pos: Pos{7, 9}},
+			},
+			Balance:          "round_robin",
+			PassiveCheck:     defaultPassive,
+			Retries:          DefaultRetries,
 			ConnectTimeout:   2 * time.Second,
+			ConnectBudget:    6 * time.Second,
+			WhenAllDown:      "fail",
 			IdleTimeout:      time.Hour,
 			HalfCloseTimeout: 30 * time.Second,
 			MaxConnections:   10000,
 			Pos:              Pos{3, 5},
 		}, {
-			Name:             "db.primary-1",
-			Listen:           []string{"127.0.0.1:0", "localhost:5432"},
-			Upstreams:        []Upstream{{"db:5432", Pos{16, 17}}, {"[fd00::1]:5432", Pos{16, 39}}},
+			Name:   "db.primary-1",
+			Listen: []string{"127.0.0.1:0", "localhost:5432"},
+			Upstreams: []Upstream{
+				{Address: "db:5432", Weight: 1, Pos: Pos{16, 17}},
+				{Address: "[fd00::1]:5432", Weight: 1, Pos: Pos{16, 39}},
+			},
+			Balance:          "round_robin",
+			PassiveCheck:     defaultPassive,
+			Retries:          DefaultRetries,
 			ConnectTimeout:   DefaultConnectTimeout,
+			ConnectBudget:    15 * time.Second,
+			WhenAllDown:      "fail",
 			IdleTimeout:      0,
 			HalfCloseTimeout: 0,
 			Pos:              Pos{12, 5},
@@ -76,11 +94,22 @@ func TestDefaultsApplied(t *testing.T) {
 	want := &Config{
 		File:        "f",
 		GracePeriod: DefaultGracePeriod,
+		Resolver:    Resolver{Interval: DefaultResolveInterval, Timeout: DefaultResolveTimeout},
 		Routes: []Route{{
-			Name:             "r",
-			Listen:           []string{":1"},
-			Upstreams:        []Upstream{{"h:1", Pos{1, 48}}},
+			Name:        "r",
+			Listen:      []string{":1"},
+			Upstreams:   []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{1, 48}}},
+			Balance:     "round_robin",
+			HealthCheck: nil,
+			PassiveCheck: PassiveCheck{
+				Failures:   DefaultPassiveFailures,
+				Backoff:    DefaultBackoff,
+				MaxBackoff: DefaultMaxBackoff,
+			},
+			Retries:          DefaultRetries,
 			ConnectTimeout:   DefaultConnectTimeout,
+			ConnectBudget:    DefaultConnectTimeout * (DefaultRetries + 1),
+			WhenAllDown:      "fail",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			MaxConnections:   0,
@@ -93,6 +122,170 @@ func TestDefaultsApplied(t *testing.T) {
 	if DefaultGracePeriod != 30*time.Second || DefaultConnectTimeout != 5*time.Second ||
 		DefaultIdleTimeout != time.Hour || DefaultHalfCloseTimeout != time.Minute {
 		t.Error("defaults differ from the documented 30s, 5s, 1h, 1m")
+	}
+	if DefaultRetries != 2 || DefaultResolveInterval != 30*time.Second || DefaultResolveTimeout != 5*time.Second ||
+		DefaultCheckInterval != 2*time.Second || DefaultCheckTimeout != time.Second || DefaultRise != 2 || DefaultFall != 3 ||
+		DefaultPassiveFailures != 3 || DefaultBackoff != 2*time.Second || DefaultMaxBackoff != time.Minute {
+		t.Error("pool defaults differ from the documented 2, 30s, 5s, 2s, 1s, 2, 3, 3, 2s, 1m")
+	}
+}
+
+var (
+	defaultResolver = Resolver{Interval: DefaultResolveInterval, Timeout: DefaultResolveTimeout}
+	defaultPassive  = PassiveCheck{Failures: DefaultPassiveFailures, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff}
+)
+
+// Every field of a pool parses to what it says; absent ones in a given
+// mapping take their defaults, and an absent connect_budget covers every
+// dial the route's retries allow.
+func TestParsePool(t *testing.T) {
+	doc := `resolver:
+  servers: ["10.0.0.2", "10.0.0.3:5353", "fd00::53", "[fd00::54]", "[fd00::55]:53"]
+  interval: 10s
+  timeout: 2s
+routes:
+  - name: api
+    listen: [":1"]
+    upstreams:
+      - {address: "10.0.0.1:80", weight: 5, max_connections: 100}
+      - {srv: _http._tcp.api.internal}
+      - {srv: _http._tcp.api2.internal., weight: 1000, drain: true}
+      - {address: "spare:80", backup: true, drain: false}
+    balance: hash
+    health_check:
+      interval: 5s
+      timeout: 5s
+      rise: 1
+      fall: 100
+      port: 8080
+      send: "PING\r\n"
+      expect: "+PONG"
+    passive_check: {failures: 0, backoff: 1s, max_backoff: 1s}
+    retries: 0
+    connect_timeout: 1s
+    connect_budget: 500ms
+    when_all_down: try_all
+  - name: bin
+    listen: [":2"]
+    upstreams: [{address: "h:1"}]
+    health_check: {expect_regexp: '^HTTP/1\.[01] 200', send: !!binary AAEC/w==, port: 0}
+    passive_check: {backoff: 5s}
+    retries: 4
+    connect_timeout: 3s
+  - name: defaults
+    listen: [":3"]
+    upstreams: [{address: "h:1"}]
+    health_check: {}
+    passive_check: {}
+`
+	cfg, err := Parse("f", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		File:        "f",
+		GracePeriod: DefaultGracePeriod,
+		Resolver: Resolver{
+			Servers:  []string{"10.0.0.2:53", "10.0.0.3:5353", "[fd00::53]:53", "[fd00::54]:53", "[fd00::55]:53"},
+			Interval: 10 * time.Second,
+			Timeout:  2 * time.Second,
+		},
+		Routes: []Route{{
+			Name:   "api",
+			Listen: []string{":1"},
+			Upstreams: []Upstream{
+				{Address: "10.0.0.1:80", Weight: 5, MaxConnections: 100, Pos: Pos{9, 9}},
+				{SRV: "_http._tcp.api.internal", Weight: 0, Pos: Pos{10, 9}},
+				{SRV: "_http._tcp.api2.internal.", Weight: 1000, Drain: true, Pos: Pos{11, 9}},
+				{Address: "spare:80", Weight: 1, Backup: true, Pos: Pos{12, 9}},
+			},
+			Balance: "hash",
+			HealthCheck: &HealthCheck{
+				Interval: 5 * time.Second,
+				Timeout:  5 * time.Second,
+				Rise:     1,
+				Fall:     100,
+				Port:     8080,
+				Send:     "PING\r\n",
+				Expect:   "+PONG",
+				Pos:      Pos{15, 7},
+			},
+			PassiveCheck:     PassiveCheck{Failures: 0, Backoff: time.Second, MaxBackoff: time.Second},
+			Retries:          0,
+			ConnectTimeout:   time.Second,
+			ConnectBudget:    500 * time.Millisecond,
+			WhenAllDown:      "try_all",
+			IdleTimeout:      DefaultIdleTimeout,
+			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			Pos:              Pos{6, 5},
+		}, {
+			Name:      "bin",
+			Listen:    []string{":2"},
+			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{29, 17}}},
+			Balance:   "round_robin",
+			HealthCheck: &HealthCheck{
+				Interval:     DefaultCheckInterval,
+				Timeout:      DefaultCheckTimeout,
+				Rise:         DefaultRise,
+				Fall:         DefaultFall,
+				Send:         "\x00\x01\x02\xff",
+				ExpectRegexp: `^HTTP/1\.[01] 200`,
+				Pos:          Pos{30, 19},
+			},
+			PassiveCheck:     PassiveCheck{Failures: DefaultPassiveFailures, Backoff: 5 * time.Second, MaxBackoff: DefaultMaxBackoff},
+			Retries:          4,
+			ConnectTimeout:   3 * time.Second,
+			ConnectBudget:    15 * time.Second,
+			WhenAllDown:      "fail",
+			IdleTimeout:      DefaultIdleTimeout,
+			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			Pos:              Pos{27, 5},
+		}, {
+			Name:      "defaults",
+			Listen:    []string{":3"},
+			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{36, 17}}},
+			Balance:   "round_robin",
+			HealthCheck: &HealthCheck{
+				Interval: DefaultCheckInterval,
+				Timeout:  DefaultCheckTimeout,
+				Rise:     DefaultRise,
+				Fall:     DefaultFall,
+				Pos:      Pos{37, 19},
+			},
+			PassiveCheck:     defaultPassive,
+			Retries:          DefaultRetries,
+			ConnectTimeout:   DefaultConnectTimeout,
+			ConnectBudget:    15 * time.Second,
+			WhenAllDown:      "fail",
+			IdleTimeout:      DefaultIdleTimeout,
+			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			Pos:              Pos{34, 5},
+		}},
+	}
+	if d := cmp.Diff(want, cfg); d != "" {
+		t.Errorf("config differs (-want +got):\n%s", d)
+	}
+}
+
+// Every member may be drained at once: that is how an operator empties a
+// pool. Only "every member a backup" is refused, as no member would ever
+// be primary.
+func TestEveryMemberDrained(t *testing.T) {
+	_, err := Parse("f", []byte(route(`[":1"]`, `[{address: "h:1", drain: true}, {srv: _a._tcp.b, drain: true, backup: true}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A connect_budget worked out from a connect_timeout of years does not
+// wrap around.
+func TestConnectBudgetSaturates(t *testing.T) {
+	cfg, err := Parse("f", []byte(route(`[":1"]`, `[{address: "h:1"}]`, "connect_timeout: 2000000h", "retries: 100")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Routes[0].ConnectBudget; got != math.MaxInt64 {
+		t.Errorf("connect_budget %v, want the largest duration", got)
 	}
 }
 
@@ -177,9 +370,12 @@ var errorCases = []struct {
 	{"name is null", "routes:\n  - name:\n    listen: [':1']\n    upstreams: [{address: 'h:1'}]\n", 2, 10, "name: want a value, got nothing"},
 
 	// Unknown and duplicate keys, at every level.
-	{"unknown top field", good + "extra: 1\n", 5, 1, `config: unknown field "extra" (known: grace_period, routes)`},
+	{"unknown top field", good + "extra: 1\n", 5, 1, `config: unknown field "extra" (known: grace_period, routes, resolver)`},
 	{"unknown route field", good + "    colour: red\n", 5, 5, `route: unknown field "colour" (known: name, listen,`},
-	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", weight: 2}]`), 4, 34, `upstream: unknown field "weight" (known: address)`},
+	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", colour: red}]`), 4, 34, `upstream: unknown field "colour" (known: address, srv, weight, backup, max_connections, drain)`},
+	{"unknown resolver field", "resolver: {port: 53}\n" + good, 1, 12, `resolver: unknown field "port" (known: servers, interval, timeout)`},
+	{"unknown health check field", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {path: /}"), 5, 20, `health_check: unknown field "path" (known: interval, timeout, rise, fall, port, send, expect, expect_regexp)`},
+	{"unknown passive check field", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {limit: 1}"), 5, 21, `passive_check: unknown field "limit" (known: failures, backoff, max_backoff)`},
 	{"duplicate top key", good + "routes: []\n", 5, 1, `duplicate key "routes" (first at line 1)`},
 	{"duplicate route key", good + "    name: s\n", 5, 5, `duplicate key "name" (first at line 2)`},
 	{"duplicate upstream key", route(`[":1"]`, `[{address: "h:1", address: "h:2"}]`), 4, 34, `duplicate key "address" (first at line 4)`},
@@ -188,7 +384,7 @@ var errorCases = []struct {
 	{"missing name", "routes:\n  - listen: [':1']\n    upstreams: [{address: 'h:1'}]\n", 2, 5, `route: missing required field "name"`},
 	{"missing listen", "routes:\n  - name: r\n    upstreams: [{address: 'h:1'}]\n", 2, 5, `route: missing required field "listen"`},
 	{"missing upstreams", "routes:\n  - name: r\n    listen: [':1']\n", 2, 5, `route: missing required field "upstreams"`},
-	{"missing address", route(`[":1"]`, `[{}]`), 4, 17, `upstream: missing required field "address"`},
+	{"missing address", route(`[":1"]`, `[{}]`), 4, 17, "upstream: needs address or srv"},
 	{"empty listen", route(`[]`, `[{address: "h:1"}]`), 3, 13, "listen: need at least one address"},
 	{"empty upstreams", route(`[":1"]`, `[]`), 4, 16, "upstreams: need at least one upstream"},
 
@@ -237,6 +433,70 @@ var errorCases = []struct {
 	{"localhost overlaps 127.0.0.1", good + "  - name: s\n    listen: ['localhost:1']\n    upstreams: [{address: 'h:1'}]\n", 6, 14, `listen: "localhost:1" overlaps "127.0.0.1:1"`},
 	{"same address twice in a route", route(`[":1", ":1"]`, `[{address: "h:1"}]`), 3, 20, `listen: ":1" is listed twice in this route (first at line 3)`},
 	{"overlap within a route", route(`["[::1]:1", "localhost:1"]`, `[{address: "h:1"}]`), 3, 25, `listen: "localhost:1" overlaps "[::1]:1" (line 3) in this route`},
+
+	// The resolver.
+	{"resolver is a list", "resolver: [1]\n" + good, 1, 11, "resolver: want a mapping, got a list"},
+	{"resolver is null", "resolver:\n" + good, 1, 10, "resolver: want a mapping, got nothing"},
+	{"servers is a string", "resolver: {servers: 10.0.0.2}\n" + good, 1, 21, `servers: want a list, got "10.0.0.2"`},
+	{"server is a name", "resolver: {servers: [dns.internal]}\n" + good, 1, 22, `servers: "dns.internal": "dns.internal" is not an IP address: a DNS server is given by its address`},
+	{"server is a name with a port", "resolver: {servers: ['dns:53']}\n" + good, 1, 22, `servers: "dns:53": "dns" is not an IP address`},
+	{"server port zero", "resolver: {servers: ['10.0.0.2:0']}\n" + good, 1, 22, `servers: "10.0.0.2:0": port "0" is not a number from 1 to 65535`},
+	{"server IPv4 in brackets", "resolver: {servers: ['[10.0.0.2]']}\n" + good, 1, 22, "brackets are only for IPv6 addresses"},
+	{"server is null", "resolver: {servers: [~]}\n" + good, 1, 22, "servers: want a value, got nothing"},
+	{"resolve interval zero", "resolver: {interval: 0s}\n" + good, 1, 22, "interval: must be more than 0"},
+	{"resolve timeout without unit", "resolver: {timeout: 5}\n" + good, 1, 21, `timeout: "5" has no unit`},
+
+	// Route pool settings.
+	{"unknown balance", route(`[":1"]`, `[{address: "h:1"}]`, "balance: rr"), 5, 14, `balance: "rr" is not one of round_robin, least_conn, random, hash`},
+	{"unknown when_all_down", route(`[":1"]`, `[{address: "h:1"}]`, "when_all_down: wait"), 5, 20, `when_all_down: "wait" is not one of fail, try_all`},
+	{"balance is a list", route(`[":1"]`, `[{address: "h:1"}]`, "balance: [hash]"), 5, 14, "balance: want a value, got a list"},
+	{"retries negative", route(`[":1"]`, `[{address: "h:1"}]`, "retries: -1"), 5, 14, `retries: "-1" is not a whole number from 0 to 100`},
+	{"retries too many", route(`[":1"]`, `[{address: "h:1"}]`, "retries: 101"), 5, 14, `retries: "101" is not a whole number from 0 to 100`},
+	{"retries huge", route(`[":1"]`, `[{address: "h:1"}]`, "retries: 99999999999999999999"), 5, 14, "is not a whole number from 0 to 100"},
+	{"zero connect budget", route(`[":1"]`, `[{address: "h:1"}]`, "connect_budget: 0s"), 5, 21, "connect_budget: must be more than 0"},
+
+	// Upstream members.
+	{"address and srv", route(`[":1"]`, `[{address: "h:1", srv: _a._tcp.b}]`), 4, 17, "upstream: give address or srv, not both"},
+	{"neither address nor srv", route(`[":1"]`, `[{weight: 2}]`), 4, 17, "upstream: needs address or srv"},
+	{"neither, in block style", route(`[":1"]`, "\n      - backup: false\n        drain: true"), 5, 9, "upstream: needs address or srv"},
+	{"srv without underscores", route(`[":1"]`, `[{srv: "_a.b.c"}]`), 4, 23, `srv: "_a.b.c": not an SRV name: want _service._proto.name`},
+	{"srv without a name", route(`[":1"]`, `[{srv: _a._tcp}]`), 4, 23, `srv: "_a._tcp": not an SRV name`},
+	{"srv bare underscore", route(`[":1"]`, `[{srv: _._tcp.b}]`), 4, 23, `srv: "_._tcp.b": not an SRV name`},
+	{"srv with a space", route(`[":1"]`, `[{srv: "_a._tcp.b c"}]`), 4, 23, "not an SRV name"},
+	{"srv with a port", route(`[":1"]`, `[{srv: "_a._tcp.b:53"}]`), 4, 23, "an SRV name has no port: its records give the ports"},
+	{"srv is a list", route(`[":1"]`, `[{srv: [a]}]`), 4, 23, "srv: want a value, got a list"},
+	{"weight zero", route(`[":1"]`, `[{address: "h:1", weight: 0}]`), 4, 42, `weight: "0" is not a whole number from 1 to 1000`},
+	{"weight too large", route(`[":1"]`, `[{srv: _a._tcp.b, weight: 1001}]`), 4, 42, `weight: "1001" is not a whole number from 1 to 1000`},
+	{"weight fraction", route(`[":1"]`, `[{address: "h:1", weight: 1.5}]`), 4, 42, "is not a whole number from 1 to 1000"},
+	{"backup yes", route(`[":1"]`, `[{address: "h:1", backup: yes}]`), 4, 42, `backup: "yes" is not true or false`},
+	{"backup True", route(`[":1"]`, `[{address: "h:1", backup: True}]`), 4, 42, `backup: "True" is not true or false`},
+	{"drain 1", route(`[":1"]`, `[{address: "h:1", drain: 1}]`), 4, 41, `drain: "1" is not true or false`},
+	{"member max negative", route(`[":1"]`, `[{address: "h:1", max_connections: -1}]`), 4, 51, `max_connections: "-1" is not a whole number of 0 or more`},
+	{"every upstream a backup", route(`[":1"]`, `[{address: "h:1", backup: true}, {srv: _a._tcp.b, backup: true}]`), 4, 16, "upstreams: every upstream is a backup: at least one must not be"},
+	{"the only upstream a backup", route(`[":1"]`, "\n      - address: h:1\n        backup: true"), 5, 7, "upstreams: every upstream is a backup"},
+
+	// Active health checks.
+	{"health check is a duration", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: 5s"), 5, 19, `health_check: want a mapping, got "5s"`},
+	{"health check is null", route(`[":1"]`, `[{address: "h:1"}]`, "health_check:"), 5, 18, "health_check: want a mapping, got nothing"},
+	{"check interval zero", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {interval: 0s}"), 5, 30, "interval: must be more than 0"},
+	{"check timeout over interval", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {interval: 1s, timeout: 2s}"), 5, 43, "health_check: timeout 2s is longer than interval 1s: a check must end before the next one starts"},
+	{"default timeout over interval", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {interval: 500ms}"), 5, 30, "health_check: timeout 1s is longer than interval 500ms"},
+	{"rise zero", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {rise: 0}"), 5, 26, `rise: "0" is not a whole number from 1 to 100`},
+	{"fall too large", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {fall: 101}"), 5, 26, `fall: "101" is not a whole number from 1 to 100`},
+	{"check port too large", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {port: 70000}"), 5, 26, `port: "70000" is not a number from 0 to 65535 (0: the member's own port)`},
+	{"check port negative", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {port: -1}"), 5, 26, `port: "-1" is not a number from 0 to 65535`},
+	{"send is a list", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {send: [a]}"), 5, 26, "send: want a value, got a list"},
+	{"send not base64", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {send: !!binary '***'}"), 5, 26, "send: !!binary value is not base64"},
+	{"expect too long", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {expect: "+strings.Repeat("a", 4097)+"}"), 5, 28, "expect: 4097 bytes, more than the 4096 a check reads"},
+	{"expect and expect_regexp", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {expect: a, expect_regexp: b}"), 5, 46, "health_check: give expect or expect_regexp, not both"},
+	{"bad expect_regexp", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {expect_regexp: '(a'}"), 5, 35, `expect_regexp: "(a" is not a Go regexp: missing closing ): "(a"`},
+
+	// Passive checks.
+	{"failures negative", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {failures: -1}"), 5, 31, `failures: "-1" is not a whole number of 0 or more`},
+	{"backoff zero", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {backoff: 0s}"), 5, 30, "backoff: must be more than 0"},
+	{"max_backoff under backoff", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {backoff: 5s, max_backoff: 1s}"), 5, 47, "passive_check: max_backoff 1s is shorter than backoff 5s"},
+	{"backoff over default max", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {backoff: 2m}"), 5, 30, "passive_check: max_backoff 1m0s is shorter than backoff 2m0s"},
+	{"passive check is a list", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: [3]"), 5, 20, "passive_check: want a mapping, got a list"},
 }
 
 // Every kind of error is reported alone, at the line and column of the
@@ -318,6 +578,38 @@ grace_period: 0s
     upstreams: *u
 `,
 		want: []string{`4:30: address: "nohost": missing port`},
+	}, {
+		name: "an all-backup pool shared by alias is a fault of each route",
+		doc: `routes:
+  - name: a
+    listen: [":1"]
+    upstreams: &u [{address: "h:1", backup: true}]
+  - name: b
+    listen: [":2"]
+    upstreams: *u
+`,
+		want: []string{
+			`4:16: upstreams: every upstream is a backup`,
+			`7:16: upstreams: every upstream is a backup`,
+		},
+	}, {
+		name: "a member that does not parse is not judged a backup",
+		doc:  route(`[":1"]`, `[{address: "h:1", backup: true}, {address: "h", backup: false}]`),
+		want: []string{`4:59: address: "h": missing port`},
+	}, {
+		name: "pool faults across fields",
+		doc: route(`[":1"]`, `[{address: "h:1", srv: "_x._tcp.y", weight: 0}]`,
+			"health_check: {interval: 1s, timeout: 2s, expect: a, expect_regexp: b}",
+			"passive_check: {backoff: 5s, max_backoff: 1s}",
+			"balance: fair"),
+		want: []string{
+			`4:17: upstream: give address or srv, not both`,
+			`4:60: weight: "0" is not a whole number from 1 to 1000`,
+			`5:43: health_check: timeout 2s is longer than interval 1s`,
+			`5:73: health_check: give expect or expect_regexp, not both`,
+			`6:47: passive_check: max_backoff 1s is shorter than backoff 5s`,
+			`7:14: balance: "fair" is not one of`,
+		},
 	}, {
 		name: "a duplicate key where the schema does not look",
 		doc:  route(`[":1"]`, `[{address: "h:1"}]`, "max_connections: {a: 1, a: 2}"),
@@ -459,7 +751,7 @@ func TestErrorsCapped(t *testing.T) {
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("dir/pier.yaml", []byte(route(`[":x"]`, `[{address: "h:1"}]`, "bogus: 1")))
 	want := "dir/pier.yaml:3:14: listen: \":x\": port \"x\" is not a number from 0 to 65535\n" +
-		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, connect_timeout, idle_timeout, half_close_timeout, max_connections, filters)"
+		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
@@ -543,6 +835,15 @@ func TestREADMEDocumentsEveryField(t *testing.T) {
 	}
 	for _, f := range upstreamFields {
 		want = append(want, "| `routes[].upstreams[]."+f.key+"` |")
+	}
+	for _, f := range resolverFields {
+		want = append(want, "| `resolver."+f.key+"` |")
+	}
+	for _, f := range healthCheckFields {
+		want = append(want, "| `routes[].health_check."+f.key+"` |")
+	}
+	for _, f := range passiveCheckFields {
+		want = append(want, "| `routes[].passive_check."+f.key+"` |")
 	}
 	for _, w := range want {
 		if !strings.Contains(string(readme), w) {

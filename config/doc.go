@@ -33,6 +33,9 @@
 // gives lines without columns, and does not apply KnownFields inside a
 // custom UnmarshalYAML.)
 //
-// The schema lives in three tables, configFields, routeFields and
-// upstreamFields: a new field is a struct field and one line in its table.
+// The schema lives in tables, one per mapping: configFields, routeFields,
+// upstreamFields, resolverFields, healthCheckFields and
+// passiveCheckFields. A new field is a struct field and one line in its
+// table; a rule across fields (address or srv, a health check's timeout
+// within its interval) follows decodeMap in the mapping's parse function.
 package config

@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"errors"
+	"net/netip"
+	"regexp"
 	"slices"
 	"testing"
 
@@ -28,6 +30,14 @@ func FuzzParse(f *testing.F) {
 		"routes: {<<: {}}\n",
 		"%YAML 1.1\n---\nroutes: []\n",
 		"routes: !!str [a]\n",
+		"resolver: {servers: ['10.0.0.2', '[fd00::1]:5353'], interval: 10s, timeout: 1s}\n" +
+			"routes:\n  - name: r\n    listen: [':1']\n    balance: least_conn\n" +
+			"    upstreams: [{address: 'h:1', weight: 3, max_connections: 9}, {srv: _x._tcp.y, backup: true, drain: true}]\n" +
+			"    health_check: {interval: 3s, timeout: 1s, rise: 1, fall: 2, port: 8080, send: \"PING\\r\\n\", expect_regexp: '^\\+PONG'}\n" +
+			"    passive_check: {failures: 0, backoff: 1s, max_backoff: 2s}\n" +
+			"    retries: 0\n    connect_budget: 9s\n    when_all_down: try_all\n",
+		"routes:\n  - name: r\n    listen: [':1']\n    upstreams: [{srv: _a._udp.b., weight: 1000}, {address: '[::1]:1', backup: false}]\n" +
+			"    health_check: {send: !!binary AAEC/w==, expect: !!binary /w==}\n    passive_check: {}\n    balance: hash\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -115,10 +125,50 @@ func checkValid(t *testing.T, cfg *Config) {
 			}
 			listens = append(listens, l)
 		}
+		if !slices.Contains(balances, r.Balance) || !slices.Contains(whenAllDown, r.WhenAllDown) ||
+			r.Retries < 0 || r.Retries > maxRetries || r.ConnectBudget <= 0 {
+			t.Fatalf("invalid pool settings accepted: %+v", r)
+		}
+		if pc := r.PassiveCheck; pc.Failures < 0 || pc.Backoff <= 0 || pc.MaxBackoff < pc.Backoff {
+			t.Fatalf("invalid passive check accepted: %+v", pc)
+		}
+		if h := r.HealthCheck; h != nil {
+			_, reErr := regexp.Compile(h.ExpectRegexp)
+			if h.Interval <= 0 || h.Timeout <= 0 || h.Timeout > h.Interval || h.Rise < 1 || h.Rise > maxRiseFall ||
+				h.Fall < 1 || h.Fall > maxRiseFall || len(h.Expect) > maxCheckRead || reErr != nil ||
+				h.Expect != "" && h.ExpectRegexp != "" || h.Pos.Line < 1 || h.Pos.Col < 1 {
+				t.Fatalf("invalid health check accepted: %+v", h)
+			}
+		}
+		primary := false
 		for _, u := range r.Upstreams {
-			if err := checkUpstream(u.Address); err != nil || u.Pos.Line < 1 || u.Pos.Col < 1 {
+			var err error
+			switch {
+			case (u.Address == "") == (u.SRV == ""):
+				err = errors.New("not exactly one of address and srv")
+			case u.Address != "":
+				err = checkUpstream(u.Address)
+				if u.Weight < 1 {
+					err = errors.New("address member without a weight")
+				}
+			default:
+				err = checkSRV(u.SRV)
+			}
+			if err != nil || u.Weight < 0 || u.Weight > maxWeight || u.MaxConnections < 0 || u.Pos.Line < 1 || u.Pos.Col < 1 {
 				t.Fatalf("bad upstream accepted: %+v: %v", u, err)
 			}
+			primary = primary || !u.Backup
+		}
+		if !primary {
+			t.Fatalf("route with only backups accepted: %+v", r)
+		}
+	}
+	if cfg.Resolver.Interval <= 0 || cfg.Resolver.Timeout <= 0 {
+		t.Fatalf("invalid resolver accepted: %+v", cfg.Resolver)
+	}
+	for _, s := range cfg.Resolver.Servers {
+		if ap, err := netip.ParseAddrPort(s); err != nil || ap.Port() == 0 || ap.String() != s {
+			t.Fatalf("bad DNS server accepted: %q: %v", s, err)
 		}
 	}
 }
@@ -127,33 +177,78 @@ func checkValid(t *testing.T, cfg *Config) {
 func format(t *testing.T, cfg *Config) []byte {
 	t.Helper()
 	type upstream struct {
-		Address string `yaml:"address"`
+		Address        string `yaml:"address,omitempty"`
+		SRV            string `yaml:"srv,omitempty"`
+		Weight         int    `yaml:"weight,omitempty"` // 0: an SRV member's records' weights
+		Backup         bool   `yaml:"backup"`
+		MaxConnections int    `yaml:"max_connections"`
+		Drain          bool   `yaml:"drain"`
+	}
+	type healthCheck struct {
+		Interval     string `yaml:"interval"`
+		Timeout      string `yaml:"timeout"`
+		Rise         int    `yaml:"rise"`
+		Fall         int    `yaml:"fall"`
+		Port         uint16 `yaml:"port"`
+		Send         string `yaml:"send"`
+		Expect       string `yaml:"expect"`
+		ExpectRegexp string `yaml:"expect_regexp"`
+	}
+	type passiveCheck struct {
+		Failures   int    `yaml:"failures"`
+		Backoff    string `yaml:"backoff"`
+		MaxBackoff string `yaml:"max_backoff"`
 	}
 	type route struct {
-		Name             string     `yaml:"name"`
-		Listen           []string   `yaml:"listen"`
-		Upstreams        []upstream `yaml:"upstreams"`
-		ConnectTimeout   string     `yaml:"connect_timeout"`
-		IdleTimeout      string     `yaml:"idle_timeout"`
-		HalfCloseTimeout string     `yaml:"half_close_timeout"`
-		MaxConnections   int        `yaml:"max_connections"`
+		Name             string       `yaml:"name"`
+		Listen           []string     `yaml:"listen"`
+		Upstreams        []upstream   `yaml:"upstreams"`
+		Balance          string       `yaml:"balance"`
+		HealthCheck      *healthCheck `yaml:"health_check,omitempty"`
+		PassiveCheck     passiveCheck `yaml:"passive_check"`
+		Retries          int          `yaml:"retries"`
+		ConnectTimeout   string       `yaml:"connect_timeout"`
+		ConnectBudget    string       `yaml:"connect_budget"`
+		WhenAllDown      string       `yaml:"when_all_down"`
+		IdleTimeout      string       `yaml:"idle_timeout"`
+		HalfCloseTimeout string       `yaml:"half_close_timeout"`
+		MaxConnections   int          `yaml:"max_connections"`
+	}
+	type resolver struct {
+		Servers  []string `yaml:"servers,omitempty"`
+		Interval string   `yaml:"interval"`
+		Timeout  string   `yaml:"timeout"`
 	}
 	var file struct {
-		GracePeriod string  `yaml:"grace_period"`
-		Routes      []route `yaml:"routes"`
+		GracePeriod string   `yaml:"grace_period"`
+		Routes      []route  `yaml:"routes"`
+		Resolver    resolver `yaml:"resolver"`
 	}
 	file.GracePeriod = cfg.GracePeriod.String()
+	file.Resolver = resolver{cfg.Resolver.Servers, cfg.Resolver.Interval.String(), cfg.Resolver.Timeout.String()}
 	for _, r := range cfg.Routes {
 		fr := route{
-			Name:             r.Name,
-			Listen:           r.Listen,
+			Name:    r.Name,
+			Listen:  r.Listen,
+			Balance: r.Balance,
+			PassiveCheck: passiveCheck{
+				Failures:   r.PassiveCheck.Failures,
+				Backoff:    r.PassiveCheck.Backoff.String(),
+				MaxBackoff: r.PassiveCheck.MaxBackoff.String(),
+			},
+			Retries:          r.Retries,
 			ConnectTimeout:   r.ConnectTimeout.String(),
+			ConnectBudget:    r.ConnectBudget.String(),
+			WhenAllDown:      r.WhenAllDown,
 			IdleTimeout:      r.IdleTimeout.String(),
 			HalfCloseTimeout: r.HalfCloseTimeout.String(),
 			MaxConnections:   r.MaxConnections,
 		}
+		if h := r.HealthCheck; h != nil {
+			fr.HealthCheck = &healthCheck{h.Interval.String(), h.Timeout.String(), h.Rise, h.Fall, h.Port, h.Send, h.Expect, h.ExpectRegexp}
+		}
 		for _, u := range r.Upstreams {
-			fr.Upstreams = append(fr.Upstreams, upstream{u.Address})
+			fr.Upstreams = append(fr.Upstreams, upstream{u.Address, u.SRV, u.Weight, u.Backup, u.MaxConnections, u.Drain})
 		}
 		file.Routes = append(file.Routes, fr)
 	}

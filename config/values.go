@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 				names[r.Name] = at.Line
 			}
 		}
+		routeDefaults(&r, vals)
 		p.claimListens(claimed, i, r.Name, vals["listen"])
 		out = append(out, r)
 	}
@@ -89,26 +91,6 @@ func (p *parser) listens(key string, n *yaml.Node) []string {
 			continue
 		}
 		out = append(out, s.Value)
-	}
-	return out
-}
-
-// upstreams parses a route's upstream list.
-func (p *parser) upstreams(key string, n *yaml.Node) []Upstream {
-	var out []Upstream
-	for _, item := range p.list(key, n, "need at least one upstream") {
-		if p.stop {
-			break
-		}
-		if s := p.resolve(item); s.Kind == yaml.ScalarNode && s.Tag != "!!null" {
-			// The likeliest slip: "- mail:25" for "- address: mail:25".
-			p.errf(s, "upstream: want a mapping like {address: %s}, got %s", quote(s.Value), quote(s.Value))
-			continue
-		}
-		u := Upstream{Pos: pos(item)}
-		if decodeMap(p, item, "upstream", upstreamFields, &u) != nil {
-			out = append(out, u)
-		}
 	}
 	return out
 }
@@ -173,6 +155,55 @@ func (p *parser) count(key string, n *yaml.Node) int {
 		return 0
 	}
 	return v
+}
+
+// intRange returns a parser of a whole number from lo to hi.
+func intRange(lo, hi int) func(*parser, string, *yaml.Node) int {
+	return func(p *parser, key string, n *yaml.Node) int {
+		s, ok := p.scalar(key, n)
+		if !ok {
+			return 0
+		}
+		v, err := strconv.Atoi(s.Value)
+		if !isDigits(s.Value) || err != nil || v < lo || v > hi {
+			p.errf(s, "%s: %s is not a whole number from %d to %d", key, quote(s.Value), lo, hi)
+			return 0
+		}
+		return v
+	}
+}
+
+// oneOf returns a parser of a word from choices.
+func oneOf(choices ...string) func(*parser, string, *yaml.Node) string {
+	return func(p *parser, key string, n *yaml.Node) string {
+		s, ok := p.scalar(key, n)
+		if !ok {
+			return ""
+		}
+		if !slices.Contains(choices, s.Value) {
+			p.errf(s, "%s: %s is not one of %s", key, quote(s.Value), strings.Join(choices, ", "))
+			return ""
+		}
+		return s.Value
+	}
+}
+
+// boolean parses true or false, as YAML 1.2 writes them. The other
+// spellings YAML has allowed (yes, on, True) are refused rather than
+// guessed at.
+func (p *parser) boolean(key string, n *yaml.Node) bool {
+	s, ok := p.scalar(key, n)
+	if !ok {
+		return false
+	}
+	switch s.Value {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.errf(s, "%s: %s is not true or false", key, quote(s.Value))
+	return false
 }
 
 func isDigits(s string) bool {
