@@ -143,29 +143,43 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		return
 	}
 	// pick: the route's pool chooses the member.
-	m := rt.Pool.Pick()
+	a := rt.Pool.Pick(client.Addr())
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
 		Route:    rt.Name,
 		Client:   client,
 		Listener: ln.Addr(),
-		Upstream: m.Address,
 		Start:    time.Now(),
 	}
+	s.sessions.Add(1)
+	if a == nil {
+		// No member can take it: fail fast rather than make the client
+		// wait for a dial that cannot work. The pool logs why.
+		unix.Close(fd)
+		rec.Reason = session.NoUpstream
+		s.finish(rt, rec)
+		return
+	}
+	m := a.Member()
+	rec.Upstream = m.Name
 	// dial, relay, finish: the relay loop connects without blocking, moves
 	// the bytes until both sides are done, and calls Done with the record.
-	s.sessions.Add(1)
 	loop.Begin(&relay.Params{
 		Client:           fd,
-		Target:           m.Target,
-		Upstream:         m.Address,
-		ConnectTimeout:   rt.ConnectTimeout,
+		Target:           m.Addr,
+		Upstream:         m.Name,
+		ConnectTimeout:   rt.ConnectBudget,
+		DialTimeout:      rt.ConnectTimeout,
+		Upstreams:        a,
 		IdleTimeout:      rt.IdleTimeout,
 		HalfCloseTimeout: rt.HalfCloseTimeout,
 		Record:           rec,
-		Done:             func(r *session.Record) { s.finish(rt, r) },
-		LocalError:       ln.pause,
-		Filters:          rt.Filters,
+		Done: func(r *session.Record) {
+			a.Done()
+			s.finish(rt, r)
+		},
+		LocalError: ln.pause,
+		Filters:    rt.Filters,
 	})
 }
 
@@ -175,7 +189,7 @@ func (s *Server) finish(rt *route.Route, r *session.Record) {
 	rt.Limit.Release()
 	level := slog.LevelInfo
 	switch r.Reason {
-	case session.ConnectFailed, session.ConnectTimeout, session.ResolveFailed, session.LocalError:
+	case session.ConnectFailed, session.ConnectTimeout, session.ResolveFailed, session.LocalError, session.NoUpstream:
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "session", r.Attrs()...)

@@ -31,10 +31,19 @@ const wait = 10 * time.Second
 // newRoute returns a route named name on 127.0.0.1:0 to upstreams.
 func newRoute(t testing.TB, name string, upstreams ...string) *route.Route {
 	t.Helper()
-	p, err := pool.New(upstreams)
+	var specs []pool.Spec
+	for _, u := range upstreams {
+		s, err := pool.ParseAddress(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, s)
+	}
+	p, err := pool.New(pool.Config{Route: name, Members: specs}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop)
 	return &route.Route{
 		Name:             name,
 		Listen:           []string{"127.0.0.1:0"},
@@ -764,12 +773,13 @@ func TestNamesAndIPv6(t *testing.T) {
 	}
 }
 
-// A name that does not resolve ends the session with resolve_failed.
+// A name that does not resolve leaves the pool without members: a
+// session ends at once with no_upstream.
 func TestResolveFails(t *testing.T) {
 	srv, recs := start(t, newRoute(t, "r", "no-such-host.invalid:80"))
 	c := dial(t, srv, "r")
 	c.Read(make([]byte, 1))
-	wantReason(t, recs.Next(t, wait), "resolve_failed")
+	wantReason(t, recs.Next(t, wait), "no_upstream")
 }
 
 // A request and its FIN that arrive together, before the upstream is even

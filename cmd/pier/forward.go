@@ -12,6 +12,7 @@ import (
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/filter"
 	_ "github.com/pierproxy/pier/filter/builtin" // the built-in filters
+	"github.com/pierproxy/pier/internal/pool"
 )
 
 const forwardExamples = `  pier forward :9090 smtp.example.com:25
@@ -27,11 +28,20 @@ const forwardExamples = `  pier forward :9090 smtp.example.com:25
 // runForward is 'pier forward': one route from the command line.
 func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("forward", "pier forward [flags] LISTEN UPSTREAM [UPSTREAM...]", forwardExamples, stderr)
-	r := config.Route{Name: "forward"}
+	r := config.Route{
+		Name: "forward",
+		PassiveCheck: config.PassiveCheck{
+			Failures:   config.DefaultPassiveFailures,
+			Backoff:    config.DefaultBackoff,
+			MaxBackoff: config.DefaultMaxBackoff,
+		},
+	}
 	fs.DurationVar(&r.ConnectTimeout, "connect-timeout", config.DefaultConnectTimeout, "dial timeout per attempt")
 	fs.DurationVar(&r.IdleTimeout, "idle-timeout", config.DefaultIdleTimeout, "end a session after no byte moved either way for this long (0: never)")
 	fs.DurationVar(&r.HalfCloseTimeout, "half-close-timeout", config.DefaultHalfCloseTimeout, "once one side has finished, end the session if the other has not within this long (0: never)")
 	fs.IntVar(&r.MaxConnections, "max-connections", 0, "close new clients at once beyond this many live sessions (0: no limit)")
+	fs.StringVar(&r.Balance, "balance", "round_robin", "how an upstream is chosen: round_robin, least_conn, random or hash (on the client's address)")
+	fs.IntVar(&r.Retries, "retries", config.DefaultRetries, "after a failed connect, try up to this many other upstreams")
 	grace := fs.Duration("grace", config.DefaultGracePeriod, "on SIGTERM or SIGINT, let live sessions finish for this long")
 	var lf logFlags
 	lf.register(fs)
@@ -59,8 +69,14 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	r.Listen = pos[:1]
+	if _, err := pool.ParseBalance(r.Balance); err != nil {
+		return usageError{fmt.Errorf("forward: -balance: want round_robin, least_conn, random or hash")}
+	}
+	if r.Retries < 0 {
+		return usageError{fmt.Errorf("forward: -retries may not be negative")}
+	}
 	for _, u := range pos[1:] {
-		r.Upstreams = append(r.Upstreams, config.Upstream{Address: u})
+		r.Upstreams = append(r.Upstreams, config.Upstream{Address: u, Weight: 1})
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"slices"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/admit"
 	"github.com/pierproxy/pier/internal/chain"
+	"github.com/pierproxy/pier/internal/discover"
+	"github.com/pierproxy/pier/internal/health"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/proxy"
@@ -38,6 +41,7 @@ type Daemon struct {
 // carried is what a route keeps across reloads while its name stays: its
 // connection count, and its filters, which live sessions follow.
 type carried struct {
+	pool    *pool.Pool // its members' health and live sessions carry over
 	limit   *admit.Limit
 	filters *chain.Live
 	cfg     []config.Filter // the configuration of the set in filters
@@ -69,13 +73,16 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 }
 
 func (d *Daemon) apply(cfg *config.Config) error {
-	t, routes, err := compile(cfg, d.routes)
+	t, routes, err := compile(cfg, d.routes, d.log)
 	if err != nil {
 		return err
 	}
 	if err := d.srv.Apply(t); err != nil {
+		stopPools(routes, nil)
 		return err
 	}
+	// The old pools' checks and lookups stop; their sessions finish.
+	stopPools(d.routes, routes)
 	// Only now, with the new table in force, may limits and filters
 	// change. A changed filter set reaches the route's live sessions too,
 	// between chunks.
@@ -88,6 +95,15 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	}
 	d.cfg, d.routes = cfg, routes
 	return nil
+}
+
+// stopPools stops the pools of routes that are not in keep.
+func stopPools(routes, keep map[string]*carried) {
+	for name, c := range routes {
+		if k := keep[name]; k == nil || k.pool != c.pool {
+			c.pool.Stop()
+		}
+	}
 }
 
 // Config returns the configuration in force.
@@ -111,6 +127,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	start := time.Now()
 	live := d.srv.Live()
 	err := d.srv.Shutdown(ctx)
+	stopPools(d.routes, nil)
 	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil)
 	return nil
 }
@@ -120,22 +137,36 @@ func (d *Daemon) Stop(ctx context.Context) error {
 // maximum takes the new value) and their filters' Live; filters whose
 // configuration did not change keep their compiled set, so live sessions
 // are not disturbed.
-func compile(cfg *config.Config, prev map[string]*carried) (*route.Table, map[string]*carried, error) {
+func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ *route.Table, _ map[string]*carried, err error) {
 	next := make(map[string]*carried, len(cfg.Routes))
+	defer func() {
+		if err != nil {
+			stopPools(next, nil) // the pools made here
+		}
+	}()
 	routes := make([]*route.Route, 0, len(cfg.Routes))
 	var errs config.Errors
+	resolver := discover.System()
+	if len(cfg.Resolver.Servers) > 0 {
+		resolver = discover.Servers(cfg.Resolver.Servers)
+	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		addrs := make([]string, len(rc.Upstreams))
-		for j, u := range rc.Upstreams {
-			addrs[j] = u.Address
+		old := prev[rc.Name]
+		var oldPool *pool.Pool
+		if old != nil {
+			oldPool = old.pool
 		}
-		p, err := pool.New(addrs)
+		pc, err := poolConfig(cfg, rc, resolver, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		p, err := pool.New(pc, oldPool)
 		if err != nil {
 			return nil, nil, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		c := &carried{}
-		if old := prev[rc.Name]; old != nil {
+		if old != nil {
 			*c = *old
 		} else {
 			c.limit = admit.NewLimit(rc.MaxConnections)
@@ -146,7 +177,12 @@ func compile(cfg *config.Config, prev map[string]*carried) (*route.Table, map[st
 			errs = append(errs, ferrs...)
 			c.set, c.cfg = set, rc.Filters
 		}
+		c.pool = p
 		next[rc.Name] = c
+		budget := rc.ConnectBudget
+		if budget == 0 {
+			budget = rc.ConnectTimeout * time.Duration(rc.Retries+1)
+		}
 		routes = append(routes, &route.Route{
 			Name:             rc.Name,
 			Listen:           rc.Listen,
@@ -154,6 +190,7 @@ func compile(cfg *config.Config, prev map[string]*carried) (*route.Table, map[st
 			Limit:            c.limit,
 			Filters:          c.filters,
 			ConnectTimeout:   rc.ConnectTimeout,
+			ConnectBudget:    budget,
 			IdleTimeout:      rc.IdleTimeout,
 			HalfCloseTimeout: rc.HalfCloseTimeout,
 		})
@@ -166,6 +203,58 @@ func compile(cfg *config.Config, prev map[string]*carried) (*route.Table, map[st
 		return nil, nil, err
 	}
 	return t, next, nil
+}
+
+// poolConfig is the pool of a route's configuration.
+func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *slog.Logger) (pool.Config, error) {
+	bal, err := pool.ParseBalance(rc.Balance)
+	if err != nil {
+		return pool.Config{}, fmt.Errorf("route %s: %w", rc.Name, err)
+	}
+	pc := pool.Config{
+		Route:   rc.Name,
+		Balance: bal,
+		Passive: pool.Passive{
+			Failures:   rc.PassiveCheck.Failures,
+			Backoff:    rc.PassiveCheck.Backoff,
+			MaxBackoff: rc.PassiveCheck.MaxBackoff,
+		},
+		Retries:         rc.Retries,
+		TryAll:          rc.WhenAllDown == "try_all",
+		Resolver:        r,
+		ResolveInterval: cfg.Resolver.Interval,
+		ResolveTimeout:  cfg.Resolver.Timeout,
+		Log:             log,
+	}
+	if hc := rc.HealthCheck; hc != nil {
+		pc.Check = &health.Check{Timeout: hc.Timeout, Port: hc.Port}
+		if hc.Send != "" {
+			pc.Check.Send = []byte(hc.Send)
+		}
+		if hc.Expect != "" {
+			pc.Check.Expect = []byte(hc.Expect)
+		}
+		if hc.ExpectRegexp != "" {
+			re, err := regexp.Compile(hc.ExpectRegexp)
+			if err != nil {
+				return pool.Config{}, fmt.Errorf("route %s: health_check: expect_regexp: %w", rc.Name, err)
+			}
+			pc.Check.ExpectRE = re
+		}
+		pc.CheckInterval, pc.Rise, pc.Fall = hc.Interval, hc.Rise, hc.Fall
+	}
+	for _, u := range rc.Upstreams {
+		spec := pool.Spec{SRV: u.SRV, Weight: u.Weight, Backup: u.Backup, MaxConns: u.MaxConnections, Drain: u.Drain}
+		if u.Address != "" {
+			a, err := pool.ParseAddress(u.Address)
+			if err != nil {
+				return pool.Config{}, fmt.Errorf("route %s: %w", rc.Name, err)
+			}
+			spec.Host, spec.Port = a.Host, a.Port
+		}
+		pc.Members = append(pc.Members, spec)
+	}
+	return pc, nil
 }
 
 // compileFilters makes a route's filters. The loader checked their

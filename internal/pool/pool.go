@@ -1,63 +1,561 @@
-// Package pool chooses the upstream for each new session from a route's
-// members. Members named by an IP literal are dialed as they are; members
-// named by a host name are resolved per session by the relay.
+// Package pool chooses the upstream member for each new session of a
+// route, and keeps track of which members can take one.
 //
-//	p, _ := pool.New([]string{"10.0.0.1:25", "mail2.internal:25"})
-//	m := p.Pick()
+// A Pool's members come from its Specs: an IP address is a member as it
+// is; a DNS name expands to every address it resolves to, and an SRV name
+// to its targets with their ports, weights and priorities, both looked up
+// again in the background (package discover). The members form tiers:
+// primaries first (an SRV record's priority orders its targets among
+// them), backups last; a session goes to the lowest tier with a member
+// that can take it, chosen there by the pool's Balance.
+//
+// A member can take a session unless it drains, is at its connection cap,
+// was found down by the active health check (package health; rise and fall
+// thresholds), or is ejected by the passive check: consecutive failed dials
+// eject it for a backoff that doubles while it keeps failing, until the
+// active check passes or a dial succeeds after the backoff. Failures that
+// are pier's own (out of descriptors or ports) are not the member's and
+// never count.
+//
+//	p, _ := pool.New(pool.Config{Route: "db", Members: specs, Log: log}, nil)
+//	defer p.Stop()
+//	a := p.Pick(client.Addr()) // nil: no member can take a session
+//	... dial a.Member().Addr; on failure, a.Retry(err) gives the next ...
+//	a.Done()
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/pierproxy/pier/internal/dial"
+	"github.com/pierproxy/pier/internal/discover"
+	"github.com/pierproxy/pier/internal/health"
 )
 
-// A Member is one upstream a route may send sessions to.
-type Member struct {
-	// Address is the member as configured: host:port.
-	Address string
-	// Target is Address parsed when its host is an IP literal, so it is
-	// dialed without a lookup. Otherwise it is not valid.
-	Target netip.AddrPort
+// A Spec is one configured member: an address (Host and Port) or an SRV
+// name.
+type Spec struct {
+	Host string // an IP literal or a DNS name
+	Port uint16
+	SRV  string
+	// Weight is the member's share; 0 takes an SRV record's own weight,
+	// or 1.
+	Weight   int
+	Backup   bool
+	MaxConns int
+	Drain    bool
 }
 
-// A Pool hands out its members in turn. It is safe for concurrent use.
+// Name is how logs call the spec: host:port or the SRV name.
+func (s *Spec) Name() string {
+	if s.SRV != "" {
+		return s.SRV
+	}
+	return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
+}
+
+// ParseAddress makes the Spec of a host:port address.
+func ParseAddress(hostport string) (Spec, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return Spec{}, fmt.Errorf("pool: member %q: %w", hostport, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return Spec{}, fmt.Errorf("pool: member %q: bad port", hostport)
+	}
+	return Spec{Host: host, Port: uint16(n)}, nil
+}
+
+// Passive is the passive health check: Failures consecutive failed dials
+// eject a member for Backoff, doubling up to MaxBackoff while it keeps
+// failing. Failures 0 turns it off.
+type Passive struct {
+	Failures            int
+	Backoff, MaxBackoff time.Duration
+}
+
+// Config is a pool's configuration.
+type Config struct {
+	Route   string // for logs
+	Balance Balance
+	Members []Spec
+	// Check, if set, is the active health check, run every CheckInterval
+	// on every member, which goes down after Fall failures in a row and
+	// comes back after Rise successes.
+	Check         *health.Check
+	CheckInterval time.Duration
+	Rise, Fall    int
+	Passive       Passive
+	// Retries is how many more members a session may try after a dial
+	// fails.
+	Retries int
+	// TryAll: when no member is healthy, try them anyway instead of
+	// failing the session at once.
+	TryAll bool
+	// Resolver looks names up, every ResolveInterval (or sooner, by TTL),
+	// each lookup bounded by ResolveTimeout. Nil: the system's.
+	Resolver        discover.Resolver
+	ResolveInterval time.Duration
+	ResolveTimeout  time.Duration
+	Log             *slog.Logger
+}
+
+// A Pool is one route's members. It is safe for concurrent use.
 type Pool struct {
-	members []Member
-	next    atomic.Uint64
+	cfg Config
+	log *slog.Logger
+	set atomic.Pointer[set]
+
+	// setMu orders changes of the members, each made under mu and then
+	// passed on to the checker outside it: the checker's Set waits for
+	// probes whose reports take mu.
+	setMu    sync.Mutex
+	mu       sync.Mutex
+	sources  [][]discover.Endpoint // per Spec: its addresses now
+	health   map[netip.AddrPort]*Health
+	watchers []*discover.Watcher
+	checker  *health.Checker
+	stopped  bool
+
+	refused  atomic.Uint64 // sessions failed because no member could take them
+	lastWarn atomic.Int64  // unix nanos of the last "no member" warning
 }
 
-// New returns a pool of the given host:port addresses, in that order.
-func New(addrs []string) (*Pool, error) {
-	if len(addrs) == 0 {
+// New makes a pool and starts its lookups and health checks. Names are
+// looked up once before New returns (bounded by ResolveTimeout); a name
+// that fails to resolve starts empty and is retried in the background.
+// With prev, the pool before a reload, members that stay keep their
+// health, and their live sessions still count; prev is not stopped.
+func New(cfg Config, prev *Pool) (*Pool, error) {
+	if len(cfg.Members) == 0 {
 		return nil, errors.New("pool: no members")
 	}
-	p := &Pool{members: make([]Member, len(addrs))}
-	for i, a := range addrs {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil {
-			return nil, fmt.Errorf("pool: member %q: %w", a, err)
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = discover.System()
+	}
+	if cfg.ResolveInterval <= 0 {
+		cfg.ResolveInterval = 30 * time.Second
+	}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = 5 * time.Second
+	}
+	p := &Pool{
+		cfg:     cfg,
+		log:     cfg.Log.With("route", cfg.Route),
+		sources: make([][]discover.Endpoint, len(cfg.Members)),
+		health:  make(map[netip.AddrPort]*Health),
+	}
+	if prev != nil {
+		sameCheck := sameCheck(&prev.cfg, &cfg)
+		prev.mu.Lock()
+		for addr, h := range prev.health {
+			if !sameCheck {
+				h = carryWithoutCheck(h)
+			}
+			p.health[addr] = h
 		}
-		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-			return nil, fmt.Errorf("pool: member %q: bad port", a)
+		prev.mu.Unlock()
+	}
+	// Addresses now; names looked up together, within the timeout.
+	var wg sync.WaitGroup
+	for i := range cfg.Members {
+		s := &cfg.Members[i]
+		if ip, err := netip.ParseAddr(s.Host); err == nil && s.SRV == "" {
+			p.sources[i] = []discover.Endpoint{{Addr: netip.AddrPortFrom(ip.Unmap(), s.Port), Target: s.Host}}
+			continue
 		}
-		p.members[i].Address = a
-		if ip, err := netip.ParseAddr(host); err == nil {
-			n, _ := strconv.ParseUint(port, 10, 16)
-			p.members[i].Target = netip.AddrPortFrom(ip.Unmap(), uint16(n))
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ResolveTimeout)
+			defer cancel()
+			eps, _, err := discover.Lookup(ctx, cfg.Resolver, source(s))
+			if err != nil {
+				p.log.Warn("upstream lookup failed; it has no members until a lookup succeeds", "member", s.Name(), "error", err)
+				return
+			}
+			p.mu.Lock()
+			p.sources[i] = eps
+			p.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if cfg.Check != nil {
+		p.checker = health.NewChecker(cfg.Check, cfg.CheckInterval, p.log, p.report)
+	}
+	p.setMu.Lock()
+	p.mu.Lock()
+	addrs := p.rebuild()
+	p.mu.Unlock()
+	if p.checker != nil {
+		p.checker.Set(addrs)
+	}
+	p.setMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range cfg.Members {
+		s := &cfg.Members[i]
+		if _, err := netip.ParseAddr(s.Host); err == nil && s.SRV == "" {
+			continue
 		}
+		p.watchers = append(p.watchers, discover.Watch(cfg.Resolver, source(s), cfg.ResolveInterval, cfg.ResolveTimeout, p.log,
+			func(eps []discover.Endpoint) { p.update(i, eps) }))
 	}
 	return p, nil
 }
 
-// Members returns the pool's members; the caller must not modify them.
-func (p *Pool) Members() []Member { return p.members }
+func source(s *Spec) discover.Source {
+	return discover.Source{Host: s.Host, Port: s.Port, SRV: s.SRV}
+}
 
-// Pick returns the member for a new session: round robin over all members.
-func (p *Pool) Pick() *Member {
-	n := p.next.Add(1) - 1
-	return &p.members[n%uint64(len(p.members))]
+// Stop ends the pool's lookups and health checks and waits for them.
+// Sessions may still pick from it, and finish on it.
+func (p *Pool) Stop() {
+	// Not under setMu: a watcher may be waiting for it in update. Once
+	// the watchers have stopped, nothing else calls the checker's Set.
+	p.mu.Lock()
+	p.stopped = true
+	ws, k := p.watchers, p.checker
+	p.watchers, p.checker = nil, nil
+	p.mu.Unlock()
+	for _, w := range ws {
+		w.Stop()
+	}
+	if k != nil {
+		k.Stop()
+	}
+}
+
+// update takes a new expansion of spec i, from its watcher.
+func (p *Pool) update(i int, eps []discover.Endpoint) {
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
+	p.mu.Lock()
+	if p.stopped || slices.Equal(p.sources[i], eps) {
+		// The watcher's first lookup mostly finds what New did.
+		p.mu.Unlock()
+		return
+	}
+	p.sources[i] = eps
+	addrs := p.rebuild()
+	k := p.checker
+	p.mu.Unlock()
+	if k != nil {
+		k.Set(addrs)
+	}
+	p.log.Info("upstream members changed", "member", p.cfg.Members[i].Name(), "addresses", len(eps))
+}
+
+// rebuild makes the set of members from the sources, and returns their
+// addresses for the checker. Called with p.mu.
+func (p *Pool) rebuild() []netip.AddrPort {
+	var members []*Member
+	seen := make(map[netip.AddrPort]bool)
+	for i, eps := range p.sources {
+		s := &p.cfg.Members[i]
+		for _, ep := range eps {
+			h := p.health[ep.Addr]
+			if h == nil {
+				h = p.newHealth()
+				p.health[ep.Addr] = h
+			}
+			seen[ep.Addr] = true
+			w := s.Weight
+			if w == 0 {
+				w = max(ep.Weight, 1)
+			}
+			tier := ep.Priority
+			if s.Backup {
+				tier += 1 << 16
+			}
+			members = append(members, &Member{
+				Addr: ep.Addr, Name: s.Name(), Weight: w, Tier: tier,
+				MaxConns: s.MaxConns, Drain: s.Drain, h: h,
+			})
+		}
+	}
+	for addr := range p.health {
+		if !seen[addr] {
+			delete(p.health, addr)
+		}
+	}
+	p.set.Store(newSet(members))
+	addrs := make([]netip.AddrPort, 0, len(seen))
+	for addr := range seen {
+		addrs = append(addrs, addr)
+	}
+	return addrs
+}
+
+func (p *Pool) newHealth() *Health {
+	h := &Health{}
+	if p.cfg.Check != nil {
+		h.state = health.NewState(p.cfg.Rise, p.cfg.Fall, true)
+	}
+	return h
+}
+
+// carryWithoutCheck is h for a pool whose active check changed: the live
+// sessions and the passive check's ejection carry over, the old check's
+// verdict does not.
+func carryWithoutCheck(h *Health) *Health {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.state = nil
+	h.down.Store(false)
+	return h
+}
+
+// sameCheck reports whether two configurations check members alike.
+func sameCheck(a, b *Config) bool {
+	if (a.Check == nil) != (b.Check == nil) {
+		return false
+	}
+	if a.Check == nil {
+		return true
+	}
+	ca, cb := *a.Check, *b.Check
+	reA, reB := ca.ExpectRE, cb.ExpectRE
+	ca.ExpectRE, cb.ExpectRE = nil, nil
+	if (reA == nil) != (reB == nil) || reA != nil && reA.String() != reB.String() {
+		return false
+	}
+	return reflect.DeepEqual(ca, cb) && a.CheckInterval == b.CheckInterval && a.Rise == b.Rise && a.Fall == b.Fall
+}
+
+// report takes one active check result, from the Checker.
+func (p *Pool) report(addr netip.AddrPort, err error) {
+	p.mu.Lock()
+	h := p.health[addr]
+	p.mu.Unlock()
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state == nil {
+		h.state = health.NewState(p.cfg.Rise, p.cfg.Fall, true)
+	}
+	if h.state.Observe(err == nil) {
+		if h.state.Up() {
+			h.down.Store(false)
+			p.log.Info("upstream member up", "addr", addr.String(), "why", fmt.Sprintf("%d health checks passed", p.cfg.Rise), "was", h.why)
+		} else {
+			h.down.Store(true)
+			h.why = "health check: " + err.Error()
+			p.log.Warn("upstream member down", "addr", addr.String(), "why", fmt.Sprintf("%d health checks failed, the last: %v", p.cfg.Fall, err))
+		}
+	}
+	if err == nil && h.ejected {
+		h.ejected, h.fails, h.backoff = false, 0, 0
+		h.ejectEnd.Store(0)
+		p.log.Info("upstream member up", "addr", addr.String(), "why", "a health check passed after its ejection")
+	}
+}
+
+// failed records a failed dial to m: the passive check.
+func (p *Pool) failed(m *Member, err error) {
+	pc := &p.cfg.Passive
+	if pc.Failures <= 0 {
+		return
+	}
+	h := m.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fails++
+	now := time.Now()
+	if h.fails < pc.Failures || now.UnixNano() < h.ejectEnd.Load() {
+		return
+	}
+	if h.backoff == 0 {
+		h.backoff = pc.Backoff
+	} else {
+		h.backoff = min(2*h.backoff, max(pc.MaxBackoff, pc.Backoff))
+	}
+	h.ejectEnd.Store(now.Add(h.backoff).UnixNano())
+	h.ejected = true
+	h.why = fmt.Sprintf("ejected after %d failed connects", h.fails)
+	p.log.Warn("upstream member down", "addr", m.Addr.String(), "member", m.Name,
+		"why", fmt.Sprintf("%d connects in a row failed, the last: %v", h.fails, err), "for", h.backoff.String())
+}
+
+// connected records a dial to m that succeeded.
+func (p *Pool) connected(m *Member) {
+	h := m.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fails == 0 && !h.ejected {
+		return
+	}
+	if h.ejected {
+		p.log.Info("upstream member up", "addr", m.Addr.String(), "member", m.Name, "why", "a connect succeeded after its ejection")
+	}
+	h.fails, h.backoff, h.ejected = 0, 0, false
+}
+
+// Members returns the pool's members now. The caller must not change
+// them.
+func (p *Pool) Members() []*Member { return p.set.Load().members }
+
+// Refused returns how many sessions failed because no member could take
+// them.
+func (p *Pool) Refused() uint64 { return p.refused.Load() }
+
+// Retries returns how many more members a session may try.
+func (p *Pool) Retries() int { return p.cfg.Retries }
+
+// An Attempt is one session's use of the pool: the member it is on, the
+// ones it tried, and its live-session count.
+type Attempt struct {
+	p      *Pool
+	s      *set
+	m      *Member
+	tried  []*Member
+	triedA [4]*Member
+	key    uint64
+	left   int
+	all    bool // when_all_down try_all is in effect for this session
+}
+
+// Pick chooses a member for a new session from client, or returns nil
+// when no member can take one (logged, at most once a second, with why).
+func (p *Pool) Pick(client netip.Addr) *Attempt {
+	a := &Attempt{p: p, s: p.set.Load(), left: p.cfg.Retries}
+	a.tried = a.triedA[:0]
+	if p.cfg.Balance == Hash {
+		a.key = ClientKey(client)
+	}
+	if a.next() {
+		return a
+	}
+	if p.cfg.TryAll {
+		a.all = true
+		if a.next() {
+			return a
+		}
+	}
+	p.refused.Add(1)
+	p.warnNone()
+	return nil
+}
+
+// next picks a member not tried yet and counts the session on it.
+func (a *Attempt) next() bool {
+	c := choice{now: time.Now().UnixNano(), anyHealth: a.all, tried: a.tried, key: a.key}
+	for {
+		m := a.s.pick(a.p.cfg.Balance, &c)
+		if m == nil {
+			a.m = nil
+			return false
+		}
+		if take(m) {
+			a.m = m
+			a.tried = append(a.tried, m)
+			return true
+		}
+		// Full since the pick looked: pass it over.
+		c.tried = append(c.tried[:len(c.tried):len(c.tried)], m)
+	}
+}
+
+// take counts a new session on m, within its cap.
+func take(m *Member) bool {
+	for {
+		n := m.h.active.Load()
+		if m.MaxConns > 0 && n >= int64(m.MaxConns) {
+			return false
+		}
+		if m.h.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Member returns the member the session is on.
+func (a *Attempt) Member() *Member { return a.m }
+
+// Tries returns how many members the session has tried.
+func (a *Attempt) Tries() int { return len(a.tried) }
+
+// Retry records that the dial to the current member failed with err and
+// returns the address and name of the next member to try, if the session
+// has a try left and another member can take it. A failure that is
+// pier's own does not count against the member, and is not retried:
+// another member would fail alike.
+func (a *Attempt) Retry(err error) (netip.AddrPort, string, bool) {
+	if a.m == nil {
+		return netip.AddrPort{}, "", false
+	}
+	local := dial.IsLocal(err)
+	if !local {
+		a.p.failed(a.m, err)
+	}
+	if local || a.left <= 0 {
+		return netip.AddrPort{}, "", false
+	}
+	a.left--
+	a.m.h.active.Add(-1)
+	a.m = nil
+	ok := a.next()
+	if !ok && a.p.cfg.TryAll && !a.all {
+		a.all = true
+		ok = a.next()
+	}
+	if !ok {
+		return netip.AddrPort{}, "", false
+	}
+	return a.m.Addr, a.m.Name, true
+}
+
+// Connected records that the dial to the current member succeeded.
+func (a *Attempt) Connected() {
+	if a.m != nil {
+		a.p.connected(a.m)
+	}
+}
+
+// Done ends the session's use of the pool.
+func (a *Attempt) Done() {
+	if a.m != nil {
+		a.m.h.active.Add(-1)
+		a.m = nil
+	}
+}
+
+// warnNone logs why no member can take a session, at most once a second.
+func (p *Pool) warnNone() {
+	now := time.Now().UnixNano()
+	last := p.lastWarn.Load()
+	if now-last < int64(time.Second) || !p.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	var down, ejected, draining, full int
+	members := p.set.Load().members
+	for _, m := range members {
+		switch {
+		case m.Drain:
+			draining++
+		case m.h.down.Load():
+			down++
+		case now < m.h.ejectEnd.Load():
+			ejected++
+		case m.MaxConns > 0 && m.h.active.Load() >= int64(m.MaxConns):
+			full++
+		}
+	}
+	p.log.Warn("no upstream member can take a session; closing new clients at once",
+		"members", len(members), "down", down, "ejected", ejected, "draining", draining, "full", full, "refused", p.refused.Load())
 }

@@ -28,8 +28,15 @@ type Params struct {
 	// (host:port) is resolved first.
 	Target   netip.AddrPort
 	Upstream string
-	// ConnectTimeout bounds resolving and connecting. Zero means no bound.
+	// ConnectTimeout bounds resolving and connecting, every try together
+	// (the connect budget). Zero means no bound.
 	ConnectTimeout time.Duration
+	// DialTimeout bounds one try, when Upstreams may offer another. Zero:
+	// only ConnectTimeout.
+	DialTimeout time.Duration
+	// Upstreams, if set, offers another member when a dial fails or its
+	// try times out, and hears when one succeeds.
+	Upstreams Upstreams
 	// IdleTimeout ends a session after no byte moved either way for this
 	// long. Zero means never.
 	IdleTimeout time.Duration
@@ -49,6 +56,20 @@ type Params struct {
 	// up a new one between chunks: a direction with no filter splices.
 	Filters *chain.Live
 }
+
+// Upstreams is what a session dials: *pool.Attempt is one. Its methods
+// run on the loop and must not block.
+type Upstreams interface {
+	// Retry is told that the dial failed (or timed out) with err, and
+	// returns the next member's address and name, or false when the
+	// session has no try left.
+	Retry(err error) (addr netip.AddrPort, name string, ok bool)
+	// Connected is told that the dial succeeded.
+	Connected()
+}
+
+// errDialTimeout is a try that ran out of time.
+var errDialTimeout = errors.New("connect timed out")
 
 // Session states.
 const (
@@ -111,6 +132,8 @@ type conn struct {
 
 	target      netip.AddrPort
 	connectBy   time.Duration // deadline for resolving and connecting
+	tryBy       time.Duration // deadline for this try, when DialTimeout is set
+	retried     bool          // the upstream socket is not the first one
 	lastActive  time.Duration
 	halfClosed  time.Duration // when the first direction finished, or 0
 	startedWall time.Time
@@ -189,6 +212,8 @@ func resolve(ctx context.Context, l *Loop, c *conn, gen uint32, hostport string)
 
 func (c *conn) dial() {
 	c.p.Record.Dialed = c.target
+	c.p.Record.Tries++
+	c.tryBy = c.l.now + c.p.DialTimeout
 	fd, err := dial.Start(c.target)
 	if err != nil {
 		c.dialFailed(err)
@@ -196,13 +221,20 @@ func (c *conn) dial() {
 	}
 	c.upstream.fd = fd
 	c.state = dialing
+	if c.p.DialTimeout > 0 {
+		c.reschedule()
+	}
 	if err := c.l.add(c, upstreamSide, fd); err != nil {
 		c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
 	}
 }
 
 func (c *conn) dialFailed(err error) {
-	if dial.IsLocal(err) {
+	local := dial.IsLocal(err)
+	if c.retry(err) {
+		return
+	}
+	if local {
 		if c.p.LocalError != nil {
 			c.p.LocalError(c.l, err)
 		}
@@ -210,6 +242,40 @@ func (c *conn) dialFailed(err error) {
 		return
 	}
 	c.finish(session.ConnectFailed, err, false)
+}
+
+// retry moves the session to the next member after a failed try, if
+// Upstreams offers one. No byte has moved yet either way: the client's
+// bytes wait in its socket until the upstream connects.
+func (c *conn) retry(err error) bool {
+	if c.p.Upstreams == nil {
+		return false
+	}
+	next, name, ok := c.p.Upstreams.Retry(err)
+	if !ok {
+		return false
+	}
+	if c.upstream.fd >= 0 {
+		unix.Close(c.upstream.fd) // closing takes it out of epoll
+	}
+	c.upstream = side{fd: -1}
+	c.retried = true
+	c.target = next
+	c.p.Record.Upstream = name
+	c.dial()
+	return true
+}
+
+// connectedNow reports whether the upstream socket's handshake is done.
+// Only a retry needs to ask: an event the loop read for the socket it
+// replaced carries the same session and side.
+func (c *conn) connectedNow() bool {
+	if !c.retried {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(c.upstream.fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
 }
 
 // ready records what epoll said about one side and acts on it.
@@ -230,9 +296,15 @@ func (c *conn) ready(which int, events uint32) {
 	switch c.state {
 	case dialing:
 		if which == upstreamSide {
+			if !c.connectedNow() {
+				return
+			}
 			if err := dial.Result(c.upstream.fd, c.target); err != nil {
 				c.dialFailed(err)
 				return
+			}
+			if c.p.Upstreams != nil {
+				c.p.Upstreams.Connected()
 			}
 			c.state = relaying
 			c.lastActive = c.l.now
@@ -531,8 +603,15 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 	const never = time.Duration(1<<63 - 1)
 	switch c.state {
 	case resolving, dialing:
+		due := never
 		if c.p.ConnectTimeout > 0 {
-			return c.connectBy, session.ConnectTimeout
+			due = c.connectBy
+		}
+		if c.state == dialing && c.p.DialTimeout > 0 && c.tryBy < due {
+			due = c.tryBy
+		}
+		if due != never {
+			return due, session.ConnectTimeout
 		}
 	case relaying:
 		due, reason := never, session.IdleTimeout
@@ -557,6 +636,17 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 		return due, reason
 	}
 	return never, session.Live
+}
+
+// expired ends c for reason, its deadline having come; a try that timed
+// out moves on to the next member instead, if there is one and the
+// connect budget has time left.
+func (c *conn) expired(reason session.Reason) {
+	if reason == session.ConnectTimeout && c.state == dialing &&
+		(c.p.ConnectTimeout == 0 || c.l.now < c.connectBy) && c.retry(errDialTimeout) {
+		return
+	}
+	c.finish(reason, nil, false)
 }
 
 // reschedule fixes c's timer after its deadline may have moved earlier.

@@ -283,7 +283,7 @@ func (l *Loop) expire() {
 			}
 			continue
 		}
-		c.finish(reason, nil, false)
+		c.expired(reason)
 	}
 }
 

@@ -29,8 +29,11 @@ type Route struct {
 	// Filters is the route's filter set in force, which its live sessions
 	// follow; it carries over reloads. Nil means no filters, ever.
 	Filters *chain.Live
-	// Timeouts; zero means no bound. See relay.Params.
+	// Timeouts; zero means no bound. ConnectTimeout bounds one dial,
+	// ConnectBudget all of a session's dials together (relay.Params'
+	// DialTimeout and ConnectTimeout).
 	ConnectTimeout   time.Duration
+	ConnectBudget    time.Duration
 	IdleTimeout      time.Duration
 	HalfCloseTimeout time.Duration
 }

@@ -33,6 +33,7 @@ const (
 	FilterReset             // a filter reset the session (the reset fault)
 	FilterClose             // a filter closed the session (the limit and timeout faults)
 	FilterError             // a filter failed or panicked
+	NoUpstream              // no member of the pool could take the session
 )
 
 var reasonNames = [...]string{
@@ -51,6 +52,7 @@ var reasonNames = [...]string{
 	FilterReset:      "filter_reset",
 	FilterClose:      "filter_close",
 	FilterError:      "filter_error",
+	NoUpstream:       "no_upstream",
 }
 
 func (r Reason) String() string {
@@ -69,6 +71,7 @@ type Record struct {
 	Listener netip.AddrPort // the local address the client connected to
 	Upstream string         // the member picked, as configured (host:port)
 	Dialed   netip.AddrPort // the address actually dialed, once known
+	Tries    int            // how many members were dialed
 	Start    time.Time      // when the client was accepted
 
 	ToUpstream int64         // bytes delivered to the upstream
@@ -88,6 +91,9 @@ func (r *Record) Attrs() []slog.Attr {
 	}
 	if r.Dialed.IsValid() {
 		attrs = append(attrs, slog.String("dialed", r.Dialed.String()))
+	}
+	if r.Tries > 1 {
+		attrs = append(attrs, slog.Int("tries", r.Tries))
 	}
 	attrs = append(attrs,
 		slog.Int64("bytes_to_upstream", r.ToUpstream),

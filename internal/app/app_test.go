@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const wait = 10 * time.Second
+
+func parse(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// A reload that changes a pool keeps the health of the members that stay:
+// a member found down is still down in the new pool at once, before any
+// check of the new pool could have found it; and the old pool's checks
+// stop.
+func TestReloadKeepsHealth(t *testing.T) {
+	dead := testutil.RefusedAddr(t)
+	live := testutil.NewUpstream(t, testutil.Echo)
+	other := testutil.NewUpstream(t, testutil.Echo)
+	doc := func(extra string) string {
+		return fmt.Sprintf(`routes:
+  - name: r
+    listen: ["127.0.0.1:0"]
+    upstreams:
+      - address: %q
+      - address: %q
+%s    health_check: {interval: 50ms, timeout: 40ms, rise: 2, fall: 3}
+`, dead, live.Addr(), extra)
+	}
+	logs, log := testutil.NewLogs()
+	d, err := Start(parse(t, doc("")), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	logs.WaitFor(t, wait, "upstream member down", "addr="+dead, "3 health checks failed")
+
+	// Another member joins; the check stays the same.
+	if err := d.Reload(parse(t, doc(fmt.Sprintf("      - address: %q\n", other.Addr())))); err != nil {
+		t.Fatal(err)
+	}
+	// The new pool's checks have had no time to fail three times (the
+	// first runs within 100ms, the next about 50ms later): only the
+	// carried state can say down.
+	p := d.routes["r"].pool
+	found := 0
+	for _, m := range p.Members() {
+		switch m.Addr.String() {
+		case dead:
+			found++
+			for range 20 {
+				a := p.Pick(m.Addr.Addr())
+				if a.Member() == m {
+					t.Fatal("the member found down before the reload was picked after it")
+				}
+				a.Done()
+			}
+		case other.Addr():
+			found++
+		}
+	}
+	if found != 2 {
+		t.Fatalf("members after the reload: %d of the 2 expected", found)
+	}
+	if n := logs.Count("upstream member up", "addr="+dead); n != 0 {
+		t.Errorf("the dead member was logged up %d times", n)
+	}
+}
+
+// Two routes that name the same member with different checks keep
+// separate health: one finds it down, the other up.
+func TestSameMemberSeparateHealth(t *testing.T) {
+	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		c.Write([]byte("+PONG\r\n"))
+		io.Copy(io.Discard, c)
+	})
+	logs, log := testutil.NewLogs()
+	d, err := Start(parse(t, fmt.Sprintf(`routes:
+  - name: good
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %[1]q}]
+    health_check: {interval: 30ms, timeout: 25ms, rise: 1, fall: 1, expect: "+PONG"}
+  - name: bad
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %[1]q}]
+    health_check: {interval: 30ms, timeout: 25ms, rise: 1, fall: 1, expect: "+OK"}
+`, up.Addr())), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	logs.WaitFor(t, wait, "upstream member down", "route=bad", "addr="+up.Addr(), `does not begin with "+OK"`)
+	// Several more checks of each route run meanwhile.
+	for range 3 {
+		logs.WaitFor(t, wait, "route=bad") // any line
+	}
+	if line := logs.Find("upstream member down", "route=good"); line != "" {
+		t.Errorf("the route whose check passes logged its member down: %s", line)
+	}
+	if d.routes["good"].pool.Pick(netip.Addr{}) == nil {
+		t.Error("the route whose check passes has no member")
+	}
+	if d.routes["bad"].pool.Pick(netip.Addr{}) != nil {
+		t.Error("the route whose check fails picked its member")
+	}
+}

@@ -1,0 +1,69 @@
+package pool
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pierproxy/pier/internal/health"
+)
+
+// A Member is one address sessions may be sent to: a configured address,
+// or one of the addresses a configured name expands to.
+type Member struct {
+	// Addr is where the member is dialed.
+	Addr netip.AddrPort
+	// Name is what the configuration called it: host:port, or the SRV
+	// name it came from, for logs.
+	Name string
+	// Weight is the member's share of sessions, at least 1.
+	Weight int
+	// Tier orders members for failover: a session goes to the lowest
+	// tier with a member that can take it. Primaries are tier 0 (or an SRV
+	// priority's rank); backups come after every primary.
+	Tier int
+	// MaxConns caps the member's live sessions; 0 means no cap.
+	MaxConns int
+	// Drain: no new sessions.
+	Drain bool
+
+	h   *Health
+	key uint64 // the member's hash, for the hash balancer
+}
+
+// Active returns the member's live sessions.
+func (m *Member) Active() int64 { return m.h.active.Load() }
+
+// Health is what a pool knows of one address: its live sessions, the
+// active check's verdict and the passive check's ejection. An address
+// listed twice (by two names) shares one Health; a reload keeps it for
+// addresses that stay.
+type Health struct {
+	active   atomic.Int64
+	down     atomic.Bool  // the active check says down
+	ejectEnd atomic.Int64 // unix nanos: ejected by the passive check until then
+
+	mu      sync.Mutex
+	state   *health.State // the active check's rise/fall; nil without one
+	fails   int           // consecutive dial failures
+	backoff time.Duration // the next ejection's length
+	ejected bool          // an ejection was logged and has not been lifted
+	why     string        // why the member is down, for the log
+}
+
+// usable reports whether m may take a new session at now (unix nanos):
+// not draining, not down, not ejected, below its cap. With anyHealth, the
+// health verdicts are ignored (when_all_down: try_all).
+func (m *Member) usable(now int64, anyHealth bool) bool {
+	if m.Drain {
+		return false
+	}
+	if m.MaxConns > 0 && m.h.active.Load() >= int64(m.MaxConns) {
+		return false
+	}
+	if anyHealth {
+		return true
+	}
+	return !m.h.down.Load() && now >= m.h.ejectEnd.Load()
+}
