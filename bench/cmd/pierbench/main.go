@@ -121,9 +121,13 @@ func parse(fs *flag.FlagSet, args []string, nargs int, synopsis string) ([]strin
 func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nargs, synopsis := 1, "ADDR"
+	nargs, synopsis := 1, "[-also ADDR,...] ADDR"
 	if cmd == "gocopy" {
 		nargs, synopsis = 2, "LISTEN UPSTREAM"
+	}
+	var also string
+	if cmd == "echo" {
+		fs.StringVar(&also, "also", "", "more addresses to echo on, comma-separated (a pool's members)")
 	}
 	pos, err := parse(fs, args, nargs, synopsis)
 	if err != nil {
@@ -136,7 +140,30 @@ func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer)
 	if cmd == "gocopy" {
 		return bench.GoCopy(ctx, ln, pos[1])
 	}
-	return bench.Echo(ctx, ln)
+	if also == "" {
+		return bench.Echo(ctx, ln)
+	}
+	lns := []net.Listener{ln}
+	for _, a := range strings.Split(also, ",") {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return err
+		}
+		lns = append(lns, l)
+	}
+	errs := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() { errs <- bench.Echo(ctx, l) }()
+	}
+	for range lns {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runWait polls ADDR with connects until one succeeds, the deadline passes,
