@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,5 +361,25 @@ func TestDrainAndMemberCap(t *testing.T) {
 	}
 	if live != 3 {
 		t.Errorf("%d live sessions counted, want 3", live)
+	}
+}
+
+// A try that the connect budget cuts short still counts against its
+// member: every member that timed out is ejected.
+func TestBudgetCutTryCounts(t *testing.T) {
+	a, b, c := unresponsive(t), unresponsive(t), unresponsive(t)
+	rt := poolRoute(t, "r", pool.Config{Retries: 2, Passive: pool.Passive{Failures: 1, Backoff: time.Hour, MaxBackoff: time.Hour}}, a, b, c)
+	rt.ConnectTimeout, rt.ConnectBudget = 100*time.Millisecond, 300*time.Millisecond
+	srv, recs := start(t, rt)
+	cl := dial(t, srv, "r")
+	io.ReadAll(cl)
+	rec := recs.Next(t, wait)
+	wantReason(t, rec, "connect_timeout")
+	if rec["tries"] != int64(3) {
+		t.Errorf("tries %v, want 3", rec["tries"])
+	}
+	if x := rt.Pool.Pick(netip.Addr{}); x != nil {
+		t.Errorf("%s timed out and is still picked", x.Member().Addr)
+		x.Done()
 	}
 }

@@ -100,7 +100,16 @@ type choice struct {
 }
 
 func (c *choice) ok(m *Member) bool {
-	return m.usable(c.now, c.anyHealth) && !slices.Contains(c.tried, m)
+	if !m.usable(c.now, c.anyHealth) {
+		return false
+	}
+	// By address: a member listed twice (a name and an IP) is one.
+	for _, t := range c.tried {
+		if t.Addr == m.Addr {
+			return false
+		}
+	}
+	return true
 }
 
 // pick returns a member for a session, from the lowest tier that has one
@@ -174,40 +183,37 @@ func (s *set) leastConn(lo, hi int, c *choice) int {
 	return best
 }
 
-// random draws two members by weight and keeps the lighter.
+// random draws two members by weight and keeps the lighter. The usable
+// members are noted once, so that members turning unusable meanwhile (on
+// other loops, or by a health check) cannot leave a draw empty.
 func (s *set) random(lo, hi int, c *choice) int {
-	total := 0
+	var idxA [128]int32
+	var cumA [128]int
+	idx, cum := idxA[:], cumA[:]
+	if hi-lo > len(idxA) {
+		idx, cum = make([]int32, hi-lo), make([]int, hi-lo)
+	}
+	n, total := 0, 0
 	for i := lo; i < hi; i++ {
 		if c.ok(s.members[i]) {
 			total += s.members[i].Weight
+			idx[n], cum[n] = int32(i), total
+			n++
 		}
 	}
-	if total == 0 {
+	if n == 0 {
 		return -1
 	}
-	a, b := s.draw(lo, hi, c, rand.IntN(total)), s.draw(lo, hi, c, rand.IntN(total))
+	draw := func() int {
+		r := rand.IntN(total)
+		k, _ := slices.BinarySearch(cum[:n], r+1)
+		return int(idx[k])
+	}
+	a, b := draw(), draw()
 	if lighter(s.members[b], s.members[a]) {
 		return b
 	}
 	return a
-}
-
-// draw returns the member whose weight covers point r of the usable
-// members' total.
-func (s *set) draw(lo, hi int, c *choice, r int) int {
-	last := -1
-	for i := lo; i < hi; i++ {
-		m := s.members[i]
-		if !c.ok(m) {
-			continue
-		}
-		if r < m.Weight {
-			return i
-		}
-		r -= m.Weight
-		last = i
-	}
-	return last // only if usability changed between the passes
 }
 
 // hash is weighted rendezvous hashing: every member scores the key, and

@@ -2,8 +2,10 @@ package pool
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,7 +20,7 @@ func members(n int, weights ...int) []*Member {
 			w = weights[i]
 		}
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i + 1)}), 5432)
-		ms[i] = &Member{Addr: addr, Name: addr.String(), Weight: w, h: &Health{}}
+		ms[i] = &Member{Addr: addr, Name: addr.String(), Weight: w, h: &Health{}, v: &verdict{}}
 	}
 	return ms
 }
@@ -59,7 +61,7 @@ func TestRoundRobinWeightsExact(t *testing.T) {
 // Unusable members are passed over, and the rest share by weight.
 func TestRoundRobinSkipsUnusable(t *testing.T) {
 	ms := members(4, 1, 2, 3, 4)
-	ms[1].h.down.Store(true)
+	ms[1].v.down.Store(true)
 	ms[2].Drain = true
 	ms[3].h.ejectEnd.Store(time.Now().Add(time.Hour).UnixNano())
 	s := newSet(ms)
@@ -84,14 +86,14 @@ func TestTiers(t *testing.T) {
 			t.Errorf("%v: the backup got %d of 100 picks while primaries were up", b, got[ms[2]])
 		}
 	}
-	ms[0].h.down.Store(true)
-	ms[1].h.down.Store(true)
+	ms[0].v.down.Store(true)
+	ms[1].v.down.Store(true)
 	for _, b := range []Balance{RoundRobin, LeastConn, Random, Hash} {
 		if got := pickN(s, b, 100); got[ms[2]] != 100 {
 			t.Errorf("%v: the backup got %d of 100 picks with every primary down", b, got[ms[2]])
 		}
 	}
-	ms[2].h.down.Store(true)
+	ms[2].v.down.Store(true)
 	if m := s.pick(RoundRobin, &choice{}); m != nil {
 		t.Errorf("picked %v with every member down", m.Name)
 	}
@@ -203,9 +205,9 @@ func TestHashConsistent(t *testing.T) {
 		t.Errorf("%d keys moved, want exactly the %d that were on the member that left", moved, count[gone])
 	}
 	// A member down is skipped the same way, and its keys come back.
-	gone.h.down.Store(true)
+	gone.v.down.Store(true)
 	down, _ := spread(newSet(ms))
-	gone.h.down.Store(false)
+	gone.v.down.Store(false)
 	for i := range before {
 		if before[i] != gone && down[i] != before[i] {
 			t.Fatalf("key %d moved off %s when another member went down", i, before[i].Name)
@@ -234,6 +236,33 @@ func BenchmarkPick(b *testing.B) {
 					a.Done()
 				}
 			})
+		}
+	}
+}
+
+// Members turning unusable between a pick's looks (at their cap, on other
+// loops) never make a pick fail with a usable member, or panic.
+func TestRandomUnderChurn(t *testing.T) {
+	ms := members(2)
+	for _, m := range ms {
+		m.MaxConns = 1
+	}
+	p := &Pool{cfg: Config{Balance: Random}, log: slog.New(slog.DiscardHandler)}
+	p.set.Store(newSet(ms))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20_000 {
+				if a := p.Pick(netip.Addr{}); a != nil {
+					a.Done()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, m := range ms {
+		if m.Active() != 0 {
+			t.Errorf("%s: %d live sessions left", m.Name, m.Active())
 		}
 	}
 }

@@ -108,8 +108,8 @@ func TestDiscoverSRV(t *testing.T) {
 		t.Errorf("picks %v, want 100 and 300 by weight, none at the higher priority", got)
 	}
 	for _, m := range p.Members() {
-		if m.Tier == 10 {
-			m.h.down.Store(true)
+		if m.Tier == 0 { // priority 10, the lowest: rank 0
+			m.v.down.Store(true)
 		}
 	}
 	if got := count(10); got["127.0.0.3:1003"] != 10 {
@@ -124,5 +124,37 @@ func TestDiscoverSRV(t *testing.T) {
 		if m.Weight != 2 {
 			t.Errorf("%s: weight %d, want the configured 2", m.Addr, m.Weight)
 		}
+	}
+}
+
+// An SRV name's priorities rank among its own records: its lowest is a
+// primary like any address member, whatever its number; and a reload
+// during a DNS outage keeps the addresses names had.
+func TestDiscoverSRVWithAddressesAndReload(t *testing.T) {
+	dns := dnstest.New(t)
+	dns.SetA("a.test", 60, netip.MustParseAddr("127.0.0.1"))
+	dns.SetA("db.test", 60, netip.MustParseAddr("127.0.0.5"))
+	dns.SetSRV("_db._tcp.test", 60, dnstest.SRV{Priority: 10, Weight: 1, Port: 1001, Target: "a.test"})
+	cfg := Config{
+		Route:    "db",
+		Members:  []Spec{{Host: "127.0.0.9", Port: 9}, {SRV: "_db._tcp.test"}, {Host: "db.test", Port: 5432}},
+		Resolver: discover.Servers([]string{dns.Addr()}), ResolveInterval: time.Hour, ResolveTimeout: time.Second,
+	}
+	p := newPool(t, cfg, nil)
+	got := map[string]int{}
+	for range 300 {
+		a := p.Pick(netip.Addr{})
+		got[a.Member().Addr.String()]++
+		a.Done()
+	}
+	if got["127.0.0.9:9"] != 100 || got["127.0.0.1:1001"] != 100 || got["127.0.0.5:5432"] != 100 {
+		t.Errorf("picks %v, want 100 each: an SRV record at priority 10 is a primary", got)
+	}
+	// DNS goes away; a reload keeps what the names had.
+	dns.Fail("_db._tcp.test", dnsmessage.RCodeServerFailure)
+	dns.Drop("db.test", true)
+	q := newPool(t, cfg, p)
+	if got, want := addrs(q.Members()), []string{"127.0.0.1:1001", "127.0.0.5:5432", "127.0.0.9:9"}; !slices.Equal(got, want) {
+		t.Errorf("members after a reload during a DNS outage: %v, want %v", got, want)
 	}
 }

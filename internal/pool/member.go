@@ -29,27 +29,37 @@ type Member struct {
 	Drain bool
 
 	h   *Health
+	v   *verdict
 	key uint64 // the member's hash, for the hash balancer
 }
 
 // Active returns the member's live sessions.
 func (m *Member) Active() int64 { return m.h.active.Load() }
 
-// Health is what a pool knows of one address: its live sessions, the
-// active check's verdict and the passive check's ejection. An address
-// listed twice (by two names) shares one Health; a reload keeps it for
-// addresses that stay.
+// Health is what a route knows of one address from its sessions: how
+// many are live, and the passive check's ejection. An address listed twice
+// (by two names) shares one Health; a reload keeps it for addresses that
+// stay, whatever else changed, so live sessions keep counting.
 type Health struct {
 	active   atomic.Int64
-	down     atomic.Bool  // the active check says down
 	ejectEnd atomic.Int64 // unix nanos: ejected by the passive check until then
 
 	mu      sync.Mutex
-	state   *health.State // the active check's rise/fall; nil without one
 	fails   int           // consecutive dial failures
 	backoff time.Duration // the next ejection's length
 	ejected bool          // an ejection was logged and has not been lifted
-	why     string        // why the member is down, for the log
+}
+
+// A verdict is the active check's word on one address, under one check
+// configuration: a reload keeps it only if the check stays the same, and
+// a pool's checker writes only its own verdicts, so a reload that fails
+// or changes the check leaves the running pool's verdicts alone.
+type verdict struct {
+	down atomic.Bool
+
+	mu    sync.Mutex
+	state *health.State // rise and fall
+	why   string        // the last failure, for the log when it comes up
 }
 
 // usable reports whether m may take a new session at now (unix nanos):
@@ -65,5 +75,5 @@ func (m *Member) usable(now int64, anyHealth bool) bool {
 	if anyHealth {
 		return true
 	}
-	return !m.h.down.Load() && now >= m.h.ejectEnd.Load()
+	return !m.v.down.Load() && now >= m.h.ejectEnd.Load()
 }

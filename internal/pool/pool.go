@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"reflect"
@@ -125,6 +126,7 @@ type Pool struct {
 	mu       sync.Mutex
 	sources  [][]discover.Endpoint // per Spec: its addresses now
 	health   map[netip.AddrPort]*Health
+	verdicts map[netip.AddrPort]*verdict
 	watchers []*discover.Watcher
 	checker  *health.Checker
 	stopped  bool
@@ -155,28 +157,42 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 		cfg.ResolveTimeout = 5 * time.Second
 	}
 	p := &Pool{
-		cfg:     cfg,
-		log:     cfg.Log.With("route", cfg.Route),
-		sources: make([][]discover.Endpoint, len(cfg.Members)),
-		health:  make(map[netip.AddrPort]*Health),
+		cfg:      cfg,
+		log:      cfg.Log.With("route", cfg.Route),
+		sources:  make([][]discover.Endpoint, len(cfg.Members)),
+		health:   make(map[netip.AddrPort]*Health),
+		verdicts: make(map[netip.AddrPort]*verdict),
 	}
+	// What a reload keeps: the sessions' view of every address, the
+	// check's verdicts if the check is the same, and the addresses names
+	// had (a lookup failing during the reload keeps them, as it would
+	// have without one). Nothing of prev is changed.
+	var prevSources map[discover.Source][]discover.Endpoint
 	if prev != nil {
 		sameCheck := sameCheck(&prev.cfg, &cfg)
 		prev.mu.Lock()
-		for addr, h := range prev.health {
-			if !sameCheck {
-				h = carryWithoutCheck(h)
-			}
-			p.health[addr] = h
+		maps.Copy(p.health, prev.health)
+		if sameCheck {
+			maps.Copy(p.verdicts, prev.verdicts)
+		}
+		prevSources = make(map[discover.Source][]discover.Endpoint)
+		for j := range prev.cfg.Members {
+			prevSources[source(&prev.cfg.Members[j])] = prev.sources[j]
 		}
 		prev.mu.Unlock()
 	}
-	// Addresses now; names looked up together, within the timeout.
+	// Addresses now; names looked up together, within the timeout, unless
+	// the pool before had them: its addresses serve while the watcher
+	// looks again.
 	var wg sync.WaitGroup
 	for i := range cfg.Members {
 		s := &cfg.Members[i]
 		if ip, err := netip.ParseAddr(s.Host); err == nil && s.SRV == "" {
 			p.sources[i] = []discover.Endpoint{{Addr: netip.AddrPortFrom(ip.Unmap(), s.Port), Target: s.Host}}
+			continue
+		}
+		if eps := prevSources[source(s)]; len(eps) > 0 {
+			p.sources[i] = eps
 			continue
 		}
 		wg.Go(func() {
@@ -266,30 +282,37 @@ func (p *Pool) rebuild() []netip.AddrPort {
 	seen := make(map[netip.AddrPort]bool)
 	for i, eps := range p.sources {
 		s := &p.cfg.Members[i]
+		ranks := priorityRanks(eps)
 		for _, ep := range eps {
 			h := p.health[ep.Addr]
 			if h == nil {
-				h = p.newHealth()
+				h = &Health{}
 				p.health[ep.Addr] = h
+			}
+			v := p.verdicts[ep.Addr]
+			if v == nil {
+				v = p.newVerdict()
+				p.verdicts[ep.Addr] = v
 			}
 			seen[ep.Addr] = true
 			w := s.Weight
 			if w == 0 {
 				w = max(ep.Weight, 1)
 			}
-			tier := ep.Priority
+			tier := ranks[ep.Priority]
 			if s.Backup {
 				tier += 1 << 16
 			}
 			members = append(members, &Member{
 				Addr: ep.Addr, Name: s.Name(), Weight: w, Tier: tier,
-				MaxConns: s.MaxConns, Drain: s.Drain, h: h,
+				MaxConns: s.MaxConns, Drain: s.Drain, h: h, v: v,
 			})
 		}
 	}
 	for addr := range p.health {
 		if !seen[addr] {
 			delete(p.health, addr)
+			delete(p.verdicts, addr)
 		}
 	}
 	p.set.Store(newSet(members))
@@ -300,23 +323,23 @@ func (p *Pool) rebuild() []netip.AddrPort {
 	return addrs
 }
 
-func (p *Pool) newHealth() *Health {
-	h := &Health{}
-	if p.cfg.Check != nil {
-		h.state = health.NewState(p.cfg.Rise, p.cfg.Fall, true)
-	}
-	return h
+func (p *Pool) newVerdict() *verdict {
+	return &verdict{state: health.NewState(p.cfg.Rise, p.cfg.Fall, true)}
 }
 
-// carryWithoutCheck is h for a pool whose active check changed: the live
-// sessions and the passive check's ejection carry over, the old check's
-// verdict does not.
-func carryWithoutCheck(h *Health) *Health {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.state = nil
-	h.down.Store(false)
-	return h
+// priorityRanks numbers the distinct SRV priorities of eps from 0, lowest
+// first: the tiers of one SRV name. An address's priority is 0, rank 0.
+func priorityRanks(eps []discover.Endpoint) map[int]int {
+	var ps []int
+	for _, ep := range eps {
+		ps = append(ps, ep.Priority)
+	}
+	slices.Sort(ps)
+	ranks := make(map[int]int)
+	for _, pr := range slices.Compact(ps) {
+		ranks[pr] = len(ranks)
+	}
+	return ranks
 }
 
 // sameCheck reports whether two configurations check members alike.
@@ -339,27 +362,29 @@ func sameCheck(a, b *Config) bool {
 // report takes one active check result, from the Checker.
 func (p *Pool) report(addr netip.AddrPort, err error) {
 	p.mu.Lock()
-	h := p.health[addr]
+	h, v := p.health[addr], p.verdicts[addr]
 	p.mu.Unlock()
-	if h == nil {
+	if h == nil || v == nil {
+		return
+	}
+	v.mu.Lock()
+	if v.state.Observe(err == nil) {
+		if v.state.Up() {
+			v.down.Store(false)
+			p.log.Info("upstream member up", "addr", addr.String(), "why", fmt.Sprintf("%d health checks passed", p.cfg.Rise), "was", v.why)
+		} else {
+			v.down.Store(true)
+			v.why = "health check: " + err.Error()
+			p.log.Warn("upstream member down", "addr", addr.String(), "why", fmt.Sprintf("%d health checks failed, the last: %v", p.cfg.Fall, err))
+		}
+	}
+	v.mu.Unlock()
+	if err != nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.state == nil {
-		h.state = health.NewState(p.cfg.Rise, p.cfg.Fall, true)
-	}
-	if h.state.Observe(err == nil) {
-		if h.state.Up() {
-			h.down.Store(false)
-			p.log.Info("upstream member up", "addr", addr.String(), "why", fmt.Sprintf("%d health checks passed", p.cfg.Rise), "was", h.why)
-		} else {
-			h.down.Store(true)
-			h.why = "health check: " + err.Error()
-			p.log.Warn("upstream member down", "addr", addr.String(), "why", fmt.Sprintf("%d health checks failed, the last: %v", p.cfg.Fall, err))
-		}
-	}
-	if err == nil && h.ejected {
+	if h.ejected {
 		h.ejected, h.fails, h.backoff = false, 0, 0
 		h.ejectEnd.Store(0)
 		p.log.Info("upstream member up", "addr", addr.String(), "why", "a health check passed after its ejection")
@@ -369,7 +394,10 @@ func (p *Pool) report(addr netip.AddrPort, err error) {
 // failed records a failed dial to m: the passive check.
 func (p *Pool) failed(m *Member, err error) {
 	pc := &p.cfg.Passive
-	if pc.Failures <= 0 {
+	if pc.Failures <= 0 || len(p.set.Load().members) == 1 {
+		// A lone member is never ejected, as nginx does: there is no
+		// other to send its sessions to, and an ejection would only
+		// refuse clients after it has recovered.
 		return
 	}
 	h := m.h
@@ -387,7 +415,6 @@ func (p *Pool) failed(m *Member, err error) {
 	}
 	h.ejectEnd.Store(now.Add(h.backoff).UnixNano())
 	h.ejected = true
-	h.why = fmt.Sprintf("ejected after %d failed connects", h.fails)
 	p.log.Warn("upstream member down", "addr", m.Addr.String(), "member", m.Name,
 		"why", fmt.Sprintf("%d connects in a row failed, the last: %v", h.fails, err), "for", h.backoff.String())
 }
@@ -404,6 +431,7 @@ func (p *Pool) connected(m *Member) {
 		p.log.Info("upstream member up", "addr", m.Addr.String(), "member", m.Name, "why", "a connect succeeded after its ejection")
 	}
 	h.fails, h.backoff, h.ejected = 0, 0, false
+	h.ejectEnd.Store(0)
 }
 
 // Members returns the pool's members now. The caller must not change
@@ -443,12 +471,13 @@ func (p *Pool) Pick(client netip.Addr) *Attempt {
 	}
 	if p.cfg.TryAll {
 		a.all = true
+		p.warnNone("no upstream member is healthy; trying them anyway (when_all_down: try_all)")
 		if a.next() {
 			return a
 		}
 	}
 	p.refused.Add(1)
-	p.warnNone()
+	p.warnNone("no upstream member can take a session; closing new clients at once")
 	return nil
 }
 
@@ -520,6 +549,14 @@ func (a *Attempt) Retry(err error) (netip.AddrPort, string, bool) {
 	return a.m.Addr, a.m.Name, true
 }
 
+// Failed records that the dial to the current member failed with err,
+// when the session may not try another.
+func (a *Attempt) Failed(err error) {
+	if a.m != nil && !dial.IsLocal(err) {
+		a.p.failed(a.m, err)
+	}
+}
+
 // Connected records that the dial to the current member succeeded.
 func (a *Attempt) Connected() {
 	if a.m != nil {
@@ -535,8 +572,9 @@ func (a *Attempt) Done() {
 	}
 }
 
-// warnNone logs why no member can take a session, at most once a second.
-func (p *Pool) warnNone() {
+// warnNone logs msg and why no member can take a session, at most once a
+// second.
+func (p *Pool) warnNone(msg string) {
 	now := time.Now().UnixNano()
 	last := p.lastWarn.Load()
 	if now-last < int64(time.Second) || !p.lastWarn.CompareAndSwap(last, now) {
@@ -548,7 +586,7 @@ func (p *Pool) warnNone() {
 		switch {
 		case m.Drain:
 			draining++
-		case m.h.down.Load():
+		case m.v.down.Load():
 			down++
 		case now < m.h.ejectEnd.Load():
 			ejected++
@@ -556,6 +594,5 @@ func (p *Pool) warnNone() {
 			full++
 		}
 	}
-	p.log.Warn("no upstream member can take a session; closing new clients at once",
-		"members", len(members), "down", down, "ejected", ejected, "draining", draining, "full", full, "refused", p.refused.Load())
+	p.log.Warn(msg, "members", len(members), "down", down, "ejected", ejected, "draining", draining, "full", full, "refused", p.refused.Load())
 }

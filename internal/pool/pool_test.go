@@ -173,7 +173,7 @@ func TestAllDown(t *testing.T) {
 		l, log := testutil.NewLogs()
 		p := newPool(t, Config{Route: "db", Members: specs("10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"), Log: log, TryAll: tryAll}, nil)
 		ms := p.Members()
-		ms[0].h.down.Store(true)
+		ms[0].v.down.Store(true)
 		ms[1].h.ejectEnd.Store(time.Now().Add(time.Hour).UnixNano())
 		ms[2].Drain = true
 		a := p.Pick(netip.Addr{})
@@ -292,7 +292,7 @@ func TestReloadKeepsHealth(t *testing.T) {
 	}
 	old.Stop()
 	ms := old.Members()
-	ms[0].h.down.Store(true)
+	ms[0].v.down.Store(true)
 	ms[1].h.ejectEnd.Store(time.Now().Add(time.Hour).UnixNano())
 	a := old.Pick(netip.Addr{}) // none can take it
 	if a != nil {
@@ -306,7 +306,7 @@ func TestReloadKeepsHealth(t *testing.T) {
 	for _, m := range p.Members() {
 		byAddr[m.Addr.String()] = m
 	}
-	if !byAddr["10.0.0.1:1"].h.down.Load() || byAddr["10.0.0.2:1"].Active() != 7 ||
+	if !byAddr["10.0.0.1:1"].v.down.Load() || byAddr["10.0.0.2:1"].Active() != 7 ||
 		byAddr["10.0.0.2:1"].usable(time.Now().UnixNano(), false) || !byAddr["10.0.0.3:1"].usable(time.Now().UnixNano(), false) {
 		t.Error("the reload lost the members' health or live sessions")
 	}
@@ -314,7 +314,7 @@ func TestReloadKeepsHealth(t *testing.T) {
 	cfg.Check = &health.Check{Timeout: 2 * time.Second}
 	q := newPool(t, cfg, p)
 	for _, m := range q.Members() {
-		if m.Addr.String() == "10.0.0.1:1" && m.h.down.Load() {
+		if m.Addr.String() == "10.0.0.1:1" && m.v.down.Load() {
 			t.Error("the old check's verdict carried over to a new check")
 		}
 		if m.Addr.String() == "10.0.0.2:1" && m.usable(time.Now().UnixNano(), false) {
@@ -338,5 +338,66 @@ func TestParseBalance(t *testing.T) {
 	}
 	if _, err := ParseAddress("nohost"); err == nil {
 		t.Error("ParseAddress accepted an address without a port")
+	}
+}
+
+// A reload that fails after its pools were made leaves the running pool
+// as it was: the new pool's own verdicts are its own.
+func TestFailedReloadLeavesRunningPool(t *testing.T) {
+	cfg := Config{Members: specs("10.0.0.1:1"), Check: &health.Check{Timeout: time.Second}, CheckInterval: time.Hour, Rise: 1, Fall: 1}
+	running := newPool(t, cfg, nil)
+	running.Members()[0].v.down.Store(true)
+	cfg2 := cfg
+	cfg2.Check = &health.Check{Timeout: 2 * time.Second}
+	abandoned, err := New(cfg2, running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned.Stop()
+	if a := running.Pick(netip.Addr{}); a != nil {
+		t.Error("the running pool picks its member that is down, after a reload was abandoned")
+	}
+	if a := abandoned.Pick(netip.Addr{}); a == nil {
+		t.Error("a pool with a new check started with the old check's verdict")
+	} else {
+		a.Done()
+	}
+}
+
+// A lone member is never ejected by the passive check: there is nowhere
+// else to send its clients.
+func TestLoneMemberNotEjected(t *testing.T) {
+	p := newPool(t, Config{Members: specs("10.0.0.1:1"), Passive: Passive{Failures: 1, Backoff: time.Hour}}, nil)
+	for range 5 {
+		a := p.Pick(netip.Addr{})
+		if a == nil {
+			t.Fatal("the lone member was ejected")
+		}
+		a.Retry(errRefused)
+		a.Done()
+	}
+}
+
+// A connect that succeeds during an ejection ends it.
+func TestConnectEndsEjection(t *testing.T) {
+	p := newPool(t, Config{Members: specs("10.0.0.1:1", "10.0.0.2:1"), Passive: Passive{Failures: 1, Backoff: time.Hour}}, nil)
+	first := p.Pick(netip.Addr{}) // in flight
+	m := first.Member()
+	for {
+		a := p.Pick(netip.Addr{})
+		if a.Member() == m {
+			a.Retry(errRefused)
+			a.Done()
+			break
+		}
+		a.Done()
+	}
+	if m.usable(time.Now().UnixNano(), false) {
+		t.Fatal("not ejected")
+	}
+	first.Connected()
+	first.Done()
+	if !m.usable(time.Now().UnixNano(), false) {
+		t.Error("still ejected after a connect succeeded")
 	}
 }

@@ -66,6 +66,9 @@ type Upstreams interface {
 	Retry(err error) (addr netip.AddrPort, name string, ok bool)
 	// Connected is told that the dial succeeded.
 	Connected()
+	// Failed is told that the last try failed with err when the session
+	// may not try again (its connect budget is spent).
+	Failed(err error)
 }
 
 // errDialTimeout is a try that ran out of time.
@@ -283,6 +286,9 @@ func (c *conn) ready(which int, events uint32) {
 	s := &c.client
 	if which == upstreamSide {
 		s = &c.upstream
+		if c.state == dialing && !c.connectedNow() {
+			return // an event of the socket a retry replaced
+		}
 	}
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		s.readable = true
@@ -296,9 +302,6 @@ func (c *conn) ready(which int, events uint32) {
 	switch c.state {
 	case dialing:
 		if which == upstreamSide {
-			if !c.connectedNow() {
-				return
-			}
 			if err := dial.Result(c.upstream.fd, c.target); err != nil {
 				c.dialFailed(err)
 				return
@@ -642,9 +645,14 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 // out moves on to the next member instead, if there is one and the
 // connect budget has time left.
 func (c *conn) expired(reason session.Reason) {
-	if reason == session.ConnectTimeout && c.state == dialing &&
-		(c.p.ConnectTimeout == 0 || c.l.now < c.connectBy) && c.retry(errDialTimeout) {
-		return
+	if reason == session.ConnectTimeout && c.state == dialing && c.p.Upstreams != nil {
+		if c.p.ConnectTimeout == 0 || c.l.now < c.connectBy {
+			if c.retry(errDialTimeout) {
+				return
+			}
+		} else {
+			c.p.Upstreams.Failed(errDialTimeout)
+		}
 	}
 	c.finish(reason, nil, false)
 }
