@@ -167,7 +167,6 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 	loop.Begin(&relay.Params{
 		Client:           fd,
 		Target:           m.Addr,
-		Upstream:         m.Name,
 		ConnectTimeout:   rt.ConnectBudget,
 		DialTimeout:      rt.ConnectTimeout,
 		Upstreams:        a,
@@ -189,7 +188,7 @@ func (s *Server) finish(rt *route.Route, r *session.Record) {
 	rt.Limit.Release()
 	level := slog.LevelInfo
 	switch r.Reason {
-	case session.ConnectFailed, session.ConnectTimeout, session.ResolveFailed, session.LocalError, session.NoUpstream:
+	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream:
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "session", r.Attrs()...)

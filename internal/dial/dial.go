@@ -1,7 +1,7 @@
 // Package dial opens pier's connections to upstreams without blocking: Start
 // creates the socket and begins the TCP handshake, the relay's event loop
 // waits for the socket to become writable, and Result says whether the
-// handshake succeeded. Names are resolved by Resolve, off the event loop.
+// handshake succeeded. Names are the pool's to resolve (package discover).
 //
 // dial also decides whose fault a failure is: IsLocal separates pier's own
 // shortages (ephemeral ports, descriptors, memory) from an upstream that
@@ -10,7 +10,6 @@
 package dial
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -66,32 +65,6 @@ func IsLocal(err error) bool {
 		}
 	}
 	return false
-}
-
-// Resolve looks up the host of hostport and returns its first address with
-// the port, preferring IPv4 as most upstreams listen there first. It blocks,
-// so the relay calls it from a goroutine of its own, bounded by ctx.
-func Resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
-	host, portStr, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", hostport, err)
-	}
-	port, err := net.DefaultResolver.LookupPort(ctx, "tcp", portStr)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", hostport, err)
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", hostport, err)
-	}
-	best := ips[0]
-	for _, ip := range ips {
-		if ip.Unmap().Is4() {
-			best = ip
-			break
-		}
-	}
-	return netip.AddrPortFrom(best.Unmap(), uint16(port)), nil
 }
 
 func sockaddr(addr netip.AddrPort) (int, unix.Sockaddr) {

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -24,12 +23,10 @@ type Params struct {
 	// Client is the accepted client socket, non-blocking. The loop owns it
 	// from Start on and closes it when the session ends.
 	Client int
-	// Target is the upstream address to dial. If it is not valid, Upstream
-	// (host:port) is resolved first.
-	Target   netip.AddrPort
-	Upstream string
-	// ConnectTimeout bounds resolving and connecting, every try together
-	// (the connect budget). Zero means no bound.
+	// Target is the upstream address to dial; the pool has resolved it.
+	Target netip.AddrPort
+	// ConnectTimeout bounds connecting, every try together (the connect
+	// budget). Zero means no bound.
 	ConnectTimeout time.Duration
 	// DialTimeout bounds one try, when Upstreams may offer another. Zero:
 	// only ConnectTimeout.
@@ -76,8 +73,7 @@ var errDialTimeout = errors.New("connect timed out")
 
 // Session states.
 const (
-	resolving = iota
-	dialing
+	dialing = iota
 	relaying
 	closed
 )
@@ -134,13 +130,12 @@ type conn struct {
 	toClient         flow
 
 	target      netip.AddrPort
-	connectBy   time.Duration // deadline for resolving and connecting
+	connectBy   time.Duration // deadline for connecting, every try
 	tryBy       time.Duration // deadline for this try, when DialTimeout is set
 	retried     bool          // the upstream socket is not the first one
 	lastActive  time.Duration
 	halfClosed  time.Duration // when the first direction finished, or 0
 	startedWall time.Time
-	cancel      context.CancelFunc // ends a lookup in progress, if any
 
 	filters *chain.Set      // the filter set the flows' chains come from
 	info    *filter.Session // what the filters know of the session
@@ -181,36 +176,7 @@ func (l *Loop) begin(p *Params) {
 		c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
 		return
 	}
-	if c.target.IsValid() {
-		c.dial()
-		return
-	}
-	c.state = resolving
-	ctx, cancel := context.WithCancel(context.Background())
-	if p.ConnectTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), p.ConnectTimeout)
-	}
-	// The lookup goroutine ends with the session: finish cancels it.
-	c.cancel = cancel
-	go resolve(ctx, l, c, c.gen, p.Upstream)
-}
-
-// resolve looks up an upstream name off the loop and hands the answer back.
-func resolve(ctx context.Context, l *Loop, c *conn, gen uint32, hostport string) {
-	addr, err := dial.Resolve(ctx, hostport)
-	l.post(func() {
-		if c.gen != gen || c.state != resolving {
-			return // ended while we looked
-		}
-		c.cancel()
-		c.cancel = nil
-		if err != nil {
-			c.finish(session.ResolveFailed, err, false)
-			return
-		}
-		c.target = addr
-		c.dial()
-	})
+	c.dial()
 }
 
 func (c *conn) dial() {
@@ -605,7 +571,7 @@ func splice(from, to, n int) (int, error) {
 func (c *conn) deadline() (time.Duration, session.Reason) {
 	const never = time.Duration(1<<63 - 1)
 	switch c.state {
-	case resolving, dialing:
+	case dialing:
 		due := never
 		if c.p.ConnectTimeout > 0 {
 			due = c.connectBy
@@ -676,9 +642,6 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 		return
 	}
 	c.state = closed
-	if c.cancel != nil {
-		c.cancel()
-	}
 	l := c.l
 	l.timers.remove(c)
 	for _, s := range [...]*side{&c.client, &c.upstream} {

@@ -26,7 +26,6 @@ const (
 	HalfCloseTimeout        // one side finished and the other did not within the half-close timeout
 	ConnectTimeout          // the upstream did not accept within the connect timeout
 	ConnectFailed           // the upstream refused or was unreachable
-	ResolveFailed           // the upstream's name did not resolve
 	LocalError              // pier itself ran out of something (ports, descriptors, memory)
 	Rejected                // admission refused the client (connection limit)
 	Shutdown                // pier stopped and the grace period ran out
@@ -45,7 +44,6 @@ var reasonNames = [...]string{
 	HalfCloseTimeout: "half_close_timeout",
 	ConnectTimeout:   "connect_timeout",
 	ConnectFailed:    "connect_failed",
-	ResolveFailed:    "resolve_failed",
 	LocalError:       "local_error",
 	Rejected:         "rejected",
 	Shutdown:         "shutdown",
