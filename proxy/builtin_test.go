@@ -1,9 +1,7 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -621,14 +619,11 @@ func TestBuiltinPcapRecordsSessions(t *testing.T) {
 		}
 	}
 
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("PIER_REQUIRE_TSHARK") != "" {
-			t.Fatal("tshark not installed, and PIER_REQUIRE_TSHARK is set (.ci/run sets it)")
-		}
+	if _, err := exec.LookPath("tshark"); err != nil && os.Getenv("PIER_REQUIRE_TSHARK") == "" {
 		t.Log("tshark not installed: capture not checked with it")
 		return
 	}
-	followed := tsharkFollow(t, path, len(reqs))
+	followed := testutil.TsharkFollow(t, path, len(reqs))
 	if len(followed) != len(reqs) {
 		t.Fatalf("tshark follows %d streams, want %d", len(followed), len(reqs))
 	}
@@ -645,54 +640,3 @@ func TestBuiltinPcapRecordsSessions(t *testing.T) {
 	}
 }
 
-// tsharkFollow runs tshark's "follow,tcp,raw" on the first streams of the
-// capture at path and returns, by each stream's first node (the client),
-// the bytes each way. (The parser of filter/pcap's tshark test, which
-// another package's tests cannot import.)
-func tsharkFollow(t *testing.T, path string, streams int) map[string][2][]byte {
-	t.Helper()
-	args := []string{"-r", path, "-q"}
-	for i := range streams {
-		args = append(args, "-z", fmt.Sprintf("follow,tcp,raw,%d", i))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "tshark", args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
-	}
-	got := map[string][2][]byte{}
-	var node string
-	var data [2][]byte
-	sc := bufio.NewScanner(&out)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "Node 0: "):
-			node, data = strings.TrimPrefix(line, "Node 0: "), [2][]byte{}
-		case strings.HasPrefix(line, "Node 1: "), strings.HasPrefix(line, "Follow: "), strings.HasPrefix(line, "Filter: "), line == "":
-		case strings.HasPrefix(line, "====="):
-			if node != "" {
-				got[node] = data
-			}
-			node = ""
-		case node != "":
-			side := 0
-			if strings.HasPrefix(line, "\t") {
-				side = 1
-			}
-			b, err := hex.DecodeString(strings.TrimSpace(line))
-			if err != nil {
-				t.Fatalf("tshark follow printed %.40q: %v", line, err)
-			}
-			data[side] = append(data[side], b...)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("reading tshark's output: %v", err)
-	}
-	return got
-}

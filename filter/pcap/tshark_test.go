@@ -1,94 +1,23 @@
 package pcap
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/testutil"
 )
-
-// tshark runs tshark on the capture at path and returns its output.
-func tshark(t *testing.T, path string, args ...string) (stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "tshark", append([]string{"-r", path}, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
-	}
-	// tshark says this on every run as root, whatever the file.
-	var warnings []string
-	for _, line := range strings.Split(errOut.String(), "\n") {
-		if line != "" && !strings.HasPrefix(line, "Running as user") {
-			warnings = append(warnings, line)
-		}
-	}
-	return out.String(), strings.Join(warnings, "\n")
-}
-
-// followed is what tshark's "follow,tcp,raw" printed for each stream,
-// by its first node (the client): the bytes each way.
-func follow(t *testing.T, path string, streams int) map[string][2][]byte {
-	var args []string
-	for i := range streams {
-		args = append(args, "-z", fmt.Sprintf("follow,tcp,raw,%d", i))
-	}
-	out, _ := tshark(t, path, append([]string{"-q"}, args...)...)
-	got := map[string][2][]byte{}
-	var node string
-	var data [2][]byte
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "Node 0: "):
-			node, data = strings.TrimPrefix(line, "Node 0: "), [2][]byte{}
-		case strings.HasPrefix(line, "Node 1: "), strings.HasPrefix(line, "Follow: "), strings.HasPrefix(line, "Filter: "), line == "":
-		case strings.HasPrefix(line, "====="):
-			if node != "" {
-				got[node] = data
-			}
-			node = ""
-		case node != "":
-			side := 0
-			if strings.HasPrefix(line, "\t") {
-				side = 1
-			}
-			b, err := hex.DecodeString(strings.TrimSpace(line))
-			if err != nil {
-				t.Fatalf("tshark follow printed %.40q: %v", line, err)
-			}
-			data[side] = append(data[side], b...)
-		}
-	}
-	return got
-}
 
 // TestTsharkReadsEveryStream checks the capture with Wireshark's own
 // reading of it: no warnings, every packet's checksums good, no TCP
 // analysis flags (lost or unseen segments, retransmissions, full
 // windows...), and each stream, followed, holds every byte each way.
 func TestTsharkReadsEveryStream(t *testing.T) {
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("PIER_REQUIRE_TSHARK") != "" {
-			t.Fatal("tshark not installed, and PIER_REQUIRE_TSHARK is set (.ci/run sets it)")
-		}
-		t.Skip("tshark not installed")
-	}
+	testutil.NeedTshark(t)
 	path := filepath.Join(t.TempDir(), "route.pcapng")
 	f := newFilter(t, map[string]string{"file": path})
 	sessions := []struct {
@@ -116,19 +45,19 @@ func TestTsharkReadsEveryStream(t *testing.T) {
 	wg.Wait()
 	pkts, cs := conns(t, path)
 
-	if _, warnings := tshark(t, path); warnings != "" {
+	if _, warnings := testutil.Tshark(t, path); warnings != "" {
 		t.Errorf("tshark warns:\n%s", warnings)
 	}
-	if out, _ := tshark(t, path, "-Y", "tcp.analysis.flags"); out != "" {
+	if out, _ := testutil.Tshark(t, path, "-Y", "tcp.analysis.flags"); out != "" {
 		t.Errorf("tshark flags packets:\n%.2000s", out)
 	}
-	out, _ := tshark(t, path, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+	out, _ := testutil.Tshark(t, path, "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
 		"-Y", "tcp.checksum.status == 1 && (ipv6 || ip.checksum.status == 1)")
 	if n := strings.Count(out, "\n"); n != len(pkts) {
 		t.Errorf("tshark finds %d packets with good checksums, want all %d", n, len(pkts))
 	}
 
-	followed := follow(t, path, len(sessions))
+	followed := testutil.TsharkFollow(t, path, len(sessions))
 	if len(followed) != len(sessions) || len(cs) != len(sessions) {
 		t.Fatalf("tshark follows %d streams, Reassemble finds %d; want %d", len(followed), len(cs), len(sessions))
 	}
