@@ -639,4 +639,3 @@ func TestBuiltinPcapRecordsSessions(t *testing.T) {
 		}
 	}
 }
-
