@@ -124,7 +124,7 @@ type Holder interface {
 
 // DefaultHold is how many bytes a Stream may leave unconsumed in Batch.In
 // before pier stops reading from the source, unless it is a Holder.
-const DefaultHold = 64 << 10
+const DefaultHold = 256 << 10
 
 var (
 	// ErrReset ends the session with a TCP reset to both sides.

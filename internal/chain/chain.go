@@ -27,7 +27,7 @@ import (
 // bufSize is the size of a pooled queue buffer, and the most a queue holds
 // before the stage in front of it waits (unless the stage after it may
 // hold more: see filter.Holder).
-const bufSize = 64 << 10
+const bufSize = 256 << 10
 
 var pool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
 
