@@ -274,3 +274,30 @@ func TestForwardBadFilterFlag(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 2 and a message about -rewrite's option=value", code, errs)
 	}
 }
+
+// A filter flag's value, whatever it is, gives a filter's configuration
+// or a clear error, never a panic.
+func FuzzFilterFlag(f *testing.F) {
+	for _, seed := range []string{"hex", "format=text,to=stdout", "100ms", "delay=1s,jitter=2s",
+		"match=a,replace=b", "regexp=(", "=,=", "a=b,a=c,a=d", ",", "bytes=1KiB,direction=both"} {
+		f.Add("latency", seed)
+		f.Add("rewrite", seed)
+		f.Add("dump", seed)
+	}
+	f.Fuzz(func(t *testing.T, name, v string) {
+		spec, ok := filter.Lookup(name)
+		if !ok || name == "pcap" && !strings.Contains(v, "=") {
+			return // a pcap file path would be checked against the disk
+		}
+		cfg, err := parseFilterFlag(spec, v)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("%s %q: an empty error", name, v)
+			}
+			return
+		}
+		if cfg.Name != name {
+			t.Fatalf("%s %q: configured %q", name, v, cfg.Name)
+		}
+	})
+}
