@@ -2,8 +2,8 @@ package builtin
 
 import (
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/filter/filtertest"
