@@ -7,16 +7,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pierproxy/pier/internal/discover"
 	"github.com/pierproxy/pier/internal/health"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/testutil"
+	"github.com/pierproxy/pier/internal/testutil/dnstest"
 )
 
 // poolRoute returns a route named name on 127.0.0.1:0 with the pool cfg,
@@ -381,5 +384,84 @@ func TestBudgetCutTryCounts(t *testing.T) {
 	if x := rt.Pool.Pick(netip.Addr{}); x != nil {
 		t.Errorf("%s timed out and is still picked", x.Member().Addr)
 		x.Done()
+	}
+}
+
+// Members found through DNS follow its answers: new sessions go to the new
+// address, and a session live on the old one carries on untouched.
+func TestDiscoveryLeavesLiveSessions(t *testing.T) {
+	old := testutil.NewUpstream(t, testutil.Echo)
+	_, port, _ := net.SplitHostPort(old.Addr())
+	// The new member: an echo on 127.0.0.2, same port.
+	ln, err := net.Listen("tcp", "127.0.0.2:"+port)
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2:%s: %v", port, err)
+	}
+	var accepted atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Go(func() { testutil.Echo(c.(*net.TCPConn)); c.Close() })
+		}
+	})
+	dns := dnstest.New(t)
+	dns.SetA("db.test", 60, netip.MustParseAddr("127.0.0.1"))
+	logs, log := testutil.NewLogs()
+	n, _ := strconv.Atoi(port)
+	p, err := pool.New(pool.Config{
+		Route: "db", Log: log,
+		Members:  []pool.Spec{{Host: "db.test", Port: uint16(n)}},
+		Resolver: discover.Servers([]string{dns.Addr()}), ResolveInterval: 20 * time.Millisecond, ResolveTimeout: time.Second,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	rt := newRoute(t, "db", old.Addr())
+	rt.Pool = p
+	srv, recs := start(t, rt)
+
+	live := dial(t, srv, "db")
+	echo := func(c *net.TCPConn, msg string) {
+		t.Helper()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+			t.Fatalf("echo %q: got %q, %v", msg, got, err)
+		}
+	}
+	echo(live, "before")
+
+	dns.SetA("db.test", 60, netip.MustParseAddr("127.0.0.2"))
+	logs.WaitFor(t, wait, "upstream members changed", "member=db.test:"+port)
+	for i := range 5 {
+		if got, err := roundTrip(srv.Addrs("db")[0].String()); err != nil || got != "q" {
+			t.Fatalf("new client %d: %q, %v", i, got, err)
+		}
+		if rec := recs.Next(t, wait); rec["dialed"] != "127.0.0.2:"+port {
+			t.Fatalf("new client %d dialed %v, want the new address", i, rec["dialed"])
+		}
+	}
+	if accepted.Load() != 5 {
+		t.Errorf("the new member accepted %d sessions, want 5", accepted.Load())
+	}
+	// The session on the old address never noticed.
+	echo(live, "after")
+	live.CloseWrite()
+	if rest, err := io.ReadAll(live); err != nil || len(rest) != 0 {
+		t.Fatalf("end of the live session: %q, %v", rest, err)
+	}
+	rec := recs.Next(t, wait)
+	wantReason(t, rec, "done")
+	if rec["dialed"] != old.Addr() {
+		t.Errorf("the live session dialed %v, want %s", rec["dialed"], old.Addr())
 	}
 }
