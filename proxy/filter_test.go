@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -247,3 +248,54 @@ func TestFilterWakeUp(t *testing.T) {
 }
 
 var _ net.Conn = (*net.TCPConn)(nil)
+
+// Filter sets that change while bulk flows, between the spliced and the
+// filtered path, lose, repeat and reorder nothing.
+func TestFilterSwitchesUnderBulk(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	rt := newRoute(t, "f", up.Addr())
+	rt.Filters = new(chain.Live)
+	srv, recs := start(t, rt)
+	var seen atomic.Int64
+	sets := []*chain.Set{
+		{Filters: []chain.Named{{Name: "count", Filter: funcFilter{up: pass(&seen)}}}},
+		nil,
+		{Filters: []chain.Named{{Name: "pass", Filter: funcFilter{up: pass(&seen), down: pass(&seen)}}}},
+	}
+	c := dial(t, srv, "f")
+	c.SetDeadline(time.Now().Add(3 * wait))
+	const size = 48 << 20
+	src := make([]byte, size)
+	rand.NewChaCha8([32]byte{9}).Read(src)
+	want := sha256.Sum256(src)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		got := sha256.New()
+		n, err := io.Copy(got, c)
+		if err != nil || n != size || !bytes.Equal(got.Sum(nil), want[:]) {
+			t.Errorf("got %d bytes (%v), want the %d sent, exact", n, err, size)
+		}
+	}()
+	go func() {
+		for off := 0; off < size; off += 1 << 20 {
+			c.Write(src[off : off+1<<20])
+		}
+		c.CloseWrite()
+	}()
+	switches := 0
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			wantReason(t, recs.Next(t, wait), "done")
+			if switches < 3 || seen.Load() == 0 {
+				t.Errorf("%d switches, filters saw %d bytes: the test did not switch under load", switches, seen.Load())
+			}
+			return
+		default:
+		}
+		rt.Filters.Store(sets[i%len(sets)])
+		switches++
+		runtime.Gosched()
+	}
+}
