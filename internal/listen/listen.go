@@ -111,13 +111,13 @@ func (l *Listener) Close() error {
 // and how long the caller should stop accepting; other errors that are the
 // client's (it gave up first) come back with a zero pause, to be ignored.
 func (l *Listener) Accept() (fd int, client netip.AddrPort, pause time.Duration, err error) {
-	nfd, sa, err := unix.Accept4(l.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	nfd, client, err := dial.Accept(l.fd)
 	switch err {
 	case nil:
 		l.mu.Lock()
 		l.backoff = 0
 		l.mu.Unlock()
-		return nfd, dial.AddrPort(sa), 0, nil
+		return nfd, client, 0, nil
 	case unix.EAGAIN, unix.ECONNABORTED, unix.EINTR, unix.EPROTO:
 		return -1, netip.AddrPort{}, 0, err
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:

@@ -277,7 +277,9 @@ func (c *conn) ready(which int, events uint32) {
 			}
 			c.state = relaying
 			c.lastActive = c.l.now
-			if c.p.Filters != nil {
+			if c.p.Filters != nil && c.p.Filters.Load() != nil {
+				// A route with no filters in force pays nothing here;
+				// pump notices a set that comes later.
 				c.beginSwitch()
 			}
 			c.reschedule()

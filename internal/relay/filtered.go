@@ -36,8 +36,8 @@ func (c *conn) beginSwitch() {
 			Upstream: c.target,
 			Start:    r.Start,
 		}
-		if sa, err := unix.Getsockname(c.upstream.fd); err == nil {
-			c.info.UpstreamLocal = dial.AddrPort(sa)
+		if a, err := dial.LocalAddr(c.upstream.fd); err == nil {
+			c.info.UpstreamLocal = a
 		}
 	}
 	up, down := set.Chains(c.info)
