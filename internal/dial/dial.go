@@ -82,7 +82,6 @@ func sockaddr(addr netip.AddrPort) (int, unix.Sockaddr) {
 	return unix.AF_INET6, sa
 }
 
-
 // Accept takes a waiting connection from the listening socket fd, non-
 // blocking and close-on-exec, with the client's address. It is accept4(2)
 // itself: unix.Accept4 also asks every IPv4 socket its protocol (for
