@@ -66,6 +66,16 @@ func (s *Spec) Name() string {
 	return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
 }
 
+// static returns the address of a spec that names an IP address: one
+// member, never looked up.
+func (s *Spec) static() (netip.AddrPort, bool) {
+	ip, err := netip.ParseAddr(s.Host)
+	if err != nil || s.SRV != "" {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), s.Port), true
+}
+
 // ParseAddress makes the Spec of a host:port address.
 func ParseAddress(hostport string) (Spec, error) {
 	host, port, err := net.SplitHostPort(hostport)
@@ -187,8 +197,8 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 	var wg sync.WaitGroup
 	for i := range cfg.Members {
 		s := &cfg.Members[i]
-		if ip, err := netip.ParseAddr(s.Host); err == nil && s.SRV == "" {
-			p.sources[i] = []discover.Endpoint{{Addr: netip.AddrPortFrom(ip.Unmap(), s.Port), Target: s.Host}}
+		if addr, ok := s.static(); ok {
+			p.sources[i] = []discover.Endpoint{{Addr: addr, Target: s.Host}}
 			continue
 		}
 		if eps := prevSources[source(s)]; len(eps) > 0 {
@@ -224,7 +234,7 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 	defer p.mu.Unlock()
 	for i := range cfg.Members {
 		s := &cfg.Members[i]
-		if _, err := netip.ParseAddr(s.Host); err == nil && s.SRV == "" {
+		if _, ok := s.static(); ok {
 			continue
 		}
 		p.watchers = append(p.watchers, discover.Watch(cfg.Resolver, source(s), cfg.ResolveInterval, cfg.ResolveTimeout, p.log,
