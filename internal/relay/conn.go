@@ -578,7 +578,7 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 		if c.p.ConnectTimeout > 0 {
 			due = c.connectBy
 		}
-		if c.state == dialing && c.p.DialTimeout > 0 && c.tryBy < due {
+		if c.p.DialTimeout > 0 && c.tryBy < due {
 			due = c.tryBy
 		}
 		if due != never {
