@@ -301,3 +301,16 @@ func FuzzFilterFlag(f *testing.F) {
 		}
 	})
 }
+
+// An empty value gives the filter its defaults, or the factory's error
+// for an option it needs.
+func TestFilterFlagEmptyValue(t *testing.T) {
+	pass, _ := filter.Lookup("pass")
+	if f, err := parseFilterFlag(pass, ""); err != nil || len(f.Options) != 0 {
+		t.Errorf("--pass '': %v, %v; want the filter with no options", f, err)
+	}
+	latency, _ := filter.Lookup("latency")
+	if _, err := parseFilterFlag(latency, ""); err == nil || !strings.Contains(err.Error(), "delay") {
+		t.Errorf("--latency '': %v, want an error about delay", err)
+	}
+}

@@ -20,7 +20,7 @@ const forwardExamples = `  pier forward :9090 smtp.example.com:25
   pier forward 127.0.0.1:6000 10.0.0.5:6000 10.0.0.6:6000 -idle-timeout 10m
       two upstreams, used in turn; flags may stand before or after the addresses
   pier forward :9090 db.internal:5432 --dump hex --pcap db.pcap --latency 100ms
-      print every chunk as a hex dump, record a pcap, add 100ms each way
+      print every chunk as a hex dump, record a pcap, delay what the upstream sends by 100ms
   pier forward :9090 db.internal:5432 --latency delay=100ms,jitter=10ms,direction=upstream
       a filter flag takes its main option alone, or a list of option=value
 `
@@ -115,12 +115,15 @@ func registerFilterFlags(fs *flag.FlagSet, into *[]config.Filter) {
 // and checks it.
 func parseFilterFlag(spec filter.Spec, v string) (config.Filter, error) {
 	f := config.Filter{Name: spec.Name, Options: map[string]filter.Value{}}
-	if !strings.Contains(v, "=") {
+	switch {
+	case v == "":
+		// --pass '': the filter with its defaults.
+	case !strings.Contains(v, "="):
 		if spec.FlagKey == "" {
 			return f, fmt.Errorf("want option=value,... (one option alone needs the filter to name its main option)")
 		}
 		f.Options[spec.FlagKey] = filter.Value{Text: v}
-	} else {
+	default:
 		for _, kv := range strings.Split(v, ",") {
 			k, val, ok := strings.Cut(kv, "=")
 			k = strings.TrimSpace(k)
