@@ -29,8 +29,8 @@ const (
 	// maxRetries bounds retries: each is a dial to another member, and a
 	// pool rarely has more members worth trying in one session.
 	maxRetries = 100
-	// maxCheckRead is how much of a reply a health check reads (4 KiB);
-	// a longer expect could never match.
+	// maxCheckRead bounds expect: a check reads at most what it needs, and
+	// a reply that must begin with more than 4 KiB is not a health check.
 	maxCheckRead = 4 << 10
 )
 
@@ -105,8 +105,17 @@ func checkSRV(name string) error {
 // fields, once the route is decoded.
 func routeDefaults(r *Route, vals map[string]*yaml.Node) {
 	if vals["connect_budget"] == nil {
-		r.ConnectBudget = mulDuration(r.ConnectTimeout, r.Retries+1)
+		r.ConnectBudget = r.Budget()
 	}
+}
+
+// Budget is the route's connect budget: ConnectBudget, or for a Route
+// built in code without one, connect_timeout × (retries + 1).
+func (r *Route) Budget() time.Duration {
+	if r.ConnectBudget > 0 {
+		return r.ConnectBudget
+	}
+	return mulDuration(r.ConnectTimeout, r.Retries+1)
 }
 
 // mulDuration is d×n, saturated: a connect_timeout of years times

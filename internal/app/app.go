@@ -78,11 +78,11 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		return err
 	}
 	if err := d.srv.Apply(t); err != nil {
-		stopPools(routes, nil)
+		stopPools(routes)
 		return err
 	}
 	// The old pools' checks and lookups stop; their sessions finish.
-	stopPools(d.routes, routes)
+	stopPools(d.routes)
 	// Only now, with the new table in force, may limits and filters
 	// change. A changed filter set reaches the route's live sessions too,
 	// between chunks.
@@ -97,12 +97,12 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	return nil
 }
 
-// stopPools stops the pools of routes that are not in keep.
-func stopPools(routes, keep map[string]*carried) {
-	for name, c := range routes {
-		if k := keep[name]; k == nil || k.pool != c.pool {
-			c.pool.Stop()
-		}
+// stopPools stops the pools of routes. Every compile makes new pools
+// (which carry what they keep from the old), so a reload stops every old
+// one.
+func stopPools(routes map[string]*carried) {
+	for _, c := range routes {
+		c.pool.Stop()
 	}
 }
 
@@ -127,7 +127,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	start := time.Now()
 	live := d.srv.Live()
 	err := d.srv.Shutdown(ctx)
-	stopPools(d.routes, nil)
+	stopPools(d.routes)
 	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil)
 	return nil
 }
@@ -141,7 +141,7 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 	next := make(map[string]*carried, len(cfg.Routes))
 	defer func() {
 		if err != nil {
-			stopPools(next, nil) // the pools made here
+			stopPools(next) // the pools made here
 		}
 	}()
 	routes := make([]*route.Route, 0, len(cfg.Routes))
@@ -179,10 +179,6 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 		}
 		c.pool = p
 		next[rc.Name] = c
-		budget := rc.ConnectBudget
-		if budget == 0 {
-			budget = rc.ConnectTimeout * time.Duration(rc.Retries+1)
-		}
 		routes = append(routes, &route.Route{
 			Name:             rc.Name,
 			Listen:           rc.Listen,
@@ -190,7 +186,7 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 			Limit:            c.limit,
 			Filters:          c.filters,
 			ConnectTimeout:   rc.ConnectTimeout,
-			ConnectBudget:    budget,
+			ConnectBudget:    rc.Budget(),
 			IdleTimeout:      rc.IdleTimeout,
 			HalfCloseTimeout: rc.HalfCloseTimeout,
 		})

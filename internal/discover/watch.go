@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -34,7 +33,6 @@ type Watcher struct {
 	cancel context.CancelFunc
 	now    chan struct{}
 	done   chan struct{}
-	once   sync.Once
 }
 
 // Watch looks src up with r at once and then again and again, on a
@@ -78,12 +76,12 @@ func Watch(r Resolver, src Source, interval, timeout time.Duration, log *slog.Lo
 // goroutine to return. update is not called after Stop returns. Stop may
 // be called more than once.
 func (w *Watcher) Stop() {
-	w.once.Do(w.cancel)
+	w.cancel() // a CancelFunc may be called again
 	<-w.done
 }
 
-// Now asks for a lookup at once, rather than at the next due time, for a
-// reload or a test. It does not wait for it; asked again before the lookup
+// Now asks for a lookup at once, rather than at the next due time (tests
+// use it). It does not wait for it; asked again before the lookup
 // starts, it asks for one lookup.
 func (w *Watcher) Now() {
 	select {

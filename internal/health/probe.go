@@ -4,7 +4,7 @@
 //
 // health stands beside the data path, not on it: a pool owns one Checker
 // and one State per member, and Pick skips the members whose State is down.
-// The package imports only the standard library, so any stage may use it.
+// Of pier, it imports only dial, for IsLocal.
 //
 //	check := &health.Check{Timeout: time.Second, Send: []byte("PING\r\n"), Expect: []byte("+PONG")}
 //	k := health.NewChecker(check, 2*time.Second, log, func(addr netip.AddrPort, err error) {
@@ -33,8 +33,10 @@ import (
 	"os"
 	"regexp"
 	"strconv"
-	"syscall"
+
 	"time"
+
+	"github.com/pierproxy/pier/internal/dial"
 )
 
 // DefaultTimeout bounds a probe whose Check has no Timeout. It is HAProxy's
@@ -212,15 +214,9 @@ func bareError(err error) error {
 // IsLocal reports whether err is pier's own shortage rather than the
 // member's fault: out of descriptors (EMFILE, ENFILE), ephemeral ports or
 // local addresses (EADDRNOTAVAIL), or kernel memory (ENOBUFS, ENOMEM). Skip
-// such a result: it must never mark a member down. The list is dial.IsLocal's.
-func IsLocal(err error) bool {
-	for _, e := range [...]error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
+// such a result: it must never mark a member down. It is dial.IsLocal, so
+// the active and the passive checks blame alike.
+func IsLocal(err error) bool { return dial.IsLocal(err) }
 
 // errMore is judge's "undecided: read on".
 var errMore = errors.New("health: reply incomplete")

@@ -59,12 +59,7 @@ type Spec struct {
 }
 
 // Name is how logs call the spec: host:port or the SRV name.
-func (s *Spec) Name() string {
-	if s.SRV != "" {
-		return s.SRV
-	}
-	return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port)))
-}
+func (s *Spec) Name() string { return source(s).String() }
 
 // static returns the address of a spec that names an IP address: one
 // member, never looked up.
@@ -160,11 +155,8 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 	if cfg.Resolver == nil {
 		cfg.Resolver = discover.System()
 	}
-	if cfg.ResolveInterval <= 0 {
-		cfg.ResolveInterval = 30 * time.Second
-	}
 	if cfg.ResolveTimeout <= 0 {
-		cfg.ResolveTimeout = 5 * time.Second
+		cfg.ResolveTimeout = discover.DefaultTimeout // for the first lookups; Watch fills in the rest
 	}
 	p := &Pool{
 		cfg:      cfg,
@@ -452,9 +444,6 @@ func (p *Pool) Members() []*Member { return p.set.Load().members }
 // them.
 func (p *Pool) Refused() uint64 { return p.refused.Load() }
 
-// Retries returns how many more members a session may try.
-func (p *Pool) Retries() int { return p.cfg.Retries }
-
 // An Attempt is one session's use of the pool: the member it is on, the
 // ones it tried, and its live-session count.
 type Attempt struct {
@@ -525,9 +514,6 @@ func take(m *Member) bool {
 
 // Member returns the member the session is on.
 func (a *Attempt) Member() *Member { return a.m }
-
-// Tries returns how many members the session has tried.
-func (a *Attempt) Tries() int { return len(a.tried) }
 
 // Retry records that the dial to the current member failed with err and
 // returns the address and name of the next member to try, if the session

@@ -42,7 +42,7 @@ func main() {
 }
 
 const usage = `Usage: pierbench COMMAND [flags] ARGS
-  echo ADDR                   serve the echo upstream
+  echo [-also ADDR,...] ADDR  serve the echo upstream (on more addresses too)
   gocopy LISTEN UPSTREAM      serve the plain io.Copy forwarder
   wait [-timeout D] [-pid P] ADDR   until ADDR accepts a connection
   bulk|cps|rr [flags] COLUMN=ADDR...  run one load on each, taking turns
@@ -154,16 +154,21 @@ func runServer(ctx context.Context, cmd string, args []string, stderr io.Writer)
 		}
 		lns = append(lns, l)
 	}
+	// One failing ends them all: the rest are stopped and waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errs := make(chan error, len(lns))
 	for _, l := range lns {
 		go func() { errs <- bench.Echo(ctx, l) }()
 	}
+	var first error
 	for range lns {
-		if err := <-errs; err != nil {
-			return err
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
 		}
 	}
-	return nil
+	return first
 }
 
 // runWait polls ADDR with connects until one succeeds, the deadline passes,
