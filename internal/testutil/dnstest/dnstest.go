@@ -217,6 +217,8 @@ func (s *Server) edit(name string, f func(*entry)) {
 
 // canonical is name in lower case with the final dot, the form names are
 // kept and compared in (DNS names are case-insensitive, RFC 4343).
+// It is discover's canonical again, on purpose: the test server must not
+// share the code it checks (and discover's tests import this package).
 func canonical(name string) string {
 	b := []byte(name)
 	for i, c := range b {
