@@ -54,12 +54,15 @@ func (q *queue) take(n int) {
 }
 
 // buf returns the queue's buffer for appending, from the pool if it has
-// none, with the bytes already taken dropped from its front.
+// none. The bytes already taken are dropped from its front when that
+// copies no more than was taken, or when the room behind is short: a stage
+// that holds megabytes (latency) does not have them all moved for every
+// read.
 func (q *queue) buf() []byte {
 	if q.b == nil {
 		q.pb = pool.Get().(*[]byte)
 		q.b = (*q.pb)[:0]
-	} else if q.r > 0 {
+	} else if q.r > 0 && (q.r >= q.len() || cap(q.b)-len(q.b) < bufSize/2) {
 		n := copy(q.b, q.b[q.r:])
 		q.b, q.r = q.b[:n], 0
 	}
