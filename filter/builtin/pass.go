@@ -22,7 +22,10 @@ func init() {
 		Name:  "pass",
 		Short: "forward every byte unchanged (the filtered path's own cost)",
 		New: func(o *filter.Options) (filter.Filter, error) {
-			return pass{}, o.Err()
+			if err := o.Err(); err != nil {
+				return nil, err
+			}
+			return pass{}, nil
 		},
 	})
 }
