@@ -120,17 +120,17 @@ func (d *dump) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
 	end := &sessionEnd{d: d, id: s.ID}
 	if d.dir&filter.ToUpstream != 0 {
 		end.open++
-		toUpstream = d.newStream(end, s.ID, filter.ToUpstream)
+		toUpstream = d.newStream(end, filter.ToUpstream)
 	}
 	if d.dir&filter.ToClient != 0 {
 		end.open++
-		toClient = d.newStream(end, s.ID, filter.ToClient)
+		toClient = d.newStream(end, filter.ToClient)
 	}
 	return toUpstream, toClient
 }
 
-func (d *dump) newStream(end *sessionEnd, id uint64, dir filter.Direction) *stream {
-	return &stream{d: d, end: end, prefix: appendPrefix(nil, id, dir)}
+func (d *dump) newStream(end *sessionEnd, dir filter.Direction) *stream {
+	return &stream{d: d, end: end, prefix: appendPrefix(nil, end.id, dir)}
 }
 
 // A stream dumps one direction of one session.
@@ -140,7 +140,8 @@ type stream struct {
 	prefix []byte // "session 7 client→upstream ", the start of every line
 	off    int64  // bytes of this direction seen so far
 	// buf is where blocks are formatted, kept from one chunk to the next
-	// so that a steady stream of chunks allocates nothing.
+	// so that a steady stream of chunks allocates nothing. It is about
+	// five times the largest chunk in hex (max_bytes bounds it).
 	buf []byte
 }
 
