@@ -23,6 +23,8 @@ type Target struct {
 	probability float64
 	clients     []netip.Prefix
 	every       uint64
+	seed        uint64
+	seeded      bool // seed was given
 
 	seen atomic.Uint64
 	mu   sync.Mutex
@@ -36,13 +38,18 @@ func ParseTarget(o *Options) *Target {
 		clients:     o.Prefixes("clients"),
 		every:       uint64(o.Int("every", 0, 0, 1<<62)),
 	}
-	seed := uint64(o.Int("seed", 0, 0, 1<<62))
-	if !o.Has("seed") {
+	t.seed, t.seeded = uint64(o.Int("seed", 0, 0, 1<<62)), o.Has("seed")
+	seed := t.seed
+	if !t.seeded {
 		seed = new(maphash.Hash).Sum64()
 	}
 	t.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return t
 }
+
+// Seed returns the seed option, if it was given: a filter seeds its own
+// randomness (a fault's jitter, say) from it too, so that a run repeats.
+func (t *Target) Seed() (uint64, bool) { return t.seed, t.seeded }
 
 // Chooses reports whether the fault applies to s. It is called once per
 // session, from any goroutine.

@@ -30,26 +30,22 @@ package fault
 
 import (
 	"math/rand/v2"
-	"strconv"
 
 	"github.com/pierproxy/pier/filter"
 )
 
 func init() {
-	filter.Register(filter.Spec{Name: "latency", New: newLatency, FlagKey: "delay",
-		Short: "hold every byte for delay ± jitter, keeping order"})
-	filter.Register(filter.Spec{Name: "bandwidth", New: newBandwidth, FlagKey: "rate",
-		Short: "forward at most rate bytes per second"})
-	filter.Register(filter.Spec{Name: "slicer", New: newSlicer, FlagKey: "size",
-		Short: "forward in pieces of size ± variation bytes, delay apart"})
-	filter.Register(filter.Spec{Name: "reset", New: newReset, FlagKey: "after",
-		Short: "reset the session (TCP RST) after some bytes or some time"})
-	filter.Register(filter.Spec{Name: "timeout", New: newTimeout, FlagKey: "after",
-		Short: "drop every byte, and close the session after some time"})
-	filter.Register(filter.Spec{Name: "limit", New: newLimit, FlagKey: "bytes",
-		Short: "close the session after some bytes"})
-	filter.Register(filter.Spec{Name: "slow_close", New: newSlowClose, FlagKey: "delay",
-		Short: "hold the end of the stream (FIN) for delay"})
+	for _, s := range []filter.Spec{
+		{Name: "latency", New: newLatency, FlagKey: "delay", Short: "hold every byte for delay ± jitter, keeping order"},
+		{Name: "bandwidth", New: newBandwidth, FlagKey: "rate", Short: "forward at most rate bytes per second"},
+		{Name: "slicer", New: newSlicer, FlagKey: "size", Short: "forward in pieces of size ± variation bytes, delay apart"},
+		{Name: "reset", New: newReset, FlagKey: "after", Short: "reset the session (TCP RST) after some bytes or some time"},
+		{Name: "timeout", New: newTimeout, FlagKey: "after", Short: "drop every byte, and close the session after some time"},
+		{Name: "limit", New: newLimit, FlagKey: "bytes", Short: "close the session after some bytes"},
+		{Name: "slow_close", New: newSlowClose, FlagKey: "delay", Short: "hold the end of the stream (FIN) for delay"},
+	} {
+		filter.Register(s)
+	}
 }
 
 // common is what every fault reads besides its own options: which way it
@@ -65,13 +61,7 @@ type common struct {
 // direction.
 func parseCommon(o *filter.Options, def filter.Direction) common {
 	c := common{dir: o.Direction("direction", def), target: filter.ParseTarget(o)}
-	// ParseTarget has read (and checked) the seed but keeps it to itself;
-	// Strings records no error, so a bad seed is reported once, by it.
-	if v := o.Strings("seed"); len(v) == 1 {
-		if n, err := strconv.ParseUint(v[0], 10, 64); err == nil {
-			c.seed, c.seeded = n, true
-		}
-	}
+	c.seed, c.seeded = c.target.Seed()
 	return c
 }
 

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/pierproxy/pier/filter"
@@ -38,9 +39,7 @@ func (s *Set) Chains(sess *filter.Session) (toUpstream, toClient *Chain) {
 			down = append(down, Stage{Name: f.Name, Stream: d})
 		}
 	}
-	for i, j := 0, len(down)-1; i < j; i, j = i+1, j-1 {
-		down[i], down[j] = down[j], down[i]
-	}
+	slices.Reverse(down)
 	if len(up) > 0 {
 		toUpstream = New(sess, filter.ToUpstream, up)
 	}
