@@ -26,8 +26,8 @@ import (
 	"github.com/pierproxy/pier/internal/discover"
 	"github.com/pierproxy/pier/internal/health"
 	"github.com/pierproxy/pier/internal/pool"
+	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/route"
-	"github.com/pierproxy/pier/proxy"
 )
 
 // A Daemon is a running proxy and the configuration it was given.

@@ -18,9 +18,9 @@ import (
 
 	"github.com/pierproxy/pier/internal/admit"
 	"github.com/pierproxy/pier/internal/pool"
+	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/testutil"
-	"github.com/pierproxy/pier/proxy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

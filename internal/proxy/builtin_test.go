@@ -23,8 +23,8 @@ import (
 	"github.com/pierproxy/pier/filter"
 	_ "github.com/pierproxy/pier/filter/builtin"
 	"github.com/pierproxy/pier/filter/pcap"
+	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/testutil"
-	"github.com/pierproxy/pier/proxy"
 )
 
 // These tests put each built-in filter on a route and check, over real
