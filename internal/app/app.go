@@ -43,7 +43,7 @@ type Daemon struct {
 type carried struct {
 	pool    *pool.Pool // its members' health and live sessions carry over
 	limit   *admit.Limit
-	filters *chain.Live
+	filters *chain.InForce
 	cfg     []config.Filter // the configuration of the set in filters
 	set     *chain.Set      // the set compiled from cfg
 }
@@ -170,7 +170,7 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 			*c = *old
 		} else {
 			c.limit = admit.NewLimit(rc.MaxConnections)
-			c.filters = new(chain.Live)
+			c.filters = new(chain.InForce)
 		}
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
 			set, ferrs := compileFilters(cfg.File, rc.Filters)

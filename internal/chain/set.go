@@ -49,15 +49,15 @@ func (s *Set) Chains(sess *filter.Session) (toUpstream, toClient *Chain) {
 	return toUpstream, toClient
 }
 
-// Live is a route's filter set in force, shared by the route's live
+// InForce holds a route's filter set in force, shared by the route's live
 // sessions: storing a new Set reaches every one of them at its next chunk
-// boundary. The zero Live holds no filters.
-type Live struct {
+// boundary. The zero InForce holds no filters.
+type InForce struct {
 	p atomic.Pointer[Set]
 }
 
 // Load returns the set in force, or nil.
-func (l *Live) Load() *Set {
+func (l *InForce) Load() *Set {
 	if l == nil {
 		return nil
 	}
@@ -65,4 +65,4 @@ func (l *Live) Load() *Set {
 }
 
 // Store puts s in force. A nil or empty s removes every filter.
-func (l *Live) Store(s *Set) { l.p.Store(s) }
+func (l *InForce) Store(s *Set) { l.p.Store(s) }

@@ -57,7 +57,7 @@ func filtered(t testing.TB, name string, up string, fs ...filter.Filter) *route.
 	for i, f := range fs {
 		set.Filters = append(set.Filters, chain.Named{Name: fmt.Sprintf("f%d", i), Filter: f})
 	}
-	rt.Filters = new(chain.Live)
+	rt.Filters = new(chain.InForce)
 	rt.Filters.Store(set)
 	return rt
 }
@@ -179,7 +179,7 @@ func TestFilterPanicAndErrorEndOnlyTheirSession(t *testing.T) {
 func TestFilterChangeReachesLiveSessions(t *testing.T) {
 	up := testutil.NewUpstream(t, testutil.Echo)
 	rt := newRoute(t, "f", up.Addr())
-	rt.Filters = new(chain.Live)
+	rt.Filters = new(chain.InForce)
 	srv, _ := start(t, rt)
 	c := dial(t, srv, "f")
 	round := func(msg string) {
@@ -254,7 +254,7 @@ var _ net.Conn = (*net.TCPConn)(nil)
 func TestFilterSwitchesUnderBulk(t *testing.T) {
 	up := testutil.NewUpstream(t, testutil.Echo)
 	rt := newRoute(t, "f", up.Addr())
-	rt.Filters = new(chain.Live)
+	rt.Filters = new(chain.InForce)
 	srv, recs := start(t, rt)
 	var seen atomic.Int64
 	sets := []*chain.Set{

@@ -51,7 +51,7 @@ type Params struct {
 	// Filters, if set, is the route's filter set in force. A session
 	// starts with the set in force when its upstream connects, and takes
 	// up a new one between chunks: a direction with no filter splices.
-	Filters *chain.Live
+	Filters *chain.InForce
 }
 
 // Upstreams is what a session dials: *pool.Attempt is one. Its methods

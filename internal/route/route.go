@@ -28,7 +28,7 @@ type Route struct {
 	Limit *admit.Limit
 	// Filters is the route's filter set in force, which its live sessions
 	// follow; it carries over reloads. Nil means no filters, ever.
-	Filters *chain.Live
+	Filters *chain.InForce
 	// Timeouts; zero means no bound. ConnectTimeout bounds one dial,
 	// ConnectBudget all of a session's dials together (relay.Params'
 	// DialTimeout and ConnectTimeout).
