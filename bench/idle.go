@@ -136,7 +136,8 @@ func idleOnce(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	c.SetDeadline(time.Now().Add(opTimeout))
 	b := []byte{'i'}
-	if _, err := c.Write(b); err == nil {
+	_, err = c.Write(b)
+	if err == nil {
 		_, err = io.ReadFull(c, b)
 	}
 	if err != nil {

@@ -137,7 +137,10 @@ type Pool struct {
 	stopped  bool
 
 	refused  atomic.Uint64 // sessions failed because no member could take them
-	lastWarn atomic.Int64  // unix nanos of the last "no member" warning
+	// unix nanos of the last warning that no member is healthy (try_all),
+	// and of the last that none can take a session: each is limited on
+	// its own, so the second says so even right after the first.
+	lastTryAllWarn, lastNoneWarn atomic.Int64
 }
 
 // New makes a pool and starts its lookups and health checks. Names are
@@ -470,13 +473,13 @@ func (p *Pool) Pick(client netip.Addr) *Attempt {
 	}
 	if p.cfg.TryAll {
 		a.all = true
-		p.warnNone("no upstream member is healthy; trying them anyway (when_all_down: try_all)")
+		p.warnNone(&p.lastTryAllWarn, "no upstream member is healthy; trying them anyway (when_all_down: try_all)")
 		if a.next() {
 			return a
 		}
 	}
 	p.refused.Add(1)
-	p.warnNone("no upstream member can take a session; closing new clients at once")
+	p.warnNone(&p.lastNoneWarn, "no upstream member can take a session; closing new clients at once")
 	return nil
 }
 
@@ -569,11 +572,11 @@ func (a *Attempt) Done() {
 }
 
 // warnNone logs msg and why no member can take a session, at most once a
-// second.
-func (p *Pool) warnNone(msg string) {
+// second for each lastWarn.
+func (p *Pool) warnNone(lastWarn *atomic.Int64, msg string) {
 	now := time.Now().UnixNano()
-	last := p.lastWarn.Load()
-	if now-last < int64(time.Second) || !p.lastWarn.CompareAndSwap(last, now) {
+	last := lastWarn.Load()
+	if now-last < int64(time.Second) || !lastWarn.CompareAndSwap(last, now) {
 		return
 	}
 	var down, ejected, draining, full int

@@ -194,6 +194,21 @@ func TestAllDown(t *testing.T) {
 	}
 }
 
+// With try_all and no member that can take a session even so, both
+// warnings are logged: the second is not swallowed by the first's
+// once-a-second limit.
+func TestTryAllThenNoneBothWarn(t *testing.T) {
+	l, log := testutil.NewLogs()
+	sp := specs("10.0.0.1:1", "10.0.0.2:1")
+	sp[0].Drain, sp[1].Drain = true, true
+	p := newPool(t, Config{Route: "db", Members: sp, Log: log, TryAll: true}, nil)
+	if a := p.Pick(netip.Addr{}); a != nil {
+		t.Fatalf("picked %s with every member draining", a.Member().Name)
+	}
+	l.WaitFor(t, wait, "no upstream member is healthy; trying them anyway")
+	l.WaitFor(t, wait, "no upstream member can take a session", "draining=2")
+}
+
 // max_connections holds under concurrent picks.
 func TestMaxConnections(t *testing.T) {
 	sp := specs("10.0.0.1:1", "10.0.0.2:1")
