@@ -13,6 +13,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"regexp"
@@ -73,12 +74,13 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 }
 
 func (d *Daemon) apply(cfg *config.Config) error {
-	t, routes, err := compile(cfg, d.routes, d.log)
+	t, routes, made, err := compile(cfg, d.routes, d.log)
 	if err != nil {
 		return err
 	}
 	if err := d.srv.Apply(t); err != nil {
 		stopPools(routes)
+		closeSets(made, d.log)
 		return err
 	}
 	// The old pools' checks and lookups stop; their sessions finish.
@@ -93,8 +95,39 @@ func (d *Daemon) apply(cfg *config.Config) error {
 			c.filters.Store(c.set)
 		}
 	}
+	// Sets no route holds any more are dropped: their filters close (files
+	// flush and close now, not when the collector finds them). Sessions
+	// still draining an old set's streams finish harmlessly: a closed
+	// filter's streams count what they can no longer write.
+	kept := make(map[*chain.Set]bool, len(routes))
+	for _, c := range routes {
+		kept[c.set] = true
+	}
+	var dropped []*chain.Set
+	for _, c := range d.routes {
+		if c.set != nil && !kept[c.set] {
+			dropped = append(dropped, c.set)
+		}
+	}
+	closeSets(dropped, d.log)
 	d.cfg, d.routes = cfg, routes
 	return nil
+}
+
+// closeSets closes the filters of sets that implement io.Closer, once
+// each, and logs what fails.
+func closeSets(sets []*chain.Set, log *slog.Logger) {
+	for _, set := range sets {
+		for _, f := range set.Filters {
+			c, ok := f.Filter.(io.Closer)
+			if !ok {
+				continue
+			}
+			if err := c.Close(); err != nil {
+				log.Error("closing a filter", "filter", f.Name, "error", err)
+			}
+		}
+	}
 }
 
 // stopPools stops the pools of routes. Every compile makes new pools
@@ -117,7 +150,9 @@ func (d *Daemon) Live() int64 { return d.srv.Live() }
 
 // Stop stops accepting and lets live sessions finish for the configured
 // grace period, or until ctx is done, whichever comes first; then it ends
-// the rest.
+// the rest and closes the filters. It returns the context's error
+// (context.DeadlineExceeded when the grace period ran out) if sessions were
+// cut short.
 func (d *Daemon) Stop(ctx context.Context) error {
 	if g := d.cfg.GracePeriod; g > 0 {
 		var cancel context.CancelFunc
@@ -128,8 +163,15 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	live := d.srv.Live()
 	err := d.srv.Shutdown(ctx)
 	stopPools(d.routes)
+	sets := make([]*chain.Set, 0, len(d.routes))
+	for _, c := range d.routes {
+		if c.set != nil {
+			sets = append(sets, c.set)
+		}
+	}
+	closeSets(sets, d.log)
 	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil)
-	return nil
+	return err
 }
 
 // compile turns a validated configuration into a route table. Routes that
@@ -137,11 +179,15 @@ func (d *Daemon) Stop(ctx context.Context) error {
 // maximum takes the new value) and their filters' Live; filters whose
 // configuration did not change keep their compiled set, so live sessions
 // are not disturbed.
-func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ *route.Table, _ map[string]*carried, err error) {
+//
+// made lists the filter sets compiled here, which the caller closes if the
+// table is not put in force. On error, compile closes them itself.
+func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
 	next := make(map[string]*carried, len(cfg.Routes))
 	defer func() {
 		if err != nil {
 			stopPools(next) // the pools made here
+			closeSets(made, log)
 		}
 	}()
 	routes := make([]*route.Route, 0, len(cfg.Routes))
@@ -159,11 +205,11 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 		}
 		pc, err := poolConfig(cfg, rc, resolver, log)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, made, err
 		}
 		p, err := pool.New(pc, oldPool)
 		if err != nil {
-			return nil, nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			return nil, nil, made, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		c := &carried{}
 		if old != nil {
@@ -175,6 +221,9 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
 			set, ferrs := compileFilters(cfg.File, rc.Filters)
 			errs = append(errs, ferrs...)
+			if set != nil {
+				made = append(made, set)
+			}
 			c.set, c.cfg = set, rc.Filters
 		}
 		c.pool = p
@@ -192,13 +241,13 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 		})
 	}
 	if len(errs) > 0 {
-		return nil, nil, errs
+		return nil, nil, made, errs
 	}
 	t, err := route.NewTable(routes)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, made, err
 	}
-	return t, next, nil
+	return t, next, made, nil
 }
 
 // poolConfig is the pool of a route's configuration.
