@@ -246,8 +246,8 @@ func clip(s string) string {
 
 // ratios says how pier compares: throughput and rates against gocopy,
 // haproxy and nginx (above 1 pier is faster), latency against haproxy and
-// nginx (below 1 pier is quicker), and the idle cost against the targets of
-// DESIGN.md: fewer KB than HAProxy, no descriptor beyond the two sockets.
+// nginx (below 1 pier is quicker), and the idle cost against pier's
+// targets: fewer KB than HAProxy, no descriptor beyond the two sockets.
 func (t *table) ratios() []string {
 	pier, ok := t.byKey["pier"]
 	if !ok || len(pier) == 0 {
