@@ -1,9 +1,10 @@
 // Package config loads and validates pier's YAML configuration file.
 //
-// It stands at the edge of the system. The application layer
-// (internal/app) is the only package that imports it: it loads a file with
-// Load, compiles the Config into the immutable route table the data path
-// reads, and swaps that table in. config imports none of pier's packages.
+// It stands at the edge of the system. The command line (package command)
+// loads a file with Load, or builds the same Config from flags with
+// FromCommandLine; the application layer (internal/app) compiles it into
+// the immutable route table the data path reads, and swaps that table in.
+// config imports only package filter, to check a filter's options.
 // A file is validated whole before anything uses it, so a bad file never
 // replaces a good running configuration: on SIGHUP the errors are logged
 // and the old table stays in force.
@@ -20,6 +21,15 @@
 //		...
 //	}
 //	d, err := app.Start(cfg, log)
+//
+// 'pier forward' takes no path of its own: FromCommandLine turns its flags
+// and arguments into the YAML nodes a file with the same values would
+// hold and walks them with the same parser, so a flag is checked,
+// defaulted and worded as the file's field is, each error naming the flag
+// or argument where a file's names line:col:
+//
+//	flag -idle-timeout: "10" has no unit: write it like 10s or 10ms
+//	argument 1: "9090": missing host: for every address on port 9090, write ":9090"
 //
 // A Config returned without error is complete: defaults are filled in,
 // every route has a name, at least one listen address and at least one

@@ -5,22 +5,33 @@ import (
 	"strings"
 )
 
-// Error is one problem in a configuration file, at the line and column of
-// the YAML node at fault. Both count from 1.
+// Error is one problem in a configuration: in a file, at the line and
+// column of the YAML node at fault (both count from 1); from a command
+// line (FromCommandLine), at the flag or argument that gave the value.
 type Error struct {
 	File      string
 	Line, Col int
-	Msg       string
+	// Place, for a configuration from a command line, is where the value
+	// at fault was given: "flag -idle-timeout", "argument 2". File, Line
+	// and Col are then zero, and Msg does not repeat the field's name:
+	// the place says it.
+	Place string
+	Msg   string
 }
 
 // Error formats e as file:line:col: message, the form editors and
-// compilers use, so it can be printed as it is.
+// compilers use, so it can be printed as it is; or, from a command line,
+// as place: message.
 func (e *Error) Error() string {
+	if e.Place != "" {
+		return fmt.Sprintf("%s: %s", e.Place, e.Msg)
+	}
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
 }
 
-// Errors is what Parse and Load return when a file's content is at fault:
-// every problem found, in file order. The file must be fixed; a caller
+// Errors is what Parse and Load return when a file's content is at fault,
+// and FromCommandLine when a value given is: every problem found, in file
+// (or command-line) order. The file must be fixed; a caller
 // running a configuration keeps it. Print one Error per line, or use
 // Error, which does.
 type Errors []*Error

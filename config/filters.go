@@ -91,13 +91,17 @@ func (p *parser) filterOptions(f *Filter, n *yaml.Node) bool {
 		}
 		val := filter.Value{Line: v.Line, Col: v.Column}
 		switch {
+		case v.Tag == "!!binary":
+			p.errf(v, "%s: %s: !!binary is only for bytes (health_check send and expect)", f.Name, k.Value)
+			ok = false
+			continue
 		case v.Kind == yaml.ScalarNode && v.Tag != "!!null":
 			val.Text = v.Value
 		case v.Kind == yaml.SequenceNode:
 			val.IsList = true
 			for _, e := range v.Content {
 				e = p.resolve(e)
-				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+				if e.Kind != yaml.ScalarNode || e.Tag == "!!null" || e.Tag == "!!binary" {
 					p.errf(e, "%s: %s: want a value, got %s", f.Name, k.Value, describe(e))
 					ok = false
 					continue

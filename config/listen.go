@@ -107,11 +107,11 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
 	if n == nil {
 		return
 	}
-	list := p.resolve(n)
-	if list.Kind != yaml.SequenceNode {
-		return
+	items := []*yaml.Node{n} // one address alone
+	if list := p.resolve(n); list.Kind == yaml.SequenceNode {
+		items = list.Content
 	}
-	for _, item := range list.Content {
+	for _, item := range items {
 		if p.stop {
 			return
 		}

@@ -18,11 +18,15 @@ import (
 // collecting every error with the position of the node at fault.
 type parser struct {
 	file string
-	errs Errors
-	end  Pos  // just past the file's last character
-	left int  // node visits left before the walk gives up; see aliasAllowance
-	stop bool // left or the error budget ran out: every walker stops where it is
-	full bool // the error budget ran out
+	// places, for a configuration from a command line, are where its
+	// values were given, by line: the nodes FromCommandLine builds carry
+	// the index of their place, plus one, as their line. Nil for a file.
+	places []place
+	errs   Errors
+	end    Pos  // just past the file's last character
+	left   int  // node visits left before the walk gives up; see aliasAllowance
+	stop   bool // left or the error budget ran out: every walker stops where it is
+	full   bool // the error budget ran out
 }
 
 // aliasAllowance is how many node visits a walk may make beyond a few per
@@ -204,16 +208,26 @@ func (p *parser) resolve(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
-	if !knownTag(n.Tag) {
-		p.errf(n, "tag %s is not supported", n.Tag)
+	if !allowedTag(n) {
+		p.errf(n, "tag %s is not supported: a value may be tagged only %s", n.Tag, strings.Join(coreTags, ", "))
 	}
 	return n
 }
 
-// knownTag reports whether t is a YAML core tag ("!!str 5" and the like
-// are harmless) or none. A custom tag such as "!env" asks for processing
-// pier does not do, so it must not pass silently.
-func knownTag(t string) bool { return t == "" || t == "!" || strings.HasPrefix(t, "!!") }
+// coreTags are the tags a file may write out: YAML's core schema, which
+// says no more than the parser infers ("!!str 5" is the text 5), and
+// !!binary for bytes (see bytes). Any other tag asks for processing pier
+// does not do, so it must not pass silently: a custom one ("!env IDLE"),
+// a language's ("!!python/object:..."), or a typo: "!!bianry UElORw=="
+// would send its base64 text as it is.
+var coreTags = []string{"!!str", "!!int", "!!bool", "!!float", "!!null", "!!binary", "!!map", "!!seq"}
+
+// allowedTag reports whether n's tag, if written out, is a core tag. A tag
+// the parser inferred (!!timestamp for a plain 2001-12-14, !!merge for
+// <<) is not written: the value is read as its text, as any other.
+func allowedTag(n *yaml.Node) bool {
+	return n.Style&yaml.TaggedStyle == 0 || slices.Contains(coreTags, n.Tag)
+}
 
 // decodeMap decodes the mapping n into *into by fields, in file order. It
 // reports a node that is not a mapping, keys that are not names, merge
@@ -286,15 +300,34 @@ func (p *parser) list(key string, n *yaml.Node, empty string) []*yaml.Node {
 	return s.Content
 }
 
+// oneOrList is list, where one value may also stand alone for a list of
+// one.
+func (p *parser) oneOrList(key string, n *yaml.Node, empty string) []*yaml.Node {
+	if s := p.resolve(n); s.Kind == yaml.ScalarNode && s.Tag != "!!null" {
+		return []*yaml.Node{n}
+	}
+	return p.list(key, n, empty)
+}
+
 // scalar returns the scalar n stands for, or reports that n is a list, a
-// mapping or missing.
+// mapping, missing, or bytes (!!binary) where text is wanted.
 func (p *parser) scalar(key string, n *yaml.Node) (*yaml.Node, bool) {
+	s, ok := p.scalarOrBytes(key, n)
+	if ok && s.Tag == "!!binary" {
+		p.errf(s, "%s: !!binary is only for bytes (health_check send and expect)", key)
+		return s, false
+	}
+	return s, ok
+}
+
+// scalarOrBytes is scalar where a !!binary value is welcome.
+func (p *parser) scalarOrBytes(key string, n *yaml.Node) (*yaml.Node, bool) {
 	s := p.resolve(n)
 	if s.Kind != yaml.ScalarNode || s.Tag == "!!null" {
 		p.errf(s, "%s: want a value, got %s", key, describe(s))
 		return s, false
 	}
-	return s, knownTag(s.Tag) // resolve reported an unknown one
+	return s, allowedTag(s) // resolve reported any other
 }
 
 func describe(n *yaml.Node) string {
@@ -337,7 +370,15 @@ func (p *parser) errAt(line, col int, format string, args ...any) {
 	if line > p.end.Line || line == p.end.Line && col > p.end.Col {
 		line, col = p.end.Line, p.end.Col
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+	e := &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+	if p.places != nil {
+		// The place stands for the field's name, which the message
+		// begins with as it would in a file. Line is kept until result
+		// has put the errors in command-line order.
+		pl := p.places[min(line, len(p.places))-1]
+		e.Place, e.Msg = pl.name, strings.TrimPrefix(e.Msg, pl.key+": ")
+	}
+	p.errs = append(p.errs, e)
 	if len(p.errs) == errorBudget {
 		p.full, p.stop = true, true
 	}
@@ -371,6 +412,11 @@ func (p *parser) result() Errors {
 			more.Msg = "too many errors: the rest of the file was not checked"
 		}
 		out = append(out[:min(maxErrors, len(out))], &more)
+	}
+	if p.places != nil {
+		for _, e := range out {
+			e.Line, e.Col = 0, 0
+		}
 	}
 	return out
 }

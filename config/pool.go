@@ -185,7 +185,7 @@ func (p *parser) checkPort(key string, n *yaml.Node) uint16 {
 // (escapes in double quotes already undone), or a !!binary value decoded
 // from base64, the only way YAML writes bytes that are not UTF-8.
 func (p *parser) bytes(key string, n *yaml.Node) string {
-	s, ok := p.scalar(key, n)
+	s, ok := p.scalarOrBytes(key, n)
 	if !ok {
 		return ""
 	}

@@ -75,10 +75,11 @@ func validName(s string) bool {
 	return true
 }
 
-// listens parses a route's listen addresses.
+// listens parses a route's listen addresses: a list, or one address
+// alone (listen: ":9090").
 func (p *parser) listens(key string, n *yaml.Node) []string {
 	var out []string
-	for _, item := range p.list(key, n, "need at least one address") {
+	for _, item := range p.oneOrList(key, n, "need at least one address") {
 		if p.stop {
 			break
 		}

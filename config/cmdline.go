@@ -1,0 +1,179 @@
+package config
+
+import (
+	"slices"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v4"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+// A Setting is one configuration value given on a command line rather
+// than written in a file.
+type Setting struct {
+	// Key is the field the value sets, by its key in a file:
+	// "grace_period", or a route's field such as "idle_timeout". Given
+	// twice, the last counts, as with flags. Three keys add to a list
+	// instead: "listen" adds a listen address, "upstream" an upstream's
+	// address, and "filter" the filter named by Filter.
+	Key string
+	// Filter, for Key "filter", is the registered filter's name. Text is
+	// then the flag's value: the filter's main option (Spec.FlagKey)
+	// alone, or option=value,... where an option given twice is a list;
+	// empty, the filter with its defaults.
+	Filter string
+	// Text is the value as given.
+	Text string
+	// Place is where the value was given, "flag -idle-timeout" or
+	// "argument 2": errors name it where a file's would name line:col.
+	Place string
+}
+
+// commandLine is where a configuration from a command line was given,
+// when no single value is at fault.
+const commandLine = "the command line"
+
+// A place is where the values of a configuration from a command line were
+// given; key is the field's name, which an error's place stands for.
+type place struct{ name, key string }
+
+// FromCommandLine builds the configuration of one route, named route,
+// from settings, as 'pier forward' does. It is Parse for a command line:
+// the settings become the YAML nodes a file with the same values would
+// hold, and the same parser checks them and fills in the same defaults,
+// so a value is accepted, refused and worded exactly as in a file. Each
+// error is placed at the setting at fault (Error.Place). Settings come in
+// command-line order, which the errors follow.
+func FromCommandLine(route string, settings []Setting) (*Config, error) {
+	p := &parser{places: []place{{name: commandLine}}}
+	p.end = Pos{Line: len(settings) + 2, Col: 1}
+	at := func(s Setting, key string) int {
+		p.places = append(p.places, place{name: s.Place, key: key})
+		return len(p.places)
+	}
+	top := mapping(1)
+	r := mapping(1)
+	listen := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
+	upstreams := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
+	filters := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
+	set(r, "name", str(route, 1), 1)
+	set(r, "listen", listen, 1)
+	set(r, "upstreams", upstreams, 1)
+	for _, s := range settings {
+		switch {
+		case s.Key == "listen":
+			listen.Content = append(listen.Content, str(s.Text, at(s, "listen")))
+		case s.Key == "upstream":
+			line := at(s, "address")
+			u := mapping(line)
+			set(u, "address", str(s.Text, line), line)
+			upstreams.Content = append(upstreams.Content, u)
+		case s.Key == "filter":
+			if f := p.filterFlag(s, at(s, s.Filter)); f != nil {
+				filters.Content = append(filters.Content, f)
+			}
+		case slices.ContainsFunc(configFields, func(f field[Config]) bool { return f.key == s.Key && f.key != "routes" }):
+			set(top, s.Key, str(s.Text, at(s, s.Key)), len(p.places))
+		default:
+			set(r, s.Key, str(s.Text, at(s, s.Key)), len(p.places))
+		}
+	}
+	if len(filters.Content) > 0 {
+		set(r, "filters", filters, 1)
+	}
+	set(top, "routes", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1, Content: []*yaml.Node{r}}, 1)
+	p.left = 4*p.checkKeys(top) + aliasAllowance
+	var cfg Config
+	decodeMap(p, top, "config", configFields, &cfg)
+	if len(p.errs) > 0 {
+		return nil, p.result()
+	}
+	// Positions mean nothing here: the Config is as if built in code.
+	clearPositions(&cfg)
+	return &cfg, nil
+}
+
+// filterFlag returns the node of a filter given on the command line, as
+// a file would write it ({latency: {delay: 100ms}}), or nil after
+// reporting a value that is not option=value,...
+func (p *parser) filterFlag(s Setting, line int) *yaml.Node {
+	name := str(s.Filter, line)
+	if s.Text == "" {
+		return name
+	}
+	opts := mapping(line)
+	if !strings.Contains(s.Text, "=") {
+		spec, _ := filter.Lookup(s.Filter)
+		if spec.FlagKey == "" {
+			p.errAt(line, 1, "%s: want option=value,... (the filter has no main option to take a value alone)", s.Filter)
+			return nil
+		}
+		set(opts, spec.FlagKey, str(s.Text, line), line)
+	} else {
+		for _, kv := range strings.Split(s.Text, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			k = strings.TrimSpace(k)
+			if !ok || k == "" {
+				p.errAt(line, 1, "%s: %s: want option=value", s.Filter, quote(kv))
+				return nil
+			}
+			i := 0
+			for i < len(opts.Content) && opts.Content[i].Value != k {
+				i += 2
+			}
+			switch {
+			case i == len(opts.Content):
+				set(opts, k, str(v, line), line)
+			case opts.Content[i+1].Kind == yaml.SequenceNode:
+				list := opts.Content[i+1]
+				list.Content = append(list.Content, str(v, line))
+			default:
+				// An option given twice is a list, in the order given.
+				opts.Content[i+1] = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: 1,
+					Content: []*yaml.Node{opts.Content[i+1], str(v, line)}}
+			}
+		}
+	}
+	m := mapping(line)
+	set(m, s.Filter, opts, line)
+	return m
+}
+
+func mapping(line int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: line, Column: 1}
+}
+
+func str(s string, line int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s, Line: line, Column: 1}
+}
+
+// set sets key in the mapping m, replacing an earlier value: the last
+// given counts.
+func set(m *yaml.Node, key string, v *yaml.Node, line int) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i].Line, m.Content[i+1] = line, v
+			return
+		}
+	}
+	m.Content = append(m.Content, str(key, line), v)
+}
+
+func clearPositions(cfg *Config) {
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		r.Pos = Pos{}
+		for j := range r.Upstreams {
+			r.Upstreams[j].Pos = Pos{}
+		}
+		for j := range r.Filters {
+			f := &r.Filters[j]
+			f.Pos = Pos{}
+			for k, v := range f.Options {
+				v.Line, v.Col = 0, 0
+				f.Options[k] = v
+			}
+		}
+	}
+}
