@@ -30,6 +30,18 @@
 // that is reached pier stops reading from the source until the Stream takes
 // some (backpressure, with bounded memory).
 //
+// A Filter that holds something beyond its Streams (a file, an Output, a
+// goroutine) implements io.Closer. pier calls Close once, when a reload or
+// shutdown drops the Filter, after the new set of filters is in force.
+// Sessions that began on the old set may still be draining then, so the
+// old Filter's Streams may still be called after Close: they must go on
+// working harmlessly, passing bytes and counting what they can no longer
+// write (an Output does that by itself).
+//
+// A panic in a Factory (see Spec.Build), in Streams or in Process ends
+// only what it was making: the config, or the session, whose access log
+// line then says filter_error; the log names the filter, with the stack.
+//
 // docs/filters.md walks through writing one.
 package filter
 
@@ -37,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -86,6 +99,9 @@ type Session struct {
 // each session, when its upstream connection is made, and may return nil
 // for a direction the filter leaves alone (or both, for a session it does
 // not target). It is called from many goroutines at once.
+//
+// A Filter may implement io.Closer: see the package doc for when Close is
+// called and what its Streams must do after it.
 type Filter interface {
 	Streams(s *Session) (toUpstream, toClient Stream)
 }
@@ -206,6 +222,30 @@ type Spec struct {
 	// value may instead list options, `--latency delay=100ms,jitter=10ms`.
 	// Empty means the flag takes only such a list.
 	FlagKey string
+}
+
+// Build makes the filter from its options, as New does, but returns a
+// panic in New as a *PanicError instead of letting it end the program.
+func (s Spec) Build(o *Options) (f Filter, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, err = nil, &PanicError{Filter: s.Name, Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return s.New(o)
+}
+
+// A PanicError is a panic in a filter's code, recovered: the filter's
+// name, the value it panicked with and the stack where it did. Error
+// gives one line; log Stack beside it.
+type PanicError struct {
+	Filter string
+	Value  any
+	Stack  []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("filter %s: panic: %v", e.Filter, e.Value)
 }
 
 var (

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"sort"
@@ -32,6 +33,7 @@ type Options struct {
 	errs   []*OptionError
 	filter struct{ line, col int }
 	dryRun bool
+	log    *slog.Logger
 }
 
 // An OptionError is a problem with one option (Key), or with the filter's
@@ -76,6 +78,23 @@ func NewOptions(name string, vals map[string]Value, line, col int) *Options {
 func (o *Options) CheckOnly() *Options {
 	o.dryRun = true
 	return o
+}
+
+// WithLogger sets the logger the Filter is to log to (Logger), and
+// returns o. pier gives each filter its own.
+func (o *Options) WithLogger(l *slog.Logger) *Options {
+	o.log = l
+	return o
+}
+
+// Logger returns the logger the Filter logs to: the one set by
+// WithLogger, or slog.Default(). Log from a Filter's own goroutines
+// (an Output's, say), never from Process: a log write may block.
+func (o *Options) Logger() *slog.Logger {
+	if o.log == nil {
+		return slog.Default()
+	}
+	return o.log
 }
 
 // DryRun reports that the options are only being checked. The Factory

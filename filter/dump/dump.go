@@ -25,7 +25,12 @@
 // is indented by two spaces, so that no byte sent can pass for a header.
 //
 // Blocks from many sessions go to one writer; each is written whole, in
-// one Write, so they never interleave.
+// one Write, so they never interleave. They are written on the filter's
+// own goroutine (a filter.Output), never on the relay loop: a terminal or
+// pipe that stops reading does not stall a session. What the output has
+// no room for (4 MiB waiting) is left out and said, in its place:
+//
+//	session 7 client→upstream … 18000 bytes not shown (9 blocks dropped: the output fell behind)
 package dump
 
 import (
@@ -46,7 +51,9 @@ func init() {
 
 // dump is one configured dump filter.
 type dump struct {
-	out  *sink
+	out  *filter.Output
+	w    io.Writer        // where blocks go: stdout, stderr or file
+	file *os.File         // the file, nil for stdout and stderr
 	text bool             // format: text, not hex
 	dir  filter.Direction // the directions dumped
 	max  int64            // the most bytes of a chunk dumped; 0 means all
@@ -58,7 +65,7 @@ type dump struct {
 // newDump reads the options:
 //
 //	format     hex (default) or text
-//	to         stderr (default), stdout, or a file path, appended to
+//	to         stdout (default), stderr, or a file path, appended to
 //	direction  upstream, client or both (default)
 //	max_bytes  the most bytes of each chunk to show (default 0: all)
 func newDump(o *filter.Options) (filter.Filter, error) {
@@ -69,13 +76,13 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 		now:  time.Now,
 	}
 	var file *os.File
-	switch to := o.String("to", "stderr"); to {
-	case "stderr":
-		d.out = &sink{w: os.Stderr}
+	w := os.Stdout // pier logs to stderr: a dump on stdout can be kept apart
+	switch to := o.String("to", "stdout"); to {
 	case "stdout":
-		d.out = &sink{w: os.Stdout}
+	case "stderr":
+		w = os.Stderr
 	case "":
-		o.Errorf("to", "want stderr, stdout or a file path")
+		o.Errorf("to", "want stdout, stderr or a file path")
 	default:
 		if o.DryRun() {
 			// Only checking: see that the file could be made, without
@@ -99,8 +106,7 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 			o.Errorf("to", "cannot open %q for writing: %v", to, err)
 			break
 		}
-		file = f
-		d.out = &sink{w: f}
+		file, w = f, f
 	}
 	if err := o.Err(); err != nil {
 		if file != nil {
@@ -108,10 +114,29 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 		}
 		return nil, err
 	}
-	// The file is not closed when the filter is no longer used: the filter
-	// API has no such moment. os.File closes its descriptor once it is
-	// garbage, that is once the filter and its last session are gone.
+	if o.DryRun() {
+		return d, nil // never used: no goroutine for it
+	}
+	d.w, d.file = w, file
+	d.out = filter.NewOutput(w, filter.OutputConfig{Name: "dump", Log: o.Logger()})
 	return d, nil
+}
+
+// Close writes out what is queued (for at most 2s) and closes the file,
+// once pier no longer gives the filter new sessions. Streams of sessions
+// still draining keep passing their bytes; what they dump from now on is
+// counted, not written.
+func (d *dump) Close() error {
+	if d.out == nil {
+		return nil
+	}
+	err := d.out.Close()
+	if d.file != nil {
+		if cerr := d.file.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // Streams dumps the directions asked for. The two Streams share the
@@ -130,15 +155,19 @@ func (d *dump) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
 }
 
 func (d *dump) newStream(end *sessionEnd, dir filter.Direction) *stream {
-	return &stream{d: d, end: end, prefix: appendPrefix(nil, end.id, dir)}
+	s := &stream{d: d, end: end, prefix: appendPrefix(nil, end.id, dir)}
+	s.track.Note = func(dst []byte, l filter.Lost) []byte { return appendLost(dst, s.prefix, l) }
+	end.tracks = append(end.tracks, &s.track)
+	return s
 }
 
 // A stream dumps one direction of one session.
 type stream struct {
 	d      *dump
 	end    *sessionEnd
-	prefix []byte // "session 7 client→upstream ", the start of every line
-	off    int64  // bytes of this direction seen so far
+	prefix []byte       // "session 7 client→upstream ", the start of every line
+	off    int64        // bytes of this direction seen so far
+	track  filter.Track // the direction's account with the output
 	// buf is where blocks are formatted, kept from one chunk to the next
 	// so that a steady stream of chunks allocates nothing. It is about
 	// five times the largest chunk in hex (max_bytes bounds it).
@@ -173,7 +202,7 @@ func (s *stream) Process(b *filter.Batch) error {
 		buf = appendEOF(buf, s.prefix, b.Now, s.off)
 	}
 	b.Pass(n)
-	s.d.out.write(buf)
+	s.d.out.Write(&s.track, buf, int64(n))
 	s.buf = buf
 	if b.EOF {
 		s.buf = nil // the direction is done; the session may not be
@@ -186,8 +215,9 @@ func (s *stream) Close(err error) { s.end.close(err) }
 
 // A sessionEnd is what a session's streams share to write its end once.
 type sessionEnd struct {
-	d  *dump
-	id uint64
+	d      *dump
+	id     uint64
+	tracks []*filter.Track // the streams'
 
 	mu   sync.Mutex // pier closes the streams one after the other; this is for any other caller
 	open int        // streams not yet closed
@@ -202,31 +232,20 @@ func (e *sessionEnd) close(err error) {
 	}
 	last, err := e.open == 0, e.err
 	e.mu.Unlock()
-	if last {
-		e.d.out.write(appendEnd(nil, e.id, e.d.now(), err))
-	}
-}
-
-// A sink is the writer every session of one filter writes its blocks to.
-type sink struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-// write writes one block whole. A failed write loses the block but not the
-// session: the dump is a view of the traffic, which matters more, and a
-// Stream has nowhere to report the error but by ending its session.
-func (s *sink) write(p []byte) {
-	if len(p) == 0 {
+	if !last {
 		return
 	}
-	s.mu.Lock()
-	s.w.Write(p)
-	s.mu.Unlock()
+	// What the streams lost and have not yet said goes before the end.
+	for _, t := range e.tracks {
+		e.d.out.Done(t, nil)
+	}
+	e.d.out.Write(e.tracks[len(e.tracks)-1], appendEnd(nil, e.id, e.d.now(), err), 0)
+	e.d.out.Done(e.tracks[len(e.tracks)-1], nil)
 }
 
 var (
 	_ filter.Filter = (*dump)(nil)
+	_ io.Closer     = (*dump)(nil)
 	_ filter.Stream = (*stream)(nil)
 	_ filter.Closer = (*stream)(nil)
 )

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -40,10 +41,17 @@ func newTestDump(t testing.TB, opts map[string]string) (*dump, string) {
 	}
 	d := f.(*dump)
 	d.now = func() time.Time { return ended }
-	if file, ok := d.out.w.(*os.File); ok && file != os.Stderr && file != os.Stdout {
-		t.Cleanup(func() { file.Close() })
-	}
+	t.Cleanup(func() { d.Close() })
 	return d, path
+}
+
+// readDump waits for d's output to be written, and reads the file at path.
+func readDump(t *testing.T, d *dump, path string) string {
+	t.Helper()
+	if !d.out.Sync(10 * time.Second) {
+		t.Fatal("dump output not written within 10s")
+	}
+	return readFile(t, path)
 }
 
 // drivers returns a driver for each direction d dumps of a session with
@@ -91,7 +99,7 @@ func TestBlocksHaveHeaderHexEOFAndEnd(t *testing.T) {
 	must(t, up.CloseWrite())
 	must(t, down.CloseWrite())
 	up.Close(nil)
-	if strings.Contains(readFile(t, path), "ended") {
+	if strings.Contains(readDump(t, d, path), "ended") {
 		t.Fatal("session end written before both streams closed")
 	}
 	down.Close(nil)
@@ -107,7 +115,7 @@ func TestBlocksHaveHeaderHexEOFAndEnd(t *testing.T) {
 		"session 7 client→upstream 2026-01-02T03:04:05.125456Z EOF after 33 bytes\n" +
 		"session 7 upstream→client 2026-01-02T03:04:05.124456Z EOF after 2 bytes\n" +
 		"session 7 2026-01-02T04:04:05.000000Z ended\n"
-	if diff := cmp.Diff(want, readFile(t, path)); diff != "" {
+	if diff := cmp.Diff(want, readDump(t, d, path)); diff != "" {
 		t.Errorf("dump (-want +got):\n%s", diff)
 	}
 }
@@ -144,7 +152,7 @@ func TestEndLineCarriesError(t *testing.T) {
 	up.Close(errors.New("connection reset by peer"))
 	down.Close(nil)
 	want := "session 3 2026-01-02T04:04:05.000000Z ended: connection reset by peer\n"
-	if got := readFile(t, path); !strings.HasSuffix(got, want) || strings.Count(got, "ended") != 1 {
+	if got := readDump(t, d, path); !strings.HasSuffix(got, want) || strings.Count(got, "ended") != 1 {
 		t.Errorf("dump:\n%s\nwant it to end with one line %q", got, want)
 	}
 }
@@ -166,7 +174,7 @@ func TestDirectionOption(t *testing.T) {
 					s.(filter.Closer).Close(nil)
 				}
 			}
-			if got := readFile(t, path); strings.Count(got, " ended\n") != 1 {
+			if got := readDump(t, d, path); strings.Count(got, " ended\n") != 1 {
 				t.Errorf("dump %q: want one end line", got)
 			}
 		})
@@ -184,7 +192,7 @@ func TestMaxBytes(t *testing.T) {
 		"... 17 more bytes\n" +
 		"session 2 client→upstream 2026-01-02T03:04:05.000000Z 1 byte\n" +
 		"00000021  78                                                |x|\n"
-	if diff := cmp.Diff(want, readFile(t, path)); diff != "" {
+	if diff := cmp.Diff(want, readDump(t, d, path)); diff != "" {
 		t.Errorf("dump (-want +got):\n%s", diff)
 	}
 	if string(up.Out) != request+"x" {
@@ -204,7 +212,7 @@ func TestTextFormat(t *testing.T) {
 		"... 10 more bytes\n" +
 		"session 4 upstream→client 2026-01-02T03:04:05.000000Z 7 bytes\n" +
 		"  héllo\\x00\n"
-	if diff := cmp.Diff(want, readFile(t, path)); diff != "" {
+	if diff := cmp.Diff(want, readDump(t, d, path)); diff != "" {
 		t.Errorf("dump (-want +got):\n%s", diff)
 	}
 }
@@ -215,7 +223,7 @@ func TestFileIsAppendedTo(t *testing.T) {
 	d, _ := newTestDump(t, map[string]string{"to": path})
 	up, _ := drivers(d, 1)
 	must(t, up.Write([]byte("a")))
-	if got := readFile(t, path); !strings.HasPrefix(got, "before\nsession 1 ") {
+	if got := readDump(t, d, path); !strings.HasPrefix(got, "before\nsession 1 ") {
 		t.Errorf("file = %q, want the dump after what was there", got)
 	}
 
@@ -234,7 +242,7 @@ func TestStandardStreams(t *testing.T) {
 	for _, tt := range []struct {
 		to   string
 		want *os.File
-	}{{"", os.Stderr}, {"stderr", os.Stderr}, {"stdout", os.Stdout}} {
+	}{{"", os.Stdout}, {"stdout", os.Stdout}, {"stderr", os.Stderr}} {
 		vals := map[string]filter.Value{}
 		if tt.to != "" {
 			vals["to"] = filter.Value{Text: tt.to}
@@ -243,9 +251,10 @@ func TestStandardStreams(t *testing.T) {
 		if err != nil {
 			t.Fatalf("to %q: %v", tt.to, err)
 		}
-		if got := f.(*dump).out.w; got != tt.want {
+		if got := f.(*dump).w; got != tt.want {
 			t.Errorf("to %q writes to %v, want %v", tt.to, got, tt.want.Name())
 		}
+		must(t, f.(*dump).Close())
 	}
 }
 
@@ -331,7 +340,7 @@ func TestConcurrentSessionsWriteWholeBlocks(t *testing.T) {
 	}
 	wg.Wait()
 
-	got, eofs, ends := parseHexDump(t, readFile(t, path))
+	got, eofs, ends := parseHexDump(t, readDump(t, d, path))
 	if diff := cmp.Diff(sent, got, cmp.Comparer(bytes.Equal)); diff != "" {
 		t.Errorf("bytes read back from the dump differ from those sent (-sent +dump):\n%s", diff)
 	}
@@ -471,5 +480,140 @@ func TestDryRunCreatesNothing(t *testing.T) {
 	bad := filepath.Join(dir, "missing", "dump.log")
 	if _, err := spec.New(filter.NewOptions("dump", map[string]filter.Value{"to": {Text: bad}}, 0, 0).CheckOnly()); err == nil {
 		t.Errorf("a dry run accepted %s, in a directory that does not exist", bad)
+	}
+}
+
+// blockedWriter blocks every Write until release is closed, then keeps
+// what it is given.
+type blockedWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func (w *blockedWriter) Write(p []byte) (int, error) {
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// An output that stops taking bytes (a pipe nobody reads) stalls no
+// session: Process returns at once while the writer is stuck, and once it
+// is unstuck every direction's dump says how many bytes it could not show,
+// in their place, so that shown and not shown add up to what was sent.
+func TestStuckOutputStallsNoSession(t *testing.T) {
+	d, _ := newTestDump(t, nil)
+	d.out.Close()
+	w := &blockedWriter{release: make(chan struct{})}
+	d.out = filter.NewOutput(w, filter.OutputConfig{Name: "dump", MaxBytes: 64 << 10})
+	const sessions, chunks, size = 4, 100, 1000
+	var drs [sessions][2]*filtertest.Driver
+	for i := range drs {
+		up, down := drivers(d, uint64(i+1))
+		drs[i] = [2]*filtertest.Driver{up, down}
+	}
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		var wg sync.WaitGroup
+		for i := range drs {
+			for _, dr := range drs[i] {
+				wg.Go(func() {
+					for range chunks {
+						if err := dr.Write(bytes.Repeat([]byte{'x'}, size)); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-moved:
+	case <-time.After(10 * time.Second):
+		close(w.release)
+		t.Fatal("Process waited for a stuck output")
+	}
+	close(w.release)
+	for i := range drs {
+		for _, dr := range drs[i] {
+			must(t, dr.CloseWrite())
+		}
+		for _, dr := range drs[i] {
+			dr.Close(nil)
+		}
+	}
+	if !d.out.Sync(10 * time.Second) {
+		t.Fatal("output not written after the writer was unstuck")
+	}
+	w.mu.Lock()
+	out := w.buf.String()
+	w.mu.Unlock()
+	shown, notShown := map[string]int{}, map[string]int{}
+	lost := regexp.MustCompile(`^(session \d+ \S+) … (\d+) bytes not shown \((\d+) blocks? dropped: the output fell behind\)$`)
+	header := regexp.MustCompile(`^(session \d+ \S+) \S+ (\d+) bytes?$`)
+	for _, line := range strings.Split(out, "\n") {
+		if m := lost.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			notShown[m[1]] += n
+		} else if m := header.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[2])
+			shown[m[1]] += n
+		}
+	}
+	if len(notShown) == 0 {
+		t.Fatalf("no line says what was not shown:\n%.2000s", out)
+	}
+	for i := range sessions {
+		for _, dir := range []string{"client→upstream", "upstream→client"} {
+			key := fmt.Sprintf("session %d %s", i+1, dir)
+			if got := shown[key] + notShown[key]; got != chunks*size {
+				t.Errorf("%s: %d shown + %d not shown, want %d sent", key, shown[key], notShown[key], chunks*size)
+			}
+		}
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^session %d \S+ ended$`, i+1)).MatchString(out) {
+			t.Errorf("session %d: no end line", i+1)
+		}
+	}
+}
+
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(fds)
+}
+
+// Close writes out what is queued and closes the file: no descriptor is
+// left behind, however many times the filter is made and dropped, and a
+// stream used after Close passes its bytes and writes nothing.
+func TestCloseFlushesAndLeavesNoDescriptor(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dump.log")
+	before := openFDs(t)
+	for i := range 20 {
+		f, err := newDump(filter.NewOptions("dump", map[string]filter.Value{"to": {Text: path}}, 0, 0))
+		must(t, err)
+		up, _ := drivers(f.(*dump), uint64(i))
+		must(t, up.Write([]byte("hello")))
+		must(t, f.(io.Closer).Close())
+		must(t, up.Write([]byte("after close")))
+		if string(up.Out) != "helloafter close" {
+			t.Fatalf("stream after Close forwarded %q", up.Out)
+		}
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after 20 filters came and went, %d before", after, before)
+	}
+	got := readFile(t, path)
+	if n := strings.Count(got, " 5 bytes\n"); n != 20 {
+		t.Errorf("%d blocks of 5 bytes written before Close, want 20:\n%s", n, got)
+	}
+	if strings.Contains(got, "after") {
+		t.Errorf("a block written after Close:\n%s", got)
 	}
 }

@@ -185,3 +185,20 @@ func appendText(dst, p []byte) []byte {
 	}
 	return dst
 }
+
+// appendLost appends the line that stands in a direction's dump for the
+// chunks the output had no room for: "session 7 client→upstream … 1234
+// bytes not shown (3 blocks dropped: the output fell behind)".
+func appendLost(dst, prefix []byte, l filter.Lost) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, "… "...)
+	dst = appendCount(dst, l.Units)
+	dst = append(dst, " not shown ("...)
+	dst = strconv.AppendInt(dst, l.Writes, 10)
+	if l.Writes == 1 {
+		dst = append(dst, " block"...)
+	} else {
+		dst = append(dst, " blocks"...)
+	}
+	return append(dst, " dropped: the output fell behind)\n"...)
+}

@@ -321,6 +321,9 @@ func (c *Chain) process(st *stage) (err error) {
 		}
 	}()
 	if e := st.s.Process(&c.batch); e != nil {
+		if fs, ok := st.s.(failedStream); ok {
+			return fs.err // already an Error, from Set.Chains
+		}
 		return &Error{Filter: st.name, Err: e}
 	}
 	return nil

@@ -2,6 +2,7 @@ package chain
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,61 @@ func TestWakeOncePerRunAndEnd(t *testing.T) {
 	}
 	if len(pieces) != 3 || pieces[0] != "a" || pieces[1] != "b" || pieces[2] != "c" {
 		t.Fatalf("pieces %q, want a, b, c one per Run", pieces)
+	}
+}
+
+// funcFilter is a Filter made of a function.
+type funcFilter func(*filter.Session) (filter.Stream, filter.Stream)
+
+func (f funcFilter) Streams(s *filter.Session) (filter.Stream, filter.Stream) { return f(s) }
+
+// closeCounter is a Stream that passes everything and counts its Closes.
+type closeCounter struct{ closes *int }
+
+func (c closeCounter) Process(b *filter.Batch) error { b.Pass(len(b.In)); return nil }
+func (c closeCounter) Close(error)                   { *c.closes++ }
+
+// A panic in Streams ends the session as a panic in Process does: the
+// chain's first Run returns an *Error carrying the panic and its stack,
+// whichever direction runs first, and the Streams already made by the
+// filters before it are closed with the chains.
+func TestPanicInStreamsFailsTheSession(t *testing.T) {
+	closes := 0
+	set := &Set{Filters: []Named{
+		{Name: "ok", Filter: funcFilter(func(*filter.Session) (filter.Stream, filter.Stream) {
+			return closeCounter{&closes}, closeCounter{&closes}
+		})},
+		{Name: "bad", Filter: funcFilter(func(*filter.Session) (filter.Stream, filter.Stream) {
+			panic("boom")
+		})},
+	}}
+	for _, dir := range []string{"upstream", "client"} {
+		t.Run(dir, func(t *testing.T) {
+			closes = 0
+			up, down := set.Chains(&filter.Session{ID: 1})
+			if up == nil || down == nil {
+				t.Fatalf("chains %v, %v: want both, to report the panic", up, down)
+			}
+			first := up
+			if dir == "client" {
+				first = down
+			}
+			_, err := first.Run(t0)
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Filter != "bad" || ce.Panic != "boom" {
+				t.Fatalf("Run: %v, want the panic of filter bad", err)
+			}
+			if !strings.Contains(string(ce.Stack), "Streams") {
+				t.Errorf("stack does not show Streams:\n%s", ce.Stack)
+			}
+			if IsReset(err) || IsClose(err) {
+				t.Errorf("%v reads as a reset or close, want a filter failure", err)
+			}
+			up.Close(err)
+			down.Close(err)
+			if closes != 2 {
+				t.Errorf("%d streams of the filter before closed, want 2", closes)
+			}
+		})
 	}
 }

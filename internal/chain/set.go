@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 
@@ -25,13 +26,25 @@ type Set struct {
 
 // Chains makes both directions' chains for a session. A direction no
 // filter takes part in gets nil, and takes the splice path.
+//
+// A panic in a Filter's Streams does not escape: both chains then start
+// with a stage whose first Process returns it as an *Error (with the
+// panic and its stack), so the session ends with filter_error the way a
+// panic in Process ends it, and the Streams already made are closed with
+// their chains.
 func (s *Set) Chains(sess *filter.Session) (toUpstream, toClient *Chain) {
 	if s == nil || len(s.Filters) == 0 {
 		return nil, nil
 	}
 	var up, down []Stage
 	for _, f := range s.Filters {
-		u, d := f.Filter.Streams(sess)
+		u, d, perr := streams(f, sess)
+		if perr != nil {
+			failed := Stage{Name: f.Name, Stream: failedStream{perr}}
+			slices.Reverse(down)
+			return New(sess, filter.ToUpstream, append([]Stage{failed}, up...)),
+				New(sess, filter.ToClient, append([]Stage{failed}, down...))
+		}
 		if u != nil {
 			up = append(up, Stage{Name: f.Name, Stream: u})
 		}
@@ -48,6 +61,25 @@ func (s *Set) Chains(sess *filter.Session) (toUpstream, toClient *Chain) {
 	}
 	return toUpstream, toClient
 }
+
+// streams calls f's Streams, turning a panic into an Error.
+func streams(f Named, sess *filter.Session) (toUpstream, toClient filter.Stream, err *Error) {
+	defer func() {
+		if p := recover(); p != nil {
+			toUpstream, toClient = nil, nil
+			err = &Error{Filter: f.Name, Panic: p, Stack: debug.Stack()}
+		}
+	}()
+	toUpstream, toClient = f.Filter.Streams(sess)
+	return toUpstream, toClient, nil
+}
+
+// A failedStream stands for a Filter whose Streams panicked: it fails its
+// session at its first call, which comes at once (a stage is called when
+// it takes up its session).
+type failedStream struct{ err *Error }
+
+func (s failedStream) Process(*filter.Batch) error { return s.err }
 
 // InForce holds a route's filter set in force, shared by the route's live
 // sessions: storing a new Set reaches every one of them at its next chunk
