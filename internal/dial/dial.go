@@ -3,10 +3,12 @@
 // waits for the socket to become writable, and Result says whether the
 // handshake succeeded. Names are the pool's to resolve (package discover).
 //
-// dial also decides whose fault a failure is: IsLocal separates pier's own
-// shortages (ephemeral ports, descriptors, memory) from an upstream that
-// refused or did not answer, so that the caller backs off instead of
-// blaming the member.
+// dial also decides whose fault a failure is, for every stage that opens a
+// socket (accept included): IsLocal separates pier's own shortages
+// (ephemeral ports, descriptors, memory) from an upstream that refused or
+// did not answer, so that the caller backs off instead of blaming the
+// member, and Reason names a failed dial's end in the access log's words.
+// No other package keeps its own list of such errors.
 package dial
 
 import (
@@ -18,8 +20,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/sockopt"
 )
+
+// ErrTimeout is a try that ran out of time before the upstream answered.
+var ErrTimeout = errors.New("dial: connect timed out")
 
 // Start opens a non-blocking TCP socket with pier's socket options and
 // starts connecting it to addr. The caller owns fd and must close it; the
@@ -66,6 +72,19 @@ func IsLocal(err error) bool {
 		}
 	}
 	return false
+}
+
+// Reason is how a session whose dial failed with err ends: LocalError for
+// pier's own shortage (IsLocal), ConnectTimeout for ErrTimeout, and
+// ConnectFailed for an upstream that refused or was unreachable.
+func Reason(err error) session.Reason {
+	switch {
+	case IsLocal(err):
+		return session.LocalError
+	case errors.Is(err, ErrTimeout):
+		return session.ConnectTimeout
+	}
+	return session.ConnectFailed
 }
 
 func sockaddr(addr netip.AddrPort) (int, unix.Sockaddr) {

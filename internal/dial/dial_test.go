@@ -1,11 +1,14 @@
 package dial
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/internal/session"
 )
 
 // Accept and LocalAddr read addresses, ports in network byte order,
@@ -41,6 +44,34 @@ func TestAcceptAndLocalAddr(t *testing.T) {
 		}
 		if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK == 0 {
 			t.Errorf("%s: the accepted socket blocks", network)
+		}
+	}
+}
+
+// Reason is the one place a failed dial is classified: pier's own
+// shortages as local_error (never the member's fault), a try out of time as
+// connect_timeout, anything else as the upstream's failure, however the
+// error is wrapped.
+func TestReasonClassifiesDialErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want session.Reason
+	}{
+		{fmt.Errorf("dial: socket: %w", unix.EMFILE), session.LocalError},
+		{fmt.Errorf("dial: socket: %w", unix.ENFILE), session.LocalError},
+		{fmt.Errorf("dial 10.0.0.1:80: %w", unix.EADDRNOTAVAIL), session.LocalError},
+		{unix.ENOBUFS, session.LocalError},
+		{unix.ENOMEM, session.LocalError},
+		{ErrTimeout, session.ConnectTimeout},
+		{fmt.Errorf("dial 10.0.0.1:80: %w", unix.ECONNREFUSED), session.ConnectFailed},
+		{unix.EHOSTUNREACH, session.ConnectFailed},
+		{unix.ENETUNREACH, session.ConnectFailed},
+	} {
+		if got := Reason(tc.err); got != tc.want {
+			t.Errorf("Reason(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+		if local := IsLocal(tc.err); local != (tc.want == session.LocalError) {
+			t.Errorf("IsLocal(%v) = %v", tc.err, local)
 		}
 	}
 }

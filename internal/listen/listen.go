@@ -5,7 +5,8 @@
 // by Linux from the listening socket, with pier's socket options.
 //
 // Accept errors never spin: when the process is out of descriptors or
-// memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), Accept says how long to stop
+// memory (what dial.IsLocal calls pier's own shortage), or accept fails
+// unexpectedly, Accept says how long to stop
 // accepting, from 5ms doubling up to 1s while the errors go on, and logs
 // at most once per 5s how many it saw. Backoff lets the data path ask for
 // the same when it runs out of something itself (ephemeral ports, say).
@@ -18,10 +19,12 @@
 package listen
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,11 +58,13 @@ type Listener struct {
 
 // Open listens on addr ("host:port"; an empty host listens on every
 // address, IPv4 and IPv6). The listening socket carries pier's socket
-// options so that every accepted socket inherits them.
+// options so that every accepted socket inherits them. A port below 1024
+// without the privilege, or a port another process holds, fails with an
+// error that says what to do.
 func Open(addr string, log *slog.Logger) (*Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, bindError(addr, err)
 	}
 	tl := ln.(*net.TCPListener)
 	local := tl.Addr().(*net.TCPAddr).AddrPort()
@@ -91,6 +96,24 @@ func Open(addr string, log *slog.Logger) (*Listener, error) {
 	}, nil
 }
 
+// bindError says what to do about the two bind failures a user can fix
+// (a privileged port, a port another process holds), and wraps the rest.
+// The errno stays in the chain for errors.Is.
+func bindError(addr string, err error) error {
+	_, port, _ := net.SplitHostPort(addr)
+	switch {
+	case errors.Is(err, unix.EACCES):
+		if p, perr := strconv.Atoi(port); perr == nil && p > 0 && p < 1024 {
+			return fmt.Errorf("listen %s: %w: ports below 1024 need root or CAP_NET_BIND_SERVICE "+
+				"(setcap cap_net_bind_service=+ep $(which pier))", addr, unix.EACCES)
+		}
+	case errors.Is(err, unix.EADDRINUSE):
+		return fmt.Errorf("listen %s: %w: another process holds the port; see which with ss -ltnp 'sport = :%s'",
+			addr, unix.EADDRINUSE, port)
+	}
+	return fmt.Errorf("listen: %w", err)
+}
+
 // Addr returns the address the socket is bound to (with the real port when
 // the configured one was 0).
 func (l *Listener) Addr() netip.AddrPort { return l.addr }
@@ -120,10 +143,9 @@ func (l *Listener) Accept() (fd int, client netip.AddrPort, pause time.Duration,
 		return nfd, client, 0, nil
 	case unix.EAGAIN, unix.ECONNABORTED, unix.EINTR, unix.EPROTO:
 		return -1, netip.AddrPort{}, 0, err
-	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		return -1, netip.AddrPort{}, l.Backoff(err), err
 	default:
-		// Unexpected: say so, and do not spin on it either.
+		// Out of descriptors or memory (dial.IsLocal says which errors
+		// those are), or unexpected: either way, say so and do not spin.
 		return -1, netip.AddrPort{}, l.Backoff(err), err
 	}
 }

@@ -1,8 +1,11 @@
 package listen
 
 import (
+	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +84,58 @@ func TestBackoff(t *testing.T) {
 	unix.Close(fd)
 	if d := ln.Backoff(unix.EMFILE); d != minBackoff {
 		t.Errorf("after a success the backoff is %v, want %v", d, minBackoff)
+	}
+}
+
+// A port another process holds fails with an error that names the port
+// and the command that shows who holds it, and is still EADDRINUSE.
+func TestBindErrorAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ln, err := Open(addr, slog.New(slog.DiscardHandler))
+	if err == nil {
+		ln.Close()
+		t.Fatal("listening twice on one address succeeded")
+	}
+	want := "listen " + addr + ": address already in use: another process holds the port; see which with ss -ltnp 'sport = :" + port + "'"
+	if err.Error() != want {
+		t.Errorf("error %q\nwant  %q", err, want)
+	}
+	if !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("error %v is not EADDRINUSE", err)
+	}
+}
+
+// Permission denied on a port below 1024 names the capability that grants
+// it; on a higher port (a security module's refusal) it does not pretend
+// to know.
+func TestBindErrorPrivilegedPort(t *testing.T) {
+	denied := func(addr string) error {
+		// As net.Listen reports it.
+		return &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", unix.EACCES)}
+	}
+	err := bindError(":80", denied(":80"))
+	want := "listen :80: permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which pier))"
+	if err.Error() != want {
+		t.Errorf("error %q\nwant  %q", err, want)
+	}
+	if !errors.Is(err, unix.EACCES) {
+		t.Errorf("error %v is not EACCES", err)
+	}
+	if err := bindError(":8080", denied(":8080")); strings.Contains(err.Error(), "CAP_NET_BIND_SERVICE") || !errors.Is(err, unix.EACCES) {
+		t.Errorf("port 8080: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		// The real thing, where the test may not bind low ports.
+		if ln, err := Open("127.0.0.1:1", slog.New(slog.DiscardHandler)); err == nil {
+			ln.Close() // ip_unprivileged_port_start lowered: nothing to see
+		} else if !strings.Contains(err.Error(), "CAP_NET_BIND_SERVICE") {
+			t.Errorf("binding port 1 unprivileged: %v", err)
+		}
 	}
 }

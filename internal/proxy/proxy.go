@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,12 @@ import (
 	"github.com/pierproxy/pier/internal/session"
 )
 
+// drainBound is how long Shutdown waits, once it has ended every session,
+// for their ends to be recorded and for the loops to stop, before it
+// returns anyway: a stalled log writer must not make pier unkillable. A
+// variable only so that a test can shorten it.
+var drainBound = 5 * time.Second
+
 // localErrorPause is how long a listener stops accepting after a dial
 // failed for lack of pier's own resources (ephemeral ports, descriptors):
 // accepting more clients would only fail them the same way.
@@ -43,9 +50,30 @@ type Options struct {
 	// Log receives the server's own events and one line per finished
 	// session. Nil means slog.Default().
 	Log *slog.Logger
-	// Loops is the number of relay event loops. Zero means one per
-	// GOMAXPROCS.
+	// Loops is the number of relay event loops. Zero means
+	// runtime.GOMAXPROCS(0), which follows a container's CPU limit.
 	Loops int
+}
+
+// Stats are a Server's totals since it started. Sessions counts every
+// session admitted and ended (refused clients are not sessions: they are
+// Refused); the byte counts are what was delivered; FailedDials counts the
+// sessions that ended without an upstream (connect_failed,
+// connect_timeout, no_upstream, and local_error while dialing).
+type Stats struct {
+	Sessions    uint64 // sessions admitted and ended
+	ToUpstream  uint64 // bytes delivered to upstreams
+	ToClient    uint64 // bytes delivered to clients
+	Refused     uint64 // clients refused by a route's max_connections (reason=limit)
+	FailedDials uint64 // sessions that never got an upstream connection
+}
+
+// loopStats are the Stats one loop's sessions added, bumped once per
+// session end on that loop only, and summed by Stats: no two loops write
+// the same cache line.
+type loopStats struct {
+	sessions, toUpstream, toClient, refused, failedDials atomic.Uint64
+	_                                                    [64 - 5*8%64]byte
 }
 
 // A Server runs the data path for the routes of its current table.
@@ -62,8 +90,16 @@ type Server struct {
 	listeners map[string]*listener // by listen key
 	stopped   bool
 
-	rejected    atomic.Uint64 // clients refused by a route's limit
 	localErrors atomic.Uint64 // dials that failed for pier's own lack of resources
+
+	stats     []loopStats                                     // by loop index
+	loopIndex map[*relay.Loop]int                             // read-only after New
+	watch     func(*relay.Loop, int, func(*relay.Loop)) error // relay.Loop.Watch; a test's seam
+
+	// The descriptor reserve (see haveDescriptors).
+	fdLimit atomic.Int64 // RLIMIT_NOFILE's soft limit; 0 when unlimited
+	fdBase  atomic.Int64 // descriptors open outside the loops' sessions
+	fdShort atomic.Bool  // a loop paused accepting for lack of descriptors
 }
 
 // listener is an open listener and the key the table knows it by.
@@ -78,9 +114,36 @@ type listener struct {
 // flood of connections cannot starve the sessions already on it.
 const acceptBatch = 32
 
+// descriptorsPerSession is what a session may hold: its two sockets and,
+// while bytes are in flight, a splice pipe's two ends.
+const descriptorsPerSession = 4
+
+// descriptorSlack is kept free beyond the sessions' share, for what opens
+// descriptors after the baseline was counted at Apply: health checks, log
+// and capture files, a reload's new listeners.
+const descriptorSlack = 16
+
+// reservePause is how long a loop stops accepting when descriptors run
+// short, unless a session on it ends sooner (finish resumes it then).
+const reservePause = 10 * time.Millisecond
+
 // accept takes the clients waiting on ln, on loop's goroutine.
 func (s *Server) accept(ln *listener, loop *relay.Loop) {
 	for range acceptBatch {
+		if !s.haveDescriptors() {
+			// Leave the client in the listen queue, where it waits for
+			// a session to end, rather than take it and fail its dial
+			// with EMFILE.
+			loop.PauseWatch(ln.Fd(), reservePause)
+			if s.fdShort.CompareAndSwap(false, true) {
+				s.log.Warn("out of descriptors: new clients wait until sessions end",
+					"limit", s.fdLimit.Load(), "in_use", s.descriptorsInUse())
+			}
+			return
+		}
+		if s.fdShort.Load() {
+			s.fdShort.Store(false)
+		}
 		fd, client, pause, err := ln.Accept()
 		if err == nil {
 			s.serve(ln, loop, fd, client)
@@ -96,6 +159,49 @@ func (s *Server) accept(ln *listener, loop *relay.Loop) {
 	}
 }
 
+// haveDescriptors reports whether the process has descriptors to spare for
+// one more session, with room for every loop to take one at once. The
+// count is the loops' own (bumped per socket or pipe, not per byte) plus
+// the baseline counted at Apply, so it costs no system call.
+func (s *Server) haveDescriptors() bool {
+	limit := s.fdLimit.Load()
+	if limit <= 0 {
+		return true
+	}
+	reserve := int64(descriptorsPerSession*len(s.loops) + descriptorSlack)
+	return limit-s.descriptorsInUse() >= reserve
+}
+
+// descriptorsInUse estimates the process's open descriptors.
+func (s *Server) descriptorsInUse() int64 {
+	n := s.fdBase.Load()
+	for _, l := range s.loops {
+		n += l.Descriptors()
+	}
+	return n
+}
+
+// countDescriptors reads RLIMIT_NOFILE and counts the descriptors open
+// outside the loops' sessions, for haveDescriptors. It reads /proc, so it
+// runs at New and Apply, never on a loop.
+func (s *Server) countDescriptors() {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur > 1<<40 {
+		s.fdLimit.Store(0)
+		return
+	}
+	s.fdLimit.Store(int64(rl.Cur))
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return // keep the last count
+	}
+	var held int64
+	for _, l := range s.loops {
+		held += l.Descriptors()
+	}
+	s.fdBase.Store(max(int64(len(ents))-1-held, 0)) // -1: ReadDir's own
+}
+
 // New starts a server's relay loops. It serves nothing until Apply.
 func New(opts Options) (*Server, error) {
 	log := opts.Log
@@ -104,15 +210,17 @@ func New(opts Options) (*Server, error) {
 	}
 	n := opts.Loops
 	if n <= 0 {
-		n = runtime.NumCPU()
+		n = runtime.GOMAXPROCS(0)
 	}
-	s := &Server{log: log, listeners: make(map[string]*listener)}
+	s := &Server{log: log, listeners: make(map[string]*listener), loopIndex: make(map[*relay.Loop]int)}
+	s.watch = (*relay.Loop).Watch
 	for range n {
 		l, err := relay.New(log)
 		if err != nil {
 			s.closeLoops()
 			return nil, err
 		}
+		s.loopIndex[l] = len(s.loops)
 		s.loops = append(s.loops, l)
 		s.wg.Go(func() {
 			if err := l.Run(); err != nil {
@@ -120,6 +228,8 @@ func New(opts Options) (*Server, error) {
 			}
 		})
 	}
+	s.stats = make([]loopStats, len(s.loops))
+	s.countDescriptors()
 	return s, nil
 }
 
@@ -134,16 +244,7 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		unix.Close(fd) // the listener is closing in a reload
 		return
 	}
-	// admit: a client beyond the route's limit costs one accept and one close.
-	if !rt.Limit.Acquire() {
-		unix.Close(fd)
-		if s.rejected.Add(1)&(1<<10-1) == 1 { // the first, then every 1024th
-			s.log.Warn("connection limit reached, closing new clients", "route", rt.Name, "rejected", rt.Limit.Rejected())
-		}
-		return
-	}
-	// pick: the route's pool chooses the member.
-	a := rt.Pool.Pick(client.Addr())
+	st := &s.stats[s.loopIndex[loop]]
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
 		Route:    rt.Name,
@@ -151,13 +252,24 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		Listener: ln.Addr(),
 		Start:    time.Now(),
 	}
+	// admit: a client beyond the route's limit costs one accept, one
+	// close and its own access log line.
+	if !rt.Limit.Acquire() {
+		unix.Close(fd)
+		rec.Reason = session.Limit
+		st.refused.Add(1)
+		s.logRecord(rec)
+		return
+	}
+	// pick: the route's pool chooses the member.
+	a := rt.Pool.Pick(client.Addr())
 	s.sessions.Add(1)
 	if a == nil {
 		// No member can take it: fail fast rather than make the client
 		// wait for a dial that cannot work. The pool logs why.
 		unix.Close(fd)
 		rec.Reason = session.NoUpstream
-		s.finish(rt, rec)
+		s.finish(rt, loop, st, rec)
 		return
 	}
 	m := a.Member()
@@ -167,73 +279,135 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 	loop.Begin(&relay.Params{
 		Client:           fd,
 		Target:           m.Addr,
-		ConnectTimeout:   rt.ConnectBudget,
-		DialTimeout:      rt.ConnectTimeout,
+		ConnectBudget:    rt.ConnectBudget,
+		TryTimeout:       rt.ConnectTimeout,
 		Upstreams:        a,
 		IdleTimeout:      rt.IdleTimeout,
 		HalfCloseTimeout: rt.HalfCloseTimeout,
 		Record:           rec,
 		Done: func(r *session.Record) {
 			a.Done()
-			s.finish(rt, r)
+			s.finish(rt, loop, st, r)
 		},
 		LocalError: ln.pause,
 		Filters:    rt.Filters,
 	})
 }
 
-// finish releases what the session held and writes its access log line.
-// It runs on a relay loop.
-func (s *Server) finish(rt *route.Route, r *session.Record) {
+// finish releases what the session held, counts it and writes its access
+// log line. It runs on the relay loop the session ran on.
+func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *session.Record) {
 	rt.Limit.Release()
+	st.sessions.Add(1)
+	st.toUpstream.Add(uint64(r.ToUpstream))
+	st.toClient.Add(uint64(r.ToClient))
+	switch r.Reason {
+	case session.ConnectFailed, session.ConnectTimeout, session.NoUpstream:
+		st.failedDials.Add(1)
+	case session.LocalError:
+		// Out of ports or descriptors: while dialing, unless bytes had
+		// moved already.
+		if r.ToUpstream == 0 && r.ToClient == 0 {
+			st.failedDials.Add(1)
+		}
+	}
+	s.logRecord(r)
+	if s.fdShort.Load() {
+		loop.ResumeWatches() // a session's descriptors are free again
+	}
+	s.sessions.Done()
+}
+
+// logRecord writes a session's access log line: at Warn when pier could
+// not serve the client at all, at Info otherwise.
+func (s *Server) logRecord(r *session.Record) {
 	level := slog.LevelInfo
 	switch r.Reason {
-	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream:
+	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream, session.Limit:
 		level = slog.LevelWarn
 	}
 	s.log.LogAttrs(context.Background(), level, "session", r.Attrs()...)
-	s.sessions.Done()
+}
+
+// Stats returns the server's totals since New, summed over its loops.
+// Safe to call from any goroutine.
+func (s *Server) Stats() Stats {
+	var t Stats
+	for i := range s.stats {
+		st := &s.stats[i]
+		t.Sessions += st.sessions.Load()
+		t.ToUpstream += st.toUpstream.Load()
+		t.ToClient += st.toClient.Load()
+		t.Refused += st.refused.Load()
+		t.FailedDials += st.failedDials.Load()
+	}
+	return t
 }
 
 // Apply makes t the table in force. Listeners for new addresses open first;
 // if any fails, nothing changes and the error says which. Then the table is
-// swapped, and listeners no longer in it close. Listeners kept by t stay
-// open throughout, so no client is refused by a reload.
+// swapped and every loop watches the new listeners; if a loop cannot, the
+// new listeners close, the old table comes back and the error says so.
+// Last, listeners no longer in t close. Listeners kept by t stay open
+// throughout, so no client is refused by a reload. Each listener opened is
+// logged "listening", each closed "stopped listening"; kept ones are not
+// logged again.
 func (s *Server) Apply(t *route.Table) error {
+	if t == nil {
+		return errors.New("proxy: no table to apply")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return errors.New("proxy: server is shut down")
 	}
-	opened := make(map[string]*listener)
+	var opened []*listener
+	closeOpened := func() {
+		for _, o := range opened {
+			s.closeListener(o)
+		}
+	}
 	for _, l := range t.Listens() {
 		if _, ok := s.listeners[l.Key]; ok {
 			continue
 		}
 		ln, err := listen.Open(l.Addr, s.log)
 		if err != nil {
-			for _, o := range opened {
-				o.Close()
-			}
+			closeOpened()
 			return fmt.Errorf("route %s: %w", t.Lookup(l.Key).Name, err)
 		}
-		opened[l.Key] = s.newListener(ln, l.Key)
+		opened = append(opened, s.newListener(ln, l.Key))
 	}
-	s.table.Store(t)
-	for key, ln := range opened {
-		s.listeners[key] = ln
+	old := s.table.Swap(t)
+	for _, ln := range opened {
 		for _, loop := range s.loops {
-			if err := loop.Watch(ln.Fd(), ln.ready); err != nil {
-				s.log.Error("cannot accept on a loop", "listen", ln.Addr().String(), "error", err)
+			if err := s.watch(loop, ln.Fd(), ln.ready); err != nil {
+				// Unwatch before the old table returns: no loop may
+				// accept on a listener the table in force does not know.
+				closeOpened()
+				s.table.Store(old)
+				return fmt.Errorf("route %s: listen %s: %w", t.Lookup(ln.key).Name, ln.Addr(), err)
 			}
 		}
+	}
+	for _, ln := range opened {
+		s.listeners[ln.key] = ln
+		s.log.Info("listening", "route", t.Lookup(ln.key).Name, "addr", ln.Addr().String())
 	}
 	for key, ln := range s.listeners {
 		if t.Lookup(key) == nil {
 			s.closeListener(ln)
 			delete(s.listeners, key)
+			route := key
+			if old != nil {
+				if r := old.Lookup(key); r != nil {
+					route = r.Name
+				}
+			}
+			s.log.Info("stopped listening", "route", route, "addr", ln.Addr().String())
 		}
 	}
+	s.countDescriptors()
 	return nil
 }
 
@@ -249,6 +423,8 @@ func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 	l := &listener{Listener: ln, key: key}
 	l.ready = func(loop *relay.Loop) { s.accept(l, loop) }
 	l.pause = func(loop *relay.Loop, err error) {
+		// A dial failed for pier's own lack of resources: accepting more
+		// would fail them alike.
 		s.localErrors.Add(1)
 		loop.PauseWatch(ln.Fd(), max(ln.Backoff(err), localErrorPause))
 	}
@@ -287,7 +463,9 @@ func (s *Server) Live() int64 {
 
 // Shutdown stops accepting, waits for live sessions to finish until ctx is
 // done, then ends the rest (reason "shutdown") and stops the relay loops.
-// It returns ctx's error if sessions had to be cut short.
+// It returns ctx's error if sessions had to be cut short. Once ctx is done
+// it waits no more than drainBound for the sessions' ends to be recorded
+// and the loops to stop, then returns anyway, saying so in the log.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopped = true
@@ -312,11 +490,37 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, l := range s.loops {
 			l.CloseAll(session.Shutdown)
 		}
-		<-drained // CloseAll ends every session on the loop's next turn
+		// CloseAll ends every session on the loop's next turn, unless
+		// the loop is stuck (in a log write that does not return).
+		if !waitBounded(drained, drainBound) {
+			s.log.Error("shutdown: sessions still not ended; giving up on them", "waited", drainBound, "live", s.Live())
+			s.closeLoops()
+			return err
+		}
 	}
 	s.closeLoops()
-	s.wg.Wait()
+	stopped := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(stopped)
+	}()
+	if !waitBounded(stopped, drainBound) {
+		s.log.Error("shutdown: relay loops did not stop; giving up on them", "waited", drainBound)
+	}
 	return err
+}
+
+// waitBounded waits for done to close, at most d. It reports whether done
+// closed.
+func waitBounded(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 func (s *Server) closeLoops() {

@@ -108,13 +108,15 @@ type hashEcho struct {
 	hashes map[string]bool
 }
 
+// The hash is recorded before the FIN goes back: the client's read of EOF
+// comes after it, so a test that has read to EOF finds every hash.
 func (h *hashEcho) serve(c *net.TCPConn) {
 	sum := sha256.New()
 	io.Copy(c, io.TeeReader(c, sum))
-	c.CloseWrite()
 	h.mu.Lock()
 	h.hashes[fmt.Sprintf("%x", sum.Sum(nil))] = true
 	h.mu.Unlock()
+	c.CloseWrite()
 }
 
 // Every byte arrives, in order, both ways: payloads from empty to 64 MiB,
@@ -590,7 +592,10 @@ func TestShutdownCutsShort(t *testing.T) {
 	}
 	c := dial(t, srv, "r")
 	c.Write([]byte("x"))
-	for srv.Live() == 0 {
+	for deadline := time.Now().Add(wait); srv.Live() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no live session within %v", wait)
+		}
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

@@ -14,9 +14,12 @@ import (
 	"github.com/pierproxy/pier/internal/session"
 )
 
-// budget bounds the bytes one direction moves per turn, so that a bulk
-// transfer cannot starve the other sessions on its loop.
-const budget = 2 << 20
+// A session's life on its loop: Start or Begin takes the client socket,
+// dial connects to the upstream without blocking (retry moves to another
+// member when a try fails or times out), ready turns epoll's events into
+// state, deadline and expired keep the connect, idle and half-close
+// timeouts, and finish closes everything and hands the record on. How bytes
+// move while the session relays is the flow engine's (flow.go).
 
 // Params describe one session to Start.
 type Params struct {
@@ -25,12 +28,12 @@ type Params struct {
 	Client int
 	// Target is the upstream address to dial; the pool has resolved it.
 	Target netip.AddrPort
-	// ConnectTimeout bounds connecting, every try together (the connect
-	// budget). Zero means no bound.
-	ConnectTimeout time.Duration
-	// DialTimeout bounds one try, when Upstreams may offer another. Zero:
-	// only ConnectTimeout.
-	DialTimeout time.Duration
+	// ConnectBudget bounds connecting, every try together (the route's
+	// connect budget). Zero means no bound.
+	ConnectBudget time.Duration
+	// TryTimeout bounds one try, when Upstreams may offer another. Zero
+	// means only ConnectBudget bounds it.
+	TryTimeout time.Duration
 	// Upstreams, if set, offers another member when a dial fails or its
 	// try times out, and hears when one succeeds.
 	Upstreams Upstreams
@@ -68,9 +71,6 @@ type Upstreams interface {
 	Failed(err error)
 }
 
-// errDialTimeout is a try that ran out of time.
-var errDialTimeout = errors.New("connect timed out")
-
 // Session states.
 const (
 	dialing = iota
@@ -83,35 +83,6 @@ const (
 	clientSide   = 0
 	upstreamSide = 1
 )
-
-// A side is one of a session's sockets and what the loop knows of its
-// readiness: set by epoll's edges, cleared by EAGAIN.
-type side struct {
-	fd       int
-	readable bool
-	writable bool
-	hup      bool // epoll has reported the peer's FIN or an error
-}
-
-// A flow is one direction of a session: bytes read from src, spliced
-// through pipe, written to dst.
-type flow struct {
-	src, dst *side
-	pipe     *pipe
-	inPipe   int    // bytes read into pipe and not yet written
-	spill    []byte // bytes a short pipe could not take, after inPipe's
-	eof      bool   // src has sent FIN
-	shut     bool   // the FIN has been passed on to dst
-	bulk     bool   // the last read filled the scratch buffer: splice until EAGAIN
-	bytes    int64  // delivered to dst
-	// chain, when set, runs the direction through its filters: read,
-	// filter, write, instead of splice.
-	chain *chain.Chain
-	// pending is set while the direction waits to take up next (nil for
-	// no filters) at its next chunk boundary; it reads nothing meanwhile.
-	pending bool
-	next    *chain.Chain
-}
 
 // conn is one session on a loop.
 type conn struct {
@@ -131,7 +102,7 @@ type conn struct {
 
 	target      netip.AddrPort
 	connectBy   time.Duration // deadline for connecting, every try
-	tryBy       time.Duration // deadline for this try, when DialTimeout is set
+	tryBy       time.Duration // deadline for this try, when TryTimeout is set
 	retried     bool          // the upstream socket is not the first one
 	lastActive  time.Duration
 	halfClosed  time.Duration // when the first direction finished, or 0
@@ -168,8 +139,9 @@ func (l *Loop) begin(p *Params) {
 	c.startedWall = p.Record.Start
 	l.allocSlot(c)
 	l.live.Add(1)
-	if p.ConnectTimeout > 0 {
-		c.connectBy = l.now + p.ConnectTimeout
+	l.fds.Add(1) // the client socket
+	if p.ConnectBudget > 0 {
+		c.connectBy = l.now + p.ConnectBudget
 		l.timers.schedule(c, c.connectBy)
 	}
 	if err := l.add(c, clientSide, c.client.fd); err != nil {
@@ -182,15 +154,16 @@ func (l *Loop) begin(p *Params) {
 func (c *conn) dial() {
 	c.p.Record.Dialed = c.target
 	c.p.Record.Tries++
-	c.tryBy = c.l.now + c.p.DialTimeout
+	c.tryBy = c.l.now + c.p.TryTimeout
 	fd, err := dial.Start(c.target)
 	if err != nil {
 		c.dialFailed(err)
 		return
 	}
 	c.upstream.fd = fd
+	c.l.fds.Add(1)
 	c.state = dialing
-	if c.p.DialTimeout > 0 {
+	if c.p.TryTimeout > 0 {
 		c.reschedule()
 	}
 	if err := c.l.add(c, upstreamSide, fd); err != nil {
@@ -198,19 +171,17 @@ func (c *conn) dial() {
 	}
 }
 
+// dialFailed moves on to the next member after a failed try, or ends the
+// session for the reason dial gives the error.
 func (c *conn) dialFailed(err error) {
-	local := dial.IsLocal(err)
 	if c.retry(err) {
 		return
 	}
-	if local {
-		if c.p.LocalError != nil {
-			c.p.LocalError(c.l, err)
-		}
-		c.finish(session.LocalError, err, false)
-		return
+	reason := dial.Reason(err)
+	if reason == session.LocalError && c.p.LocalError != nil {
+		c.p.LocalError(c.l, err)
 	}
-	c.finish(session.ConnectFailed, err, false)
+	c.finish(reason, err, false)
 }
 
 // retry moves the session to the next member after a failed try, if
@@ -226,6 +197,7 @@ func (c *conn) retry(err error) bool {
 	}
 	if c.upstream.fd >= 0 {
 		unix.Close(c.upstream.fd) // closing takes it out of epoll
+		c.l.fds.Add(-1)
 	}
 	c.upstream = side{fd: -1}
 	c.retried = true
@@ -317,268 +289,16 @@ func resetReason(which int) session.Reason {
 	return session.ClientReset
 }
 
-// pump moves bytes both ways until both directions wait for the kernel or
-// have used their budget for this turn.
-func (c *conn) pump() {
-	if c.p.Filters != nil && c.p.Filters.Load() != c.filters {
-		c.beginSwitch()
-	}
-	moreUp, errUp := c.move(&c.toUpstream)
-	if errUp != nil {
-		c.finish(errUp.reason, errUp.err, errUp.reason != session.FilterClose)
-		return
-	}
-	moreDown, errDown := c.move(&c.toClient)
-	if errDown != nil {
-		c.finish(errDown.reason, errDown.err, errDown.reason != session.FilterClose)
-		return
-	}
-	if c.toUpstream.shut && c.toClient.shut {
-		c.finish(session.Done, nil, false)
-		return
-	}
-	if c.halfClosed == 0 && (c.toUpstream.shut || c.toClient.shut) {
-		c.halfClosed = c.l.now
-		c.reschedule()
-	}
-	if moreUp || moreDown {
-		c.l.enqueue(c)
-	}
-	if c.toUpstream.chain != nil || c.toClient.chain != nil {
-		// A filter may have asked to be woken sooner than the timer
-		// the session has.
-		c.reschedule()
-	}
-}
-
-// flowError is why a flow stopped: which side failed, and how.
-type flowError struct {
-	reason session.Reason
-	err    error
-}
-
-// move runs one direction of c until the kernel says wait (EAGAIN) on
-// either socket or budget bytes have moved. It reports whether it stopped
-// for the budget with more to do. An idle direction gives its pipe back.
-//
-// A burst starts with read(2) into the loop's scratch buffer and write(2)
-// to dst: for the small messages of request/response traffic that is two
-// system calls, and a short read proves the socket drained, with no third
-// call to see EAGAIN. A read that fills the buffer means bulk: from there
-// the direction splices, socket to pipe to socket, without copying, until
-// the source is drained. Bytes dst could not take wait in the pipe either
-// way.
-func (c *conn) move(f *flow) (more bool, ferr *flowError) {
-	if f.chain != nil {
-		return c.moveFiltered(f)
-	}
-	moved := 0
-	for moved < budget {
-		if f.inPipe > 0 {
-			if !f.dst.writable {
-				break
-			}
-			n, err := splice(f.pipe.r, f.dst.fd, f.inPipe)
-			if err == unix.EAGAIN {
-				f.dst.writable = false
-				break
-			}
-			if err != nil {
-				return false, c.sideError(f.dst, err)
-			}
-			f.inPipe -= n
-			f.bytes += int64(n)
-			moved += n
-			continue
-		}
-		if len(f.spill) > 0 {
-			if !f.dst.writable {
-				break
-			}
-			n, err := write(f.dst.fd, f.spill)
-			if err == unix.EAGAIN {
-				f.dst.writable = false
-				break
-			}
-			if err != nil {
-				return false, c.sideError(f.dst, err)
-			}
-			f.spill = f.spill[n:]
-			if len(f.spill) == 0 {
-				f.spill = nil
-			}
-			f.bytes += int64(n)
-			moved += n
-			continue
-		}
-		if f.eof {
-			if !f.shut {
-				f.shut = true
-				// The peer may already be gone; what matters is that
-				// our side has nothing more to send.
-				unix.Shutdown(f.dst.fd, unix.SHUT_WR)
-			}
-			break
-		}
-		if f.pending {
-			// Between chunks: take up the new filters.
-			c.attach(f)
-			return c.move(f)
-		}
-		if !f.src.readable {
-			break
-		}
-		if f.bulk {
-			if f.pipe == nil {
-				p, err := c.l.getPipe()
-				if err != nil {
-					return false, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
-				}
-				f.pipe = p
-			}
-			n, err := splice(f.src.fd, f.pipe.w, f.pipe.size)
-			if err == unix.EAGAIN {
-				f.src.readable = false
-				f.bulk = false
-				break
-			}
-			if err != nil {
-				return false, c.sideError(f.src, err)
-			}
-			if n == 0 {
-				f.eof = true
-				continue
-			}
-			f.inPipe = n
-			continue
-		}
-		n, ferr := c.copyOnce(f)
-		if ferr != nil {
-			return false, ferr
-		}
-		moved += n
-	}
-	if moved > 0 {
-		c.lastActive = c.l.now
-	}
-	if f.inPipe == 0 && f.pipe != nil {
-		c.l.putPipe(f.pipe, true)
-		f.pipe = nil
-	}
-	return moved >= budget, nil
-}
-
-// copyOnce reads what src has, up to the scratch buffer, and writes it to
-// dst; what dst does not take goes into the pipe. It returns the bytes
-// read.
-func (c *conn) copyOnce(f *flow) (int, *flowError) {
-	buf := c.l.scratch[:]
-	n, err := read(f.src.fd, buf)
-	if err == unix.EAGAIN {
-		f.src.readable = false
-		return 0, nil
-	}
-	if err != nil {
-		return 0, c.sideError(f.src, err)
-	}
-	if n == 0 {
-		f.eof = true
-		return 0, nil
-	}
-	if n < len(buf) {
-		// A short read from TCP leaves its queue empty, and new bytes
-		// will raise a new edge; but a FIN or error that epoll reported
-		// already will not, so the next read must come to see it.
-		if !f.src.hup {
-			f.src.readable = false
-		}
-	} else {
-		f.bulk = true
-	}
-	w := 0
-	if f.dst.writable {
-		w, err = write(f.dst.fd, buf[:n])
-		if err == unix.EAGAIN {
-			w = 0
-			f.dst.writable = false
-		} else if err != nil {
-			return 0, c.sideError(f.dst, err)
-		}
-		f.bytes += int64(w)
-	}
-	if w < n {
-		// dst is full: park the rest in a pipe until dst drains. The
-		// pipe is empty, and almost always larger than the scratch
-		// buffer; one the kernel cut short (a user past
-		// fs.pipe-user-pages-soft gets two pages) leaves the remainder
-		// to a spill slice, allocated for the occasion.
-		if f.pipe == nil {
-			p, err := c.l.getPipe()
-			if err != nil {
-				return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe: %w", err)}
-			}
-			f.pipe = p
-		}
-		m, err := write(f.pipe.w, buf[w:n])
-		if err != nil && err != unix.EAGAIN {
-			return 0, &flowError{session.LocalError, fmt.Errorf("relay: pipe write: %w", err)}
-		}
-		f.inPipe = m
-		if w+m < n {
-			f.spill = append([]byte(nil), buf[w+m:n]...)
-		}
-		f.dst.writable = false
-	}
-	return n, nil
-}
-
-func (c *conn) sideError(s *side, err error) *flowError {
-	if s == &c.upstream {
-		return &flowError{session.UpstreamReset, err}
-	}
-	return &flowError{session.ClientReset, err}
-}
-
-func read(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		return n, err
-	}
-}
-
-func write(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		return max(n, 0), err
-	}
-}
-
-func splice(from, to, n int) (int, error) {
-	for {
-		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if err == unix.EINTR {
-			continue
-		}
-		return int(m), err
-	}
-}
-
 // deadline returns when c must end if nothing happens, and why.
 func (c *conn) deadline() (time.Duration, session.Reason) {
 	const never = time.Duration(1<<63 - 1)
 	switch c.state {
 	case dialing:
 		due := never
-		if c.p.ConnectTimeout > 0 {
+		if c.p.ConnectBudget > 0 {
 			due = c.connectBy
 		}
-		if c.p.DialTimeout > 0 && c.tryBy < due {
+		if c.p.TryTimeout > 0 && c.tryBy < due {
 			due = c.tryBy
 		}
 		if due != never {
@@ -600,13 +320,13 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 			}
 			if w := f.chain.Wake(); !w.IsZero() {
 				if d := w.Sub(c.l.start); d < due {
-					due, reason = d, session.Live
+					due, reason = d, session.NotEnded
 				}
 			}
 		}
 		return due, reason
 	}
-	return never, session.Live
+	return never, session.NotEnded
 }
 
 // expired ends c for reason, its deadline having come; a try that timed
@@ -614,12 +334,12 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 // connect budget has time left.
 func (c *conn) expired(reason session.Reason) {
 	if reason == session.ConnectTimeout && c.state == dialing && c.p.Upstreams != nil {
-		if c.p.ConnectTimeout == 0 || c.l.now < c.connectBy {
-			if c.retry(errDialTimeout) {
+		if c.p.ConnectBudget == 0 || c.l.now < c.connectBy {
+			if c.retry(dial.ErrTimeout) {
 				return
 			}
 		} else {
-			c.p.Upstreams.Failed(errDialTimeout)
+			c.p.Upstreams.Failed(dial.ErrTimeout)
 		}
 	}
 	c.finish(reason, nil, false)
@@ -654,6 +374,7 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 			unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
 		unix.Close(s.fd)
+		l.fds.Add(-1)
 		s.fd = -1
 	}
 	for _, f := range [...]*flow{&c.toUpstream, &c.toClient} {

@@ -48,12 +48,12 @@ func (c *conn) beginSwitch() {
 		f := x.f
 		if f.eof && !f.pending {
 			if x.ch != nil {
-				c.closeChain(x.ch, session.Live, nil)
+				c.closeChain(x.ch, session.NotEnded, nil)
 			}
 			continue
 		}
 		if f.next != nil {
-			c.closeChain(f.next, session.Live, nil) // never taken up
+			c.closeChain(f.next, session.NotEnded, nil) // never taken up
 		}
 		if f.chain != nil && !f.pending {
 			f.chain.CloseInput()
@@ -66,7 +66,7 @@ func (c *conn) beginSwitch() {
 // in its pipe, and its old chain, if any, drained.
 func (c *conn) attach(f *flow) {
 	if f.chain != nil {
-		c.closeChain(f.chain, session.Live, nil)
+		c.closeChain(f.chain, session.NotEnded, nil)
 	}
 	f.chain, f.next, f.pending = f.next, nil, false
 	if f.chain != nil && f.pipe != nil {
@@ -178,7 +178,7 @@ func (c *conn) filterError(f *flow, err error) *flowError {
 func (c *conn) closeChain(ch *chain.Chain, reason session.Reason, err error) {
 	var cerr error
 	switch {
-	case reason == session.Done || reason == session.Live:
+	case reason == session.Done || reason == session.NotEnded:
 	case err != nil:
 		cerr = err
 	default:

@@ -63,6 +63,7 @@ type Loop struct {
 	closing bool
 
 	live    atomic.Int64 // sessions started and not yet finished
+	fds     atomic.Int64 // descriptors the sessions and the pipe pool hold
 	slots   []*conn      // sessions by slot; the slot is in each epoll entry
 	free    []int32      // unused slots
 	timers  timers
@@ -109,6 +110,13 @@ func New(log *slog.Logger) (*Loop, error) {
 
 // Live returns how many sessions the loop holds.
 func (l *Loop) Live() int64 { return l.live.Load() }
+
+// Descriptors returns how many descriptors the loop holds for sessions:
+// their sockets and the pipes in use or kept for reuse. Not counted: the
+// loop's own epoll and eventfd, and the listeners it watches. Safe to call
+// from any goroutine; the loop changes it once per socket or pipe opened
+// or closed, never per byte.
+func (l *Loop) Descriptors() int64 { return l.fds.Load() }
 
 // post queues f to run on the loop and wakes it. It reports false when the
 // loop has been closed, in which case f will never run.
@@ -274,7 +282,7 @@ func (l *Loop) expire() {
 			l.timers.schedule(c, due)
 			continue
 		}
-		if reason == session.Live {
+		if reason == session.NotEnded {
 			// A filter's time has come, not the session's end.
 			l.timers.remove(c)
 			c.pump()
@@ -304,6 +312,7 @@ func (l *Loop) shutdown() {
 	}
 	for _, p := range l.pipes {
 		p.close()
+		l.fds.Add(-2)
 	}
 	l.pipes = nil
 	unix.Close(l.wake)

@@ -26,9 +26,13 @@ type pipe struct {
 	size int // capacity in bytes
 }
 
+// pipe2 is pipe2(2); a variable only so that a test can make it fail as it
+// does for a process out of descriptors.
+var pipe2 = unix.Pipe2
+
 func newPipe() (*pipe, error) {
 	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+	if err := pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return nil, err
 	}
 	p := &pipe{r: fds[0], w: fds[1]}
@@ -57,7 +61,11 @@ func (l *Loop) getPipe() (*pipe, error) {
 		l.pipes = l.pipes[:n-1]
 		return p, nil
 	}
-	return newPipe()
+	p, err := newPipe()
+	if err == nil {
+		l.fds.Add(2)
+	}
+	return p, err
 }
 
 // putPipe takes back a pipe. Only an empty pipe may be reused; one that
@@ -68,4 +76,5 @@ func (l *Loop) putPipe(p *pipe, empty bool) {
 		return
 	}
 	p.close()
+	l.fds.Add(-2)
 }

@@ -151,11 +151,11 @@ func TestShortPipesSession(t *testing.T) {
 	fd, client := tcpPair(t)
 	done := make(chan *session.Record, 1)
 	l.Start(&Params{
-		Client:         fd,
-		Target:         netip.MustParseAddrPort(up.Addr().String()),
-		ConnectTimeout: 5 * time.Second,
-		Record:         &session.Record{Start: time.Now()},
-		Done:           func(r *session.Record) { done <- r },
+		Client:        fd,
+		Target:        netip.MustParseAddrPort(up.Addr().String()),
+		ConnectBudget: 5 * time.Second,
+		Record:        &session.Record{Start: time.Now()},
+		Done:          func(r *session.Record) { done <- r },
 	})
 
 	client.SetReadDeadline(time.Now().Add(time.Minute))

@@ -94,3 +94,15 @@ func (l *Loop) resumeWatches() {
 		w.paused = false
 	}
 }
+
+// ResumeWatches ends the pause of every paused watch on this loop at the
+// end of its current turn: for the caller that paused accepting until
+// something it lacked (descriptors) is given back, when it is. Call it on
+// the loop's goroutine, from Done or a ready function.
+func (l *Loop) ResumeWatches() {
+	for _, w := range l.watches {
+		if w != nil && w.paused {
+			w.resume = min(w.resume, l.now)
+		}
+	}
+}

@@ -12,31 +12,32 @@ import (
 	"time"
 )
 
-// Reason says why a session ended. The zero value means the session is still
-// live.
+// Reason says why a session ended. The zero value, NotEnded, is no end at
+// all: a session that has not ended yet, or a part of one (a filter chain
+// swapped out, a filter's wake-up) that stops without ending it.
 type Reason uint8
 
 // The reasons a session ends, in the words the access log uses.
 const (
-	Live             Reason = iota
-	Done                    // both sides sent FIN and every byte was delivered
-	ClientReset             // the client reset the connection or a write to it failed
-	UpstreamReset           // the upstream reset the connection or a write to it failed
-	IdleTimeout             // no byte moved either way for the route's idle timeout
-	HalfCloseTimeout        // one side finished and the other did not within the half-close timeout
-	ConnectTimeout          // the upstream did not accept within the connect timeout
-	ConnectFailed           // the upstream refused or was unreachable
-	LocalError              // pier itself ran out of something (ports, descriptors, memory)
-	Rejected                // admission refused the client (connection limit)
-	Shutdown                // pier stopped and the grace period ran out
-	FilterReset             // a filter reset the session (the reset fault)
-	FilterClose             // a filter closed the session (the limit and timeout faults)
-	FilterError             // a filter failed or panicked
-	NoUpstream              // no member of the pool could take the session
+	NotEnded         Reason = iota // no end: the session goes on
+	Done                           // both sides sent FIN and every byte was delivered
+	ClientReset                    // the client reset the connection or a write to it failed
+	UpstreamReset                  // the upstream reset the connection or a write to it failed
+	IdleTimeout                    // no byte moved either way for the route's idle timeout
+	HalfCloseTimeout               // one side finished and the other did not within the half-close timeout
+	ConnectTimeout                 // the upstream did not accept within the connect timeout
+	ConnectFailed                  // the upstream refused or was unreachable
+	LocalError                     // pier itself ran out of something (ports, descriptors, memory)
+	Limit                          // admission refused the client: its route was at max_connections
+	Shutdown                       // pier stopped and the grace period ran out
+	FilterReset                    // a filter reset the session (the reset fault)
+	FilterClose                    // a filter closed the session (the limit and timeout faults)
+	FilterError                    // a filter failed or panicked
+	NoUpstream                     // no member of the pool could take the session
 )
 
 var reasonNames = [...]string{
-	Live:             "live",
+	NotEnded:         "not_ended",
 	Done:             "done",
 	ClientReset:      "client_reset",
 	UpstreamReset:    "upstream_reset",
@@ -45,7 +46,7 @@ var reasonNames = [...]string{
 	ConnectTimeout:   "connect_timeout",
 	ConnectFailed:    "connect_failed",
 	LocalError:       "local_error",
-	Rejected:         "rejected",
+	Limit:            "limit",
 	Shutdown:         "shutdown",
 	FilterReset:      "filter_reset",
 	FilterClose:      "filter_close",
