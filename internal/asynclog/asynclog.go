@@ -2,9 +2,10 @@
 // relay loop that finishes a session logs one access log line; if that line
 // went to stderr on the loop, a log reader that stops reading (a full pipe, a
 // stalled journald, a slow terminal) would stall every session on the loop,
-// and shutdown with them. So a record is formatted on the caller into a
-// pooled buffer and handed to a bounded queue; one writer goroutine writes
-// the queue to the real io.Writer. When the queue is full the record is
+// and shutdown with them. So a record is handed without waiting to a
+// bounded queue (a copy of the record, or its bytes formatted on the caller)
+// and one writer goroutine formats and writes the queue to the real
+// io.Writer, many records per write. When the queue is full the record is
 // dropped and counted, and the writer says so ("access log: dropped N
 // records") as soon as it can write again.
 //
@@ -87,69 +88,89 @@ var errFull = errors.New("asynclog: queue full")
 // Handler is an slog.Handler whose Handle never waits for the writer. Its
 // WithAttrs and WithGroup handlers share its queue and writer.
 type Handler struct {
-	fmt slog.Handler // formats into the queue
-	q   *queue
+	onCaller slog.Handler // formats on the caller, into the queue
+	onWriter slog.Handler // formats on the writer goroutine
+	q        *queue
 }
 
 // New returns a Handler that writes to w through a bounded queue. format
 // builds the handler that formats records (slog.NewJSONHandler or
-// slog.NewTextHandler with the caller's options); it is called twice: once
-// over the queue, once over the writer's own buffer for the lines that
-// report drops, so those lines have the same format. The writer goroutine
-// starts with the first record; Close ends it.
+// slog.NewTextHandler with the caller's options); New calls it twice, once
+// over the queue and once over the writer goroutine's buffer, so every line,
+// the drop reports too, has the same format. The writer goroutine starts
+// with the first record; Close ends it.
 func New(w io.Writer, format func(io.Writer) slog.Handler, opts Options) *Handler {
 	q := &queue{
 		w:        w,
 		unfold:   opts.UnfoldText,
-		ch:       make(chan *buffer, opts.records()),
+		ch:       make(chan *item, opts.records()),
 		maxBytes: opts.bytes(),
 		wake:     make(chan struct{}, 1),
 		flushReq: make(chan chan struct{}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	q.report = format(&q.scratch)
-	return &Handler{fmt: format(q), q: q}
+	h := &Handler{onCaller: format(q), onWriter: format(&q.scratch), q: q}
+	q.report = h.onWriter
+	return h
 }
 
 // Enabled reports whether the format handler takes records at level.
 func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
-	return h.fmt.Enabled(ctx, level)
+	return h.onCaller.Enabled(ctx, level)
 }
 
-// Handle formats r on the caller and queues the bytes. It does not wait: if
-// the queue is full, r is dropped and counted, and Handle returns nil (a
-// logger has no one to return an error to; the drop is reported in the log
-// itself).
+// Handle queues r without waiting. If the queue is full, r is dropped and
+// counted, and Handle returns nil (a logger has no one to give an error to;
+// the writer reports drops in the log itself).
+//
+// A record whose values are all plain (strings, numbers, bools, times,
+// durations; an access log line is) is queued as it is and formatted by the
+// writer goroutine: that costs the caller a copy instead of the formatting.
+// Any other record is formatted on the caller, because its values (a
+// LogValuer, a pointer, a []byte) may change once Handle returns.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	q := h.q
 	if q.closed.Load() {
 		q.lost.Add(1)
 		return ErrClosed
 	}
-	// Do not spend the caller's time formatting a record that cannot fit.
+	// Do not spend the caller's time on a record that cannot fit.
 	if len(q.ch) == cap(q.ch) || q.queuedBytes.Load() >= q.maxBytes {
 		q.drop(r.Message)
 		return nil
 	}
-	err := h.fmt.Handle(ctx, r)
-	if errors.Is(err, errFull) {
+	size, plain := sizeOf(r)
+	if !plain {
+		err := h.onCaller.Handle(ctx, r) // calls q.Write
+		if errors.Is(err, errFull) {
+			q.drop(r.Message)
+			return nil
+		}
+		return err
+	}
+	if !q.reserve(size) {
 		q.drop(r.Message)
 		return nil
 	}
-	return err
+	it := itemPool.Get().(*item)
+	it.format, it.rec, it.size = h.onWriter, r.Clone(), size
+	if !q.push(it) {
+		q.drop(r.Message)
+	}
+	return nil
 }
 
 // WithAttrs returns a Handler that adds as to every record; it shares h's
 // queue.
 func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &Handler{fmt: h.fmt.WithAttrs(as), q: h.q}
+	return &Handler{onCaller: h.onCaller.WithAttrs(as), onWriter: h.onWriter.WithAttrs(as), q: h.q}
 }
 
 // WithGroup returns a Handler that puts later attributes in group name; it
 // shares h's queue.
 func (h *Handler) WithGroup(name string) slog.Handler {
-	return &Handler{fmt: h.fmt.WithGroup(name), q: h.q}
+	return &Handler{onCaller: h.onCaller.WithGroup(name), onWriter: h.onWriter.WithGroup(name), q: h.q}
 }
 
 // Dropped returns how many records were dropped because the queue was full
@@ -183,9 +204,9 @@ func (h *Handler) Flush(ctx context.Context) error {
 
 // Close stops taking records, writes what is queued and ends the writer,
 // within ctx: when ctx is done first, Close returns an error that says how
-// many records were not written. A writer stuck in w.Write forever stays
-// stuck (nothing can interrupt a blocked write(2) on a descriptor pier does
-// not own), but Close returns, so the process can exit in its grace period.
+// many records were not written. A writer stuck in w.Write stays stuck
+// (nothing interrupts a blocked write(2) to a descriptor pier does not
+// own), but Close returns, so the process can exit within its grace period.
 func (h *Handler) Close(ctx context.Context) error {
 	q := h.q
 	q.closed.Store(true)
@@ -202,16 +223,72 @@ func (h *Handler) Close(ctx context.Context) error {
 	}
 }
 
-// queue is the bounded queue between the formatting handlers and the one
-// writer goroutine; it is the io.Writer the formatting handlers write to.
+// sizeOf estimates what r will cost the queue in bytes (what its values
+// hold, plus the punctuation and numbers around them), and reports whether
+// every value is plain: immutable once Handle returns.
+func sizeOf(r slog.Record) (size int64, plain bool) {
+	size, plain = int64(64+len(r.Message)), true
+	r.Attrs(func(a slog.Attr) bool {
+		var n int64
+		n, plain = valueSize(a.Value)
+		size += int64(len(a.Key)) + n
+		return plain
+	})
+	return size, plain
+}
+
+// valueSize estimates the bytes v costs the queue, and reports whether it
+// is plain.
+func valueSize(v slog.Value) (int64, bool) {
+	switch v.Kind() {
+	case slog.KindString:
+		return int64(len(v.String())) + 8, true
+	case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+		return 32, true
+	case slog.KindGroup:
+		var size int64 = 8
+		for _, a := range v.Group() {
+			n, plain := valueSize(a.Value)
+			if !plain {
+				return 0, false
+			}
+			size += int64(len(a.Key)) + n
+		}
+		return size, true
+	}
+	return 0, false // KindAny, KindLogValuer
+}
+
+// item is one queued record: a record to format on the writer goroutine,
+// or the bytes of one formatted on the caller.
+type item struct {
+	format slog.Handler // formats rec; nil when the record is in buf
+	rec    slog.Record
+	buf    []byte
+	size   int64 // what it counts against the byte bound
+}
+
+var itemPool = sync.Pool{New: func() any { return new(item) }}
+
+func (it *item) release() {
+	it.format, it.rec = nil, slog.Record{} // keep no caller's strings alive
+	if cap(it.buf) > maxPooledBuffer {
+		it.buf = nil
+	}
+	it.buf = it.buf[:0]
+	itemPool.Put(it)
+}
+
+// queue is the bounded queue between the handlers and the one writer
+// goroutine; it is the io.Writer the caller-side format handlers write to.
 type queue struct {
 	w        io.Writer
 	unfold   bool
-	ch       chan *buffer
+	ch       chan *item
 	maxBytes int64
 
-	queuedBytes atomic.Int64 // bytes in ch or being written
-	records     atomic.Int64 // records in ch or being written
+	queuedBytes atomic.Int64 // bytes queued or being written
+	records     atomic.Int64 // records queued or being written
 
 	accessDrops, otherDrops         atomic.Uint64 // not yet reported
 	accessDropTotal, otherDropTotal atomic.Uint64
@@ -228,10 +305,13 @@ type queue struct {
 	closed    atomic.Bool
 
 	// Owned by the writer goroutine.
-	report   slog.Handler // formats drop reports into scratch
-	scratch  buffer
-	unfolded buffer
+	report  slog.Handler // formats drop reports into scratch
+	scratch buffer       // one record formatted by the writer
+	batch   []byte       // what the next write(2) writes
 }
+
+// maxBatch bounds one write: a pipe's default capacity.
+const maxBatch = 64 << 10
 
 // buffer is a byte slice that is an io.Writer.
 type buffer struct{ b []byte }
@@ -241,35 +321,50 @@ func (b *buffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var bufferPool = sync.Pool{New: func() any { return &buffer{b: make([]byte, 0, 512)} }}
+// reserve counts size against the byte bound, if it fits.
+func (q *queue) reserve(size int64) bool {
+	if q.queuedBytes.Add(size) > q.maxBytes {
+		q.queuedBytes.Add(-size)
+		return false
+	}
+	return true
+}
 
-// Write queues one formatted record without waiting. slog's handlers call
-// it once per record, under their mutex, which it holds only for a copy.
-func (q *queue) Write(p []byte) (int, error) {
-	if q.closed.Load() {
-		return 0, ErrClosed
-	}
-	n := int64(len(p))
-	if q.queuedBytes.Add(n) > q.maxBytes {
-		q.queuedBytes.Add(-n)
-		return 0, errFull
-	}
-	b := bufferPool.Get().(*buffer)
-	b.b = append(b.b[:0], p...)
+// push queues it, whose size is reserved, without waiting; if the queue is
+// full it releases it and returns false.
+func (q *queue) push(it *item) bool {
 	q.records.Add(1)
 	select {
-	case q.ch <- b:
+	case q.ch <- it:
 	default:
 		q.records.Add(-1)
-		q.queuedBytes.Add(-n)
-		bufferPool.Put(b)
-		return 0, errFull
+		q.queuedBytes.Add(-it.size)
+		it.release()
+		return false
 	}
 	if !q.started.Load() {
 		q.start.Do(func() {
 			q.started.Store(true)
 			go q.run()
 		})
+	}
+	return true
+}
+
+// Write queues one record formatted on the caller, without waiting.
+// slog's handlers call it once per record, under their mutex, which it
+// holds only for a copy.
+func (q *queue) Write(p []byte) (int, error) {
+	if q.closed.Load() {
+		return 0, ErrClosed
+	}
+	if !q.reserve(int64(len(p))) {
+		return 0, errFull
+	}
+	it := itemPool.Get().(*item)
+	it.buf, it.size = append(it.buf[:0], p...), int64(len(p))
+	if !q.push(it) {
+		return 0, errFull
 	}
 	return len(p), nil
 }
@@ -295,15 +390,34 @@ func (q *queue) stuck(ctx context.Context) error {
 	return fmt.Errorf("asynclog: log writer blocked, %d records not written: %w", n, ctx.Err())
 }
 
+// linger is how long the writer lets records gather after a write before
+// it writes again. A writer parked on the queue is woken by each record,
+// and that wake-up (a futex call to start a thread) costs the logging loop
+// more than the rest of Handle; while it lingers, records only queue. So a
+// busy pier pays at most one wake-up per linger, and an idle one none; a
+// line reaches the log at most this late.
+const linger = 5 * time.Millisecond
+
 // run is the writer goroutine: it alone writes to w.
 func (q *queue) run() {
 	defer close(q.done)
+	pause := time.NewTimer(linger)
 	for {
 		select {
-		case b := <-q.ch:
-			q.write(b)
+		case it := <-q.ch:
+			q.writeBatch(it)
 		case <-q.wake:
-			q.reportDrops()
+			q.writeBatch(nil)
+		case reply := <-q.flushReq:
+			q.drain()
+			close(reply)
+		case <-q.stop:
+			q.drain()
+			return
+		}
+		pause.Reset(linger)
+		select {
+		case <-pause.C:
 		case reply := <-q.flushReq:
 			q.drain()
 			close(reply)
@@ -318,54 +432,87 @@ func (q *queue) run() {
 func (q *queue) drain() {
 	for {
 		select {
-		case b := <-q.ch:
-			q.write(b)
+		case it := <-q.ch:
+			q.writeBatch(it)
 		default:
-			q.reportDrops()
+			q.writeBatch(nil)
 			return
 		}
 	}
 }
 
-// write writes one queued record, after reporting the drops that happened
-// while the writer could not write.
-func (q *queue) write(b *buffer) {
-	q.reportDrops()
-	out := b.b
-	if q.unfold {
-		q.unfolded.b = unfoldText(q.unfolded.b[:0], out)
-		out = q.unfolded.b
+// writeBatch writes, in one write, the drops not yet reported (they
+// happened while the writer could not write, so they come first), first
+// if not nil, and whatever else is queued, up to maxBatch bytes.
+func (q *queue) writeBatch(first *item) {
+	q.batch = q.batch[:0]
+	q.appendDrops()
+	var records, size int64
+	for it := first; it != nil; it = q.next() {
+		q.appendItem(it)
+		records++
+		size += it.size
+		it.release()
 	}
-	q.w.Write(out) // a log write error has nowhere to go
-	q.records.Add(-1)
-	q.queuedBytes.Add(-int64(len(b.b)))
-	if cap(b.b) <= maxPooledBuffer {
-		bufferPool.Put(b)
+	if len(q.batch) > 0 {
+		q.w.Write(q.batch) // a log write error has nowhere to go
+	}
+	q.records.Add(-records)
+	q.queuedBytes.Add(-size)
+	if cap(q.batch) > 2*maxBatch {
+		q.batch = nil
 	}
 }
 
-// reportDrops writes one Warn line per kind of record dropped since the
-// last report, through the same format as every other line.
-func (q *queue) reportDrops() {
+// next takes another queued item for the batch, if any and if it has room.
+func (q *queue) next() *item {
+	if len(q.batch) >= maxBatch {
+		return nil
+	}
+	select {
+	case it := <-q.ch:
+		return it
+	default:
+		return nil
+	}
+}
+
+func (q *queue) appendItem(it *item) {
+	line := it.buf
+	if it.format != nil {
+		q.scratch.b = q.scratch.b[:0]
+		if it.format.Handle(context.Background(), it.rec) != nil {
+			return
+		}
+		line = q.scratch.b
+	}
+	q.appendLine(line)
+}
+
+func (q *queue) appendLine(line []byte) {
+	if q.unfold {
+		q.batch = unfoldText(q.batch, line)
+	} else {
+		q.batch = append(q.batch, line...)
+	}
+}
+
+// appendDrops adds one Warn line per kind of record dropped since the last
+// report, in the same format as every other line.
+func (q *queue) appendDrops() {
 	if n := q.accessDrops.Swap(0); n > 0 {
-		q.reportDrop(fmt.Sprintf("access log: dropped %d records", n), n)
+		q.appendDrop(fmt.Sprintf("access log: dropped %d records", n), n)
 	}
 	if n := q.otherDrops.Swap(0); n > 0 {
-		q.reportDrop(fmt.Sprintf("log: dropped %d records", n), n)
+		q.appendDrop(fmt.Sprintf("log: dropped %d records", n), n)
 	}
 }
 
-func (q *queue) reportDrop(msg string, n uint64) {
+func (q *queue) appendDrop(msg string, n uint64) {
 	r := slog.NewRecord(time.Now(), slog.LevelWarn, msg, 0)
 	r.AddAttrs(slog.Uint64("dropped", n))
 	q.scratch.b = q.scratch.b[:0]
-	if q.report.Handle(context.Background(), r) != nil {
-		return
+	if q.report.Handle(context.Background(), r) == nil {
+		q.appendLine(q.scratch.b)
 	}
-	out := q.scratch.b
-	if q.unfold {
-		q.unfolded.b = unfoldText(q.unfolded.b[:0], out)
-		out = q.unfolded.b
-	}
-	q.w.Write(out)
 }

@@ -277,3 +277,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A value that may change after Handle returns (a []byte a caller reuses, a
+// LogValuer) is logged as it was when logged, although the writer formats
+// plain records later.
+func TestValuesAreTakenWhenLogged(t *testing.T) {
+	g := newGate(t)
+	h := New(g, jsonFormat, Options{})
+	log := slog.New(h)
+	log.Info("first") // the writer takes it and blocks in Write
+	<-g.entered
+	buf := []byte("before")
+	n := &counter{n: 1}
+	log.Info("reused", "buf", buf, "n", n, "s", "plain")
+	copy(buf, "AFTER!")
+	n.n = 2
+	g.open()
+	if err := closeWithin(t, h, wait); err != nil {
+		t.Fatal(err)
+	}
+	lines := g.lines()
+	if want := `"msg":"reused","buf":"YmVmb3Jl","n":1,"s":"plain"}`; len(lines) != 2 || !strings.HasSuffix(lines[1], want) {
+		t.Errorf("lines %q, want the second to end %s", lines, want)
+	}
+}
+
+type counter struct{ n int }
+
+func (c *counter) LogValue() slog.Value { return slog.IntValue(c.n) }
