@@ -288,7 +288,11 @@ func (o *Output) run() {
 		off := 0
 		for _, e := range entries {
 			if e.closer != nil {
-				o.result(e.closer.Close())
+				// A closing that works says nothing of whether writes
+				// work again: only a failure counts.
+				if err := e.closer.Close(); err != nil {
+					o.result(err)
+				}
 				continue
 			}
 			p := queue[off : off+e.n]

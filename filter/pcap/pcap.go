@@ -19,6 +19,15 @@
 // the id being the one in the access log. With per_session, each session
 // gets a file of its own, named by the id: db.pcapng → db-<id>.pcapng.
 //
+// The packets are written on the filter's own goroutine (a
+// filter.Output), and per-session files are created and closed there, so
+// a slow or failing disk never stalls a session. What cannot wait (more
+// than 4 MiB queued) is not recorded, and the file says so: a packet on a
+// second interface (Wireshark's "exported PDU") carries the comment
+// "pier: session 7: 12 packets (15000 bytes) not recorded", which tshark
+// shows as frame.comment, in the place of the missing packets. A file
+// that fails (a full disk) stops recording, with one line in the log.
+//
 // The package also reads such files back (ReadFile, Reassemble), for
 // tests of pier and of filters.
 package pcap
@@ -26,6 +35,7 @@ package pcap
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -33,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pierproxy/pier/filter"
@@ -61,6 +72,12 @@ type Filter struct {
 	maxFiles   int
 	// route is the route's file, shared by its sessions; nil per session.
 	route *writer
+	// out writes every block, off the relay loops.
+	out *filter.Output
+
+	mu     sync.Mutex
+	open   map[*sessionFile]struct{} // per-session files open now
+	closed bool                      // Close was called: open no more files
 }
 
 // New makes a pcap Filter from its options. It creates the route's file
@@ -84,7 +101,9 @@ func New(o *filter.Options) (filter.Filter, error) {
 	switch {
 	case o.DryRun():
 		// Only checking: nothing is created or truncated.
-		err = filter.CheckWritable(f.path)
+		if err = filter.CheckWritable(f.path); err == nil {
+			return f, nil // never used: no goroutine for it
+		}
 	case f.perSession:
 		err = checkDir(filepath.Dir(f.path))
 	default:
@@ -94,7 +113,88 @@ func New(o *filter.Options) (filter.Filter, error) {
 		o.Errorf("file", "%v", err)
 		return nil, o.Err()
 	}
+	f.open = map[*sessionFile]struct{}{}
+	var w io.Writer
+	if f.route != nil {
+		w = f.route
+	}
+	f.out = filter.NewOutput(w, filter.OutputConfig{Name: "pcap " + f.path, Log: o.Logger()})
 	return f, nil
+}
+
+// Close writes out what is queued (for at most 2s) and closes the
+// filter's files, once pier no longer gives it new sessions: the route's
+// file, unless a newer Filter shares it, and every session's file still
+// open. Sessions still draining go on unrecorded; their packets are
+// counted, not written.
+func (f *Filter) Close() error {
+	if f.out == nil {
+		return nil
+	}
+	err := f.out.Close()
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	open := f.open
+	f.open = nil
+	f.mu.Unlock()
+	for sf := range open {
+		sf.Close()
+	}
+	if f.route != nil {
+		if rerr := releaseWriter(f.route); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// A sessionFile is a session's own capture file, with per_session. It is
+// created at its first Write, on the Output's goroutine.
+type sessionFile struct {
+	f    *Filter
+	path string
+	w    *writer
+	err  error
+}
+
+func (sf *sessionFile) Write(block []byte) (int, error) {
+	if sf.w == nil && sf.err == nil {
+		sf.f.mu.Lock()
+		if sf.f.closed {
+			sf.err = errClosed
+		} else {
+			sf.w, sf.err = create(sf.path, sf.f.maxSize, sf.f.maxFiles)
+			if sf.err == nil {
+				sf.f.open[sf] = struct{}{}
+			}
+		}
+		sf.f.mu.Unlock()
+	}
+	if sf.err != nil {
+		return 0, sf.err
+	}
+	return sf.w.Write(block)
+}
+
+func (sf *sessionFile) Flush() error {
+	if sf.w == nil {
+		return sf.err
+	}
+	return sf.w.Flush()
+}
+
+func (sf *sessionFile) Close() error {
+	if sf.w == nil {
+		return nil
+	}
+	sf.f.mu.Lock()
+	delete(sf.f.open, sf)
+	sf.f.mu.Unlock()
+	return sf.w.Close()
 }
 
 // checkDir reports whether files can be created in dir, by creating one.
@@ -146,7 +246,9 @@ func (s *stream) Close(err error) { s.c.close(s.side, err) }
 type capture struct {
 	f       *Filter
 	s       *filter.Session
-	w       *writer // nil until the handshake, or if the file failed
+	track   filter.Track // the session's account with the Output
+	file    *sessionFile // the session's own file, with per_session
+	last    atomic.Int64 // the latest packet's time, for a note
 	addr    [2]netip.AddrPort
 	next    [2]uint32 // the sequence number each side sends next
 	ipID    [2]uint16
@@ -161,6 +263,11 @@ type capture struct {
 
 func newCapture(f *Filter, s *filter.Session) *capture {
 	c := &capture{f: f, s: s, now: s.Start}
+	if f.perSession {
+		c.file = &sessionFile{f: f, path: f.sessionPath(s.ID)}
+		c.track.To = c.file
+	}
+	c.track.Note = c.note
 	c.addr[client], c.addr[upstream] = endpoints(s.Client, s.Upstream)
 	c.mss = mss(c.addr[client].Addr(), c.addr[upstream].Addr())
 	// Initial sequence numbers from the id: the same session gives the
@@ -201,12 +308,6 @@ func (c *capture) start() {
 		return
 	}
 	c.started = true
-	c.w = c.f.route
-	if c.f.perSession {
-		// A file that cannot be created leaves c.w nil: the session
-		// goes on unrecorded.
-		c.w, _ = create(c.f.sessionPath(c.s.ID), c.f.maxSize, c.f.maxFiles)
-	}
 	c.comment = fmt.Sprintf("pier session %d, route %s", c.s.ID, c.s.Route)
 	opts := synOptions(c.mss)
 	c.send(client, SYN, opts, nil)
@@ -264,14 +365,24 @@ func (c *capture) close(side int, err error) {
 		c.send(s, RST|ACK, nil, nil)
 		c.reset = true
 	}
-	if !c.closed[1-side] || c.w == nil {
+	if !c.closed[1-side] || c.f.out == nil {
 		return
 	}
-	if c.f.perSession {
-		c.w.close()
-	} else {
-		c.w.flush()
+	// What the session lost and has not yet said is said; its own file
+	// is closed after its last packet. (A file that cannot be created
+	// fails its writes: the session goes on unrecorded.)
+	var file io.Closer
+	if c.file != nil {
+		file = c.file
 	}
+	c.f.out.Done(&c.track, file)
+}
+
+// note is the block that stands for the packets the session lost: a
+// packet of its own, on the notes interface, with a comment.
+func (c *capture) note(dst []byte, l filter.Lost) []byte {
+	text := fmt.Sprintf("pier: session %d: %d packets (%d bytes) not recorded", c.s.ID, l.Writes, l.Units)
+	return appendNote(dst, time.Unix(0, c.last.Load()), text)
 }
 
 // send writes one packet from side to the other, and moves side's
@@ -297,10 +408,11 @@ func (c *capture) send(side int, flags Flags, opts, payload []byte) {
 		c.next[side]++ // SYN and FIN each take a sequence number
 	}
 	c.ipID[side]++
-	if c.w != nil {
+	if c.f.out != nil {
 		b := blocks.Get().(*[]byte)
 		*b = appendEPB((*b)[:0], &p, c.ipID[side])
-		c.w.write(*b, c.now)
+		c.last.Store(c.now.UnixNano())
+		c.f.out.Write(&c.track, *b, int64(len(payload)))
 		blocks.Put(b)
 	}
 }
@@ -311,6 +423,7 @@ var blocks = sync.Pool{New: func() any { return new([]byte) }}
 
 var (
 	_ filter.Filter = (*Filter)(nil)
+	_ io.Closer     = (*Filter)(nil)
 	_ filter.Stream = (*stream)(nil)
 	_ filter.Closer = (*stream)(nil)
 )

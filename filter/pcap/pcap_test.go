@@ -30,6 +30,7 @@ func newFilter(t testing.TB, opts map[string]string) *Filter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { f.(*Filter).Close() })
 	return f.(*Filter)
 }
 
@@ -54,6 +55,7 @@ func random(rng *rand.Rand, n int) []byte {
 // A conversation drives both streams of one session, on one clock.
 type conversation struct {
 	t   testing.TB
+	f   filter.Filter
 	rng *rand.Rand
 	d   [2]*filtertest.Driver // client's bytes, upstream's bytes
 	now time.Time
@@ -64,7 +66,7 @@ func converse(t testing.TB, f filter.Filter, s *filter.Session, seed uint64) *co
 	if up == nil || down == nil {
 		t.Fatal("Streams left a direction out")
 	}
-	c := &conversation{t: t, rng: rand.New(rand.NewPCG(seed, 1)), now: s.Start}
+	c := &conversation{t: t, f: f, rng: rand.New(rand.NewPCG(seed, 1)), now: s.Start}
 	for i, st := range []filter.Stream{up, down} {
 		c.d[i] = filtertest.New(st)
 		c.d[i].Session, c.d[i].Now = s, s.Start
@@ -118,10 +120,16 @@ func (c *conversation) end(sides ...int) {
 	}
 }
 
-// close tells both streams the session ended with err.
+// close tells both streams the session ended with err, and waits for
+// what they recorded to be written.
 func (c *conversation) close(err error) {
 	c.d[0].Close(err)
 	c.d[1].Close(err)
+	if f, ok := c.f.(*Filter); ok {
+		if !f.out.Sync(10 * time.Second) {
+			c.t.Error("capture not written within 10s")
+		}
+	}
 }
 
 // conns reads back the capture at path and reassembles it.

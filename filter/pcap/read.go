@@ -67,6 +67,9 @@ func Parse(data []byte) ([]Packet, error) {
 			units, err = parseIDB(body, order)
 			ifaces = append(ifaces, units)
 		case blockEPB:
+			if len(body) >= 4 && int(order.Uint32(body)) < len(ifaces) && ifaces[order.Uint32(body)] == 0 {
+				break // a note (see appendNote)
+			}
 			var p Packet
 			p, err = parseEPB(body, order, ifaces)
 			pkts = append(pkts, p)
@@ -85,7 +88,8 @@ func parseIDB(body []byte, order binary.ByteOrder) (uint64, error) {
 	if len(body) < 8 {
 		return 0, errors.New("short interface description")
 	}
-	if lt := order.Uint16(body); lt != linkTypeRaw {
+	lt := order.Uint16(body)
+	if lt != linkTypeRaw && lt != linkTypeUpperPDU {
 		return 0, fmt.Errorf("link type %d, not raw IP (%d)", lt, linkTypeRaw)
 	}
 	units := uint64(1e6) // pcapng's default: microseconds
@@ -102,6 +106,9 @@ func parseIDB(body []byte, order binary.ByteOrder) (uint64, error) {
 		}
 		return nil
 	})
+	if lt == linkTypeUpperPDU {
+		units = 0 // pier's notes, not packets: skipped
+	}
 	return units, err
 }
 

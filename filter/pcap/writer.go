@@ -24,8 +24,16 @@ const (
 	byteOrderMagic = 0x1a2b3c4d
 	linkTypeRaw    = 101 // LINKTYPE_RAW: the packet starts with its IP header
 
+	// linkTypeUpperPDU is the second interface's: Wireshark's "exported
+	// PDU", which carries pier's notes (packets not recorded) as a
+	// packet comment that tshark shows as frame.comment, on a packet of
+	// no protocol, apart from every TCP stream.
+	linkTypeUpperPDU = 252
+	noteInterface    = 1
+
 	optEnd      = 0
 	optComment  = 1
+	optIfName   = 2 // in the IDB
 	optUserAppl = 4 // in the SHB: the application that wrote the file
 	optTSResol  = 9 // in the IDB: timestamp units, 10^-value seconds
 	nanoseconds = 9
@@ -53,6 +61,38 @@ func appendHeader(b []byte) []byte {
 	b = le.AppendUint16(b, 0)
 	b = le.AppendUint32(b, 0) // no snap length: every packet whole
 	b = appendOption(b, start, optTSResol, string([]byte{nanoseconds}))
+	b = appendOption(b, start, optEnd, "")
+	b = endBlock(b, start)
+
+	start = len(b)
+	b = beginBlock(b, blockIDB)
+	b = le.AppendUint16(b, linkTypeUpperPDU)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 0)
+	b = appendOption(b, start, optIfName, "pier notes")
+	b = appendOption(b, start, optTSResol, string([]byte{nanoseconds}))
+	b = appendOption(b, start, optEnd, "")
+	return endBlock(b, start)
+}
+
+// notePDU is the packet a note is the comment of: an exported PDU with
+// only its tags, "dissect as data" and the end.
+var notePDU = []byte{0, 12, 0, 4, 'd', 'a', 't', 'a', 0, 0, 0, 0}
+
+// appendNote appends a packet block on the notes interface with comment
+// text, at time t.
+func appendNote(b []byte, t time.Time, text string) []byte {
+	start := len(b)
+	b = beginBlock(b, blockEPB)
+	ts := nanos(t)
+	b = le.AppendUint32(b, noteInterface)
+	b = le.AppendUint32(b, uint32(ts>>32))
+	b = le.AppendUint32(b, uint32(ts))
+	b = le.AppendUint32(b, uint32(len(notePDU)))
+	b = le.AppendUint32(b, uint32(len(notePDU)))
+	b = append(b, notePDU...)
+	b = pad(b, start)
+	b = appendOption(b, start, optComment, text)
 	b = appendOption(b, start, optEnd, "")
 	return endBlock(b, start)
 }
@@ -120,21 +160,18 @@ func pad(b []byte, start int) []byte {
 	return b
 }
 
-const (
-	// bufSize is how much a file's writer holds before it writes.
-	bufSize = 64 << 10
-	// flushEvery bounds how long a packet waits in the buffer while
-	// packets keep coming; a session's end flushes too.
-	flushEvery = time.Second
-)
+// bufSize is how much a file's writer holds before it writes. The
+// filter's Output flushes it whenever it has written all it was given.
+const bufSize = 64 << 10
 
 // errClosed stops writes to a session's file after the session ended.
 var errClosed = errors.New("pcap: file closed")
 
-// A writer appends blocks to one capture file, from any goroutine, each
-// block whole, and rotates the file when it would grow past maxSize. The
-// first error stops it: pier has no logger to give it to, and a capture
-// with a hole is worse than one that stops.
+// A writer appends blocks to one capture file, each Write one block
+// whole, and rotates the file when it would grow past maxSize. It is
+// called from filters' Output goroutines only, never from a relay loop.
+// The first error stops it (the Output logs it, once): a capture with a
+// hole is worse than one that stops.
 type writer struct {
 	mu       sync.Mutex
 	path     string
@@ -142,9 +179,9 @@ type writer struct {
 	maxFiles int
 	file     *os.File
 	buf      *bufio.Writer
-	size     int64     // bytes in the current file, buffered or not
-	flushed  time.Time // the time of the write that last flushed buf
+	size     int64 // bytes in the current file, buffered or not
 	err      error
+	refs     int // Filters sharing it (see sharedWriter)
 }
 
 // create creates (or truncates) the file at path and writes its header
@@ -183,45 +220,54 @@ func (w *writer) put(p []byte) error {
 	return err
 }
 
-// write appends one block, rotating first if the block would take the
+// Write appends one block, rotating first if the block would take the
 // file past maxSize (a file always takes at least one block).
-func (w *writer) write(block []byte, now time.Time) {
+func (w *writer) Write(block []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
-		return
+		return 0, w.err
 	}
 	if w.maxSize > 0 && w.size > int64(len(header)) && w.size+int64(len(block)) > w.maxSize {
 		if w.err = w.rotate(); w.err != nil {
-			return
+			return 0, w.err
 		}
 	}
-	if w.err = w.put(block); w.err == nil && now.Sub(w.flushed) >= flushEvery {
-		w.flushed = now
-		w.err = w.buf.Flush()
+	if w.err = w.put(block); w.err != nil {
+		return 0, w.err
 	}
+	return len(block), nil
 }
 
-// flush writes out what is buffered.
-func (w *writer) flush() {
+// Flush writes out what is buffered.
+func (w *writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err == nil {
 		w.err = w.buf.Flush()
 	}
+	if errors.Is(w.err, errClosed) {
+		return nil
+	}
+	return w.err
 }
 
-// close flushes and closes the file; nothing more is written.
-func (w *writer) close() {
+// Close flushes and closes the file; nothing more is written.
+func (w *writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = w.buf.Flush()
+	if errors.Is(w.err, errClosed) {
+		return nil
 	}
-	w.file.Close()
-	if w.err == nil {
-		w.err = errClosed
+	err := w.err
+	if err == nil {
+		err = w.buf.Flush()
 	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	w.err = errClosed
+	return err
 }
 
 // rotate ends the current file and starts a new one.
@@ -255,8 +301,9 @@ func (w *writer) restart() error {
 
 // Filters writing to the same file (a route's old and new filters across
 // a config reload, or two routes) share its writer, so that neither
-// truncates the file under the other: a Filter has no Close, so a file,
-// once open, stays open.
+// truncates the file under the other. The file closes when the last of
+// them is closed (releaseWriter): a reload, which makes the new Filter
+// before it closes the old, keeps it open and appends to it.
 var (
 	sharedMu sync.Mutex
 	shared   = map[string]*writer{}
@@ -278,6 +325,7 @@ func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
 		if err != nil {
 			return nil, err
 		}
+		w.refs = 1
 		shared[abs] = w
 		return w, nil
 	}
@@ -286,7 +334,30 @@ func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
 	w.maxSize, w.maxFiles = maxSize, maxFiles
 	if w.err != nil {
 		w.file.Close()
-		w.err = w.restart()
+		if w.err = w.restart(); w.err != nil {
+			return nil, w.err
+		}
 	}
-	return w, w.err
+	w.refs++
+	return w, nil
+}
+
+// releaseWriter gives up one Filter's share of w, closing its file when
+// no Filter writes to it any more.
+func releaseWriter(w *writer) error {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	w.mu.Lock()
+	w.refs--
+	last := w.refs == 0
+	w.mu.Unlock()
+	if !last {
+		return nil
+	}
+	for k, v := range shared {
+		if v == w {
+			delete(shared, k)
+		}
+	}
+	return w.Close()
 }

@@ -1,0 +1,179 @@
+package pcap
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// lockedBuffer is a log destination safe for the Output's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A capture file that fails (its descriptor gone, its directory gone)
+// costs the sessions nothing, every byte still passes, and the failure is
+// logged once, not once per packet.
+func TestFailingFileLogsOnceAndSessionsGoOn(t *testing.T) {
+	for _, perSession := range []bool{false, true} {
+		t.Run(map[bool]string{false: "route file", true: "per session"}[perSession], func(t *testing.T) {
+			dir := t.TempDir()
+			var log lockedBuffer
+			vals := map[string]filter.Value{"file": {Text: filepath.Join(dir, "db.pcapng")}}
+			if perSession {
+				vals["per_session"] = filter.Value{Text: "true"}
+			}
+			o := filter.NewOptions("pcap", vals, 0, 0).WithLogger(slog.New(slog.NewTextHandler(&log, nil)))
+			ff, err := New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := ff.(*Filter)
+			defer f.Close()
+			if perSession {
+				must(t, os.RemoveAll(dir)) // no session's file can be created
+			} else {
+				f.route.file.Close() // every write fails
+			}
+			rng := rand.New(rand.NewPCG(1, 1))
+			for i := range 5 {
+				c := converse(t, f, session(uint64(i), "192.0.2.1:40000", "198.51.100.1:5432"), uint64(i))
+				c.send(random(rng, 50_000), random(rng, 50_000)) // checks every byte passed
+				c.end(client, upstream)
+				c.close(nil)
+			}
+			if n := strings.Count(log.String(), "level=ERROR"); n != 1 {
+				t.Errorf("%d error lines, want 1:\n%s", n, log.String())
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stuckWriter blocks every Write until release is closed, then passes it
+// on.
+type stuckWriter struct {
+	release chan struct{}
+	w       io.Writer
+}
+
+func (s *stuckWriter) Write(p []byte) (int, error) {
+	<-s.release
+	return s.w.Write(p)
+}
+
+func (s *stuckWriter) Flush() error { return s.w.(interface{ Flush() error }).Flush() }
+
+// A disk that stops taking bytes stalls no session, and the packets the
+// queue had no room for are said in the capture, as a comment tshark
+// shows (frame.comment), with the session and the count.
+func TestStuckFileStallsNoSessionAndSaysWhatIsMissing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.pcapng")
+	f := newFilter(t, map[string]string{"file": path})
+	f.out.Close()
+	w := &stuckWriter{release: make(chan struct{}), w: f.route}
+	f.out = filter.NewOutput(w, filter.OutputConfig{Name: "pcap", MaxBytes: 64 << 10})
+	convs := make([]*conversation, 3)
+	rng := rand.New(rand.NewPCG(2, 2))
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		for i := range convs {
+			convs[i] = converse(t, f, session(uint64(i), "192.0.2.1:40000", "198.51.100.1:5432"), uint64(i))
+			convs[i].send(random(rng, 100_000), random(rng, 100_000))
+		}
+	}()
+	select {
+	case <-moved:
+	case <-time.After(10 * time.Second):
+		close(w.release)
+		t.Fatal("Process waited for a stuck file")
+	}
+	close(w.release)
+	for _, c := range convs {
+		c.end(client, upstream)
+		c.close(nil)
+	}
+	data, err := os.ReadFile(path)
+	must(t, err)
+	if !bytes.Contains(data, []byte("packets (")) || !bytes.Contains(data, []byte("bytes) not recorded")) {
+		t.Fatal("no note of the packets not recorded in the capture")
+	}
+	testutil.NeedTshark(t)
+	out, warnings := testutil.Tshark(t, path, "-Y", "frame.comment contains \"not recorded\"", "-T", "fields", "-e", "frame.comment")
+	if warnings != "" {
+		t.Errorf("tshark warns: %s", warnings)
+	}
+	if !strings.Contains(out, "pier: session ") || !strings.Contains(out, "bytes) not recorded") {
+		t.Errorf("tshark shows no note as frame.comment:\n%s", out)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(fds)
+}
+
+// Close closes every file the filter opened, the route's and the
+// sessions', so that filters made and dropped (reloads) leave no
+// descriptor behind; a session that goes on after Close passes its bytes.
+func TestCloseLeavesNoDescriptor(t *testing.T) {
+	for _, perSession := range []string{"false", "true"} {
+		t.Run("per_session="+perSession, func(t *testing.T) {
+			dir := t.TempDir()
+			before := openFDs(t)
+			for i := range 20 {
+				vals := map[string]filter.Value{"file": {Text: filepath.Join(dir, "db.pcapng")}, "per_session": {Text: perSession}}
+				ff, err := New(filter.NewOptions("pcap", vals, 0, 0))
+				must(t, err)
+				c := converse(t, ff, session(uint64(i), "192.0.2.1:40000", "198.51.100.1:5432"), uint64(i))
+				c.send([]byte("hello"), []byte("world")) // the session's file is open now
+				if !ff.(*Filter).out.Sync(10 * time.Second) {
+					t.Fatal("not written in 10s")
+				}
+				must(t, ff.(io.Closer).Close())
+				c.d[0].Out, c.d[1].Out = nil, nil
+				c.send([]byte("after"), []byte("close"))
+				c.end(client, upstream)
+				c.d[0].Close(nil)
+				c.d[1].Close(nil)
+			}
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open after 20 filters came and went, %d before", after, before)
+			}
+		})
+	}
+}
