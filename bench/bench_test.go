@@ -103,7 +103,7 @@ func TestBulkFailsOnEveryCorruption(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := start(t, mangling(echo, tt.mangle))
 			cfg := BulkConfig{Streams: 2, Bytes: 2 << 20, Rounds: 2, Timeout: 10 * time.Second}
-			res := Bulk(t.Context(), cfg, []Target{{"bad", addr}})
+			res := Bulk(t.Context(), cfg, []Target{{Column: "bad", Addr: addr}})
 			if res[0].Error == "" || !strings.Contains(res[0].Error, ErrCorrupt.Error()) {
 				t.Fatalf("Bulk through a proxy with a %s: error %q, want %q", tt.name, res[0].Error, ErrCorrupt)
 			}
@@ -118,7 +118,7 @@ func TestBulkFailsOnEveryCorruption(t *testing.T) {
 	}
 	t.Run("honest gocopy passes", func(t *testing.T) {
 		addr := start(t, func(ctx context.Context, ln net.Listener) error { return GoCopy(ctx, ln, echo) })
-		res := Bulk(t.Context(), BulkConfig{Streams: 2, Bytes: 2 << 20, Rounds: 2}, []Target{{"direct", echo}, {"gocopy", addr}})
+		res := Bulk(t.Context(), BulkConfig{Streams: 2, Bytes: 2 << 20, Rounds: 2}, []Target{{Column: "direct", Addr: echo}, {Column: "gocopy", Addr: addr}})
 		for _, r := range res {
 			if r.Error != "" || r.MBps <= 0 {
 				t.Errorf("%s: error %q, %.0f MB/s; want a clean pass", r.Column, r.Error, r.MBps)
@@ -131,7 +131,7 @@ func TestBulkFailsOnEveryCorruption(t *testing.T) {
 // back fails every operation, so the target fails instead of scoring.
 func TestCPSAndRRFailOnCorruption(t *testing.T) {
 	echo := start(t, Echo)
-	bad := []Target{{"bad", start(t, mangling(echo, at(0, func(b []byte, i int) []byte { b[i] ^= 1; return b })))}}
+	bad := []Target{{Column: "bad", Addr: start(t, mangling(echo, at(0, func(b []byte, i int) []byte { b[i] ^= 1; return b })))}}
 	c := CPS(t.Context(), CPSConfig{Workers: 2, Duration: 100 * time.Millisecond}, bad)
 	if c[0].Error == "" || c[0].Ops != 0 || !strings.Contains(c[0].FirstError, ErrCorrupt.Error()) {
 		t.Errorf("CPS: error %q, %d ops, first error %q; want ErrCorrupt and no ops", c[0].Error, c[0].Ops, c[0].FirstError)
@@ -183,5 +183,49 @@ func TestReportShowsErrorsAndRatios(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// The CPU rows show each proxy's cost per connection and per request, n/a
+// for direct (no process) and error where it could not be read; the ratio
+// lines compare pier's with HAProxy's and nginx's, and pier-log's with
+// pier's, and a total too coarse for its ticks gets a note.
+func TestReportShowsCPUCostAndAccessLog(t *testing.T) {
+	cpu := func(col, test string, clients int, perSec float64, ops, ticks int64) Result {
+		return Result{Column: col, Test: test, Workers: clients, Seconds: 2, PerSec: perSec, Ops: ops,
+			CPUTicks: ticks, CPUWindows: 2, ClkTck: 100, CPUusPerOp: float64(ticks) * 1e4 / float64(ops)}
+	}
+	results := []Result{
+		{Column: "direct", Test: "cps", Workers: 32, Seconds: 2, PerSec: 14000, Ops: 28000},
+		cpu("pier", "cps", 32, 9000, 18000, 180),     // 100 µs/conn
+		cpu("pier-log", "cps", 32, 8100, 16200, 243), // 150 µs/conn
+		cpu("haproxy", "cps", 32, 10000, 20000, 160), // 80 µs/conn
+		{Column: "nginx", Test: "cps", Workers: 32, Seconds: 2, PerSec: 10000, Ops: 20000, CPUError: "bench: CPU time of pid 7: gone"},
+		{Column: "direct", Test: "rr", Workers: 1, Seconds: 2, PerSec: 14000, Ops: 28000},
+		cpu("pier", "rr", 1, 7000, 14000, 42),     // 30 µs/req, ±10%
+		cpu("pier-log", "rr", 1, 7000, 14000, 42), // 30 µs/req
+		cpu("haproxy", "rr", 1, 9000, 18000, 72),  // 40 µs/req
+		cpu("nginx", "rr", 1, 9000, 18000, 90),    // 50 µs/req
+	}
+	var out bytes.Buffer
+	if err := Report(&out, results, []string{"direct", "pier", "pier-log", "haproxy", "nginx"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| CPU µs/conn | n/a | 100 | 150 | 80.0 | error |",
+		"| CPU µs/req, 1 client | n/a | 30.0 | 30.0 | 40.0 | 50.0 |",
+		"nginx cps: CPU: error: bench: CPU time of pid 7: gone",
+		"pier rr/1: CPU within ±10% only (42 ticks of 1/100 s",
+		"ticks of 10 ms (CLK_TCK 100)",
+		"CPU per connection: pier/haproxy 1.25 (lower is better)",
+		"CPU per request, 1 client: pier/haproxy 0.75, pier/nginx 0.60 (lower is better)",
+		"access log: pier-log/pier connections/s 0.90, CPU per connection +50.0 µs (the access log's cost per session)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "pier cps: CPU within") {
+		t.Errorf("report notes the resolution of 180 ticks over 2 windows (±2%%):\n%s", out.String())
 	}
 }

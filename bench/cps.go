@@ -48,13 +48,16 @@ const opTimeout = 5 * time.Second
 // over and over: connects, sends 64 bytes, half-closes, reads the echo to
 // EOF, checks it and closes. PerSec counts the connections that completed;
 // Errors the ones that did not. A target fails only when not one
-// connection of a round completed.
+// connection of a round completed. For a target with a PID, CPUusPerOp is
+// its process tree's CPU time over the rounds per completed connection.
 func CPS(ctx context.Context, cfg CPSConfig, targets []Target) []Result {
 	rounds := max(cfg.Rounds, 1)
 	results := newResults(targets, Result{Test: "cps", Workers: cfg.workers(), Seconds: cfg.duration().Seconds()})
 	interleave(ctx, results, rounds, func(i int) error {
 		r := &results[i]
+		cpu := startCPU(targets[i].PID)
 		ok, failed, elapsed, firstErr := cpsRound(ctx, targets[i].Addr, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
+		cpu.end(r)
 		r.Ops += ok
 		r.Errors += failed
 		r.Elapsed += elapsed.Seconds()
@@ -69,6 +72,7 @@ func CPS(ctx context.Context, cfg CPSConfig, targets []Target) []Result {
 	for i := range results {
 		if results[i].Error == "" {
 			results[i].PerSec = float64(results[i].Ops) / results[i].Elapsed
+			finishCPU(&results[i])
 		}
 	}
 	return results

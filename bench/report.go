@@ -118,6 +118,10 @@ func (t *table) rows() []row {
 		label: fmt.Sprintf("connections/s (%d workers, %gs)", c.Workers, c.Seconds),
 		key:   "cps",
 		show:  withErrors(func(r Result) string { return num(r.PerSec) }),
+	}, row{
+		label: "CPU µs/conn",
+		key:   "cps",
+		show:  cpuCost,
 	})
 	for _, n := range t.rrKeys {
 		k := fmt.Sprintf("rr/%d", n)
@@ -132,6 +136,11 @@ func (t *table) rows() []row {
 				label: fmt.Sprintf("p50 / p99 µs, %s", clients(n)),
 				key:   k,
 				show:  func(r Result) string { return num(r.P50us) + " / " + num(r.P99us) },
+			},
+			row{
+				label: fmt.Sprintf("CPU µs/req, %s", clients(n)),
+				key:   k,
+				show:  cpuCost,
 			})
 	}
 	idle := "idle KB/conn"
@@ -157,6 +166,23 @@ func clients(n int) string {
 		return "1 client"
 	}
 	return fmt.Sprintf("%d clients", n)
+}
+
+// cpuCost shows a result's CPU cost per operation: "n/a" when no process
+// was measured (direct), "error" when its CPU time could not be read.
+func cpuCost(r Result) string {
+	switch {
+	case r.CPUError != "":
+		return "error"
+	case !cpuMeasured(r):
+		return "n/a"
+	}
+	return num(r.CPUusPerOp)
+}
+
+// cpuMeasured reports whether r carries a CPU cost per operation.
+func cpuMeasured(r Result) bool {
+	return r.CPUError == "" && r.CPUWindows > 0 && r.ClkTck > 0 && r.Ops > 0
 }
 
 // withErrors adds the count of failed operations to a cell that has any.
@@ -231,9 +257,52 @@ func (t *table) notes(columns []string) []string {
 			case r.Errors > 0:
 				out = append(out, fmt.Sprintf("%s %s: %d failed, first: %s", col, k, r.Errors, clip(r.FirstError)))
 			}
+			switch {
+			case r.Error != "":
+			case r.CPUError != "":
+				out = append(out, fmt.Sprintf("%s %s: CPU: error: %s", col, k, clip(r.CPUError)))
+			case cpuMeasured(r) && cpuUncertain(r) > cpuUncertainNote:
+				out = append(out, fmt.Sprintf("%s %s: CPU within ±%.0f%% only (%d ticks of 1/%d s, to within 2 ticks per process per round): a longer BENCH_SECONDS narrows it",
+					col, k, 100*cpuUncertain(r), r.CPUTicks, r.ClkTck))
+			}
 		}
 	}
+	if hz := t.clkTck(); hz > 0 {
+		out = append(out, fmt.Sprintf("CPU µs rows: utime+stime of the proxy and its child processes (/proc/PID/stat), read right before and after each round,"+
+			" over the connections or requests completed; /proc counts in ticks of %s (CLK_TCK %d), so each round's reading is within 2 ticks per process.",
+			tickLength(hz), hz))
+	}
 	return out
+}
+
+// cpuUncertainNote is the share of a CPU total its tick resolution may be
+// off by above which the notes say so.
+const cpuUncertainNote = 0.05
+
+// cpuUncertain is the most a CPU total may be off by, as a share of it:
+// 2 ticks per process per window.
+func cpuUncertain(r Result) float64 {
+	return 2 * float64(r.CPUWindows) / float64(max(r.CPUTicks, 1))
+}
+
+// clkTck returns the tick rate of the CPU times measured, 0 if none was.
+func (t *table) clkTck() int64 {
+	for _, byKey := range t.byKey {
+		for _, r := range byKey {
+			if cpuMeasured(r) {
+				return r.ClkTck
+			}
+		}
+	}
+	return 0
+}
+
+// tickLength says how long one clock tick is: "10 ms" at 100 Hz.
+func tickLength(hz int64) string {
+	if 1000%hz == 0 {
+		return fmt.Sprintf("%d ms", 1000/hz)
+	}
+	return fmt.Sprintf("%.2f ms", 1000/float64(hz))
 }
 
 func clip(s string) string {
@@ -245,9 +314,11 @@ func clip(s string) string {
 }
 
 // ratios says how pier compares: throughput and rates against gocopy,
-// haproxy and nginx (above 1 pier is faster), latency against haproxy and
-// nginx (below 1 pier is quicker), and the idle cost against pier's
-// targets: fewer KB than HAProxy, no descriptor beyond the two sockets.
+// haproxy and nginx (above 1 pier is faster), latency and CPU per
+// connection and per request against haproxy and nginx (below 1 pier is
+// quicker, or cheaper), what pier's access log costs (pier-log against
+// pier), and the idle cost against pier's targets: fewer KB than HAProxy,
+// no descriptor beyond the two sockets.
 func (t *table) ratios() []string {
 	pier, ok := t.byKey["pier"]
 	if !ok || len(pier) == 0 {
@@ -285,6 +356,24 @@ func (t *table) ratios() []string {
 			out = append(out, fmt.Sprintf("p50 / p99 latency, %s: %s (lower is better)", clients(n), strings.Join(parts, ", ")))
 		}
 	}
+	cpu := func(label, k string) {
+		var parts []string
+		for _, o := range others[1:] {
+			if s, ok := t.cpuRatio(pier, o, k); ok {
+				parts = append(parts, fmt.Sprintf("pier/%s %s", o, s))
+			}
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s: %s (lower is better)", label, strings.Join(parts, ", ")))
+		}
+	}
+	cpu("CPU per connection", "cps")
+	for _, n := range t.rrKeys {
+		cpu("CPU per request, "+clients(n), fmt.Sprintf("rr/%d", n))
+	}
+	if line, ok := t.accessLog(pier); ok {
+		out = append(out, line)
+	}
 	if pi, ok := usable(pier, "idle"); ok {
 		line := fmt.Sprintf("idle KB/conn: pier %.1f", pi.KBPerConn)
 		if h, ok := usable(t.byKey["haproxy"], "idle"); ok {
@@ -311,6 +400,38 @@ func (t *table) ratio(pier map[string]Result, other, k string, v func(Result) fl
 		return "", false
 	}
 	return fmt.Sprintf("%.2f", v(p)/v(o)), true
+}
+
+// cpuRatio formats pier's CPU per operation of k over other's, if both
+// were measured.
+func (t *table) cpuRatio(pier map[string]Result, other, k string) (string, bool) {
+	p, ok := usable(pier, k)
+	if !ok || !cpuMeasured(p) {
+		return "", false
+	}
+	o, ok := usable(t.byKey[other], k)
+	if !ok || !cpuMeasured(o) || o.CPUusPerOp == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%.2f", p.CPUusPerOp/o.CPUusPerOp), true
+}
+
+// accessLog compares pier-log, pier with its access log on, with pier: the
+// rate it keeps and the CPU each session's record costs.
+func (t *table) accessLog(pier map[string]Result) (string, bool) {
+	p, ok := usable(pier, "cps")
+	if !ok || p.PerSec == 0 {
+		return "", false
+	}
+	l, ok := usable(t.byKey["pier-log"], "cps")
+	if !ok {
+		return "", false
+	}
+	line := fmt.Sprintf("access log: pier-log/pier connections/s %.2f", l.PerSec/p.PerSec)
+	if cpuMeasured(p) && cpuMeasured(l) {
+		line += fmt.Sprintf(", CPU per connection %+.1f µs (the access log's cost per session)", l.CPUusPerOp-p.CPUusPerOp)
+	}
+	return line, true
 }
 
 // usable returns the result for k if it was measured without error.

@@ -15,6 +15,9 @@
 //	RR    64-byte request, 64-byte reply on kept connections (req/s, p50, p99)
 //	Idle  N open connections: what the proxy process holds for them (KB, fds)
 //
+// CPS and RR also read the CPU time of a target's process tree (Target.PID)
+// around every round, for its CPU cost per connection or request.
+//
 // Report turns the Results of one run into the markdown table and the
 // pier/others ratios. All traffic goes to the addresses given, which
 // bench/run keeps on 127.0.0.1.
@@ -58,6 +61,15 @@ type Result struct {
 	FDAfter    int     `json:"fd_after,omitempty"`
 	KBPerConn  float64 `json:"kb_per_conn,omitempty"` // idle: (RSSAfter-RSSBefore)/Conns, KiB
 	FDPerConn  float64 `json:"fd_per_conn,omitempty"` // idle: (FDAfter-FDBefore)/Conns
+
+	// CPU cost, cps and rr, of a target with a process (Target.PID): the
+	// utime+stime of the process and its descendants over every round's
+	// measured window. None of it is set for direct, which has no process.
+	CPUTicks   int64   `json:"cpu_ticks,omitempty"`     // in 1/ClkTck s
+	CPUWindows int     `json:"cpu_windows,omitempty"`   // processes × windows read: the total is exact to 2 ticks each
+	ClkTck     int64   `json:"clk_tck,omitempty"`       // ticks per second of CPUTicks (sysconf CLK_TCK)
+	CPUusPerOp float64 `json:"cpu_us_per_op,omitempty"` // CPU µs per connection (cps) or request (rr)
+	CPUError   string  `json:"cpu_error,omitempty"`     // why CPU could not be read; the rates stand
 }
 
 // WriteJSON writes r as one line of JSON.

@@ -10,6 +10,9 @@ import (
 type Target struct {
 	Column string
 	Addr   string
+	// PID is the proxy's process, whose CPU time (with its descendants')
+	// CPS and RR read around each round; 0 (direct) means none is read.
+	PID int
 }
 
 // interleave runs round(i) for every target i, then again, rounds times

@@ -44,13 +44,17 @@ const rrSize = 64
 // and P99us are latency percentiles, from write to full reply, over every
 // request of every round. A client whose connection fails counts one error
 // and stops for that round; a target fails when a round completes nothing.
+// For a target with a PID, CPUusPerOp is its process tree's CPU time over
+// the rounds per completed request.
 func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 	rounds := max(cfg.Rounds, 1)
 	results := newResults(targets, Result{Test: "rr", Workers: cfg.clients(), Seconds: cfg.duration().Seconds()})
 	lats := make([][]time.Duration, len(targets))
 	interleave(ctx, results, rounds, func(i int) error {
 		r := &results[i]
+		cpu := startCPU(targets[i].PID)
 		l, errs, elapsed := rrRound(ctx, targets[i].Addr, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
+		cpu.end(r)
 		lats[i] = append(lats[i], l...)
 		r.Elapsed += elapsed.Seconds()
 		for _, err := range errs {
@@ -74,6 +78,7 @@ func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 		r.PerSec = float64(r.Ops) / r.Elapsed
 		r.P50us = percentile(lats[i], 0.50)
 		r.P99us = percentile(lats[i], 0.99)
+		finishCPU(r)
 	}
 	return results
 }

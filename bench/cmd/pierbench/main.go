@@ -6,8 +6,8 @@
 //	pierbench gocopy 127.0.0.1:9002 127.0.0.1:9001  # the io.Copy baseline proxy
 //	pierbench wait -timeout 10s 127.0.0.1:9002      # until it accepts connections
 //	pierbench bulk direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # a JSON line per column
-//	pierbench cps direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
-//	pierbench rr -clients 16 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
+//	pierbench cps -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # with gocopy's CPU
+//	pierbench rr -clients 16 -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
 //	pierbench idle -column gocopy -pid 1234 127.0.0.1:9002
 //	pierbench report -columns direct,gocopy results.jsonl
 //
@@ -46,6 +46,7 @@ const usage = `Usage: pierbench COMMAND [flags] ARGS
   gocopy LISTEN UPSTREAM      serve the plain io.Copy forwarder
   wait [-timeout D] [-pid P] ADDR   until ADDR accepts a connection
   bulk|cps|rr [flags] COLUMN=ADDR...  run one load on each, taking turns
+                              (cps, rr: -pid COLUMN=PID also reads its CPU time)
   idle [flags] -pid P ADDR    what P holds per idle connection through ADDR
   ports N                     print N free TCP ports on 127.0.0.1
   pids PID                    print PID and its descendants
@@ -223,6 +224,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	var (
 		streams, mib, workers, clients *int
 		dur                            *time.Duration
+		pids                           = columnPIDs{}
 	)
 	switch test {
 	case "bulk":
@@ -234,6 +236,9 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	case "rr":
 		clients = fs.Int("clients", 1, "persistent connections, one request in flight each")
 		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
+	}
+	if test != "bulk" {
+		fs.Var(pids, "pid", "`COLUMN=PID`: read the CPU time of that column's proxy and its children around every round (repeatable)")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: pierbench %s [flags] COLUMN=ADDR...\n", test)
@@ -252,10 +257,15 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 			fs.Usage()
 			return errUsage
 		}
-		targets = append(targets, bench.Target{Column: col, Addr: addr})
+		targets = append(targets, bench.Target{Column: col, Addr: addr, PID: pids[col]})
+		delete(pids, col)
 	}
 	if len(targets) == 0 {
 		fs.Usage()
+		return errUsage
+	}
+	if len(pids) > 0 {
+		fmt.Fprintf(stderr, "pierbench %s: -pid %s: no such target\n", test, pids)
 		return errUsage
 	}
 	var results []bench.Result
@@ -279,6 +289,27 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
+	return nil
+}
+
+// columnPIDs is the -pid flag of cps and rr: each column's proxy process.
+type columnPIDs map[string]int
+
+func (m columnPIDs) String() string {
+	parts := make([]string, 0, len(m))
+	for col, pid := range m {
+		parts = append(parts, fmt.Sprintf("%s=%d", col, pid))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m columnPIDs) Set(v string) error {
+	col, p, ok := strings.Cut(v, "=")
+	pid, err := strconv.Atoi(p)
+	if !ok || col == "" || err != nil || pid <= 0 {
+		return fmt.Errorf("%q: want COLUMN=PID", v)
+	}
+	m[col] = pid
 	return nil
 }
 
