@@ -16,8 +16,9 @@
 // The commands:
 //
 //	pier forward :9090 db.internal:5432     # the one-liner
-//	pier run -config pier.yaml              # the daemon
-//	pier check -config pier.yaml            # validate a config file
+//	pier run pier.yaml                      # the daemon (or -config pier.yaml)
+//	pier check pier.yaml                    # validate a config file
+//	pier help forward                       # a command's flags and examples
 //
 // Exit codes: 0 clean stop, 1 runtime failure, 2 usage or config error.
 package command
@@ -28,6 +29,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
+
+	"github.com/pierproxy/pier/config"
 )
 
 // Version is what 'pier version' prints. Set it at build time with
@@ -66,46 +71,113 @@ const usage = `pier: a TCP proxy
 
 Usage:
   pier forward [flags] LISTEN UPSTREAM [UPSTREAM...]   forward one port
-  pier run [-config pier.yaml]                         run from a config file
-  pier check [-config pier.yaml]                       validate a config file
+  pier run [flags] [pier.yaml]                         run from a config file
+  pier check [pier.yaml]                               validate a config file
   pier version                                         print the version
+  pier help [COMMAND]                                  this, or a command's flags and examples
 
-Run 'pier COMMAND -h' for a command's flags and examples.
+Flags may stand before the command: pier -log-level debug forward ...
+Run 'pier help COMMAND' or 'pier COMMAND -h' for a command's flags and examples.
 `
+
+// commands are pier's commands, by name.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"forward": runForward,
+	"run":     runDaemon,
+	"check": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+		return runCheck(args, stdout, stderr)
+	},
+	"version": func(_ context.Context, args []string, stdout, _ io.Writer) error { return runVersion(args, stdout) },
+}
 
 // run is pier's whole command line: it parses args, runs the command and
 // returns the exit code. It writes only to stdout and stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
+	name, args := splitCommand(args)
+	var err error
+	switch cmd := commands[name]; {
+	case name == "" && len(args) == 0:
 		fmt.Fprint(stderr, usage)
 		return exitUsage
-	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "forward":
-		err = runForward(ctx, rest, stdout, stderr)
-	case "run":
-		err = runDaemon(ctx, rest, stdout, stderr)
-	case "check":
-		err = runCheck(rest, stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "pier %s\n", Version)
-	case "help", "-h", "-help", "--help":
+	case name == "" && slices.ContainsFunc(args, isHelp):
 		fmt.Fprint(stdout, usage)
+		return exitOK
+	case name == "" && slices.ContainsFunc(args, isVersion):
+		err = runVersion(nil, stdout)
+	case name == "":
+		err = usageError{fmt.Errorf("no command after the flags %s", strings.Join(args, " "))}
+	case name == "help" && len(args) == 0:
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case name == "help" && commands[args[0]] != nil && len(args) == 1:
+		err = commands[args[0]](ctx, []string{"-h"}, stdout, stderr)
+	case name == "help" && len(args) == 1:
+		err = usageError{fmt.Errorf("help: unknown command %q (commands: check, forward, run, version)", args[0])}
+	case name == "help":
+		err = usageError{fmt.Errorf("help: want one command, got %q", args)}
+	case cmd != nil:
+		err = cmd(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "pier: unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "pier: unknown command %q\n\n%s", name, usage)
 		return exitUsage
 	}
+	var errs config.Errors
+	var h hint
 	switch {
-	case err == nil:
+	case err == nil || errors.Is(err, errHelp):
 		return exitOK
-	case errors.Is(err, errHelp):
-		return exitOK
-	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "pier: %v\n", err)
-		return exitUsage
+	case errors.As(err, &errs):
+		// One error a line, as it stands: file:line:col: or flag -name:.
+		fmt.Fprintln(stderr, errs.Error())
 	default:
 		fmt.Fprintf(stderr, "pier: %v\n", err)
-		return exitRuntime
 	}
+	if errors.As(err, &h) {
+		fmt.Fprintf(stderr, "see 'pier %s -h'\n", h.cmd)
+	}
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	return exitRuntime
+}
+
+// splitCommand finds the command's name in args and returns it with the
+// rest: the flags that stood before it, then those after, so that 'pier
+// -log-level debug forward ...' is 'pier forward -log-level debug ...'.
+// A flag before the name is taken to carry its value as the next
+// argument, unless written -flag=value or it is -h or -version. name is
+// empty if there is none.
+func splitCommand(args []string) (name string, rest []string) {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" && args[i] != "--" {
+		if !strings.Contains(args[i], "=") && !isHelp(args[i]) && !isVersion(args[i]) {
+			i++ // the flag's value
+		}
+		i++
+	}
+	if i >= len(args) || args[i] == "--" {
+		return "", args
+	}
+	return args[i], append(slices.Clip(args[:i]), args[i+1:]...)
+}
+
+func isHelp(a string) bool    { return a == "-h" || a == "-help" || a == "--help" || a == "--h" }
+func isVersion(a string) bool { return a == "-version" || a == "--version" }
+
+const versionExamples = `  pier version
+      prints pier dev, or the version pier was built with
+`
+
+// runVersion is 'pier version'.
+func runVersion(args []string, stdout io.Writer) error {
+	fs := newFlagSet("version", "pier version", versionExamples)
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fs.usage(fmt.Errorf("version: unexpected argument %q", pos[0]))
+	}
+	fmt.Fprintf(stdout, "pier %s\n", Version)
+	return nil
 }

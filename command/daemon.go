@@ -2,86 +2,121 @@ package command
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/internal/app"
 )
 
-const runExamples = `  pier run -config /etc/pier/pier.yaml
-      serve the routes of a config file; SIGHUP reloads it, SIGTERM drains and stops
+const runExamples = `  pier run /etc/pier/pier.yaml -pidfile /run/pier.pid
+      serve the routes of a config file; SIGHUP reloads it, SIGTERM drains and stops:
+      kill -HUP $(cat /run/pier.pid)
   pier run -config pier.yaml -log-format json
+      the file may also be given with -config
 `
 
-const checkExamples = `  pier check -config pier.yaml
+const checkExamples = `  pier check pier.yaml
       print every error as file:line:col: message and exit 2, or exit 0 if the file is good
 `
 
+// configPath returns the config file of run or check: an argument, or
+// -config, or pier.yaml.
+func configPath(fs *flagSet, flagPath string, pos []string) (string, error) {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "config" })
+	switch {
+	case len(pos) > 1:
+		return "", fs.usage(fmt.Errorf("%s: want one config file, got %d arguments", fs.Name(), len(pos)))
+	case len(pos) == 1 && given:
+		return "", fs.usage(fmt.Errorf("%s: the config file is given twice, as -config %s and as %s: give it once", fs.Name(), flagPath, pos[0]))
+	case len(pos) == 1:
+		return pos[0], nil
+	}
+	return flagPath, nil
+}
+
 // runDaemon is 'pier run'.
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "pier run [-config FILE] [flags]", runExamples, stderr)
-	path := fs.String("config", "pier.yaml", "the configuration file")
+	fs := newFlagSet("run", "pier run [flags] [FILE]", runExamples)
+	path := fs.String("config", "pier.yaml", "the configuration `file`; or give it as the argument")
+	pidfile := fs.String("pidfile", "", "write pier's process id to this `file` once listening; removed on exit")
 	var lf logFlags
-	lf.register(fs)
-	pos, err := parseInterspersed(fs, args)
+	lf.register(fs.FlagSet)
+	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError{fmt.Errorf("run: unexpected argument %q", pos[0])}
+	file, err := configPath(fs, *path, pos)
+	if err != nil {
+		return err
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
-		return err
+		return fs.usage(err)
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return usageError{err}
 	}
-	return serve(ctx, cfg, *path, log)
+	return serve(ctx, cfg, file, *pidfile, log)
 }
 
 // runCheck is 'pier check'.
 func runCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "pier check [-config FILE]", checkExamples, stderr)
-	path := fs.String("config", "pier.yaml", "the configuration file")
-	pos, err := parseInterspersed(fs, args)
+	fs := newFlagSet("check", "pier check [FILE]", checkExamples)
+	path := fs.String("config", "pier.yaml", "the configuration `file`; or give it as the argument")
+	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError{fmt.Errorf("check: unexpected argument %q", pos[0])}
+	file, err := configPath(fs, *path, pos)
+	if err != nil {
+		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(file)
 	if err != nil {
 		return usageError{err}
 	}
-	fmt.Fprintf(stdout, "%s: ok, %d routes\n", *path, len(cfg.Routes))
+	fmt.Fprintf(stdout, "%s: ok, %d routes\n", file, len(cfg.Routes))
 	return nil
 }
 
 // serve runs cfg until ctx is done or a signal says stop. SIGHUP reloads
 // path, if the config came from a file; a bad file is logged and the
 // running config stays. SIGTERM or SIGINT drains: listeners close, live
-// sessions get the grace period, and a second signal cuts it short.
-func serve(ctx context.Context, cfg *config.Config, path string, log *slog.Logger) error {
+// sessions get the grace period, and a second signal cuts it short. With
+// pidfile set, pier's process id is written there once every listener is
+// open, and the file removed on the way out.
+func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *slog.Logger) (err error) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	if pidfile != "" {
+		if err := checkPidfile(pidfile); err != nil {
+			return err
+		}
+	}
 	d, err := app.Start(cfg, log)
 	if err != nil {
 		return err
 	}
-	for _, r := range cfg.Routes {
-		for _, a := range d.Addrs(r.Name) {
-			log.Info("listening", "route", r.Name, "addr", a.String())
+	if pidfile != "" {
+		if err := writePidfile(pidfile); err != nil {
+			d.Stop(context.Background())
+			return err
 		}
+		defer removePidfile(pidfile, log)
 	}
 	for {
 		select {
@@ -120,11 +155,55 @@ func reload(d *app.Daemon, path string, log *slog.Logger) {
 	}
 	if err != nil {
 		log.Error("reload failed, keeping the running configuration", "file", path, "error", err)
+	}
+}
+
+// checkPidfile refuses a pid file that names a live process other than
+// this one: a second pier started with the first one's -pidfile would
+// otherwise take the file over, and 'kill $(cat FILE)' would no longer
+// reach the first. A file naming no live process is left over from a
+// pier that did not exit cleanly, and is overwritten.
+func checkPidfile(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("-pidfile: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return nil
+	}
+	// Signal 0 checks that the process exists; EPERM says it does, as
+	// someone else's.
+	if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+		return fmt.Errorf("-pidfile %s: process %d, which it names, is running: stop that pier first, or remove the file if the process is not pier", path, pid)
+	}
+	return nil
+}
+
+// writePidfile writes this process's id to path, whole or not at all: a
+// reader never sees half a number.
+func writePidfile(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("-pidfile: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("-pidfile: %w", err)
+	}
+	return nil
+}
+
+// removePidfile removes the pid file if it still names this process.
+func removePidfile(path string, log *slog.Logger) {
+	b, err := os.ReadFile(path)
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
 		return
 	}
-	for _, r := range cfg.Routes {
-		for _, a := range d.Addrs(r.Name) {
-			log.Info("listening", "route", r.Name, "addr", a.String())
-		}
+	if err := os.Remove(path); err != nil {
+		log.Warn("could not remove the pid file", "file", path, "error", err)
 	}
 }

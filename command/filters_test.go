@@ -1,7 +1,6 @@
 package command
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,35 +18,63 @@ import (
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
-// filterFlags parses args with nothing but the filter flags, and returns
-// the filters they made, in order.
-func filterFlags(t *testing.T, args ...string) ([]config.Filter, error) {
-	t.Helper()
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var fl []config.Filter
-	registerFilterFlags(fs, &fl)
-	err := fs.Parse(args)
-	return fl, err
+// filterFlags parses args with nothing but the filter flags, as pier
+// forward does, and returns the filters the configuration got, in order.
+func filterFlags(args ...string) ([]config.Filter, error) {
+	fs := newFlagSet("forward", "", "")
+	var s settings
+	registerFilterFlags(fs, &s)
+	if _, err := fs.parse(args, io.Discard); err != nil {
+		return nil, err
+	}
+	s.add("listen", "", "127.0.0.1:0", "argument 1")
+	s.add("upstream", "", "127.0.0.1:1", "argument 2")
+	cfg, err := config.FromCommandLine("forward", s.list)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Routes[0].Filters, nil
 }
 
-// Every registered filter has a flag, its name with - for _.
+// parseFilterFlag is one filter flag, --NAME v, through pier forward's
+// path.
+func parseFilterFlag(spec filter.Spec, v string) (config.Filter, error) {
+	fl, err := filterFlags("--"+strings.ReplaceAll(spec.Name, "_", "-"), v)
+	if err != nil {
+		return config.Filter{}, err
+	}
+	return fl[0], nil
+}
+
+// Every registered filter has a flag, its name with - for _, and the
+// name as a file writes it works too; the help shows one.
 func TestFilterFlagPerFilter(t *testing.T) {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	registerFilterFlags(fs, new([]config.Filter))
+	fs := newFlagSet("forward", "pier forward", "")
+	registerFilterFlags(fs, new(settings))
+	fs.parse(nil, io.Discard)
 	names := filter.Names()
 	for _, want := range []string{"dump", "pcap", "rewrite", "latency", "bandwidth", "slicer", "reset", "timeout", "limit", "slow_close"} {
-		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
+		if !slices.Contains(names, want) {
 			t.Errorf("filter %q is not registered (registered: %v)", want, names)
 		}
 	}
 	for _, name := range names {
-		if fs.Lookup(strings.ReplaceAll(name, "_", "-")) == nil {
-			t.Errorf("no flag for filter %q", name)
+		if fs.Lookup(strings.ReplaceAll(name, "_", "-")) == nil || fs.Lookup(name) == nil {
+			t.Errorf("no flag for filter %q, or not in both spellings", name)
 		}
 	}
-	if fs.Lookup("slow_close") != nil {
-		t.Error("flag -slow_close exists; want only -slow-close")
+	var help strings.Builder
+	fs.help(&help)
+	if !strings.Contains(help.String(), "-slow-close") || strings.Contains(help.String(), "-slow_close") {
+		t.Errorf("help should list -slow-close once, and not -slow_close:\n%s", help.String())
+	}
+	dash, err := filterFlags("--slow-close", "1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	underscore, err := filterFlags("--slow_close", "1s")
+	if err != nil || !reflect.DeepEqual(dash, underscore) {
+		t.Errorf("--slow_close gives %v, %v; --slow-close %v", underscore, err, dash)
 	}
 }
 
@@ -167,11 +195,9 @@ func TestFilterFlagErrors(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
 			}
-			// The flag package reports it under the flag's name.
-			flagName := "-" + strings.ReplaceAll(tc.name, "_", "-")
-			_, ferr := filterFlags(t, flagName, tc.value)
-			if ferr == nil || !strings.Contains(ferr.Error(), flagName) || !strings.Contains(ferr.Error(), err.Error()) {
-				t.Errorf("flag error %q, want it to name %s and say %q", ferr, flagName, err)
+			// The error is placed at the flag.
+			if flagName := "flag -" + strings.ReplaceAll(tc.name, "_", "-") + ": "; !strings.HasPrefix(err.Error(), flagName) {
+				t.Errorf("error %q does not begin with %q", err, flagName)
 			}
 		})
 	}
@@ -180,7 +206,7 @@ func TestFilterFlagErrors(t *testing.T) {
 // Filter flags stack in command-line order, the same filter as often as
 // given.
 func TestFilterFlagsStackInOrder(t *testing.T) {
-	fl, err := filterFlags(t,
+	fl, err := filterFlags(
 		"-rewrite", "match=a,replace=b",
 		"--latency", "5ms",
 		"-dump", "text",
@@ -267,11 +293,13 @@ func TestForwardWithFilterFlags(t *testing.T) {
 	}
 }
 
-// A bad filter flag is a usage error: exit code 2, nothing started.
+// A bad filter flag is a usage error: exit code 2, nothing started, the
+// error and where to look.
 func TestForwardBadFilterFlag(t *testing.T) {
-	code, _, errs := runCLI("forward", "127.0.0.1:0", "127.0.0.1:1", "--rewrite", "old")
-	if code != exitUsage || !strings.Contains(errs, "-rewrite") || !strings.Contains(errs, "option=value") {
-		t.Errorf("exit %d, stderr %q; want 2 and a message about -rewrite's option=value", code, errs)
+	code, out, errs := runCLI("forward", "127.0.0.1:0", "127.0.0.1:1", "--rewrite", "old")
+	want := "flag -rewrite: want option=value,... (the filter has no main option to take a value alone)\nsee 'pier forward -h'\n"
+	if code != exitUsage || errs != want || out != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errs, want)
 	}
 }
 
@@ -291,8 +319,10 @@ func FuzzFilterFlag(f *testing.F) {
 		}
 		cfg, err := parseFilterFlag(spec, v)
 		if err != nil {
-			if err.Error() == "" {
-				t.Fatalf("%s %q: an empty error", name, v)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "flag -"+strings.ReplaceAll(name, "_", "-")+": ") {
+					t.Fatalf("%s %q: error %q is not placed at the flag", name, v, line)
+				}
 			}
 			return
 		}

@@ -452,11 +452,12 @@ func TestAcceptUnderDescriptorExhaustion(t *testing.T) {
 			break // pier is out of descriptors: this one was not served
 		}
 	}
-	// Out of descriptors, pier fails either the accept or the dial that
-	// follows it; both must back off.
+	// Out of descriptors, pier stops accepting (its reserve), or fails the
+	// accept or the dial that follows it; each must back off.
 	p.waitLog(t, func(ls []map[string]any) bool {
 		for _, l := range ls {
-			if l["msg"] == "accept failing, backing off" || l["reason"] == "local_error" {
+			if l["msg"] == "out of descriptors: new clients wait until sessions end" ||
+				l["msg"] == "accept failing, backing off" || l["reason"] == "local_error" {
 				return true
 			}
 		}

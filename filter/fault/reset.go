@@ -29,6 +29,11 @@ import (
 //
 // At least one of bytes and after is required; with both, the first
 // reached counts. Exactly bytes bytes are forwarded, then the reset.
+//
+// after may also be a byte count, "reset after 100 bytes": a whole number
+// with an optional unit (100, 64KiB) is bytes, a duration (2s) is time.
+// That is what lets the command line say either with the flag's one
+// value: --reset 100 resets after 100 bytes, --reset 2s after 2 seconds.
 type reset struct {
 	common
 	bytes int64 // -1: none
@@ -44,12 +49,28 @@ func newReset(o *filter.Options) (filter.Filter, error) {
 	if o.Has("bytes") {
 		f.bytes = o.Size("bytes", 0, 0, 1<<62)
 	}
-	f.timed = o.Has("after")
-	f.after = o.Duration("after", 0)
+	if afterIsBytes(o) {
+		if o.Has("bytes") {
+			o.Errorf("after", "%q is a byte count, and bytes is given too: give one", o.String("after", ""))
+		} else {
+			f.bytes = o.Size("after", 0, 0, 1<<62)
+		}
+	} else {
+		f.timed = o.Has("after")
+		f.after = o.Duration("after", 0)
+	}
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// afterIsBytes reports whether reset's after is a byte count (100,
+// 64KiB) rather than a time. "0" is either, and the same: at the first
+// call.
+func afterIsBytes(o *filter.Options) bool {
+	_, err := filter.ParseSize(o.String("after", ""))
+	return o.Has("after") && err == nil
 }
 
 func (f *reset) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {

@@ -2,6 +2,7 @@ package fault_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +167,45 @@ func TestTimeoutZeroOnlyDrops(t *testing.T) {
 	}
 	if len(d.Out) != 0 || len(d.In) != 0 || !d.Wake.IsZero() {
 		t.Errorf("out %q, held %q, wake %v: want all dropped and no wake", d.Out, d.In, d.Wake)
+	}
+}
+
+// after is bytes when it is a byte count and time when it is a duration,
+// so that the flag's one value says either: --reset 100, --reset 2s.
+func TestResetAfterCountIsBytes(t *testing.T) {
+	for _, after := range []string{"10", "10B"} {
+		d, _ := drive(t, mustFault(t, "reset", "after="+after), filter.ToUpstream)
+		if err := d.Write(pattern(0, 4)); err != nil {
+			t.Fatalf("after=%s: 4 bytes: %v", after, err)
+		}
+		if !d.Wake.IsZero() {
+			t.Errorf("after=%s: a wake at %v; a byte count sets no timer", after, d.Wake)
+		}
+		if err := d.Advance(time.Hour); err != nil {
+			t.Fatalf("after=%s: an hour later: %v; a byte count is not a time", after, err)
+		}
+		if err := d.Write(pattern(4, 12)); !errors.Is(err, filter.ErrReset) || string(d.Out) != string(pattern(0, 10)) {
+			t.Errorf("after=%s: past 10 bytes: error %v, %d out; want %v after exactly 10", after, err, len(d.Out), filter.ErrReset)
+		}
+	}
+	// 2KiB is bytes too.
+	d, _ := drive(t, mustFault(t, "reset", "after=2KiB"), filter.ToUpstream)
+	if err := d.Write(make([]byte, 2048)); !errors.Is(err, filter.ErrReset) || len(d.Out) != 2048 {
+		t.Errorf("after=2KiB: error %v, %d out; want a reset after 2048", err, len(d.Out))
+	}
+	// A duration stays a time.
+	d, _ = drive(t, mustFault(t, "reset", "after=2s"), filter.ToUpstream)
+	if err := d.Write(make([]byte, 4096)); err != nil {
+		t.Fatalf("after=2s: bytes alone reset: %v", err)
+	}
+	if err := d.Advance(2 * time.Second); !errors.Is(err, filter.ErrReset) {
+		t.Errorf("after=2s at 2s: %v, want %v", err, filter.ErrReset)
+	}
+	// Two byte counts are one too many.
+	if _, err := newFault("reset", "after=100", "bytes=5"); err == nil || !strings.Contains(err.Error(), `after: "100" is a byte count, and bytes is given too`) {
+		t.Errorf("after=100 with bytes=5: %v", err)
+	}
+	if _, err := newFault("reset", "after=soon"); err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+		t.Errorf("after=soon: %v", err)
 	}
 }
