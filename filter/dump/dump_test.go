@@ -537,6 +537,9 @@ func TestStuckOutputStallsNoSession(t *testing.T) {
 		t.Fatal("Process waited for a stuck output")
 	}
 	close(w.release)
+	if !d.out.Sync(10 * time.Second) { // room again for the ends
+		t.Fatal("output not written after the writer was unstuck")
+	}
 	for i := range drs {
 		for _, dr := range drs[i] {
 			must(t, dr.CloseWrite())
