@@ -12,6 +12,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -219,7 +220,7 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 			c.filters = new(chain.InForce)
 		}
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
-			set, ferrs := compileFilters(cfg.File, rc.Filters)
+			set, ferrs := compileFilters(cfg.File, rc.Filters, log)
 			errs = append(errs, ferrs...)
 			if set != nil {
 				made = append(made, set)
@@ -306,7 +307,10 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 // options already; what can fail here is what a check cannot see, such as
 // a file that cannot be opened. An empty list compiles to no set at all,
 // so the route's sessions splice without a look at filters.
-func compileFilters(file string, fs []config.Filter) (*chain.Set, config.Errors) {
+//
+// A factory that panics fails the configuration like one that returns an
+// error; its stack is logged.
+func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.Set, config.Errors) {
 	if len(fs) == 0 {
 		return nil, nil
 	}
@@ -319,7 +323,10 @@ func compileFilters(file string, fs []config.Filter) (*chain.Set, config.Errors)
 			errs = append(errs, &config.Error{File: file, Line: f.Pos.Line, Col: f.Pos.Col, Msg: fmt.Sprintf("filter: unknown filter %q", f.Name)})
 			continue
 		}
-		flt, err := spec.New(f.NewOptions())
+		flt, err := spec.Build(f.NewOptions().WithLogger(log.With("filter", f.Name)))
+		if pe, ok := errors.AsType[*filter.PanicError](err); ok {
+			log.Error("filter factory panicked", "filter", f.Name, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+		}
 		if err != nil {
 			errs = append(errs, &config.Error{File: file, Line: max(f.Pos.Line, 1), Col: max(f.Pos.Col, 1), Msg: err.Error()})
 			continue
