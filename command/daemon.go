@@ -64,6 +64,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fs.usage(err)
 	}
+	defer lf.closeLog()
 	cfg, err := config.Load(file)
 	if err != nil {
 		return usageError{err}
@@ -117,6 +118,7 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			return err
 		}
 		defer removePidfile(pidfile, log)
+		log.Info("pid file written", "file", pidfile, "pid", os.Getpid())
 	}
 	for {
 		select {
@@ -139,6 +141,12 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			}()
 			err := d.Stop(stopCtx)
 			cut()
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				// The grace period ran out, or a second signal cut it
+				// short: the stop the signal asked for, logged as such,
+				// not a failure.
+				return nil
+			}
 			return err
 		}
 	}

@@ -21,6 +21,9 @@ type flagSet struct {
 	// (-slow_close for -slow-close, -idle_timeout as a file writes it),
 	// hidden from the help.
 	aliases map[string]bool
+	// arg, if set, is called with each positional argument and its
+	// index as parse meets it, between the flags around it.
+	arg func(i int, a string)
 }
 
 // newFlagSet returns the flags of the command name. The flag package
@@ -96,11 +99,21 @@ func (fs *flagSet) parse(args []string, stdout io.Writer) ([]string, error) {
 			return pos, nil
 		}
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), nil
+			for _, a := range rest {
+				pos = fs.positional(pos, a)
+			}
+			return pos, nil
 		}
-		pos = append(pos, rest[0])
+		pos = fs.positional(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+func (fs *flagSet) positional(pos []string, a string) []string {
+	if fs.arg != nil {
+		fs.arg(len(pos), a)
+	}
+	return append(pos, a)
 }
 
 // settings collects the configuration a command line gives, in the order

@@ -42,6 +42,15 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var lf logFlags
 	lf.register(fs.FlagSet)
 	registerFilterFlags(fs, &s)
+	// The arguments join the settings where they stand among the flags,
+	// so that errors come in command-line order.
+	fs.arg = func(i int, a string) {
+		key := "upstream"
+		if i == 0 {
+			key = "listen"
+		}
+		s.add(key, "", a, fmt.Sprintf("argument %d", i+1))
+	}
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -49,17 +58,11 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) < 2 {
 		return fs.usage(errors.New("forward: need a listen address and at least one upstream"))
 	}
-	for i, a := range pos {
-		key := "upstream"
-		if i == 0 {
-			key = "listen"
-		}
-		s.add(key, "", a, fmt.Sprintf("argument %d", i+1))
-	}
 	log, err := lf.logger(stderr)
 	if err != nil {
-		return err
+		return fs.usage(err)
 	}
+	defer lf.closeLog()
 	cfg, err := config.FromCommandLine("forward", s.list)
 	if err != nil {
 		return fs.usage(err)
