@@ -18,31 +18,31 @@ import (
 	"github.com/pierproxy/pier/internal/session"
 )
 
-// lockedBuffer is a log destination the log's writer goroutine and the
+// logBuffer is a log destination the log's writer goroutine and the
 // test share.
-type lockedBuffer struct {
+type logBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-// openLog opens the command's logger over a buffer and returns the logger
+// openTestLog opens the command's logger over a buffer and returns the logger
 // and a function that closes it and returns what it wrote.
-func openLog(t *testing.T, format string) (*slog.Logger, func() string) {
+func openTestLog(t *testing.T, format string) (*slog.Logger, func() string) {
 	t.Helper()
 	lf := logFlags{format: format, level: "info"}
-	var out lockedBuffer
+	var out logBuffer
 	log, closeLog, err := lf.open(&out)
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +57,9 @@ func openLog(t *testing.T, format string) (*slog.Logger, func() string) {
 	}
 }
 
-// fullRecord is a session record with every optional field set, so its
+// fullSessionRecord is a session record with every optional field set, so its
 // access log line has every field.
-func fullRecord() *session.Record {
+func fullSessionRecord() *session.Record {
 	return &session.Record{
 		ID: 7, Route: "db",
 		Client:   netip.MustParseAddrPort("10.1.2.3:51234"),
@@ -72,8 +72,8 @@ func fullRecord() *session.Record {
 // In json every duration is a number of seconds, wherever it stands: the
 // access log's duration, a daemon message's grace_period, one in a group.
 func TestJSONDurationsAreSeconds(t *testing.T) {
-	log, closeLog := openLog(t, "json")
-	log.LogAttrs(context.Background(), slog.LevelInfo, "session", fullRecord().Attrs()...)
+	log, closeLog := openTestLog(t, "json")
+	log.LogAttrs(context.Background(), slog.LevelInfo, "session", fullSessionRecord().Attrs()...)
 	log.Info("stopping", "grace_period", 30*time.Second, slog.Group("g", "d", 2*time.Millisecond))
 	lines := strings.Split(strings.TrimSpace(closeLog()), "\n")
 	if len(lines) != 2 {
@@ -103,8 +103,8 @@ func TestJSONDurationsAreSeconds(t *testing.T) {
 
 // In text a duration is a Go duration.
 func TestTextDurationsAreGoDurations(t *testing.T) {
-	log, closeLog := openLog(t, "text")
-	log.LogAttrs(context.Background(), slog.LevelInfo, "session", fullRecord().Attrs()...)
+	log, closeLog := openTestLog(t, "text")
+	log.LogAttrs(context.Background(), slog.LevelInfo, "session", fullSessionRecord().Attrs()...)
 	log.Info("stopping", "grace_period", 30*time.Second)
 	out := closeLog()
 	for _, want := range []string{" duration=1.234567s ", " grace_period=30s"} {
@@ -127,7 +127,7 @@ func TestTextConfigErrorOnItsOwnLines(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "\n") {
 		t.Fatalf("config.Load: %v, want an error of several lines", err)
 	}
-	log, closeLog := openLog(t, "text")
+	log, closeLog := openTestLog(t, "text")
 	log.Error("reload failed, keeping the running configuration", "file", path, "error", err)
 	out := closeLog()
 	t.Logf("logged:\n%s", out)
@@ -157,7 +157,7 @@ func TestAccessLogFieldsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	fields := []string{slog.TimeKey, slog.LevelKey, slog.MessageKey}
-	for _, a := range fullRecord().Attrs() {
+	for _, a := range fullSessionRecord().Attrs() {
 		fields = append(fields, a.Key)
 	}
 	for _, f := range fields {
@@ -176,7 +176,7 @@ func TestAccessLogFieldsDocumented(t *testing.T) {
 // logged before closeLog is written.
 func TestLoggerClosedByCloseLog(t *testing.T) {
 	lf := logFlags{format: "json", level: "info"}
-	var out lockedBuffer
+	var out logBuffer
 	log, err := lf.logger(&out)
 	if err != nil {
 		t.Fatal(err)
