@@ -38,8 +38,9 @@ const (
 type Config struct {
 	// GracePeriod is how long live sessions may take to finish after
 	// SIGTERM or SIGINT before they are closed. Absent: DefaultGracePeriod.
-	// Zero is refused in a file: the application layer reads it as "wait
-	// for ever", which is not what "grace_period: 0s" says.
+	// Zero is refused, in a file as from 'pier forward -grace 0': the
+	// application layer would read it as "wait for ever", which is not
+	// what "grace_period: 0s" says.
 	GracePeriod time.Duration
 	// Routes are the routes, in file order; at least one.
 	Routes []Route
@@ -72,7 +73,8 @@ type Route struct {
 	// [a-z0-9][a-z0-9_.-]*, at most 64 characters.
 	Name string
 	// Listen holds the addresses clients arrive on, as host:port; at least
-	// one. The host is empty (every address, IPv4 and IPv6), an IP
+	// one. A file may write one address alone (listen: ":9090") for a
+	// list of one. The host is empty (every address, IPv4 and IPv6), an IP
 	// literal, or "localhost"; port 0 takes any free port, as tests do.
 	Listen []string
 	// Upstreams are the members sessions are sent to; at least one, and
