@@ -96,6 +96,17 @@ func (lf *logFlags) closeLog() error {
 	return first
 }
 
+// dropped returns how many log records the loggers from logger and open
+// dropped because the log's queue was full (a log reader that stopped
+// reading): access log records and others. For the exit summary.
+func (lf *logFlags) dropped() (access, other uint64) {
+	for _, h := range lf.opened {
+		a, o := h.Dropped()
+		access, other = access+a, other+o
+	}
+	return access, other
+}
+
 // durationAsSeconds is the json schema's rule for durations: a number of
 // seconds, as Prometheus and most log tools take them, not slog's default
 // integer nanoseconds.

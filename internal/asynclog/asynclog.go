@@ -132,7 +132,6 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	q := h.q
 	if q.closed.Load() {
-		q.lost.Add(1)
 		return ErrClosed
 	}
 	// Do not spend the caller's time on a record that cannot fit.
@@ -292,7 +291,6 @@ type queue struct {
 
 	accessDrops, otherDrops         atomic.Uint64 // not yet reported
 	accessDropTotal, otherDropTotal atomic.Uint64
-	lost                            atomic.Uint64 // records handled after Close
 
 	wake     chan struct{}      // a drop happened: report it even if ch stays empty
 	flushReq chan chan struct{} // Flush asks the writer to drain
