@@ -33,7 +33,11 @@ func filterFlags(args ...string) ([]config.Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cfg.Routes[0].Filters, nil
+	fl := cfg.Routes[0].Filters
+	for i := range fl {
+		fl[i].Pos = config.Pos{} // the flag it came from; compared apart
+	}
+	return fl, nil
 }
 
 // parseFilterFlag is one filter flag, --NAME v, through pier forward's

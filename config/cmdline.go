@@ -57,6 +57,7 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	listen := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	upstreams := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	filters := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
+	var filterPlaces []string // of each filter node, in order
 	set(r, "name", str(route, 1), 1)
 	set(r, "listen", listen, 1)
 	set(r, "upstreams", upstreams, 1)
@@ -72,6 +73,7 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 		case s.Key == "filter":
 			if f := p.filterFlag(s, at(s, s.Filter)); f != nil {
 				filters.Content = append(filters.Content, f)
+				filterPlaces = append(filterPlaces, s.Place)
 			}
 		case slices.ContainsFunc(configFields, func(f field[Config]) bool { return f.key == s.Key && f.key != "routes" }):
 			set(top, s.Key, str(s.Text, at(s, s.Key)), len(p.places))
@@ -89,8 +91,15 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	if len(p.errs) > 0 {
 		return nil, p.result()
 	}
-	// Positions mean nothing here: the Config is as if built in code.
+	// Lines and columns mean nothing here: they are cleared, and a
+	// filter keeps its flag, for errors found when it is made.
 	clearPositions(&cfg)
+	for i := range cfg.Routes {
+		for j := range cfg.Routes[i].Filters {
+			f := &cfg.Routes[i].Filters[j]
+			f.Pos.Place = filterPlaces[j]
+		}
+	}
 	return &cfg, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pierproxy/pier/filter"
 )
@@ -90,8 +91,20 @@ routes:
 		t.Fatal(err)
 	}
 	clearPositions(want)
-	if d := cmp.Diff(want, got); d != "" {
+	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Pos{}, "Place")); d != "" {
 		t.Errorf("command line differs from the file (-file +command line):\n%s", d)
+	}
+	// A filter keeps its flag, for errors found when it is made.
+	for i, place := range []string{"flag -latency", "flag -reset", "flag -pass"} {
+		if f := got.Routes[0].Filters[i]; f.Pos != (Pos{Place: place}) {
+			t.Errorf("filter %s at %+v, want at %s", f.Name, f.Pos, place)
+		}
+		if e := ErrorAt("", got.Routes[0].Filters[i].Pos, "x: broken").Error(); e != place+": x: broken" {
+			t.Errorf("ErrorAt: %q", e)
+		}
+	}
+	if e := ErrorAt("f.yaml", Pos{Line: 3, Col: 7}, "x: broken").Error(); e != "f.yaml:3:7: x: broken" {
+		t.Errorf("ErrorAt in a file: %q", e)
 	}
 }
 
@@ -216,9 +229,9 @@ func FuzzFromCommandLine(f *testing.F) {
 		}
 		cfg.File = "f"
 		for i := range cfg.Routes {
-			cfg.Routes[i].Pos = Pos{1, 1}
+			cfg.Routes[i].Pos = Pos{1, 1, ""}
 			for j := range cfg.Routes[i].Upstreams {
-				cfg.Routes[i].Upstreams[j].Pos = Pos{1, 1}
+				cfg.Routes[i].Upstreams[j].Pos = Pos{1, 1, ""}
 			}
 		}
 		checkValid(t, cfg)

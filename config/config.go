@@ -204,8 +204,22 @@ func (f *Filter) NewOptions() *filter.Options {
 	return filter.NewOptions(f.Name, f.Options, f.Pos.Line, f.Pos.Col)
 }
 
-// Pos is a position in the file; both fields count from 1.
-type Pos struct{ Line, Col int }
+// Pos is a position in the file; both fields count from 1. For a
+// configuration from a command line (FromCommandLine), Line and Col are
+// zero and Place, if set, names the flag or argument that gave the value.
+type Pos struct {
+	Line, Col int
+	Place     string
+}
+
+// ErrorAt returns an Error about the value at at, in the configuration
+// from file: placed at its line and column, or at its flag.
+func ErrorAt(file string, at Pos, msg string) *Error {
+	if at.Place != "" {
+		return &Error{Place: at.Place, Msg: msg}
+	}
+	return &Error{File: file, Line: max(at.Line, 1), Col: max(at.Col, 1), Msg: msg}
+}
 
 // The schema: one line per field. The order is the order of the README's
 // table and of the "known fields" hint in errors. Checks across fields

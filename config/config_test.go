@@ -48,8 +48,8 @@ routes:
 			Name:   "smtp",
 			Listen: []string{":9090", "[::1]:9091"},
 			Upstreams: []Upstream{
-				{Address: "mail1.internal:25", Weight: 1, Pos: Pos{6, 9}},
-				{Address: "10.0.0.2:25", Weight: 1, Pos: Pos{7, 9}},
+				{Address: "mail1.internal:25", Weight: 1, Pos: Pos{6, 9, ""}},
+				{Address: "10.0.0.2:25", Weight: 1, Pos: Pos{7, 9, ""}},
 			},
 			Balance:          "round_robin",
 			PassiveCheck:     defaultPassive,
@@ -60,13 +60,13 @@ routes:
 			IdleTimeout:      time.Hour,
 			HalfCloseTimeout: 30 * time.Second,
 			MaxConnections:   10000,
-			Pos:              Pos{3, 5},
+			Pos:              Pos{3, 5, ""},
 		}, {
 			Name:   "db.primary-1",
 			Listen: []string{"127.0.0.1:0", "localhost:5432"},
 			Upstreams: []Upstream{
-				{Address: "db:5432", Weight: 1, Pos: Pos{16, 17}},
-				{Address: "[fd00::1]:5432", Weight: 1, Pos: Pos{16, 39}},
+				{Address: "db:5432", Weight: 1, Pos: Pos{16, 17, ""}},
+				{Address: "[fd00::1]:5432", Weight: 1, Pos: Pos{16, 39, ""}},
 			},
 			Balance:          "round_robin",
 			PassiveCheck:     defaultPassive,
@@ -76,7 +76,7 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      0,
 			HalfCloseTimeout: 0,
-			Pos:              Pos{12, 5},
+			Pos:              Pos{12, 5, ""},
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {
@@ -98,7 +98,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Routes: []Route{{
 			Name:        "r",
 			Listen:      []string{":1"},
-			Upstreams:   []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{1, 48}}},
+			Upstreams:   []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{1, 48, ""}}},
 			Balance:     "round_robin",
 			HealthCheck: nil,
 			PassiveCheck: PassiveCheck{
@@ -113,7 +113,7 @@ func TestDefaultsApplied(t *testing.T) {
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			MaxConnections:   0,
-			Pos:              Pos{1, 10},
+			Pos:              Pos{1, 10, ""},
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {
@@ -194,10 +194,10 @@ routes:
 			Name:   "api",
 			Listen: []string{":1"},
 			Upstreams: []Upstream{
-				{Address: "10.0.0.1:80", Weight: 5, MaxConnections: 100, Pos: Pos{9, 9}},
-				{SRV: "_http._tcp.api.internal", Weight: 0, Pos: Pos{10, 9}},
-				{SRV: "_http._tcp.api2.internal.", Weight: 1000, Drain: true, Pos: Pos{11, 9}},
-				{Address: "spare:80", Weight: 1, Backup: true, Pos: Pos{12, 9}},
+				{Address: "10.0.0.1:80", Weight: 5, MaxConnections: 100, Pos: Pos{9, 9, ""}},
+				{SRV: "_http._tcp.api.internal", Weight: 0, Pos: Pos{10, 9, ""}},
+				{SRV: "_http._tcp.api2.internal.", Weight: 1000, Drain: true, Pos: Pos{11, 9, ""}},
+				{Address: "spare:80", Weight: 1, Backup: true, Pos: Pos{12, 9, ""}},
 			},
 			Balance: "hash",
 			HealthCheck: &HealthCheck{
@@ -208,7 +208,7 @@ routes:
 				Port:     8080,
 				Send:     "PING\r\n",
 				Expect:   "+PONG",
-				Pos:      Pos{15, 7},
+				Pos:      Pos{15, 7, ""},
 			},
 			PassiveCheck:     PassiveCheck{Failures: 0, Backoff: time.Second, MaxBackoff: time.Second},
 			Retries:          0,
@@ -217,11 +217,11 @@ routes:
 			WhenAllDown:      "try_all",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
-			Pos:              Pos{6, 5},
+			Pos:              Pos{6, 5, ""},
 		}, {
 			Name:      "bin",
 			Listen:    []string{":2"},
-			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{29, 17}}},
+			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{29, 17, ""}}},
 			Balance:   "round_robin",
 			HealthCheck: &HealthCheck{
 				Interval:     DefaultCheckInterval,
@@ -230,7 +230,7 @@ routes:
 				Fall:         DefaultFall,
 				Send:         "\x00\x01\x02\xff",
 				ExpectRegexp: `^HTTP/1\.[01] 200`,
-				Pos:          Pos{30, 19},
+				Pos:          Pos{30, 19, ""},
 			},
 			PassiveCheck:     PassiveCheck{Failures: DefaultPassiveFailures, Backoff: 5 * time.Second, MaxBackoff: DefaultMaxBackoff},
 			Retries:          4,
@@ -239,18 +239,18 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
-			Pos:              Pos{27, 5},
+			Pos:              Pos{27, 5, ""},
 		}, {
 			Name:      "defaults",
 			Listen:    []string{":3"},
-			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{36, 17}}},
+			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{36, 17, ""}}},
 			Balance:   "round_robin",
 			HealthCheck: &HealthCheck{
 				Interval: DefaultCheckInterval,
 				Timeout:  DefaultCheckTimeout,
 				Rise:     DefaultRise,
 				Fall:     DefaultFall,
-				Pos:      Pos{37, 19},
+				Pos:      Pos{37, 19, ""},
 			},
 			PassiveCheck:     defaultPassive,
 			Retries:          DefaultRetries,
@@ -259,7 +259,7 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
-			Pos:              Pos{34, 5},
+			Pos:              Pos{34, 5, ""},
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {

@@ -78,7 +78,7 @@ func opt[T, V any](key string, parse func(*parser, string, *yaml.Node) V, at fun
 // after reporting why there is nothing to walk.
 func (p *parser) load(data []byte) *yaml.Node {
 	line, col, _ := scan(data, false)
-	p.end = Pos{line, col}
+	p.end = Pos{Line: line, Col: col}
 	l, err := yaml.NewLoader(bytes.NewReader(data))
 	if err != nil {
 		p.errAt(1, 1, "yaml: %v", err)
