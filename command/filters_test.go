@@ -1,6 +1,7 @@
 package command
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -323,9 +324,13 @@ func FuzzFilterFlag(f *testing.F) {
 		}
 		cfg, err := parseFilterFlag(spec, v)
 		if err != nil {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				if !strings.HasPrefix(line, "flag -"+strings.ReplaceAll(name, "_", "-")+": ") {
-					t.Fatalf("%s %q: error %q is not placed at the flag", name, v, line)
+			var errs config.Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("%s %q: error %v is not config.Errors", name, v, err)
+			}
+			for _, e := range errs {
+				if e.Place != "flag -"+strings.ReplaceAll(name, "_", "-") || e.Msg == "" {
+					t.Fatalf("%s %q: error %#v is not placed at the flag", name, v, e)
 				}
 			}
 			return
