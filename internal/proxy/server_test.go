@@ -1,0 +1,285 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pierproxy/pier/internal/admit"
+	"github.com/pierproxy/pier/internal/proxy"
+	"github.com/pierproxy/pier/internal/route"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// A client refused by the route's limit gets an access log line of its
+// own, reason=limit, at Warn, and is counted as refused, not as a session;
+// Stats sums what the sessions moved.
+func TestRefusedClientLoggedAndCounted(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	r := newRoute(t, "r", up.Addr())
+	r.Limit = admit.NewLimit(1)
+	srv, recs := start(t, r)
+
+	live := dial(t, srv, "r")
+	live.Write([]byte("hello"))
+	if _, err := io.ReadFull(live, make([]byte, 5)); err != nil {
+		t.Fatal(err)
+	}
+	refused := dial(t, srv, "r")
+	if n, err := refused.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("client beyond the limit read %d, %v; want closed", n, err)
+	}
+	rec := recs.Next(t, wait)
+	wantReason(t, rec, "limit")
+	if rec["route"] != "r" || rec["client"] != refused.LocalAddr().String() {
+		t.Errorf("refusal record %v: want route r and client %v", rec, refused.LocalAddr())
+	}
+	if st := srv.Stats(); st.Refused != 1 || st.Sessions != 0 {
+		t.Errorf("stats %+v after one refusal and no end: want Refused 1, Sessions 0", st)
+	}
+
+	live.CloseWrite()
+	io.ReadAll(live)
+	wantReason(t, recs.Next(t, wait), "done")
+	want := proxy.Stats{Sessions: 1, ToUpstream: 5, ToClient: 5, Refused: 1}
+	if st := srv.Stats(); st != want {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+}
+
+// The refusal line is at Warn, like the other clients pier could not serve.
+func TestRefusedClientLineIsWarn(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Hold)
+	r := newRoute(t, "r", up.Addr())
+	r.Limit = admit.NewLimit(1)
+	logs, log := testutil.NewLogs()
+	levels := &levelLog{Handler: log.Handler(), mu: new(sync.Mutex), levels: make(map[string]slog.Level)}
+	srv, err := proxy.New(proxy.Options{Log: slog.New(levels)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, srv) })
+	if err := srv.Apply(table(t, r)); err != nil {
+		t.Fatal(err)
+	}
+	dial(t, srv, "r").Write([]byte("x"))
+	refused := dial(t, srv, "r")
+	refused.Read(make([]byte, 1))
+	logs.WaitFor(t, wait, "session", "reason=limit")
+	if got := levels.levelOf("session"); got != slog.LevelWarn {
+		t.Errorf("refusal logged at %v, want WARN", got)
+	}
+}
+
+// Dials that fail are counted as such: a refused upstream and one with no
+// member are failed dials, and sessions too.
+func TestStatsCountFailedDials(t *testing.T) {
+	srv, recs := start(t, newRoute(t, "r", testutil.RefusedAddr(t)))
+	c := dial(t, srv, "r")
+	c.Read(make([]byte, 1))
+	wantReason(t, recs.Next(t, wait), "connect_failed")
+	if st := srv.Stats(); st.FailedDials != 1 || st.Sessions != 1 {
+		t.Errorf("stats %+v, want one failed dial in one session", st)
+	}
+}
+
+// Apply logs each listener it opens ("listening") and each it closes
+// ("stopped listening"), and says nothing of one it keeps.
+func TestApplyLogsListenerChanges(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	logs, log := testutil.NewLogs()
+	srv, err := proxy.New(proxy.Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, srv) })
+	a, b := newRoute(t, "a", up.Addr()), newRoute(t, "b", up.Addr())
+	a.Listen, b.Listen = []string{freePort(t)}, []string{freePort(t)}
+	for i, step := range []struct {
+		routes          []*route.Route
+		opened, stopped [2]int // of a and b, so far
+	}{
+		{[]*route.Route{a}, [2]int{1, 0}, [2]int{0, 0}},
+		{[]*route.Route{a, b}, [2]int{1, 1}, [2]int{0, 0}}, // a kept: not logged again
+		{[]*route.Route{b}, [2]int{1, 1}, [2]int{1, 0}},
+	} {
+		if err := srv.Apply(table(t, step.routes...)); err != nil {
+			t.Fatal(err)
+		}
+		for k, r := range []*route.Route{a, b} {
+			open := "listening route=" + r.Name + " addr=" + r.Listen[0]
+			stop := "stopped " + open
+			if got := logs.Count(stop); got != step.stopped[k] {
+				t.Errorf("step %d: %d lines %q, want %d", i, got, stop, step.stopped[k])
+			}
+			if got := logs.Count(open) - logs.Count(stop); got != step.opened[k] {
+				t.Errorf("step %d: %d lines %q, want %d", i, got, open, step.opened[k])
+			}
+		}
+	}
+}
+
+// When a loop cannot watch a new listener, Apply says so and leaves
+// nothing behind: the listener is closed, the old table is in force, and
+// the next Apply works.
+func TestApplyWatchFailureUndoesEverything(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler), Loops: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, srv) })
+	old := newRoute(t, "old", up.Addr())
+	if err := srv.Apply(table(t, old)); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.OpenFDs(t)
+	boom := errors.New("no room in epoll")
+	proxy.FailWatch(srv, 1, boom) // the second loop refuses the new listener
+	next := newRoute(t, "next", up.Addr())
+	next.Listen = []string{freePort(t)}
+	err = srv.Apply(table(t, old, next))
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "route next") {
+		t.Fatalf("Apply: %v, want the watch's error naming the route", err)
+	}
+	if addrs := srv.Addrs("next"); len(addrs) != 0 {
+		t.Errorf("a failed Apply left route next listening on %v", addrs)
+	}
+	if c, err := net.DialTimeout("tcp", next.Listen[0], wait); err == nil {
+		c.Close()
+		t.Errorf("%s still accepts after a failed Apply", next.Listen[0])
+	}
+	if after := testutil.OpenFDs(t); after != before {
+		t.Errorf("%d descriptors open after a failed Apply, %d before", after, before)
+	}
+	// The old table is in force, and its route serves.
+	if got, err := roundTrip(srv.Addrs("old")[0].String()); err != nil || got != "q" {
+		t.Errorf("old route after a failed Apply: %q, %v", got, err)
+	}
+	if err := srv.Apply(table(t, old, next)); err != nil {
+		t.Fatalf("Apply after the failure: %v", err)
+	}
+}
+
+// Loops default to GOMAXPROCS, which follows a container's CPU limit, not
+// to the machine's CPUs.
+func TestLoopsFollowGOMAXPROCS(t *testing.T) {
+	want := runtime.NumCPU() + 1
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(want))
+	srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	if got := proxy.Loops(srv); got != want {
+		t.Errorf("%d loops, want GOMAXPROCS=%d", got, want)
+	}
+}
+
+// Shutdown returns within its bound after ctx is done even when the loops
+// are stuck in a log write that never returns: a stalled log reader must
+// not make pier unkillable.
+func TestShutdownBoundedWhenLogStalls(t *testing.T) {
+	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
+	up := testutil.NewUpstream(t, testutil.Hold)
+	stall := &stallLog{release: make(chan struct{}), stalled: make(chan struct{})}
+	srv, err := proxy.New(proxy.Options{Log: slog.New(stall), Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Apply(table(t, newRoute(t, "r", up.Addr()))); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, srv, "r")
+	c.Write([]byte("x"))
+	for deadline := time.Now().Add(wait); srv.Live() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no live session")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	begin := time.Now()
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("shutdown: %v, want deadline exceeded", err)
+		}
+		t.Logf("shutdown returned after %v with the log stalled", time.Since(begin))
+	case <-time.After(wait):
+		t.Error("shutdown still waiting on a stalled log")
+	}
+	select {
+	case <-stall.stalled:
+	default:
+		t.Error("the log never stalled: the test proves nothing")
+	}
+	// Let the loop finish, and wait for it: no goroutine outlives the test.
+	close(stall.release)
+	for deadline := time.Now().Add(wait); srv.Live() > 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("sessions still live after the log was released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stallLog blocks every "session" line until release is closed.
+type stallLog struct {
+	release chan struct{}
+	stalled chan struct{}
+	once    sync.Once
+}
+
+func (h *stallLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *stallLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *stallLog) WithGroup(string) slog.Handler            { return h }
+func (h *stallLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "session" {
+		h.once.Do(func() { close(h.stalled) })
+		<-h.release
+	}
+	return nil
+}
+
+// levelLog remembers the level of the last line of each message.
+type levelLog struct {
+	slog.Handler
+	mu     *sync.Mutex
+	levels map[string]slog.Level
+}
+
+func (h *levelLog) Handle(ctx context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.levels[r.Message] = r.Level
+	h.mu.Unlock()
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *levelLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &levelLog{Handler: h.Handler.WithAttrs(as), mu: h.mu, levels: h.levels}
+}
+
+func (h *levelLog) levelOf(msg string) slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.levels[msg]
+}
+
+func shutdown(t testing.TB, srv *proxy.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
