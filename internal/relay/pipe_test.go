@@ -73,6 +73,7 @@ func TestShortPipeSpill(t *testing.T) {
 	if _, ferr := c.move(f); ferr != nil {
 		t.Fatal(ferr.err)
 	}
+	checkFlows(t, c)
 	if f.pipe == nil || f.pipe.size >= len(msg) {
 		t.Fatalf("pipe %+v: want one shorter than %d bytes", f.pipe, len(msg))
 	}
@@ -98,6 +99,7 @@ func TestShortPipeSpill(t *testing.T) {
 		if _, ferr := c.move(f); ferr != nil {
 			t.Fatal(ferr.err)
 		}
+		checkFlows(t, c)
 	}
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("peer got %d bytes, want %d identical", len(b), len(want))
