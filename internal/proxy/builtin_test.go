@@ -52,6 +52,11 @@ func builtin(t testing.TB, name string, o opts) filter.Filter {
 	if err != nil {
 		t.Fatalf("%s %v: %v", name, o, err)
 	}
+	if c, ok := f.(io.Closer); ok {
+		// As a reload or shutdown drops it: its writer stops. Cleanups
+		// run last first, so this comes after the server is shut down.
+		t.Cleanup(func() { c.Close() })
+	}
 	return f
 }
 
@@ -449,7 +454,8 @@ func echoSession(t *testing.T, srv *proxy.Server, recs *testutil.Records, msg []
 func TestBuiltinDumpText(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dump.txt")
 	up := testutil.NewUpstream(t, testutil.Echo)
-	srv, recs := start(t, filtered(t, "f", up.Addr(), builtin(t, "dump", opts{"format": "text", "to": path})))
+	dumpf := builtin(t, "dump", opts{"format": "text", "to": path})
+	srv, recs := start(t, filtered(t, "f", up.Addr(), dumpf))
 	// Two sessions, so that the ids tell them apart.
 	msgs := []string{"hello, pier", "second session"}
 	var ids []uint64
@@ -461,8 +467,11 @@ func TestBuiltinDumpText(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	// A session's streams are closed, and its end written, before its
-	// record is logged.
+	// The dump writes off the loop: closing the filter, as a reload that
+	// drops it does, writes what it has queued.
+	if err := dumpf.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -507,12 +516,14 @@ func TestBuiltinDumpText(t *testing.T) {
 func TestBuiltinDumpHex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dump.hex")
 	up := testutil.NewUpstream(t, testutil.Echo)
-	srv, recs := start(t, filtered(t, "f", up.Addr(), builtin(t, "dump", opts{
-		"format": "hex", "to": path, "direction": "upstream",
-	})))
+	dumpf := builtin(t, "dump", opts{"format": "hex", "to": path, "direction": "upstream"})
+	srv, recs := start(t, filtered(t, "f", up.Addr(), dumpf))
 	// One write: it reaches pier as one chunk, so one block from offset 0.
 	msg := []byte("GET / HTTP/1.1\r\nHost: pier\r\n\r\n\x00\x01\x7f\xfe\xff")
 	rec := echoSession(t, srv, recs, msg)
+	if err := dumpf.(io.Closer).Close(); err != nil { // writes what is queued
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -551,7 +562,8 @@ func TestBuiltinPcapRecordsSessions(t *testing.T) {
 			c.Write(answer(req))
 		}
 	})
-	srv, recs := start(t, filtered(t, "f", up.Addr(), builtin(t, "pcap", opts{"file": path})))
+	pcapf := builtin(t, "pcap", opts{"file": path})
+	srv, recs := start(t, filtered(t, "f", up.Addr(), pcapf))
 	upstream := netip.MustParseAddrPort(up.Addr())
 
 	type sent struct{ req, resp []byte }
@@ -584,8 +596,13 @@ func TestBuiltinPcapRecordsSessions(t *testing.T) {
 		return
 	}
 
-	// A session's streams are closed, and the file flushed, before its
-	// record is logged: the capture is whole now.
+	// The capture is written off the loop: closing the filter, as a
+	// reload that drops it does, writes what it has queued.
+	if c, ok := pcapf.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pkts, err := pcap.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ type Route struct {
 	Filters *chain.InForce
 	// Timeouts; zero means no bound. ConnectTimeout bounds one dial,
 	// ConnectBudget all of a session's dials together (relay.Params'
-	// DialTimeout and ConnectTimeout).
+	// TryTimeout and ConnectBudget).
 	ConnectTimeout   time.Duration
 	ConnectBudget    time.Duration
 	IdleTimeout      time.Duration
