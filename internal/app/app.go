@@ -320,7 +320,7 @@ func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.S
 		f := &fs[i]
 		spec, ok := filter.Lookup(f.Name)
 		if !ok {
-			errs = append(errs, &config.Error{File: file, Line: f.Pos.Line, Col: f.Pos.Col, Msg: fmt.Sprintf("filter: unknown filter %q", f.Name)})
+			errs = append(errs, config.ErrorAt(file, f.Pos, fmt.Sprintf("filter: unknown filter %q", f.Name)))
 			continue
 		}
 		flt, err := spec.Build(f.NewOptions().WithLogger(log.With("filter", f.Name)))
@@ -328,7 +328,7 @@ func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.S
 			log.Error("filter factory panicked", "filter", f.Name, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 		}
 		if err != nil {
-			errs = append(errs, &config.Error{File: file, Line: max(f.Pos.Line, 1), Col: max(f.Pos.Col, 1), Msg: err.Error()})
+			errs = append(errs, config.ErrorAt(file, f.Pos, err.Error()))
 			continue
 		}
 		set.Filters = append(set.Filters, chain.Named{Name: f.Name, Filter: flt})

@@ -1,0 +1,257 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	yaml "go.yaml.in/yaml/v4"
+
+	"github.com/pierproxy/pier/filter"
+)
+
+// Check validates cfg, a Config built in code (or loaded, and changed), with
+// the rules and the wording a file gets: it becomes the YAML nodes a file
+// with the same values would hold, and goes through the same parser. Each
+// error names the field at fault ("route \"db\": idle_timeout"). On
+// success Check fills in cfg's defaults.
+//
+// A field is taken as written where its zero value means something in a
+// file (IdleTimeout 0: no idle timeout; Retries 0: no retry;
+// PassiveCheck.Failures 0: no passive check). Where a file refuses zero
+// (GracePeriod, ConnectTimeout, an Upstream's Weight, the check intervals
+// and backoffs), zero stands for the field not written, and takes its
+// default. So a Config that Load returned checks as it is, and one built in
+// code needs only names, listen addresses and upstreams.
+func Check(cfg *Config) error {
+	if cfg == nil {
+		return Errors{{Place: "the config", Msg: "nil"}}
+	}
+	e := &encoder{places: []place{{name: "the config"}}}
+	top := e.config(cfg)
+	p := &parser{file: cfg.File, places: e.places}
+	p.end = Pos{Line: len(e.places) + 1, Col: 1}
+	p.left = 4*p.checkKeys(top) + aliasAllowance
+	var out Config
+	decodeMap(p, top, "config", configFields, &out)
+	if len(p.errs) > 0 {
+		return p.result()
+	}
+	clearPositions(&out)
+	// Positions stay as cfg had them (a loaded config keeps its file's).
+	for i := range out.Routes {
+		out.Routes[i].Pos = cfg.Routes[i].Pos
+		for j := range out.Routes[i].Upstreams {
+			out.Routes[i].Upstreams[j].Pos = cfg.Routes[i].Upstreams[j].Pos
+		}
+		for j := range out.Routes[i].Filters {
+			out.Routes[i].Filters[j].Pos = cfg.Routes[i].Filters[j].Pos
+			out.Routes[i].Filters[j].Options = cfg.Routes[i].Filters[j].Options
+		}
+		if h, hc := cfg.Routes[i].HealthCheck, out.Routes[i].HealthCheck; h != nil && hc != nil {
+			hc.Pos = h.Pos
+		}
+	}
+	out.File = cfg.File
+	*cfg = out
+	return nil
+}
+
+// encoder turns a Config into YAML nodes; every node's line is the index,
+// plus one, of its place in places.
+type encoder struct {
+	places []place
+}
+
+// at adds the place of key in where ("route \"db\"", "idle_timeout")
+// and returns the line that stands for it.
+func (e *encoder) at(where, key string) int {
+	name := where
+	if key != "" {
+		name = where + ": " + key
+	}
+	e.places = append(e.places, place{name: name, key: key})
+	return len(e.places)
+}
+
+func (e *encoder) config(c *Config) *yaml.Node {
+	top := mapping(1)
+	if c.GracePeriod != 0 {
+		g := e.duration(c.GracePeriod, "the config", "grace_period")
+		set(top, "grace_period", g, g.Line)
+	}
+	routes := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at("the config", "routes"), Column: 1}
+	for i := range c.Routes {
+		routes.Content = append(routes.Content, e.route(&c.Routes[i], i))
+	}
+	set(top, "routes", routes, routes.Line)
+	r := c.Resolver
+	if len(r.Servers) > 0 || r.Interval != 0 || r.Timeout != 0 {
+		m := mapping(e.at("the config", "resolver"))
+		if len(r.Servers) > 0 {
+			set(m, "servers", e.strings(r.Servers, "resolver", "servers"), m.Line)
+		}
+		if r.Interval != 0 {
+			set(m, "interval", e.duration(r.Interval, "resolver", "interval"), m.Line)
+		}
+		if r.Timeout != 0 {
+			set(m, "timeout", e.duration(r.Timeout, "resolver", "timeout"), m.Line)
+		}
+		set(top, "resolver", m, m.Line)
+	}
+	return top
+}
+
+func (e *encoder) route(r *Route, i int) *yaml.Node {
+	where := fmt.Sprintf("routes[%d]", i)
+	if r.Name != "" {
+		where = fmt.Sprintf("route %q", r.Name)
+	}
+	m := mapping(e.at(where, ""))
+	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
+	field("name", e.scalar(r.Name, where, "name"))
+	field("listen", e.strings(r.Listen, where, "listen"))
+	ups := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(where, "upstreams"), Column: 1}
+	for j := range r.Upstreams {
+		ups.Content = append(ups.Content, e.upstream(&r.Upstreams[j], fmt.Sprintf("%s: upstreams[%d]", where, j)))
+	}
+	field("upstreams", ups)
+	if r.Balance != "" {
+		field("balance", e.scalar(r.Balance, where, "balance"))
+	}
+	if h := r.HealthCheck; h != nil {
+		hw := where + ": health_check"
+		hm := mapping(e.at(where, "health_check"))
+		opt := func(key string, v *yaml.Node) { set(hm, key, v, v.Line) }
+		if h.Interval != 0 {
+			opt("interval", e.duration(h.Interval, hw, "interval"))
+		}
+		if h.Timeout != 0 {
+			opt("timeout", e.duration(h.Timeout, hw, "timeout"))
+		}
+		if h.Rise != 0 {
+			opt("rise", e.scalar(strconv.Itoa(h.Rise), hw, "rise"))
+		}
+		if h.Fall != 0 {
+			opt("fall", e.scalar(strconv.Itoa(h.Fall), hw, "fall"))
+		}
+		if h.Port != 0 {
+			opt("port", e.scalar(strconv.Itoa(int(h.Port)), hw, "port"))
+		}
+		if h.Send != "" {
+			opt("send", e.scalar(h.Send, hw, "send"))
+		}
+		if h.Expect != "" {
+			opt("expect", e.scalar(h.Expect, hw, "expect"))
+		}
+		if h.ExpectRegexp != "" {
+			opt("expect_regexp", e.scalar(h.ExpectRegexp, hw, "expect_regexp"))
+		}
+		field("health_check", hm)
+	}
+	pc := r.PassiveCheck
+	pw := where + ": passive_check"
+	pm := mapping(e.at(where, "passive_check"))
+	set(pm, "failures", e.scalar(strconv.Itoa(pc.Failures), pw, "failures"), pm.Line)
+	if pc.Backoff != 0 {
+		set(pm, "backoff", e.duration(pc.Backoff, pw, "backoff"), pm.Line)
+	}
+	if pc.MaxBackoff != 0 {
+		set(pm, "max_backoff", e.duration(pc.MaxBackoff, pw, "max_backoff"), pm.Line)
+	}
+	field("passive_check", pm)
+	field("retries", e.scalar(strconv.Itoa(r.Retries), where, "retries"))
+	if r.ConnectTimeout != 0 {
+		field("connect_timeout", e.duration(r.ConnectTimeout, where, "connect_timeout"))
+	}
+	if r.ConnectBudget != 0 {
+		field("connect_budget", e.duration(r.ConnectBudget, where, "connect_budget"))
+	}
+	if r.WhenAllDown != "" {
+		field("when_all_down", e.scalar(r.WhenAllDown, where, "when_all_down"))
+	}
+	field("idle_timeout", e.duration(r.IdleTimeout, where, "idle_timeout"))
+	field("half_close_timeout", e.duration(r.HalfCloseTimeout, where, "half_close_timeout"))
+	field("max_connections", e.scalar(strconv.Itoa(r.MaxConnections), where, "max_connections"))
+	if len(r.Filters) > 0 {
+		fs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(where, "filters"), Column: 1}
+		for j := range r.Filters {
+			fs.Content = append(fs.Content, e.filter(&r.Filters[j], fmt.Sprintf("%s: filters[%d]", where, j)))
+		}
+		field("filters", fs)
+	}
+	return m
+}
+
+func (e *encoder) upstream(u *Upstream, where string) *yaml.Node {
+	m := mapping(e.at(where, ""))
+	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
+	if u.Address != "" {
+		field("address", e.scalar(u.Address, where, "address"))
+	}
+	if u.SRV != "" {
+		field("srv", e.scalar(u.SRV, where, "srv"))
+	}
+	if u.Weight != 0 {
+		field("weight", e.scalar(strconv.Itoa(u.Weight), where, "weight"))
+	}
+	if u.Backup {
+		field("backup", e.scalar("true", where, "backup"))
+	}
+	if u.MaxConnections != 0 {
+		field("max_connections", e.scalar(strconv.Itoa(u.MaxConnections), where, "max_connections"))
+	}
+	if u.Drain {
+		field("drain", e.scalar("true", where, "drain"))
+	}
+	return m
+}
+
+// filter is `- name` for a filter with no options, `- name: {options}`
+// otherwise, as a file writes it.
+func (e *encoder) filter(f *Filter, where string) *yaml.Node {
+	fw := where
+	line := e.at(where, "")
+	if len(f.Options) == 0 {
+		return str(f.Name, line)
+	}
+	opts := mapping(line)
+	for _, k := range sortedKeys(f.Options) {
+		v := f.Options[k]
+		if v.IsList {
+			opts.Content = append(opts.Content, str(k, line), e.strings(v.List, fw, k))
+			continue
+		}
+		opts.Content = append(opts.Content, str(k, line), str(v.Text, line))
+	}
+	m := mapping(line)
+	m.Content = append(m.Content, str(f.Name, line), opts)
+	return m
+}
+
+func (e *encoder) scalar(s, where, key string) *yaml.Node {
+	return str(s, e.at(where, key))
+}
+
+func (e *encoder) duration(d time.Duration, where, key string) *yaml.Node {
+	return str(d.String(), e.at(where, key))
+}
+
+func (e *encoder) strings(ss []string, where, key string) *yaml.Node {
+	line := e.at(where, key)
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: 1}
+	for _, s := range ss {
+		n.Content = append(n.Content, str(s, line))
+	}
+	return n
+}
+
+func sortedKeys(m map[string]filter.Value) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,91 @@
+// Package pier embeds the pier proxy in a Go program: the same data path,
+// pools, health checks and filters as the pier command, driven by a
+// config.Config value (the type the YAML loader fills) instead of a file.
+//
+//	cfg, err := config.Parse("inline", []byte(`
+//	routes:
+//	  - name: db
+//	    listen: ["127.0.0.1:0"]
+//	    upstreams: [{address: "127.0.0.1:5432"}]
+//	`))
+//	...
+//	p, err := pier.Start(cfg, pier.Options{Log: logger})
+//	...
+//	addr := p.Addrs("db")[0]       // the port the kernel chose
+//	err = p.Apply(newCfg)          // a reload: a bad config leaves the running one
+//	err = p.Shutdown(ctx)          // stop accepting, drain until ctx is done
+//
+// A Config built in code goes through config.Check, the validation a file
+// gets, before it is used. Filters of a program's own are registered with
+// filter.Register before Start, as for the pier command (package command),
+// which is what a program that wants pier's whole command line embeds
+// instead.
+package pier
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+
+	"github.com/pierproxy/pier/config"
+	_ "github.com/pierproxy/pier/filter/builtin" // the built-in filters, by name
+	"github.com/pierproxy/pier/internal/app"
+)
+
+// Options configure a Proxy beyond its Config.
+type Options struct {
+	// Log receives the proxy's events and one access-log record per
+	// finished session. The handler must not block: pier calls it from its
+	// relay loops (the pier command puts an asynchronous handler there).
+	// Nil means slog.Default().
+	Log *slog.Logger
+}
+
+// A Proxy is a running pier.
+type Proxy struct {
+	d *app.Daemon
+}
+
+// Start checks cfg and starts serving it: its listeners are open when Start
+// returns.
+func Start(cfg *config.Config, opts Options) (*Proxy, error) {
+	if err := config.Check(cfg); err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d, err := app.Start(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Proxy{d: d}, nil
+}
+
+// Apply checks cfg and makes it the configuration in force, as a reload
+// does: new sessions use it, listeners it keeps stay open, live sessions
+// finish on the routes they began with (filter changes reach them between
+// chunks). On error the running configuration stays, untouched.
+func (p *Proxy) Apply(cfg *config.Config) error {
+	if err := config.Check(cfg); err != nil {
+		return err
+	}
+	return p.d.Reload(cfg)
+}
+
+// Config returns the configuration in force.
+func (p *Proxy) Config() *config.Config { return p.d.Config() }
+
+// Addrs returns the addresses a route's listeners are bound to, with the
+// port the kernel chose where the configured one was 0.
+func (p *Proxy) Addrs(route string) []netip.AddrPort { return p.d.Addrs(route) }
+
+// Sessions returns the number of sessions in progress.
+func (p *Proxy) Sessions() int64 { return p.d.Live() }
+
+// Shutdown stops accepting, lets live sessions finish for the configured
+// grace period or until ctx is done, whichever comes first, then ends the
+// rest. It returns ctx's error (or context.DeadlineExceeded for the grace
+// period) if sessions had to be cut short.
+func (p *Proxy) Shutdown(ctx context.Context) error { return p.d.Stop(ctx) }
