@@ -84,6 +84,27 @@ func (p *Proxy) Addrs(route string) []netip.AddrPort { return p.d.Addrs(route) }
 // Sessions returns the number of sessions in progress.
 func (p *Proxy) Sessions() int64 { return p.d.Live() }
 
+// Stats are a Proxy's totals since Start.
+type Stats struct {
+	// Sessions counts the sessions that ended (clients refused by a
+	// route's max_connections are Refused, not sessions).
+	Sessions uint64
+	// ToUpstream and ToClient are the bytes delivered each way.
+	ToUpstream, ToClient uint64
+	// Refused counts clients closed at once by a route's max_connections.
+	Refused uint64
+	// FailedDials counts sessions that ended without an upstream
+	// connection (connect_failed, connect_timeout, no_upstream, and
+	// local_error while dialing).
+	FailedDials uint64
+}
+
+// Stats returns the totals since Start.
+func (p *Proxy) Stats() Stats {
+	st := p.d.Stats()
+	return Stats{Sessions: st.Sessions, ToUpstream: st.ToUpstream, ToClient: st.ToClient, Refused: st.Refused, FailedDials: st.FailedDials}
+}
+
 // Shutdown stops accepting, lets live sessions finish for the configured
 // grace period or until ctx is done, whichever comes first, then ends the
 // rest. It returns ctx's error (or context.DeadlineExceeded for the grace

@@ -149,6 +149,9 @@ func (d *Daemon) Addrs(route string) []netip.AddrPort { return d.srv.Addrs(route
 // Live returns the number of sessions in progress.
 func (d *Daemon) Live() int64 { return d.srv.Live() }
 
+// Stats returns the proxy's totals since Start.
+func (d *Daemon) Stats() proxy.Stats { return d.srv.Stats() }
+
 // Stop stops accepting and lets live sessions finish for the configured
 // grace period, or until ctx is done, whichever comes first; then it ends
 // the rest and closes the filters. It returns the context's error
@@ -171,7 +174,10 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		}
 	}
 	closeSets(sets, d.log)
-	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil)
+	st := d.srv.Stats()
+	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil,
+		"sessions", st.Sessions, "bytes_to_upstream", st.ToUpstream, "bytes_to_client", st.ToClient,
+		"refused", st.Refused, "failed_dials", st.FailedDials)
 	return err
 }
 

@@ -212,3 +212,48 @@ func TestReloadsLeakNoFilterFiles(t *testing.T) {
 		t.Fatalf("%d filter files still open after Stop", n)
 	}
 }
+
+// On stop, one line sums up the run: sessions, bytes each way, clients
+// refused by a route's limit, and sessions that found no upstream.
+func TestStopSummarizes(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	dead := testutil.RefusedAddr(t)
+	logs, log := testutil.NewLogs()
+	d, err := Start(parse(t, fmt.Sprintf(`routes:
+  - name: ok
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+  - name: dead
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+    retries: 0
+`, up.Addr(), dead)), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := net.Dial("tcp", d.Addrs("ok")[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(wait))
+		io.WriteString(c, "hello")
+		c.(*net.TCPConn).CloseWrite()
+		if b, err := io.ReadAll(c); err != nil || string(b) != "hello" {
+			t.Fatalf("echo %q, %v", b, err)
+		}
+		c.Close()
+	}
+	c, err := net.Dial("tcp", d.Addrs("dead")[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(wait))
+	io.ReadAll(c) // closed once the dial fails
+	c.Close()
+	// Stop waits for the sessions to end: every one is in the sums.
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	logs.WaitFor(t, wait, "stopped", "sessions=3", "bytes_to_upstream=10", "bytes_to_client=10", "refused=0", "failed_dials=1")
+}
