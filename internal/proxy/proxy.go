@@ -7,11 +7,17 @@
 // Read serve first: every stage is a package of its own under internal/,
 // and serve is the only place that knows all of them.
 //
+// A Server never takes a client it cannot serve for lack of descriptors:
+// while fewer are free than a session needs, its loops stop accepting and
+// clients wait in the listen queue until sessions end. Stats gives its
+// totals since start, for the summary line the application logs on exit.
+//
 //	srv, _ := proxy.New(proxy.Options{Log: logger})
 //	srv.Apply(table)           // open listeners, start serving
 //	...
 //	srv.Apply(newTable)        // reload: kept listeners stay open
 //	srv.Shutdown(ctx)          // stop accepting, drain, close
+//	st := srv.Stats()          // sessions, bytes, refused, failed dials
 package proxy
 
 import (

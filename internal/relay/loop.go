@@ -11,6 +11,12 @@
 // stops reading its source). Idle, half-close and connect timeouts live in
 // one timer heap per loop.
 //
+// Files: loop.go is the event loop, conn.go a session's life (dial,
+// retry, deadlines, finish), flow.go the flow engine that moves bytes
+// (splice, read and write) with its invariants, filtered.go the filtered
+// path, watch.go the listening sockets, pipe.go and timer.go what the loop
+// keeps, sys.go the system calls.
+//
 // The loop's goroutine waits in epoll_wait itself, so the kernel wakes the
 // thread that handles the event directly, with no hop through Go's
 // scheduler: this is what keeps pier's request/response latency at the
@@ -22,7 +28,7 @@
 //
 //	l, _ := relay.New(logger)
 //	go l.Run()
-//	l.Start(relay.Params{Client: fd, Target: addr, ...})
+//	l.Start(&relay.Params{Client: fd, Target: addr, ...})
 package relay
 
 import (
