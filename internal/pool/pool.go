@@ -136,7 +136,7 @@ type Pool struct {
 	checker  *health.Checker
 	stopped  bool
 
-	refused  atomic.Uint64 // sessions failed because no member could take them
+	refused atomic.Uint64 // sessions failed because no member could take them
 	// unix nanos of the last warning that no member is healthy (try_all),
 	// and of the last that none can take a session: each is limited on
 	// its own, so the second says so even right after the first.
