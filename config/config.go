@@ -68,7 +68,7 @@ type Resolver struct {
 
 // Route is one listen-to-upstreams route.
 type Route struct {
-	// Name names the route in logs and metrics, and carries its connection
+	// Name names the route in logs, and carries its connection
 	// count across reloads. Required; unique in the file;
 	// [a-z0-9][a-z0-9_.-]*, at most 64 characters.
 	Name string

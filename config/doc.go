@@ -20,7 +20,7 @@
 //	if err != nil { // the file could not be read
 //		...
 //	}
-//	d, err := app.Start(cfg, log)
+//	p, err := pier.Start(cfg, pier.Options{Log: log})
 //
 // 'pier forward' takes no path of its own: FromCommandLine turns its flags
 // and arguments into the YAML nodes a file with the same values would
@@ -30,6 +30,10 @@
 //
 //	flag -idle-timeout: "10" has no unit: write it like 10s or 10ms
 //	argument 1: "9090": missing host: for every address on port 9090, write ":9090"
+//
+// A Config built in code (by a program that embeds pier: package pier)
+// goes the same way through Check, each error naming its field
+// (route "db": retries: ...).
 //
 // A Config returned without error is complete: defaults are filled in,
 // every route has a name, at least one listen address and at least one

@@ -21,7 +21,7 @@ type Value struct {
 }
 
 // Options are a filter's settings as the user wrote them, from a config
-// file, a command-line flag or the admin API. A Factory reads them with the
+// file, a command-line flag or a Config built in code. A Factory reads them with the
 // typed getters, each of which takes a default for an option not given;
 // a value that does not parse is recorded and the default returned, so a
 // Factory reads every option and then returns Err, and the user sees every

@@ -1,7 +1,7 @@
 // Package session holds the record of one proxied connection: who connected,
 // where it went, how many bytes moved each way, how long it lasted and why it
 // ended. Every stage of the data path may fill in part of a Record; the proxy
-// package hands the finished Record to the access log and the metrics.
+// package hands the finished Record to the access log and the totals.
 //
 // session imports nothing of pier's, so every stage can depend on it.
 package session
