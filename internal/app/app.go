@@ -233,6 +233,13 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 			}
 			c.set, c.cfg = set, rc.Filters
 		}
+		if old == nil {
+			// A new route's filters are in force before its listener
+			// opens: its first client must not be relayed without them.
+			// A route that stays shares its InForce with live sessions,
+			// and takes a new set only once the new table is in force.
+			c.filters.Store(c.set)
+		}
 		c.pool = p
 		next[rc.Name] = c
 		routes = append(routes, &route.Route{

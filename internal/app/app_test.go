@@ -257,3 +257,31 @@ func TestStopSummarizes(t *testing.T) {
 	}
 	logs.WaitFor(t, wait, "stopped", "sessions=3", "bytes_to_upstream=10", "bytes_to_client=10", "refused=0", "failed_dials=1")
 }
+
+// A new route's filters are in force before its listener opens: a client
+// accepted the moment the listener is up (its "listening" line logged) is
+// relayed through them, never around them. compile is where the table
+// that opens the listener is made, so the set must be in force by then.
+func TestNewRouteFiltersInForceBeforeListening(t *testing.T) {
+	cfg := parse(t, `routes:
+  - name: r
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: "127.0.0.1:1"}]
+    filters:
+      - reset: {bytes: 100}
+`)
+	log := slog.New(slog.DiscardHandler)
+	_, routes, made, err := compile(cfg, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeSets(made, log)
+	defer stopPools(routes)
+	c := routes["r"]
+	if c.set == nil {
+		t.Fatal("the route has no filter set: the test would prove nothing")
+	}
+	if got := c.filters.Load(); got != c.set {
+		t.Fatalf("new route's filters in force before the table is applied: %p, want its set %p", got, c.set)
+	}
+}
