@@ -115,21 +115,47 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	return nil
 }
 
-// closeSets closes the filters of sets that implement io.Closer, once
-// each, and logs what fails.
+// closeSets closes the filters of sets that implement io.Closer, each
+// once, all at the same time, so that a stop waits for the slowest one
+// rather than for their sum; and it logs what fails. It waits at most
+// filterCloseBound: a Close that takes longer (a filter stuck on a dead
+// disk) is logged and left to finish on its own.
 func closeSets(sets []*chain.Set, log *slog.Logger) {
+	var closing []chain.Named
 	for _, set := range sets {
 		for _, f := range set.Filters {
-			c, ok := f.Filter.(io.Closer)
-			if !ok {
-				continue
-			}
-			if err := c.Close(); err != nil {
-				log.Error("closing a filter", "filter", f.Name, "error", err)
+			if _, ok := f.Filter.(io.Closer); ok {
+				closing = append(closing, f)
 			}
 		}
 	}
+	if len(closing) == 0 {
+		return
+	}
+	done := make(chan struct{}, len(closing))
+	for _, f := range closing {
+		go func() {
+			if err := f.Filter.(io.Closer).Close(); err != nil {
+				log.Error("closing a filter", "filter", f.Name, "error", err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	bound := time.NewTimer(filterCloseBound)
+	defer bound.Stop()
+	for left := len(closing); left > 0; left-- {
+		select {
+		case <-done:
+		case <-bound.C:
+			log.Error("closing filters: some did not return; not waiting for them", "waited", filterCloseBound, "left", left)
+			return
+		}
+	}
 }
+
+// filterCloseBound is how long closing filters may take. The built-in
+// ones flush for at most 2s each.
+const filterCloseBound = 5 * time.Second
 
 // stopPools stops the pools of routes. Every compile makes new pools
 // (which carry what they keep from the old), so a reload stops every old

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/filter"
 	_ "github.com/pierproxy/pier/filter/builtin"
 	"github.com/pierproxy/pier/internal/testutil"
 )
@@ -182,6 +185,7 @@ func TestReloadsLeakNoFilterFiles(t *testing.T) {
 	if held == 0 {
 		t.Fatal("the filters hold no file: the test would prove nothing")
 	}
+	total := testutil.OpenFDs(t)
 	for i := range 50 {
 		name := fmt.Sprintf("f%d", i)
 		if i%5 == 4 {
@@ -203,6 +207,10 @@ func TestReloadsLeakNoFilterFiles(t *testing.T) {
 		if n := openFiles(t, dir); n != held {
 			t.Fatalf("reload %d: %d files open under the filters' directory, want %d", i, n, held)
 		}
+	}
+	// Nothing else leaked either: sockets, pipes, epoll or event fds.
+	if n := testutil.OpenFDs(t); n != total {
+		t.Errorf("%d descriptors open after 50 reloads, %d before", n, total)
 	}
 	stopped = true
 	if err := d.Stop(context.Background()); err != nil {
@@ -283,5 +291,59 @@ func TestNewRouteFiltersInForceBeforeListening(t *testing.T) {
 	}
 	if got := c.filters.Load(); got != c.set {
 		t.Fatalf("new route's filters in force before the table is applied: %p, want its set %p", got, c.set)
+	}
+}
+
+// barrierFilter's Close returns once every barrierFilter being closed has
+// started closing, or fails after a while: closed one after another, the
+// first would wait for the second for ever.
+type barrierFilter struct{ wg *sync.WaitGroup }
+
+func (barrierFilter) Streams(*filter.Session) (filter.Stream, filter.Stream) { return nil, nil }
+
+func (b barrierFilter) Close() error {
+	b.wg.Done()
+	waited := make(chan struct{})
+	go func() { b.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return nil
+	case <-time.After(wait):
+		return errors.New("closed alone: filters are closed one after another")
+	}
+}
+
+var closeBarrier sync.WaitGroup
+
+func init() {
+	filter.Register(filter.Spec{Name: "test_barrier", New: func(o *filter.Options) (filter.Filter, error) {
+		return barrierFilter{wg: &closeBarrier}, o.Err()
+	}})
+}
+
+// Filters close all at once, so that a stop waits for the slowest, not for
+// their sum.
+func TestFiltersCloseTogether(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	closeBarrier.Add(3)
+	logs, log := testutil.NewLogs()
+	d, err := Start(parse(t, fmt.Sprintf(`routes:
+  - name: a
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+    filters: [test_barrier, test_barrier]
+  - name: b
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+    filters: [test_barrier]
+`, up.Addr(), up.Addr())), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if line := logs.Find("closing a filter"); line != "" {
+		t.Fatal(line)
 	}
 }
