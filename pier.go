@@ -24,26 +24,34 @@ package pier
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"time"
 
 	"github.com/pierproxy/pier/config"
 	_ "github.com/pierproxy/pier/filter/builtin" // the built-in filters, by name
 	"github.com/pierproxy/pier/internal/app"
+	"github.com/pierproxy/pier/internal/asynclog"
 )
 
 // Options configure a Proxy beyond its Config.
 type Options struct {
 	// Log receives the proxy's events and one access-log record per
-	// finished session. The handler must not block: pier calls it from its
-	// relay loops (the pier command puts an asynchronous handler there).
-	// Nil means slog.Default().
+	// finished session. Its handler must not block: pier calls it from its
+	// relay loops, and a handler that waits (on a full pipe, a slow disk)
+	// stalls every session on the loop. Nil means pier's own: text to
+	// stderr through a bounded queue and a writer of its own, which drops
+	// (and counts, and says so) what does not fit rather than wait; the
+	// one the pier command uses. Shutdown flushes it, for at most a second.
 	Log *slog.Logger
 }
 
 // A Proxy is a running pier.
 type Proxy struct {
-	d *app.Daemon
+	d   *app.Daemon
+	own *asynclog.Handler // the logger made when Options.Log was nil
 }
 
 // Start checks cfg and starts serving it: its listeners are open when Start
@@ -52,15 +60,19 @@ func Start(cfg *config.Config, opts Options) (*Proxy, error) {
 	if err := config.Check(cfg); err != nil {
 		return nil, err
 	}
+	p := &Proxy{}
 	log := opts.Log
 	if log == nil {
-		log = slog.Default()
+		p.own = asynclog.New(os.Stderr, func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) }, asynclog.Options{UnfoldText: true})
+		log = slog.New(p.own)
 	}
 	d, err := app.Start(cfg, log)
 	if err != nil {
+		p.closeLog()
 		return nil, err
 	}
-	return &Proxy{d: d}, nil
+	p.d = d
+	return p, nil
 }
 
 // Apply checks cfg and makes it the configuration in force, as a reload
@@ -109,4 +121,22 @@ func (p *Proxy) Stats() Stats {
 // grace period or until ctx is done, whichever comes first, then ends the
 // rest. It returns ctx's error (or context.DeadlineExceeded for the grace
 // period) if sessions had to be cut short.
-func (p *Proxy) Shutdown(ctx context.Context) error { return p.d.Stop(ctx) }
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	err := p.d.Stop(ctx)
+	p.closeLog()
+	return err
+}
+
+// logFlushBound is how long Shutdown waits for pier's own logger to write
+// what it has queued.
+const logFlushBound = time.Second
+
+func (p *Proxy) closeLog() {
+	if p.own == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), logFlushBound)
+	defer cancel()
+	p.own.Close(ctx)
+	p.own = nil
+}

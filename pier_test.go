@@ -2,8 +2,10 @@ package pier_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -80,4 +82,53 @@ func exchange(t *testing.T, addr, msg string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Without a logger of the caller's, pier logs through its own, which never
+// blocks a relay loop: with stderr a full pipe nobody reads, sessions go on
+// and Shutdown returns.
+func TestDefaultLoggerNeverBlocks(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	// Fill the pipe: the next write would wait for ever.
+	junk := make([]byte, 64<<10)
+	for {
+		w.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := w.Write(junk); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	w.SetWriteDeadline(time.Time{})
+	stderr := os.Stderr
+	os.Stderr = w
+	defer func() { os.Stderr = stderr }()
+
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p, err := pier.Start(&config.Config{Routes: []config.Route{{
+		Name:      "r",
+		Listen:    []string{"127.0.0.1:0"},
+		Upstreams: []config.Upstream{{Address: up.Addr()}},
+	}}}, pier.Options{})
+	os.Stderr = stderr
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := p.Addrs("r")[0].String()
+	for i := range 5000 { // more access log records than the queue holds
+		if got := exchange(t, addr, "x"); got != "x" {
+			t.Fatalf("session %d: %q", i, got)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
