@@ -82,8 +82,17 @@ func (e *encoder) config(c *Config) *yaml.Node {
 		set(top, "grace_period", g, g.Line)
 	}
 	routes := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at("the config", "routes"), Column: 1}
+	named := make(map[string]bool, len(c.Routes))
 	for i := range c.Routes {
-		routes.Content = append(routes.Content, e.route(&c.Routes[i], i))
+		r := &c.Routes[i]
+		// A route is named by its name, unless an earlier route has it:
+		// then by its index, so its errors are not taken for the first's.
+		where := fmt.Sprintf("routes[%d]", i)
+		if r.Name != "" && !named[r.Name] {
+			where = fmt.Sprintf("route %q", r.Name)
+			named[r.Name] = true
+		}
+		routes.Content = append(routes.Content, e.route(r, where))
 	}
 	set(top, "routes", routes, routes.Line)
 	r := c.Resolver
@@ -103,11 +112,7 @@ func (e *encoder) config(c *Config) *yaml.Node {
 	return top
 }
 
-func (e *encoder) route(r *Route, i int) *yaml.Node {
-	where := fmt.Sprintf("routes[%d]", i)
-	if r.Name != "" {
-		where = fmt.Sprintf("route %q", r.Name)
-	}
+func (e *encoder) route(r *Route, where string) *yaml.Node {
 	m := mapping(e.at(where, ""))
 	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
 	field("name", e.scalar(r.Name, where, "name"))

@@ -123,3 +123,42 @@ func TestCheckRefusesWhatAFileRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A Config built in code has no file lines: an error about an earlier
+// route names it by its place, never by an invented line number.
+func TestCheckNamesEarlierRoutesByPlace(t *testing.T) {
+	r := func(name, listen string) Route {
+		return Route{Name: name, Listen: []string{listen}, Upstreams: []Upstream{{Address: "127.0.0.1:5432"}}}
+	}
+	for _, c := range []struct {
+		name   string
+		routes []Route
+		want   string
+	}{
+		{"same name", []Route{r("db", "127.0.0.1:1"), r("db", "127.0.0.1:2")},
+			`routes[1]: name: route "db" is already defined as routes[0]`},
+		{"listens overlap", []Route{r("db", ":1"), r("web", "127.0.0.1:1")},
+			`route "web": listen: "127.0.0.1:1" overlaps ":1" of route "db"`},
+		{"listed twice", []Route{{Name: "db", Listen: []string{":1", ":1"}, Upstreams: []Upstream{{Address: "127.0.0.1:5432"}}}},
+			`route "db": listen: ":1" is listed twice in this route`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := Check(&Config{Routes: c.routes})
+			if err == nil || err.Error() != c.want {
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// From a command line too: two listens that overlap say so without a line.
+func TestFromCommandLineOverlapWithoutLines(t *testing.T) {
+	_, err := FromCommandLine("forward", []Setting{
+		{Key: "listen", Text: ":9090", Place: "argument 1"},
+		{Key: "listen", Text: "127.0.0.1:9090", Place: "flag -listen"},
+		{Key: "upstream", Text: "127.0.0.1:80", Place: "argument 2"},
+	})
+	if want := `flag -listen: "127.0.0.1:9090" overlaps ":9090" in this route`; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+}

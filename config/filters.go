@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"io"
+	"runtime/debug"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v4"
@@ -59,12 +61,35 @@ func (p *parser) filter(item *yaml.Node) (Filter, bool) {
 	if optsNode != nil && !p.filterOptions(&f, optsNode) {
 		return Filter{}, false
 	}
-	_, err := spec.New(f.NewOptions().CheckOnly())
+	checked, err := spec.Build(f.NewOptions().CheckOnly())
 	if err != nil {
 		p.filterError(&f, err)
 		return Filter{}, false
 	}
+	if err := closeChecked(spec.Name, checked); err != nil {
+		p.filterError(&f, err)
+		return Filter{}, false
+	}
 	return f, true
+}
+
+// closeChecked closes the Filter a Factory made only to check its options,
+// if it is an io.Closer: a Factory that opens files or starts goroutines
+// even in DryRun must not leak them on every load and reload. Close's own
+// error is not the config's fault and is dropped; a panic in it is, like
+// one in the Factory, and comes back as a *filter.PanicError.
+func closeChecked(name string, f filter.Filter) (err error) {
+	c, ok := f.(io.Closer)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = &filter.PanicError{Filter: name, Value: v, Stack: debug.Stack()}
+		}
+	}()
+	_ = c.Close()
+	return nil
 }
 
 // filterOptions reads a filter's option mapping: each value a scalar or a
@@ -118,8 +143,14 @@ func (p *parser) filterOptions(f *Filter, n *yaml.Node) bool {
 	return ok
 }
 
-// filterError places a Factory's complaints.
+// filterError places a Factory's complaints. A panic is placed at the
+// filter, in one line: config has no logger for its stack.
 func (p *parser) filterError(f *Filter, err error) {
+	var pe *filter.PanicError
+	if errors.As(err, &pe) {
+		p.errAt(f.Pos.Line, f.Pos.Col, "%s", pe.Error())
+		return
+	}
 	var oes filter.OptionErrors
 	if errors.As(err, &oes) {
 		for _, e := range oes {

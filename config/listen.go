@@ -128,6 +128,8 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
 		prev := b.take(a, &claim{route: i, name: name, addr: s.Value, line: at.Line})
 		switch {
 		case prev == nil:
+		case p.places != nil:
+			p.claimError(at, s.Value, i, prev)
 		case prev.route == i && prev.addr == s.Value:
 			p.errAt(at.Line, at.Col, "listen: %s is listed twice in this route (first at line %d)", quote(s.Value), prev.line)
 		case prev.route == i:
@@ -137,5 +139,21 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
 		default:
 			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of an earlier route (line %d)", quote(s.Value), quote(prev.addr), prev.line)
 		}
+	}
+}
+
+// claimError reports a collision in a configuration with places (built in
+// code or from a command line), whose node lines are place indexes: it
+// names the earlier route by its place rather than by a line.
+func (p *parser) claimError(at Pos, addr string, i int, prev *claim) {
+	switch {
+	case prev.route == i && prev.addr == addr:
+		p.errAt(at.Line, at.Col, "listen: %s is listed twice in this route", quote(addr))
+	case prev.route == i:
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s in this route", quote(addr), quote(prev.addr))
+	case prev.name != "":
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s", quote(addr), quote(prev.addr), quote(prev.name))
+	default:
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of routes[%d]", quote(addr), quote(prev.addr), prev.route)
 	}
 }

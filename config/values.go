@@ -21,7 +21,8 @@ import (
 // names used twice and listen addresses that would collide at bind time.
 func (p *parser) routes(key string, n *yaml.Node) []Route {
 	var out []Route
-	names := make(map[string]int) // name → line it was first given
+	type named struct{ line, route int }
+	names := make(map[string]named) // name → where it was first given
 	claimed := make(binds)
 	for i, item := range p.list(key, n, "no routes: need at least one") {
 		if p.stop {
@@ -34,10 +35,14 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 		}
 		if r.Name != "" {
 			at := p.resolve(vals["name"])
-			if line, dup := names[r.Name]; dup {
-				p.errf(at, "name: route %s is already defined at line %d", quote(r.Name), line)
-			} else {
-				names[r.Name] = at.Line
+			switch first, dup := names[r.Name]; {
+			case !dup:
+				names[r.Name] = named{line: at.Line, route: i}
+			case p.places != nil:
+				// Lines are place indexes, not lines of a file.
+				p.errf(at, "name: route %s is already defined as routes[%d]", quote(r.Name), first.route)
+			default:
+				p.errf(at, "name: route %s is already defined at line %d", quote(r.Name), first.line)
 			}
 		}
 		routeDefaults(&r, vals)
