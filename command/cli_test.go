@@ -366,3 +366,20 @@ func TestForwardDumpOnStdoutLogsOnStderr(t *testing.T) {
 		}
 	}
 }
+
+// A configuration error that only starting can find (a dump file that
+// cannot be created, though its directory looked writable) is a config
+// error too: exit 2, named at its line or flag, worded as the loader words
+// it.
+func TestStartErrorsInTheConfigExit2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pier.yaml")
+	writeFile(t, path, "routes:\n  - name: r\n    listen: \"127.0.0.1:0\"\n    upstreams: [{address: \"127.0.0.1:1\"}]\n    filters:\n      - dump: {to: /proc/pier-test-nope}\n")
+	code, _, errs := runPier(t, "run", path)
+	if code != exitUsage || !strings.HasPrefix(errs, path+":6:") || !strings.Contains(errs, "to: ") {
+		t.Errorf("run: exit %d, stderr %q; want 2 and the error at line 6", code, errs)
+	}
+	code, _, errs = runPier(t, "forward", "127.0.0.1:0", "127.0.0.1:1", "--dump", "to=/proc/pier-test-nope")
+	if code != exitUsage || !strings.Contains(errs, "flag -dump: to: ") || strings.Contains(errs, "dump: dump") {
+		t.Errorf("forward: exit %d, stderr %q; want 2 and the flag named once", code, errs)
+	}
+}

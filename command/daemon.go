@@ -69,7 +69,9 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError{err}
 	}
-	return serve(ctx, cfg, file, *pidfile, log)
+	err = serve(ctx, cfg, file, *pidfile, log)
+	lf.logDropped(log)
+	return err
 }
 
 // runCheck is 'pier check'.
@@ -109,6 +111,11 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 		}
 	}
 	d, err := app.Start(cfg, log)
+	if _, ok := errors.AsType[config.Errors](err); ok {
+		// What only starting could find wrong in the configuration (a
+		// filter's file that cannot be opened) is a config error too.
+		return usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -123,7 +130,7 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 	for {
 		select {
 		case <-ctx.Done():
-			return d.Stop(context.Background())
+			return cutIsClean(d.Stop(context.Background()))
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reload(d, path, log)
@@ -141,15 +148,19 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			}()
 			err := d.Stop(stopCtx)
 			cut()
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				// The grace period ran out, or a second signal cut it
-				// short: the stop the signal asked for, logged as such,
-				// not a failure.
-				return nil
-			}
-			return err
+			return cutIsClean(err)
 		}
 	}
+}
+
+// cutIsClean returns nil for a stop whose grace period ran out or that a
+// second signal cut short: the stop that was asked for, logged as such,
+// not a failure.
+func cutIsClean(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 func reload(d *app.Daemon, path string, log *slog.Logger) {

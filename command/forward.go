@@ -67,7 +67,9 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fs.usage(err)
 	}
-	return serve(ctx, cfg, "", *pidfile, log)
+	err = serve(ctx, cfg, "", *pidfile, log)
+	lf.logDropped(log)
+	return err
 }
 
 // registerFilterFlags adds a flag per registered filter (slow_close as

@@ -107,6 +107,14 @@ func (lf *logFlags) dropped() (access, other uint64) {
 	return access, other
 }
 
+// logDropped adds to the exit summary how many records the log dropped
+// while pier ran, if any did.
+func (lf *logFlags) logDropped(log *slog.Logger) {
+	if access, other := lf.dropped(); access+other > 0 {
+		log.Warn("log records dropped while pier ran", "access_log", access, "other", other)
+	}
+}
+
 // durationAsSeconds is the json schema's rule for durations: a number of
 // seconds, as Prometheus and most log tools take them, not slog's default
 // integer nanoseconds.

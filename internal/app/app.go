@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pierproxy/pier/config"
@@ -367,7 +368,13 @@ func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.S
 			log.Error("filter factory panicked", "filter", f.Name, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 		}
 		if err != nil {
-			errs = append(errs, config.ErrorAt(file, f.Pos, err.Error()))
+			msg := err.Error()
+			if f.Pos.Place != "" {
+				// "flag -dump: to: ...", as the command line words the
+				// errors the loader finds, not "flag -dump: dump: to: ...".
+				msg = strings.TrimPrefix(msg, f.Name+": ")
+			}
+			errs = append(errs, config.ErrorAt(file, f.Pos, msg))
 			continue
 		}
 		set.Filters = append(set.Filters, chain.Named{Name: f.Name, Filter: flt})
