@@ -55,6 +55,8 @@ type Output struct {
 
 	kick      chan struct{} // wakes the goroutine; holds at most one
 	done      chan struct{} // closed when the goroutine has ended
+	stopped   bool          // the goroutine has ended, or is running afterStop
+	afterStop []func()      // run by the goroutine as it ends; see AfterStop
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -243,6 +245,7 @@ func (o *Output) wake() {
 // writes it, and flushes what it wrote to once the queue is empty.
 func (o *Output) run() {
 	defer close(o.done)
+	defer o.runAfterStop()
 	var dirty []io.Writer // written to since their last flush
 	for {
 		o.mu.Lock()
@@ -369,6 +372,35 @@ func (o *Output) Sync(timeout time.Duration) bool {
 			return o.written >= want
 		case <-time.After(wait):
 		}
+	}
+}
+
+// AfterStop has fn run once the Output's goroutine has stopped writing:
+// on that goroutine as it ends, or at once, on the caller's, if it has
+// ended already. It is for a Filter whose Close got ErrOutputTimeout: the
+// goroutine is then stuck in a write, which may hold locks of the file it
+// writes to (a disk that stalls), so closing the file now would wait as
+// long; handed to AfterStop, it closes when that write returns, and the
+// Filter's Close returns at once.
+func (o *Output) AfterStop(fn func()) {
+	o.mu.Lock()
+	if !o.stopped {
+		o.afterStop = append(o.afterStop, fn)
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Unlock()
+	fn()
+}
+
+func (o *Output) runAfterStop() {
+	o.mu.Lock()
+	o.stopped = true
+	fns := o.afterStop
+	o.afterStop = nil
+	o.mu.Unlock()
+	for _, fn := range fns {
+		fn()
 	}
 }
 

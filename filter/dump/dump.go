@@ -60,6 +60,9 @@ type dump struct {
 	// now is the clock for the line written when a session ends, which is
 	// outside any Process call and so has no Batch.Now; tests replace it.
 	now func() time.Time
+
+	closeOnce sync.Once
+	closeErr  error // Close's result, for every call
 }
 
 // newDump reads the options:
@@ -125,13 +128,22 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 // Close writes out what is queued (for at most 2s) and closes the file,
 // once pier no longer gives the filter new sessions. Streams of sessions
 // still draining keep passing their bytes; what they dump from now on is
-// counted, not written.
+// counted, not written. Calling it again (a second Shutdown) returns the
+// first result and closes nothing twice.
 func (d *dump) Close() error {
+	d.closeOnce.Do(func() { d.closeErr = d.close() })
+	return d.closeErr
+}
+
+func (d *dump) close() error {
 	if d.out == nil {
 		return nil
 	}
 	err := d.out.Close()
 	if d.file != nil {
+		// An Output stuck in a write to the file does not hold this
+		// Close up: os.File.Close of a regular file does not wait for
+		// a write in progress.
 		if cerr := d.file.Close(); err == nil {
 			err = cerr
 		}

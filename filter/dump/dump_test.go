@@ -624,3 +624,17 @@ func TestCloseFlushesAndLeavesNoDescriptor(t *testing.T) {
 		t.Errorf("a block written after Close:\n%s", got)
 	}
 }
+
+// Close is idempotent: a second Close (a second Shutdown) returns nil
+// again rather than "file already closed".
+func TestCloseTwice(t *testing.T) {
+	d, _ := newTestDump(t, nil)
+	up, _ := drivers(d, 1)
+	must(t, up.Write([]byte("a")))
+	if err := d.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

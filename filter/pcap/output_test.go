@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -173,6 +174,109 @@ func TestCloseLeavesNoDescriptor(t *testing.T) {
 			}
 			if after := openFDs(t); after != before {
 				t.Errorf("%d descriptors open after 20 filters came and went, %d before", after, before)
+			}
+		})
+	}
+}
+
+// stalledDisk stands for a disk that stops taking bytes: a Write blocks,
+// with whatever locks its caller holds, until release is closed.
+type stalledDisk struct {
+	entered     chan struct{} // closed at the first Write
+	enteredOnce sync.Once
+	release     chan struct{}
+	w           io.Writer
+}
+
+func (s *stalledDisk) Write(p []byte) (int, error) {
+	s.enteredOnce.Do(func() { close(s.entered) })
+	<-s.release
+	return s.w.Write(p)
+}
+
+// Close returns within its bound even when the Output's goroutine is
+// stuck in a write that holds the file's lock (a stalled disk), so a
+// reload or a stop does not wait for the disk; the file is closed, and
+// the Filter's share of it given up, once that write returns.
+func TestCloseReturnsOnAStalledDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db.pcapng")
+	f := newFilter(t, map[string]string{"file": path})
+	disk := &stalledDisk{entered: make(chan struct{}), release: make(chan struct{}), w: f.route.file}
+	f.route.mu.Lock()
+	f.route.buf.Reset(disk) // writer.Flush now blocks in disk.Write, holding f.route.mu
+	f.route.mu.Unlock()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(disk.release)
+		}
+	}
+	defer release()
+
+	c := converse(t, f, session(1, "192.0.2.1:40000", "198.51.100.1:5432"), 1)
+	c.send([]byte("hello"), []byte("world"))
+	select {
+	case <-disk.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Output never wrote to the file")
+	}
+
+	const bound = 2*time.Second + time.Second // the Output's CloseTimeout, and slack
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- f.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, filter.ErrOutputTimeout) {
+			t.Errorf("Close = %v, want ErrOutputTimeout", err)
+		}
+		t.Logf("Close returned in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(bound):
+		release()
+		<-closed
+		t.Fatalf("Close waited past %v for a stalled disk", bound)
+	}
+
+	// The stalled write returns: the Output's goroutine closes the file.
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sharedMu.Lock()
+		_, stillShared := shared[path]
+		sharedMu.Unlock()
+		f.route.mu.Lock()
+		fileClosed := errors.Is(f.route.err, errClosed)
+		f.route.mu.Unlock()
+		if fileClosed && !stillShared {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file not closed (%v) or still shared (%v) 10s after the disk came back", fileClosed, stillShared)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.end(client, upstream)
+	c.d[0].Close(nil)
+	c.d[1].Close(nil)
+}
+
+// Close is idempotent: a second Close (a second Shutdown) returns nil
+// again and closes nothing twice.
+func TestCloseTwice(t *testing.T) {
+	for _, perSession := range []string{"false", "true"} {
+		t.Run("per_session="+perSession, func(t *testing.T) {
+			f := newFilter(t, map[string]string{"file": filepath.Join(t.TempDir(), "db.pcapng"), "per_session": perSession})
+			c := converse(t, f, session(1, "192.0.2.1:40000", "198.51.100.1:5432"), 1)
+			c.send([]byte("hello"), []byte("world"))
+			if !f.out.Sync(10 * time.Second) {
+				t.Fatal("not written in 10s")
+			}
+			if err := f.Close(); err != nil {
+				t.Fatalf("first Close: %v", err)
+			}
+			if err := f.Close(); err != nil {
+				t.Errorf("second Close: %v", err)
 			}
 		})
 	}

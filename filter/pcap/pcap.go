@@ -78,6 +78,9 @@ type Filter struct {
 	mu     sync.Mutex
 	open   map[*sessionFile]struct{} // per-session files open now
 	closed bool                      // Close was called: open no more files
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New makes a pcap Filter from its options. It creates the route's file
@@ -126,30 +129,48 @@ func New(o *filter.Options) (filter.Filter, error) {
 // filter's files, once pier no longer gives it new sessions: the route's
 // file, unless a newer Filter shares it, and every session's file still
 // open. Sessions still draining go on unrecorded; their packets are
-// counted, not written.
+// counted, not written. Close returns within its 2s even on a disk that
+// stalls: the files then close when the stalled write returns. Calling it
+// again returns the first result.
 func (f *Filter) Close() error {
+	f.closeOnce.Do(func() { f.closeErr = f.close() })
+	return f.closeErr
+}
+
+func (f *Filter) close() error {
 	if f.out == nil {
 		return nil
 	}
 	err := f.out.Close()
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return nil
+	if errors.Is(err, filter.ErrOutputTimeout) {
+		// The Output's goroutine is stuck in a write that holds the
+		// file's lock (or f.mu, creating a session's file): closing the
+		// files here would wait for the disk. The goroutine closes them
+		// when it is free.
+		f.out.AfterStop(func() { f.closeFiles() })
+		return err
 	}
+	if cerr := f.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// closeFiles closes the session files still open and gives up the
+// route's file. No Output write is running: the Output has stopped.
+func (f *Filter) closeFiles() error {
+	f.mu.Lock()
 	f.closed = true
 	open := f.open
 	f.open = nil
 	f.mu.Unlock()
 	for sf := range open {
-		sf.Close()
+		sf.Close() // a failure was logged by the Output as it happened
 	}
 	if f.route != nil {
-		if rerr := releaseWriter(f.route); err == nil {
-			err = rerr
-		}
+		return releaseWriter(f.route)
 	}
-	return err
+	return nil
 }
 
 // A sessionFile is a session's own capture file, with per_session. It is

@@ -181,7 +181,7 @@ type writer struct {
 	buf      *bufio.Writer
 	size     int64 // bytes in the current file, buffered or not
 	err      error
-	refs     int // Filters sharing it (see sharedWriter)
+	refs     int // Filters sharing it (see sharedWriter); guarded by sharedMu
 }
 
 // create creates (or truncates) the file at path and writes its header
@@ -347,11 +347,12 @@ func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
 func releaseWriter(w *writer) error {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	w.mu.Lock()
+	// refs is sharedMu's, not w.mu's: another Filter sharing w may be
+	// stuck in a write, holding w.mu. Only the last one out takes w.mu,
+	// when no Output writes to w any more; it closes w before a new
+	// Filter may create the file again.
 	w.refs--
-	last := w.refs == 0
-	w.mu.Unlock()
-	if !last {
+	if w.refs > 0 {
 		return nil
 	}
 	for k, v := range shared {
