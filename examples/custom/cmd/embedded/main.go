@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,9 +33,10 @@ func run(args []string) error {
 	cfg := &config.Config{
 		GracePeriod: 5 * time.Second,
 		Routes: []config.Route{{
-			Name:      "masked",
-			Listen:    []string{"127.0.0.1:0"},
-			Upstreams: []config.Upstream{{Address: args[0]}},
+			Name:        "masked",
+			Listen:      []string{"127.0.0.1:0"},
+			Upstreams:   []config.Upstream{{Address: args[0]}},
+			IdleTimeout: time.Hour, // zero would be: never
 			Filters: []config.Filter{{
 				Name:    "mask",
 				Options: map[string]filter.Value{"char": {Text: "*"}},
@@ -46,7 +46,9 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	p, err := pier.Start(cfg, pier.Options{Log: slog.New(slog.NewJSONHandler(os.Stderr, nil))})
+	// No Log: pier's own logger, text to stderr through a queue that never
+	// makes a session wait.
+	p, err := pier.Start(cfg, pier.Options{})
 	if err != nil {
 		return err
 	}
