@@ -18,10 +18,12 @@ func SetDrainBound(d time.Duration) time.Duration {
 // Apply calls) fail with err, for a test.
 func FailWatch(s *Server, n int, err error) {
 	calls := 0
-	s.watch = func(l *relay.Loop, fd int, ready func(*relay.Loop)) error {
+	s.watch = func(l *relay.Loop, fd int, ready func(*relay.Loop)) <-chan error {
 		calls++
 		if calls-1 == n {
-			return err
+			res := make(chan error, 1)
+			res <- err
+			return res
 		}
 		return l.Watch(fd, ready)
 	}
@@ -29,3 +31,16 @@ func FailWatch(s *Server, n int, err error) {
 
 // Loops returns how many relay loops the server runs.
 func Loops(s *Server) int { return len(s.loops) }
+
+// DescriptorsPerSession is what the descriptor reserve counts per session.
+const DescriptorsPerSession = descriptorsPerSession
+
+// Descriptors returns the descriptors the server's loops hold for
+// sessions.
+func Descriptors(s *Server) int64 {
+	var n int64
+	for _, l := range s.loops {
+		n += l.Descriptors()
+	}
+	return n
+}

@@ -40,10 +40,13 @@ import (
 	"github.com/pierproxy/pier/internal/session"
 )
 
-// drainBound is how long Shutdown waits, once it has ended every session,
-// for their ends to be recorded and for the loops to stop, before it
-// returns anyway: a stalled log writer must not make pier unkillable. A
-// variable only so that a test can shorten it.
+// drainBound is how long Shutdown waits, once ctx is done, for the loops to
+// stop accepting, for the sessions it ended to be recorded and for the
+// loops to stop, before it returns anyway; and how long Apply waits for
+// the loops to take up or drop a listener. A loop answers in microseconds
+// unless it is stuck (a log handler that blocks), and a stuck loop must
+// not make pier unkillable or its reload hang. A variable only so that a
+// test can shorten it.
 var drainBound = 5 * time.Second
 
 // localErrorPause is how long a listener stops accepting after a dial
@@ -63,13 +66,15 @@ type Options struct {
 
 // Stats are a Server's totals since it started. Sessions counts every
 // session admitted and ended (refused clients are not sessions: they are
-// Refused); the byte counts are what was delivered; FailedDials counts the
+// Refused); the byte counts are what was delivered by the sessions that
+// have ended (a live session's bytes are added when it ends, so they are
+// not in the totals yet); FailedDials counts the
 // sessions that ended without an upstream (connect_failed,
 // connect_timeout, no_upstream, and local_error while dialing).
 type Stats struct {
 	Sessions    uint64 // sessions admitted and ended
-	ToUpstream  uint64 // bytes delivered to upstreams
-	ToClient    uint64 // bytes delivered to clients
+	ToUpstream  uint64 // bytes delivered to upstreams, by ended sessions
+	ToClient    uint64 // bytes delivered to clients, by ended sessions
 	Refused     uint64 // clients refused by a route's max_connections (reason=limit)
 	FailedDials uint64 // sessions that never got an upstream connection
 }
@@ -90,17 +95,22 @@ type Server struct {
 	ids   atomic.Uint64  // session ids
 
 	table    atomic.Pointer[route.Table]
-	sessions sync.WaitGroup // live sessions, for draining
+	sessions liveSessions // for draining
 
+	// applyMu makes Apply and Shutdown take turns; Apply holds it while
+	// it waits (boundedly) for the loops. mu guards only the listeners
+	// map and stopped, and is never held across a wait for a loop, so
+	// Addrs answers even while a loop is stuck.
+	applyMu   sync.Mutex
 	mu        sync.Mutex
 	listeners map[string]*listener // by listen key
 	stopped   bool
 
 	localErrors atomic.Uint64 // dials that failed for pier's own lack of resources
 
-	stats     []loopStats                                     // by loop index
-	loopIndex map[*relay.Loop]int                             // read-only after New
-	watch     func(*relay.Loop, int, func(*relay.Loop)) error // relay.Loop.Watch; a test's seam
+	stats     []loopStats                                            // by loop index
+	loopIndex map[*relay.Loop]int                                    // read-only after New
+	watch     func(*relay.Loop, int, func(*relay.Loop)) <-chan error // relay.Loop.Watch; a test's seam
 
 	// The descriptor reserve (see haveDescriptors).
 	fdLimit atomic.Int64 // RLIMIT_NOFILE's soft limit; 0 when unlimited
@@ -121,8 +131,10 @@ type listener struct {
 const acceptBatch = 32
 
 // descriptorsPerSession is what a session may hold: its two sockets and,
-// while bytes are in flight, a splice pipe's two ends.
-const descriptorsPerSession = 4
+// while bytes are in flight, a splice pipe's two ends for each direction
+// (each direction splices through a pipe of its own, and both can hold
+// bytes at once): 2 + 2×2 = 6.
+const descriptorsPerSession = 6
 
 // descriptorSlack is kept free beyond the sessions' share, for what opens
 // descriptors after the baseline was counted at Apply: health checks, log
@@ -269,7 +281,7 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 	}
 	// pick: the route's pool chooses the member.
 	a := rt.Pool.Pick(client.Addr())
-	s.sessions.Add(1)
+	s.sessions.add()
 	if a == nil {
 		// No member can take it: fail fast rather than make the client
 		// wait for a dial that cannot work. The pool logs why.
@@ -321,7 +333,7 @@ func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *ses
 	if s.fdShort.Load() {
 		loop.ResumeWatches() // a session's descriptors are free again
 	}
-	s.sessions.Done()
+	s.sessions.done()
 }
 
 // logRecord writes a session's access log line: at Warn when pier could
@@ -352,77 +364,184 @@ func (s *Server) Stats() Stats {
 
 // Apply makes t the table in force. Listeners for new addresses open first;
 // if any fails, nothing changes and the error says which. Then the table is
-// swapped and every loop watches the new listeners; if a loop cannot, the
-// new listeners close, the old table comes back and the error says so.
-// Last, listeners no longer in t close. Listeners kept by t stay open
-// throughout, so no client is refused by a reload. Each listener opened is
-// logged "listening", each closed "stopped listening"; kept ones are not
-// logged again.
+// swapped and every loop watches the new listeners; if a loop cannot, or
+// does not answer within drainBound, the new listeners close, the old table
+// comes back and the error says so. Last, listeners no longer in t close.
+// Listeners kept by t stay open throughout, so no client is refused by a
+// reload. Each listener opened is logged "listening", each closed "stopped
+// listening"; kept ones are not logged again. Apply never waits longer
+// than drainBound for the loops.
 func (s *Server) Apply(t *route.Table) error {
 	if t == nil {
 		return errors.New("proxy: no table to apply")
 	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
 		return errors.New("proxy: server is shut down")
 	}
+	// Only Apply and Shutdown change s.listeners, and both hold applyMu:
+	// reading it here without mu is safe.
 	var opened []*listener
-	closeOpened := func() {
-		for _, o := range opened {
-			s.closeListener(o)
-		}
-	}
 	for _, l := range t.Listens() {
 		if _, ok := s.listeners[l.Key]; ok {
 			continue
 		}
 		ln, err := listen.Open(l.Addr, s.log)
 		if err != nil {
-			closeOpened()
+			for _, o := range opened {
+				o.Close() // no loop watches it yet
+			}
 			return fmt.Errorf("route %s: %w", t.Lookup(l.Key).Name, err)
 		}
 		opened = append(opened, s.newListener(ln, l.Key))
 	}
 	old := s.table.Swap(t)
-	for _, ln := range opened {
-		for _, loop := range s.loops {
-			if err := s.watch(loop, ln.Fd(), ln.ready); err != nil {
-				// Unwatch before the old table returns: no loop may
-				// accept on a listener the table in force does not know.
-				closeOpened()
-				s.table.Store(old)
-				return fmt.Errorf("route %s: listen %s: %w", t.Lookup(ln.key).Name, ln.Addr(), err)
-			}
-		}
+	// One bound for every wait below; a context, not a timer, because
+	// its Done stays closed for each wait after the first that sees it.
+	bound, cancel := context.WithTimeout(context.Background(), drainBound)
+	defer cancel()
+	if err := s.watchAll(opened, bound.Done()); err != nil {
+		// Unwatch before the old table returns: no loop may accept on a
+		// listener the table in force does not know.
+		s.closeListeners(opened, bound.Done(), "reload failed")
+		s.table.Store(old)
+		return fmt.Errorf("route %s: listen %s: %w", t.Lookup(err.ln.key).Name, err.ln.Addr(), err.err)
 	}
+	s.mu.Lock()
 	for _, ln := range opened {
 		s.listeners[ln.key] = ln
-		s.log.Info("listening", "route", t.Lookup(ln.key).Name, "addr", ln.Addr().String())
 	}
+	var gone []*listener
 	for key, ln := range s.listeners {
 		if t.Lookup(key) == nil {
-			s.closeListener(ln)
+			gone = append(gone, ln)
 			delete(s.listeners, key)
-			route := key
-			if old != nil {
-				if r := old.Lookup(key); r != nil {
-					route = r.Name
-				}
-			}
-			s.log.Info("stopped listening", "route", route, "addr", ln.Addr().String())
 		}
+	}
+	s.mu.Unlock()
+	for _, ln := range opened {
+		s.log.Info("listening", "route", t.Lookup(ln.key).Name, "addr", ln.Addr().String())
+	}
+	s.closeListeners(gone, bound.Done(), "reload")
+	for _, ln := range gone {
+		route := ln.key
+		if old != nil {
+			if r := old.Lookup(ln.key); r != nil {
+				route = r.Name
+			}
+		}
+		s.log.Info("stopped listening", "route", route, "addr", ln.Addr().String())
 	}
 	s.countDescriptors()
 	return nil
 }
 
-// closeListener stops every loop accepting on ln, then closes it.
-func (s *Server) closeListener(ln *listener) {
-	for _, loop := range s.loops {
-		loop.Unwatch(ln.Fd())
+// watchError is a listener a loop could not watch, and why.
+type watchError struct {
+	ln  *listener
+	err error
+}
+
+// errLoopSilent is a loop that did not answer within drainBound.
+var errLoopSilent = errors.New("proxy: a relay loop did not answer in time")
+
+// watchAll makes every loop watch every listener in lns, and waits for
+// their answers until stop. The first failure, or a silence until stop,
+// comes back; the listeners are then the caller's to unwatch.
+func (s *Server) watchAll(lns []*listener, stop <-chan struct{}) *watchError {
+	type pending struct {
+		ln  *listener
+		res <-chan error
 	}
-	ln.Close()
+	var all []pending
+	for _, ln := range lns {
+		for _, loop := range s.loops {
+			all = append(all, pending{ln, s.watch(loop, ln.Fd(), ln.ready)})
+		}
+	}
+	for _, p := range all {
+		var err error
+		select {
+		case err = <-p.res:
+		default:
+			select {
+			case err = <-p.res:
+			case <-stop:
+				err = fmt.Errorf("%w (%v)", errLoopSilent, drainBound)
+			}
+		}
+		if err != nil {
+			return &watchError{p.ln, err}
+		}
+	}
+	return nil
+}
+
+// closeListener stops every loop accepting on ln and closes ln once the
+// last loop has let go of it, which a stuck loop may delay for as long as
+// it is stuck: ln stays open till then, rather than be closed under a
+// loop that may still accept on its descriptor number, reused by then for
+// another socket. The returned channel closes when ln is closed. Never
+// waits.
+func (s *Server) closeListener(ln *listener) <-chan struct{} {
+	closed := make(chan struct{})
+	left := atomic.Int64{}
+	left.Store(int64(len(s.loops)))
+	dropped := func() {
+		if left.Add(-1) == 0 {
+			ln.Close()
+			close(closed)
+		}
+	}
+	for _, loop := range s.loops {
+		loop.Unwatch(ln.Fd(), dropped)
+	}
+	return closed
+}
+
+// closeListeners closes lns (see closeListener) and waits for them to be
+// closed until stop; it reports whether they all were, and logs the ones
+// left open, for why.
+func (s *Server) closeListeners(lns []*listener, stop <-chan struct{}, why string) bool {
+	closed := make([]<-chan struct{}, len(lns))
+	for i, ln := range lns {
+		closed[i] = s.closeListener(ln)
+	}
+	return s.waitClosed(lns, closed, stop, why)
+}
+
+// waitClosed waits until stop for closed[i], listener lns[i]'s closing,
+// and logs the listeners still open then.
+func (s *Server) waitClosed(lns []*listener, closed []<-chan struct{}, stop <-chan struct{}, why string) bool {
+	all := true
+	for i, c := range closed {
+		if !waitOrStop(c, stop) {
+			all = false
+			s.log.Error("listener left open: a relay loop did not let go of it in time; it closes when the loop does",
+				"addr", lns[i].Addr().String(), "waited", drainBound, "during", why)
+		}
+	}
+	return all
+}
+
+// waitOrStop waits for done to close until stop fires; it reports whether
+// done closed. done wins when both are ready.
+func waitOrStop(done, stop <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	select {
+	case <-done:
+		return true
+	case <-stop:
+		return false
+	}
 }
 
 func (s *Server) newListener(ln *listen.Listener, key string) *listener {
@@ -438,14 +557,14 @@ func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 }
 
 // Addrs returns the addresses route's listeners are bound to, with the real
-// port where the configured one was 0.
+// port where the configured one was 0. It never waits for a relay loop.
 func (s *Server) Addrs(route string) []netip.AddrPort {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	t := s.table.Load()
 	if t == nil {
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var addrs []netip.AddrPort
 	for _, l := range t.Listens() {
 		if t.Lookup(l.Key).Name != route {
@@ -470,63 +589,136 @@ func (s *Server) Live() int64 {
 // Shutdown stops accepting, waits for live sessions to finish until ctx is
 // done, then ends the rest (reason "shutdown") and stops the relay loops.
 // It returns ctx's error if sessions had to be cut short. Once ctx is done
-// it waits no more than drainBound for the sessions' ends to be recorded
-// and the loops to stop, then returns anyway, saying so in the log.
+// it waits no more than drainBound for the loops to stop accepting, for
+// the sessions' ends to be recorded and for the loops to stop, then
+// returns anyway, saying so in the log: a loop stuck in a log handler that
+// blocks must not make pier unkillable. The listeners close as soon as no
+// loop accepts on them; one that a stuck loop still holds stays open until
+// that loop lets go (see closeListener).
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Apply waits for the loops no longer than drainBound, so neither does
+	// this. mu is held only to take the listeners.
+	s.applyMu.Lock()
 	s.mu.Lock()
 	s.stopped = true
-	// Once no loop accepts on a listener, every session it took has been
-	// counted, and the wait for sessions can begin.
+	lns := make([]*listener, 0, len(s.listeners))
 	for key, ln := range s.listeners {
-		s.closeListener(ln)
+		lns = append(lns, ln)
 		delete(s.listeners, key)
 	}
 	s.mu.Unlock()
+	s.applyMu.Unlock()
 
-	drained := make(chan struct{})
-	go func() {
-		s.sessions.Wait()
-		close(drained)
-	}()
-	var err error
-	select {
-	case <-drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		for _, l := range s.loops {
-			l.CloseAll(session.Shutdown)
-		}
-		// CloseAll ends every session on the loop's next turn, unless
-		// the loop is stuck (in a log write that does not return).
-		if !waitBounded(drained, drainBound) {
-			s.log.Error("shutdown: sessions still not ended; giving up on them", "waited", drainBound, "live", s.Live())
-			s.closeLoops()
-			return err
-		}
+	closed := make([]<-chan struct{}, len(lns))
+	for i, ln := range lns {
+		closed[i] = s.closeListener(ln)
 	}
+	// Until ctx is done: once no loop accepts on a listener (it is
+	// closed), every session it took has been counted, and the wait for
+	// sessions can begin.
+	allClosed := func(stop <-chan struct{}) bool {
+		for _, c := range closed {
+			if !waitOrStop(c, stop) {
+				return false
+			}
+		}
+		return true
+	}
+	if allClosed(ctx.Done()) && waitOrStop(s.sessions.drained(), ctx.Done()) {
+		return s.stopLoops()
+	}
+	// ctx is done, and either a loop has not let go of a listener yet or
+	// sessions are live. The loops get drainBound to answer.
+	bound, cancel := context.WithTimeout(context.Background(), drainBound)
+	defer cancel()
+	listening := !s.waitClosed(lns, closed, bound.Done(), "shutdown")
+	// Checked without waiting: when ctx was already done and no session
+	// is live, nothing is cut short.
+	if waitOrStop(s.sessions.drained(), closedChan) {
+		if listening {
+			s.closeLoops()
+			return nil
+		}
+		return s.stopLoops()
+	}
+	err := ctx.Err()
+	for _, l := range s.loops {
+		l.CloseAll(session.Shutdown)
+	}
+	// CloseAll ends every session on the loop's next turn, unless the
+	// loop is stuck (in a log write that does not return).
+	if listening || !waitOrStop(s.sessions.drained(), bound.Done()) {
+		s.log.Error("shutdown: sessions still not ended; giving up on them", "waited", drainBound, "live", s.Live())
+		s.closeLoops()
+		return err
+	}
+	s.stopLoops()
+	return err
+}
+
+// closedChan is a channel that is always ready, for a wait that must not
+// wait.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// stopLoops closes the loops and waits for them to stop, at most
+// drainBound. It returns nil, for Shutdown's tail.
+func (s *Server) stopLoops() error {
 	s.closeLoops()
 	stopped := make(chan struct{})
 	go func() {
 		s.wg.Wait()
 		close(stopped)
 	}()
-	if !waitBounded(stopped, drainBound) {
+	bound, cancel := context.WithTimeout(context.Background(), drainBound)
+	defer cancel()
+	if !waitOrStop(stopped, bound.Done()) {
 		s.log.Error("shutdown: relay loops did not stop; giving up on them", "waited", drainBound)
 	}
-	return err
+	return nil
 }
 
-// waitBounded waits for done to close, at most d. It reports whether done
-// closed.
-func waitBounded(done <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
+// liveSessions counts the sessions admitted and not yet finished. Unlike a
+// WaitGroup it may be added to while Shutdown waits (a stuck loop that
+// Shutdown gave up on may still accept when it comes back), and drained
+// can be checked without waiting.
+type liveSessions struct {
+	mu   sync.Mutex
+	n    int64
+	zero chan struct{} // closed when n drops to 0; nil until drained asks
+}
+
+func (c *liveSessions) add() {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+}
+
+func (c *liveSessions) done() {
+	c.mu.Lock()
+	c.n--
+	if c.n == 0 && c.zero != nil {
+		close(c.zero)
+		c.zero = nil
 	}
+	c.mu.Unlock()
+}
+
+// drained returns a channel that is closed once no session is live: at
+// once if none is now.
+func (c *liveSessions) drained() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		return closedChan
+	}
+	if c.zero == nil {
+		c.zero = make(chan struct{})
+	}
+	return c.zero
 }
 
 func (s *Server) closeLoops() {

@@ -183,13 +183,34 @@ func TestLoopsFollowGOMAXPROCS(t *testing.T) {
 	}
 }
 
-// Shutdown returns within its bound after ctx is done even when the loops
-// are stuck in a log write that never returns: a stalled log reader must
-// not make pier unkillable.
+// Shutdown returns within its grace and drainBound even when a relay loop
+// is stuck in a log handler that blocks: whether the loop stalled ending a
+// session Shutdown cut short, or ending one on its own before Shutdown was
+// called (then the loop cannot even let go of the listener). Addrs answers
+// meanwhile, and the listener the stuck loop held is closed once the loop
+// lets go of it.
 func TestShutdownBoundedWhenLogStalls(t *testing.T) {
 	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
-	up := testutil.NewUpstream(t, testutil.Hold)
+	for _, endedBefore := range []bool{false, true} {
+		name := "live session"
+		if endedBefore {
+			name = "session ended before shutdown"
+		}
+		t.Run(name, func(t *testing.T) { shutdownWithLogStalled(t, endedBefore) })
+	}
+}
+
+func shutdownWithLogStalled(t *testing.T, endedBefore bool) {
+	up := testutil.NewUpstream(t, testutil.Echo)
 	stall := &stallLog{release: make(chan struct{}), stalled: make(chan struct{})}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(stall.release)
+		}
+	}
+	defer release() // a failed test still lets the loop go
 	srv, err := proxy.New(proxy.Options{Log: slog.New(stall), Loops: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -197,19 +218,34 @@ func TestShutdownBoundedWhenLogStalls(t *testing.T) {
 	if err := srv.Apply(table(t, newRoute(t, "r", up.Addr()))); err != nil {
 		t.Fatal(err)
 	}
+	addr := srv.Addrs("r")[0].String()
 	c := dial(t, srv, "r")
 	c.Write([]byte("x"))
-	for deadline := time.Now().Add(wait); srv.Live() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no live session")
-		}
-		time.Sleep(time.Millisecond)
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if endedBefore {
+		// The session ends; its log line stalls the loop.
+		c.CloseWrite()
+		io.ReadAll(c)
+		select {
+		case <-stall.stalled:
+		case <-time.After(wait):
+			t.Fatal("the session's log line never came")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
 	begin := time.Now()
 	go func() { done <- srv.Shutdown(ctx) }()
+	addrs := make(chan int, 1)
+	go func() { addrs <- len(srv.Addrs("r")) }()
+	select {
+	case <-addrs:
+	case <-time.After(wait):
+		t.Error("Addrs hangs while a loop is stuck")
+	}
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -217,7 +253,7 @@ func TestShutdownBoundedWhenLogStalls(t *testing.T) {
 		}
 		t.Logf("shutdown returned after %v with the log stalled", time.Since(begin))
 	case <-time.After(wait):
-		t.Error("shutdown still waiting on a stalled log")
+		t.Fatal("shutdown still waiting on a stalled log")
 	}
 	select {
 	case <-stall.stalled:
@@ -225,12 +261,148 @@ func TestShutdownBoundedWhenLogStalls(t *testing.T) {
 		t.Error("the log never stalled: the test proves nothing")
 	}
 	// Let the loop finish, and wait for it: no goroutine outlives the test.
-	close(stall.release)
+	release()
 	for deadline := time.Now().Add(wait); srv.Live() > 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("sessions still live after the log was released")
 		}
 		time.Sleep(time.Millisecond)
+	}
+	// The listener closes once the loop has let go of it.
+	for deadline := time.Now().Add(wait); ; {
+		c, err := net.DialTimeout("tcp", addr, wait)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener is still open after the loop let go of it")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Apply does not hang on a relay loop stuck in a log handler: it gives up
+// after drainBound, says so, and the table in force stays as it was.
+func TestApplyBoundedWhenLoopStuck(t *testing.T) {
+	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
+	up := testutil.NewUpstream(t, testutil.Echo)
+	stall := &stallLog{release: make(chan struct{}), stalled: make(chan struct{})}
+	srv, err := proxy.New(proxy.Options{Log: slog.New(stall), Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRoute(t, "r", up.Addr())
+	if err := srv.Apply(table(t, r)); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	released := make(chan struct{})
+	defer func() {
+		select {
+		case <-released:
+		default:
+			close(stall.release)
+		}
+	}()
+	c := dial(t, srv, "r")
+	c.Write([]byte("x"))
+	c.CloseWrite()
+	io.ReadAll(c)
+	select {
+	case <-stall.stalled:
+	case <-time.After(wait):
+		t.Fatal("the session's log line never came")
+	}
+
+	applied := make(chan error, 1)
+	go func() { applied <- srv.Apply(table(t, r, newRoute(t, "r2", up.Addr()))) }()
+	select {
+	case err := <-applied:
+		if err == nil || !strings.Contains(err.Error(), "did not answer") {
+			t.Errorf("apply with a stuck loop: %v, want the loop's silence", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("apply hangs on a stuck loop")
+	}
+	if got := srv.Addrs("r2"); len(got) != 0 {
+		t.Errorf("route r2 listens on %v after a failed apply", got)
+	}
+	if got := srv.Addrs("r"); len(got) != 1 {
+		t.Errorf("route r listens on %v after a failed apply, want its one listener", got)
+	}
+	close(stall.release)
+	close(released)
+	// The loop is back: the same table applies now.
+	if err := srv.Apply(table(t, r, newRoute(t, "r2", up.Addr()))); err != nil {
+		t.Errorf("apply once the loop is back: %v", err)
+	}
+}
+
+// A Shutdown whose ctx is already done, with no session live, cuts nothing
+// short: it returns nil, every time (a select between a done ctx and the
+// drained sessions must not pick at random).
+func TestShutdownDoneCtxNoSessionsReturnsNil(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 {
+		srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler), Loops: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Apply(table(t, newRoute(t, "r", up.Addr()))); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("shutdown %d with no session: %v, want nil", i, err)
+		}
+	}
+}
+
+// A session may hold six descriptors: its two sockets and a splice pipe
+// (two ends) for each direction, when both directions have bytes in
+// flight at once. The descriptor reserve counts no fewer.
+func TestDescriptorsPerSessionCoversBothPipes(t *testing.T) {
+	const flood = 8 << 20 // far more than two socket buffers and a pipe
+	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		c.Write(make([]byte, flood)) // never reads: the client's bytes back up
+	})
+	srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler), Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Apply(table(t, newRoute(t, "r", up.Addr()))); err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(t, srv)
+	c := dial(t, srv, "r")
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		c.Write(make([]byte, flood)) // never reads: the upstream's back up
+	}()
+	defer func() {
+		c.Close() // ends the write, and the session
+		<-wrote
+		up.Close()
+	}()
+	var most int64
+	for deadline := time.Now().Add(wait); most < 6; {
+		most = max(most, proxy.Descriptors(srv))
+		if time.Now().After(deadline) {
+			t.Fatalf("the session held at most %d descriptors; the test needs both pipes full", most)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if most > proxy.DescriptorsPerSession {
+		t.Errorf("a session held %d descriptors; the reserve counts %d per session", most, proxy.DescriptorsPerSession)
 	}
 }
 

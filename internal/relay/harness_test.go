@@ -455,7 +455,7 @@ func TestPauseWatch(t *testing.T) {
 	fd := int(f.Fd())
 	unix.SetNonblock(fd, true)
 	accepted := make(chan time.Time, 16)
-	if err := l.Watch(fd, func(*Loop) {
+	if err := <-l.Watch(fd, func(*Loop) {
 		for {
 			nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
 			if err != nil {
@@ -467,7 +467,11 @@ func TestPauseWatch(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer l.Unwatch(fd)
+	defer func() {
+		dropped := make(chan struct{})
+		l.Unwatch(fd, func() { close(dropped) })
+		<-dropped
+	}()
 
 	pause := func(d time.Duration) time.Time {
 		at := make(chan time.Time, 1)

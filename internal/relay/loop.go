@@ -24,7 +24,7 @@
 // (Watch), so a client is accepted, dialed for and relayed on one loop,
 // with no handoff between goroutines. Other goroutines talk to a loop only
 // through Start, Watch, Unwatch, CloseAll and Close, which queue work and
-// wake it through an eventfd.
+// wake it through an eventfd; none of them waits for the loop.
 //
 //	l, _ := relay.New(logger)
 //	go l.Run()
@@ -64,9 +64,10 @@ type Loop struct {
 	start time.Time     // the loop's clock starts here
 	now   time.Duration // time since start, read once per turn of the loop
 
-	mu      sync.Mutex
-	posted  []func() // work queued by other goroutines, run on the loop
-	closing bool
+	mu       sync.Mutex
+	posted   []func() // work queued by other goroutines, run on the loop
+	closing  bool     // Close was called: post queues nothing more
+	finished bool     // Run has taken the last posted work: nothing queued runs
 
 	live    atomic.Int64 // sessions started and not yet finished
 	fds     atomic.Int64 // descriptors the sessions and the pipe pool hold
@@ -128,20 +129,41 @@ func (l *Loop) Descriptors() int64 { return l.fds.Load() }
 // loop has been closed, in which case f will never run.
 func (l *Loop) post(f func()) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closing {
-		l.mu.Unlock()
 		return false
 	}
-	l.posted = append(l.posted, f)
-	first := len(l.posted) == 1
+	l.queue(f)
+	return true
+}
+
+// postOrRun queues f to run on the loop after the work queued before it,
+// even when the loop is closing (its shutdown runs what is queued), or
+// runs f on the caller's goroutine when the loop has finished: either way
+// f runs after the loop's last event was dispatched. For work that must
+// happen whatever the loop's state, such as dropping a watch.
+func (l *Loop) postOrRun(f func()) {
+	l.mu.Lock()
+	if l.finished {
+		l.mu.Unlock()
+		f()
+		return
+	}
+	l.queue(f)
 	l.mu.Unlock()
-	if first {
+}
+
+// queue appends f to the posted work and wakes the loop; l.mu is held.
+// The wake is written under l.mu so that it never reaches an eventfd
+// shutdown has closed (or a descriptor that reused its number).
+func (l *Loop) queue(f func()) {
+	l.posted = append(l.posted, f)
+	if len(l.posted) == 1 {
 		// One write per batch: the loop swaps the whole queue out, and
 		// an eventfd counter cannot overflow at one write per swap.
 		var one = [8]byte{1}
 		unix.Write(l.wake, one[:])
 	}
-	return true
 }
 
 // CloseAll ends every session on the loop now, with reason. Safe to call
@@ -160,8 +182,11 @@ func (l *Loop) CloseAll(reason session.Reason) {
 // holds with session.Shutdown.
 func (l *Loop) Close() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.finished {
+		return // the eventfd is closed
+	}
 	l.closing = true
-	l.mu.Unlock()
 	var one = [8]byte{1}
 	unix.Write(l.wake, one[:])
 }
@@ -304,7 +329,7 @@ func (l *Loop) expire() {
 // shutdown ends what is left when Run returns.
 func (l *Loop) shutdown() {
 	l.mu.Lock()
-	l.closing = true
+	l.closing, l.finished = true, true
 	work := l.posted
 	l.posted = nil
 	l.mu.Unlock()

@@ -12,13 +12,19 @@ import (
 // their sessions with Begin. Every loop may watch the same socket: the
 // kernel wakes one of them per burst of clients (EPOLLEXCLUSIVE), and a
 // loop that finds the queue already empty gets EAGAIN. Safe to call from
-// any goroutine; the caller keeps fd open until Unwatch has finished.
-func (l *Loop) Watch(fd int, ready func(*Loop)) error {
+// any goroutine; the caller keeps fd open until Unwatch has called its
+// dropped.
+//
+// The returned channel receives the outcome once the loop has taken the
+// watch up, which a loop busy elsewhere may delay: the caller bounds its
+// wait. A caller that gives up waiting calls Unwatch: the loop runs posted
+// work in order, so the watch, if it is taken up late, is dropped again.
+func (l *Loop) Watch(fd int, ready func(*Loop)) <-chan error {
 	errc := make(chan error, 1)
 	if !l.post(func() { errc <- l.watch(fd, ready) }) {
-		return errLoopClosed
+		errc <- errLoopClosed
 	}
-	return <-errc
+	return errc
 }
 
 func (l *Loop) watch(fd int, ready func(*Loop)) error {
@@ -42,23 +48,27 @@ func (l *Loop) watch(fd int, ready func(*Loop)) error {
 	return nil
 }
 
-// Unwatch stops watching fd and returns once the loop will call its ready
-// no more, so the caller may close fd. Safe to call from any goroutine but
-// the loop's own.
-func (l *Loop) Unwatch(fd int) {
-	done := make(chan struct{})
-	if !l.post(func() {
-		defer close(done)
+// Unwatch stops watching fd and then calls dropped, once the loop will
+// call fd's ready no more: from then on the caller may close fd. dropped
+// runs on the loop's goroutine after the work queued before it, or on the
+// caller's when the loop has stopped; either way it must not block.
+// Unwatch itself never waits for the loop, which may be busy for as long
+// as a session's log line takes (a stalled log writer): a caller that must
+// close fd closes it in dropped rather than after a wait, so that a loop
+// that has not let go yet never accepts on a closed descriptor, or on
+// another socket that reused its number. Safe to call from any goroutine.
+func (l *Loop) Unwatch(fd int, dropped func()) {
+	l.postOrRun(func() {
 		for i, w := range l.watches {
 			if w != nil && w.fd == fd {
 				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 				l.watches[i] = nil
 			}
 		}
-	}) {
-		return // a closed loop watches nothing
-	}
-	<-done
+		if dropped != nil {
+			dropped()
+		}
+	})
 }
 
 // PauseWatch stops accepting on fd for d, on this loop; for ready to call
