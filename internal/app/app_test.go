@@ -208,8 +208,9 @@ func TestReloadsLeakNoFilterFiles(t *testing.T) {
 			t.Fatalf("reload %d: %d files open under the filters' directory, want %d", i, n, held)
 		}
 	}
-	// Nothing else leaked either: sockets, pipes, epoll or event fds.
-	if n := testutil.OpenFDs(t); n != total {
+	// Nothing else leaked either: sockets, pipes, epoll or event fds. (Other
+	// tests' connections may still be closing: fewer is fine.)
+	if n := testutil.OpenFDs(t); n > total {
 		t.Errorf("%d descriptors open after 50 reloads, %d before", n, total)
 	}
 	stopped = true
@@ -315,8 +316,15 @@ func (b barrierFilter) Close() error {
 
 var closeBarrier sync.WaitGroup
 
+type noFilter struct{}
+
+func (noFilter) Streams(*filter.Session) (filter.Stream, filter.Stream) { return nil, nil }
+
 func init() {
 	filter.Register(filter.Spec{Name: "test_barrier", New: func(o *filter.Options) (filter.Filter, error) {
+		if o.DryRun() {
+			return noFilter{}, o.Err() // the loader's check: nothing to close
+		}
 		return barrierFilter{wg: &closeBarrier}, o.Err()
 	}})
 }
