@@ -190,7 +190,6 @@ func TestLoopsFollowGOMAXPROCS(t *testing.T) {
 // meanwhile, and the listener the stuck loop held is closed once the loop
 // lets go of it.
 func TestShutdownBoundedWhenLogStalls(t *testing.T) {
-	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
 	for _, endedBefore := range []bool{false, true} {
 		name := "live session"
 		if endedBefore {
@@ -218,6 +217,9 @@ func shutdownWithLogStalled(t *testing.T, endedBefore bool) {
 	if err := srv.Apply(table(t, newRoute(t, "r", up.Addr()))); err != nil {
 		t.Fatal(err)
 	}
+	// Short only from here: the Apply above waits for a healthy loop,
+	// which may be slow on a loaded machine.
+	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
 	addr := srv.Addrs("r")[0].String()
 	c := dial(t, srv, "r")
 	c.Write([]byte("x"))
@@ -285,7 +287,9 @@ func shutdownWithLogStalled(t *testing.T, endedBefore bool) {
 // Apply does not hang on a relay loop stuck in a log handler: it gives up
 // after drainBound, says so, and the table in force stays as it was.
 func TestApplyBoundedWhenLoopStuck(t *testing.T) {
-	defer proxy.SetDrainBound(proxy.SetDrainBound(300 * time.Millisecond))
+	// Long enough for a healthy loop to answer on a loaded machine under
+	// -race; the stuck phase waits it out once.
+	defer proxy.SetDrainBound(proxy.SetDrainBound(2 * time.Second))
 	up := testutil.NewUpstream(t, testutil.Echo)
 	stall := &stallLog{release: make(chan struct{}), stalled: make(chan struct{})}
 	srv, err := proxy.New(proxy.Options{Log: slog.New(stall), Loops: 1})
@@ -370,9 +374,14 @@ func TestShutdownDoneCtxNoSessionsReturnsNil(t *testing.T) {
 // (two ends) for each direction, when both directions have bytes in
 // flight at once. The descriptor reserve counts no fewer.
 func TestDescriptorsPerSessionCoversBothPipes(t *testing.T) {
-	const flood = 8 << 20 // far more than two socket buffers and a pipe
+	const flood = 8 << 20 // more than a pipe and the socket buffers' usual size
+	// The upstream writes and never reads, and stays open until the test
+	// ends: closing with unread bytes would reset the session before both
+	// pipes filled, where the kernel's buffers can take all of flood.
+	hold := make(chan struct{})
 	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
 		c.Write(make([]byte, flood)) // never reads: the client's bytes back up
+		<-hold
 	})
 	srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler), Loops: 1})
 	if err != nil {
@@ -391,6 +400,7 @@ func TestDescriptorsPerSessionCoversBothPipes(t *testing.T) {
 	defer func() {
 		c.Close() // ends the write, and the session
 		<-wrote
+		close(hold)
 		up.Close()
 	}()
 	var most int64
