@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/pierproxy/pier/config"
@@ -48,10 +49,13 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// A Proxy is a running pier.
+// A Proxy is a running pier. Its methods may be called from several
+// goroutines at once: Apply and Shutdown take turns, and an Apply after
+// Shutdown fails.
 type Proxy struct {
-	d   *app.Daemon
-	own *asynclog.Handler // the logger made when Options.Log was nil
+	d        *app.Daemon
+	own      *asynclog.Handler // the logger made when Options.Log was nil
+	ownClose sync.Once
 }
 
 // Start checks cfg and starts serving it: its listeners are open when Start
@@ -135,8 +139,9 @@ func (p *Proxy) closeLog() {
 	if p.own == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), logFlushBound)
-	defer cancel()
-	p.own.Close(ctx)
-	p.own = nil
+	p.ownClose.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), logFlushBound)
+		defer cancel()
+		p.own.Close(ctx)
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pierproxy/pier/config"
@@ -35,10 +36,16 @@ import (
 
 // A Daemon is a running proxy and the configuration it was given.
 type Daemon struct {
-	log    *slog.Logger
-	srv    *proxy.Server
-	cfg    *config.Config
-	routes map[string]*carried // by route name, carried over reloads
+	log *slog.Logger
+	srv *proxy.Server
+
+	// mu makes Reload and Stop take turns (a program embedding pier may
+	// call them from different goroutines), so that Stop sees the last
+	// reload's pools and filters whole, and stops them.
+	mu      sync.Mutex
+	cfg     *config.Config
+	routes  map[string]*carried // by route name, carried over reloads
+	stopped bool
 }
 
 // carried is what a route keeps across reloads while its name stays: its
@@ -68,6 +75,11 @@ func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 // Reload makes cfg the configuration in force. On error the running one
 // stays, untouched.
 func (d *Daemon) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return errors.New("app: stopped: no reload")
+	}
 	if err := d.apply(cfg); err != nil {
 		return err
 	}
@@ -168,7 +180,11 @@ func stopPools(routes map[string]*carried) {
 }
 
 // Config returns the configuration in force.
-func (d *Daemon) Config() *config.Config { return d.cfg }
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
 
 // Addrs returns the bound addresses of a route's listeners.
 func (d *Daemon) Addrs(route string) []netip.AddrPort { return d.srv.Addrs(route) }
@@ -185,7 +201,15 @@ func (d *Daemon) Stats() proxy.Stats { return d.srv.Stats() }
 // (context.DeadlineExceeded when the grace period ran out) if sessions were
 // cut short.
 func (d *Daemon) Stop(ctx context.Context) error {
-	if g := d.cfg.GracePeriod; g > 0 {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
+	d.stopped = true
+	cfg, routes := d.cfg, d.routes
+	d.mu.Unlock()
+	if g := cfg.GracePeriod; g > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g)
 		defer cancel()
@@ -193,9 +217,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	start := time.Now()
 	live := d.srv.Live()
 	err := d.srv.Shutdown(ctx)
-	stopPools(d.routes)
-	sets := make([]*chain.Set, 0, len(d.routes))
-	for _, c := range d.routes {
+	stopPools(routes)
+	sets := make([]*chain.Set, 0, len(routes))
+	for _, c := range routes {
 		if c.set != nil {
 			sets = append(sets, c.set)
 		}

@@ -355,3 +355,44 @@ func TestFiltersCloseTogether(t *testing.T) {
 		t.Fatal(line)
 	}
 }
+
+// Reload and Stop may be called at once (a program embedding pier may):
+// they take turns, a reload after the stop fails, and the stop stops the
+// pools and filters of whichever reload came last (goleak, in TestMain,
+// finds any health checker left running).
+func TestReloadAndStopTakeTurns(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	doc := func(i int) string {
+		return fmt.Sprintf(`routes:
+  - name: r
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+    health_check: {interval: %dms, timeout: 5ms}
+    filters: [pass]
+`, up.Addr(), 10+i)
+	}
+	d, err := Start(parse(t, doc(0)), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 1; ; i++ {
+				if err := d.Reload(parse(t, doc(g*1000+i))); err != nil {
+					if !strings.Contains(err.Error(), "stopped") {
+						t.Error(err)
+					}
+					return
+				}
+			}
+		})
+	}
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := d.Stop(context.Background()); err != nil {
+		t.Errorf("a second Stop: %v", err)
+	}
+}
