@@ -124,6 +124,11 @@ type listener struct {
 	key   string
 	ready func(*relay.Loop)        // accepts on a loop; see accept
 	pause func(*relay.Loop, error) // for relay.Params.LocalError
+	// closed is set once every loop has let go of the listener, before
+	// its descriptor is closed. Its sessions may outlive it, and with
+	// them pause, which finds the watch to pause by descriptor number:
+	// once the number may be another listener's, pause leaves it alone.
+	closed atomic.Bool
 }
 
 // acceptBatch bounds the clients one loop accepts per turn, so that a
@@ -493,6 +498,7 @@ func (s *Server) closeListener(ln *listener) <-chan struct{} {
 	left.Store(int64(len(s.loops)))
 	dropped := func() {
 		if left.Add(-1) == 0 {
+			ln.closed.Store(true)
 			ln.Close()
 			close(closed)
 		}
@@ -551,6 +557,14 @@ func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 		// A dial failed for pier's own lack of resources: accepting more
 		// would fail them alike.
 		s.localErrors.Add(1)
+		if l.closed.Load() {
+			// No loop accepts on it any more, and its number may be a
+			// new listener's by now: pausing would pause that one.
+			// Read before the pause, on the loop: a listener opened on
+			// the same number is watched by this loop only after this
+			// turn.
+			return
+		}
 		loop.PauseWatch(ln.Fd(), max(ln.Backoff(err), localErrorPause))
 	}
 	return l

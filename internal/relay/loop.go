@@ -137,22 +137,6 @@ func (l *Loop) post(f func()) bool {
 	return true
 }
 
-// postOrRun queues f to run on the loop after the work queued before it,
-// even when the loop is closing (its shutdown runs what is queued), or
-// runs f on the caller's goroutine when the loop has finished: either way
-// f runs after the loop's last event was dispatched. For work that must
-// happen whatever the loop's state, such as dropping a watch.
-func (l *Loop) postOrRun(f func()) {
-	l.mu.Lock()
-	if l.finished {
-		l.mu.Unlock()
-		f()
-		return
-	}
-	l.queue(f)
-	l.mu.Unlock()
-}
-
 // queue appends f to the posted work and wakes the loop; l.mu is held.
 // The wake is written under l.mu so that it never reaches an eventfd
 // shutdown has closed (or a descriptor that reused its number).
@@ -333,6 +317,11 @@ func (l *Loop) shutdown() {
 	work := l.posted
 	l.posted = nil
 	l.mu.Unlock()
+	// No ready runs from here on, so the watches are let go of at once:
+	// an Unwatch now calls only its dropped, on its caller's goroutine,
+	// and the PauseWatch or ResumeWatches of a session ended below find
+	// nothing to touch.
+	l.watches = nil
 	for _, f := range work {
 		f() // a Start queued before Close still finishes its session below
 	}

@@ -28,6 +28,11 @@ func (l *Loop) Watch(fd int, ready func(*Loop)) <-chan error {
 }
 
 func (l *Loop) watch(fd int, ready func(*Loop)) error {
+	if l.finished {
+		// Taken up by shutdown, which has let go of the watches: the
+		// loop will never call ready.
+		return errLoopClosed
+	}
 	i := len(l.watches)
 	for j, w := range l.watches {
 		if w == nil {
@@ -51,24 +56,37 @@ func (l *Loop) watch(fd int, ready func(*Loop)) error {
 // Unwatch stops watching fd and then calls dropped, once the loop will
 // call fd's ready no more: from then on the caller may close fd. dropped
 // runs on the loop's goroutine after the work queued before it, or on the
-// caller's when the loop has stopped; either way it must not block.
+// caller's when the loop has stopped; either way it must not block. A
+// stopped loop calls no ready and has let go of its watches (its epoll
+// descriptor is closed, its number maybe another loop's by now), so then
+// dropped is all that runs: nothing of the loop is touched off its
+// goroutine.
 // Unwatch itself never waits for the loop, which may be busy for as long
 // as a session's log line takes (a stalled log writer): a caller that must
 // close fd closes it in dropped rather than after a wait, so that a loop
 // that has not let go yet never accepts on a closed descriptor, or on
 // another socket that reused its number. Safe to call from any goroutine.
 func (l *Loop) Unwatch(fd int, dropped func()) {
-	l.postOrRun(func() {
+	if dropped == nil {
+		dropped = func() {}
+	}
+	unwatch := func() {
 		for i, w := range l.watches {
 			if w != nil && w.fd == fd {
 				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 				l.watches[i] = nil
 			}
 		}
-		if dropped != nil {
-			dropped()
-		}
-	})
+		dropped()
+	}
+	l.mu.Lock()
+	if l.finished {
+		l.mu.Unlock()
+		dropped()
+		return
+	}
+	l.queue(unwatch)
+	l.mu.Unlock()
 }
 
 // PauseWatch stops accepting on fd for d, on this loop; for ready to call

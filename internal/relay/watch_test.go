@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // watchWait bounds every wait in this file: far beyond what a healthy loop needs.
@@ -95,5 +97,95 @@ func TestUnwatchNeverWaitsForTheLoop(t *testing.T) {
 	}
 	if err := <-l.Watch(fd, func(*Loop) {}); err == nil {
 		t.Error("a stopped loop took up a watch")
+	}
+}
+
+// A stopped loop's epoll descriptor is closed, and its number may belong
+// to another loop's epoll by the time an Unwatch comes: Unwatch on a
+// stopped loop must then touch nothing, or it takes the other loop's watch
+// of the same listener away and that loop never accepts again.
+func TestUnwatchOnStoppedLoopSparesAnotherLoop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	unix.SetNonblock(fd, true)
+
+	a, err := New(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranA := make(chan error, 1)
+	go func() { ranA <- a.Run() }()
+	if err := <-a.Watch(fd, func(*Loop) {}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if err := <-ranA; err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := New(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.epfd != a.epfd {
+		// Give b's epoll the number a's had, as the kernel would have
+		// if nothing else had opened a descriptor in between.
+		if err := unix.Dup3(b.epfd, a.epfd, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		unix.Close(b.epfd)
+		b.epfd = a.epfd
+	}
+	ranB := make(chan error, 1)
+	go func() { ranB <- b.Run() }()
+	defer func() {
+		dropped := make(chan struct{})
+		b.Unwatch(fd, func() { close(dropped) })
+		<-dropped
+		b.Close()
+		if err := <-ranB; err != nil {
+			t.Error(err)
+		}
+	}()
+	accepted := make(chan struct{}, 1)
+	if err := <-b.Watch(fd, func(*Loop) {
+		for {
+			nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return
+			}
+			unix.Close(nfd)
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	dropped := false
+	a.Unwatch(fd, func() { dropped = true })
+	if !dropped {
+		t.Fatal("Unwatch on a stopped loop did not call dropped at once")
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-accepted:
+	case <-time.After(watchWait):
+		t.Fatal("the other loop stopped accepting: Unwatch on a stopped loop removed its watch")
 	}
 }
