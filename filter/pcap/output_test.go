@@ -3,6 +3,7 @@ package pcap
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -277,6 +278,119 @@ func TestCloseTwice(t *testing.T) {
 			}
 			if err := f.Close(); err != nil {
 				t.Errorf("second Close: %v", err)
+			}
+		})
+	}
+}
+
+// A new Filter on the file of one whose write is stuck on a stalled disk
+// (a reload) is made without waiting for that write: New takes the new
+// max_size and max_files, and asks a writer stopped by an error to start
+// again, without the file's lock, so a reload never hangs behind a dead
+// disk. Once the disk is back, the new Filter records.
+func TestNewDoesNotWaitForAStalledDisk(t *testing.T) {
+	for _, stoppedByAnError := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stopped_by_an_error=%v", stoppedByAnError), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "db.pcapng")
+			old := newFilter(t, map[string]string{"file": path})
+			var (
+				releaseOnce sync.Once
+				release     func()
+			)
+			if stoppedByAnError {
+				// The file fails its writes; then a goroutine sits in the
+				// file's lock as a write on a stalled disk would.
+				old.route.file.Close()
+				c := converse(t, old, session(1, "192.0.2.1:40000", "198.51.100.1:5432"), 1)
+				c.send([]byte("hello"), []byte("world"))
+				c.end(client, upstream)
+				c.close(nil)
+				if !errors.Is(old.route.err, os.ErrClosed) {
+					t.Fatalf("writer error %v, want %v", old.route.err, os.ErrClosed)
+				}
+				old.route.mu.Lock()
+				release = func() { releaseOnce.Do(old.route.mu.Unlock) }
+			} else {
+				disk := &stalledDisk{entered: make(chan struct{}), release: make(chan struct{}), w: old.route.file}
+				old.route.mu.Lock()
+				old.route.buf.Reset(disk) // writer.Flush now blocks in disk.Write, holding old.route.mu
+				old.route.mu.Unlock()
+				release = func() { releaseOnce.Do(func() { close(disk.release) }) }
+				c := converse(t, old, session(1, "192.0.2.1:40000", "198.51.100.1:5432"), 1)
+				c.send([]byte("hello"), []byte("world"))
+				select {
+				case <-disk.entered:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the Output never wrote to the file")
+				}
+				defer func() {
+					c.end(client, upstream)
+					c.d[0].Close(nil)
+					c.d[1].Close(nil)
+				}()
+			}
+			defer release()
+
+			type made struct {
+				f   filter.Filter
+				err error
+			}
+			done := make(chan made, 1)
+			go func() {
+				vals := map[string]filter.Value{"file": {Text: path}, "max_size": {Text: "1MB"}, "max_files": {Text: "2"}}
+				f, err := New(filter.NewOptions("pcap", vals, 0, 0))
+				done <- made{f, err}
+			}()
+			const bound = 2 * time.Second
+			var m made
+			select {
+			case m = <-done:
+			case <-time.After(bound):
+				release()
+				m = <-done
+				if m.err == nil {
+					m.f.(*Filter).Close()
+				}
+				t.Fatalf("New waited past %v for a write stuck on the disk", bound)
+			}
+			if m.err != nil {
+				t.Fatalf("New: %v", m.err)
+			}
+			f := m.f.(*Filter)
+			t.Cleanup(func() { f.Close() })
+			if f.route != old.route {
+				t.Fatal("the new Filter does not share the file")
+			}
+			if l := f.route.limits.Load(); l.maxSize != 1_000_000 || l.maxFiles != 2 {
+				t.Errorf("limits %+v, want the new Filter's, max_size 1MB, max_files 2", *l)
+			}
+
+			release()
+			up, down := sessionData(2)
+			c := converse(t, f, session(2, "192.0.2.1:40002", "198.51.100.1:5432"), 2)
+			c.send(up, down)
+			c.end(client, upstream)
+			c.close(nil)
+			must(t, old.Close())
+			must(t, f.Close())
+			_, cs := conns(t, path)
+			var found bool
+			for _, cn := range cs {
+				if cn.Client.Port() == 40002 {
+					found = true
+					checkConn(t, cn, up, down)
+				}
+			}
+			if !found {
+				t.Errorf("the new Filter's session is not in the file (%d connections)", len(cs))
+			}
+			if stoppedByAnError {
+				if len(cs) != 1 {
+					t.Errorf("%d connections in the restarted file, want 1", len(cs))
+				}
+				if _, err := os.Stat(path + ".1"); err != nil {
+					t.Errorf("the failed file was not kept as %s.1: %v", path, err)
+				}
 			}
 		})
 	}

@@ -26,7 +26,10 @@
 // second interface (Wireshark's "exported PDU") carries the comment
 // "pier: session 7: 12 packets (15000 bytes) not recorded", which tshark
 // shows as frame.comment, in the place of the missing packets. A file
-// that fails (a full disk) stops recording, with one line in the log.
+// that fails (a full disk) stops recording, with one line in the log,
+// until a reload whose config writes to it: its next packet starts a new
+// file (the failed one kept as .1 unless max_files is 0). A reload never
+// waits for the disk, even when a write to the same file is stuck on it.
 //
 // The package also reads such files back (ReadFile, Reassemble), for
 // tests of pier and of filters.

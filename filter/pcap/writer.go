@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -168,26 +169,43 @@ const bufSize = 64 << 10
 var errClosed = errors.New("pcap: file closed")
 
 // A writer appends blocks to one capture file, each Write one block
-// whole, and rotates the file when it would grow past maxSize. It is
+// whole, and rotates the file when it would grow past its maxSize. It is
 // called from filters' Output goroutines only, never from a relay loop.
 // The first error stops it (the Output logs it, once): a capture with a
 // hole is worse than one that stops.
+//
+// mu is held through disk I/O, for as long as a stalled disk takes, so
+// what a new Filter sharing the writer changes (sharedWriter, on a
+// reload) is kept outside it: the limits are swapped whole, a restart
+// after an error is asked for and done by the next Write.
 type writer struct {
-	mu       sync.Mutex
-	path     string
+	mu   sync.Mutex
+	path string
+	file *os.File
+	buf  *bufio.Writer
+	size int64 // bytes in the current file, buffered or not
+	err  error
+	refs int // Filters sharing it (see sharedWriter); guarded by sharedMu
+
+	limits atomic.Pointer[limits] // read by Write, swapped by sharedWriter
+	// failed is set while err holds a failure (not errClosed), so that
+	// sharedWriter can see it without mu; restartAsked is sharedWriter's
+	// request to start a new file, which the next Write carries out.
+	failed       atomic.Bool
+	restartAsked atomic.Bool
+}
+
+// limits are a writer's rotation settings, the latest Filter's.
+type limits struct {
 	maxSize  int64 // 0: no rotation
-	maxFiles int
-	file     *os.File
-	buf      *bufio.Writer
-	size     int64 // bytes in the current file, buffered or not
-	err      error
-	refs     int // Filters sharing it (see sharedWriter); guarded by sharedMu
+	maxFiles int   // rotated files kept: path.1 ... path.<maxFiles>
 }
 
 // create creates (or truncates) the file at path and writes its header
 // through, so that a file that takes no bytes is found at once.
 func create(path string, maxSize int64, maxFiles int) (*writer, error) {
-	w := &writer{path: path, maxSize: maxSize, maxFiles: maxFiles}
+	w := &writer{path: path}
+	w.limits.Store(&limits{maxSize: maxSize, maxFiles: maxFiles})
 	if err := w.open(); err != nil {
 		return nil, err
 	}
@@ -221,22 +239,35 @@ func (w *writer) put(p []byte) error {
 }
 
 // Write appends one block, rotating first if the block would take the
-// file past maxSize (a file always takes at least one block).
+// file past maxSize (a file always takes at least one block). A writer
+// stopped by an error starts again on a new file first if a new Filter
+// asked it to (sharedWriter).
 func (w *writer) Write(block []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.restartAsked.Swap(false) && w.failed.Load() {
+		w.file.Close() // it failed already: its error says nothing new
+		w.setErr(w.restart(w.limits.Load().maxFiles))
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.maxSize > 0 && w.size > int64(len(header)) && w.size+int64(len(block)) > w.maxSize {
-		if w.err = w.rotate(); w.err != nil {
+	l := w.limits.Load()
+	if l.maxSize > 0 && w.size > int64(len(header)) && w.size+int64(len(block)) > l.maxSize {
+		if w.setErr(w.rotate(l.maxFiles)); w.err != nil {
 			return 0, w.err
 		}
 	}
-	if w.err = w.put(block); w.err != nil {
+	if w.setErr(w.put(block)); w.err != nil {
 		return 0, w.err
 	}
 	return len(block), nil
+}
+
+// setErr makes err (nil or a failure) the writer's state. mu is held.
+func (w *writer) setErr(err error) {
+	w.err = err
+	w.failed.Store(err != nil)
 }
 
 // Flush writes out what is buffered.
@@ -244,7 +275,7 @@ func (w *writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err == nil {
-		w.err = w.buf.Flush()
+		w.setErr(w.buf.Flush())
 	}
 	if errors.Is(w.err, errClosed) {
 		return nil
@@ -267,11 +298,13 @@ func (w *writer) Close() error {
 		err = cerr
 	}
 	w.err = errClosed
+	w.failed.Store(false) // closed, not failed: nothing starts it again
 	return err
 }
 
-// rotate ends the current file and starts a new one.
-func (w *writer) rotate() error {
+// rotate ends the current file and starts a new one, keeping maxFiles
+// old ones.
+func (w *writer) rotate(maxFiles int) error {
 	err := w.buf.Flush()
 	if cerr := w.file.Close(); err == nil {
 		err = cerr
@@ -279,14 +312,14 @@ func (w *writer) rotate() error {
 	if err != nil {
 		return err
 	}
-	return w.restart()
+	return w.restart(maxFiles)
 }
 
 // restart shifts the rotated files up (path.1 to path.2, ...; the one
 // past maxFiles is overwritten), moves path to path.1, and opens a new
 // path.
-func (w *writer) restart() error {
-	for i := w.maxFiles; i >= 1; i-- {
+func (w *writer) restart(maxFiles int) error {
+	for i := maxFiles; i >= 1; i-- {
 		from := w.path
 		if i > 1 {
 			from = fmt.Sprintf("%s.%d", w.path, i-1)
@@ -311,7 +344,10 @@ var (
 
 // sharedWriter returns the writer for path, creating the file if no
 // Filter writes to it yet. The latest Filter's maxSize and maxFiles win;
-// a writer stopped by an error starts again on a new file.
+// a writer stopped by an error starts again on a new file, at its next
+// Write. It never takes a shared writer's mu: an old Filter's write may
+// hold it for as long as a stalled disk takes, and a reload must not
+// wait for that.
 func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -329,14 +365,9 @@ func sharedWriter(path string, maxSize int64, maxFiles int) (*writer, error) {
 		shared[abs] = w
 		return w, nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.maxSize, w.maxFiles = maxSize, maxFiles
-	if w.err != nil {
-		w.file.Close()
-		if w.err = w.restart(); w.err != nil {
-			return nil, w.err
-		}
+	w.limits.Store(&limits{maxSize: maxSize, maxFiles: maxFiles})
+	if w.failed.Load() {
+		w.restartAsked.Store(true)
 	}
 	w.refs++
 	return w, nil
