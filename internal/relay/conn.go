@@ -110,6 +110,15 @@ type conn struct {
 
 	filters *chain.Set      // the filter set the flows' chains come from
 	info    *filter.Session // what the filters know of the session
+
+	// stopping is the flow whose filter ended the session with stop;
+	// the session lives on only to deliver what the filters forwarded
+	// (drainStopped). stopCheck is when it next looks at dst's send
+	// queue (0: not yet), stopQueued what it found there last.
+	stopping   *flow
+	stop       *flowError
+	stopCheck  time.Duration
+	stopQueued int
 }
 
 var errLoopClosed = errors.New("relay: loop closed")
@@ -305,6 +314,9 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 			return due, session.ConnectTimeout
 		}
 	case relaying:
+		if c.stopping != nil {
+			return c.stopDue()
+		}
 		due, reason := never, session.IdleTimeout
 		if c.p.IdleTimeout > 0 {
 			due = c.lastActive + c.p.IdleTimeout
@@ -333,6 +345,12 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 // out moves on to the next member instead, if there is one and the
 // connect budget has time left.
 func (c *conn) expired(reason session.Reason) {
+	if c.stopping != nil {
+		// Its destination took nothing for too long: the filter's
+		// ending, now, without the bytes it did not take.
+		c.finish(c.stop.reason, c.stop.err, c.stop.reason != session.FilterClose)
+		return
+	}
 	if reason == session.ConnectTimeout && c.state == dialing && c.p.Upstreams != nil {
 		if c.p.ConnectBudget == 0 || c.l.now < c.connectBy {
 			if c.retry(dial.ErrTimeout) {

@@ -126,7 +126,11 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 		}
 		ran, err := ch.Run(c.l.wallNow())
 		if err != nil {
-			return false, c.filterError(f, err)
+			// The session ends, but only once what the filters
+			// forwarded has reached dst: see drainStopped.
+			c.stopping, c.stop = f, c.filterError(err)
+			c.lastActive = c.l.now
+			return false, nil
 		}
 		if f.pending && ch.Done() {
 			c.attach(f)
@@ -149,16 +153,8 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 	return moved >= budget, nil
 }
 
-// filterError turns a chain's error into how the session ends. What the
-// filter forwarded before it stopped is written first, as far as the
-// destination takes it now.
-func (c *conn) filterError(f *flow, err error) *flowError {
-	if out := f.chain.Out(); len(out) > 0 && f.dst.writable {
-		if n, _ := write(f.dst.fd, out); n > 0 {
-			f.chain.Sent(n)
-			f.bytes += int64(n)
-		}
-	}
+// filterError turns a chain's error into how the session ends.
+func (c *conn) filterError(err error) *flowError {
 	var ce *chain.Error
 	if errors.As(err, &ce) && ce.Panic != nil {
 		c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
@@ -191,4 +187,89 @@ func (c *conn) closeChain(ch *chain.Chain, reason session.Reason, err error) {
 				"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
 		}
 	}
+}
+
+// stopBound bounds how long a session a filter ended waits for its
+// destination to take what the filters forwarded, when the route has no
+// idle timeout to bound it with.
+const stopBound = 10 * time.Second
+
+// stopPoll is how often a session that ends with a reset looks whether
+// its destination's send queue has drained (see drainStopped).
+const stopPoll = 5 * time.Millisecond
+
+// drainStopped runs a session whose filter has ended it (ErrReset,
+// ErrClose or a failure), for the flow that filter was on: nothing more is
+// read either way and no filter runs again, but what the filters
+// forwarded (the bytes passed in the same call as the error, and any
+// before them still waiting) is written to dst as dst takes it, on its
+// writable edges like any write. Then the session ends with the filter's
+// reason. A reset, which makes the kernel drop what its send queue still
+// holds, waits for that queue to empty as well: the kernel raises no edge
+// for it, so a timer looks every stopPoll.
+//
+// Bounded: when dst takes no byte for the route's idle timeout (stopBound
+// if there is none), the session ends anyway, with the filter's reason
+// still (see deadline).
+func (c *conn) drainStopped() {
+	f := c.stopping
+	reset := c.stop.reason != session.FilterClose
+	moved := 0
+	for moved < budget {
+		out := f.chain.Out()
+		if len(out) == 0 {
+			break
+		}
+		if !f.dst.writable {
+			c.reschedule()
+			return
+		}
+		n, err := write(f.dst.fd, out)
+		if n > 0 {
+			f.chain.Sent(n)
+			f.bytes += int64(n)
+			moved += n
+			c.lastActive = c.l.now
+		}
+		if err == unix.EAGAIN {
+			f.dst.writable = false
+		} else if err != nil {
+			// dst is gone: nothing more can reach it.
+			c.finish(c.stop.reason, c.stop.err, reset)
+			return
+		}
+	}
+	if len(f.chain.Out()) > 0 {
+		c.l.enqueue(c) // out of budget for this turn
+		c.reschedule()
+		return
+	}
+	if reset {
+		// SIOCOUTQ: bytes dst's kernel has not had acknowledged yet.
+		q, err := unix.IoctlGetInt(f.dst.fd, unix.TIOCOUTQ)
+		if err == nil && q > 0 {
+			if q != c.stopQueued {
+				c.stopQueued = q
+				c.lastActive = c.l.now
+			}
+			c.stopCheck = c.l.now + stopPoll
+			c.reschedule()
+			return
+		}
+	}
+	c.finish(c.stop.reason, c.stop.err, reset)
+}
+
+// stopDue returns when a session draining after its filter ended it gives
+// up on its destination, or looks at its send queue again.
+func (c *conn) stopDue() (time.Duration, session.Reason) {
+	bound := c.p.IdleTimeout
+	if bound <= 0 {
+		bound = stopBound
+	}
+	due, reason := c.lastActive+bound, c.stop.reason
+	if c.stopCheck > 0 && c.stopCheck < due {
+		due, reason = c.stopCheck, session.NotEnded
+	}
+	return due, reason
 }

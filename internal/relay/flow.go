@@ -49,6 +49,9 @@ type side struct {
 //  6. pending implies not shut: a direction that is taking up new
 //     filters has not passed its FIN on.
 //  7. bytes only grows, and counts bytes dst accepted, never bytes read.
+//  8. Once a filter has ended the session (conn.stopping is set), no
+//     source is read and no filter runs: only what the stopping flow's
+//     chain forwarded is written out (drainStopped), then the session ends.
 type flow struct {
 	src, dst *side
 	pipe     *pipe
@@ -70,6 +73,10 @@ type flow struct {
 // pump moves bytes both ways until both directions wait for the kernel or
 // have used their budget for this turn.
 func (c *conn) pump() {
+	if c.stopping != nil {
+		c.drainStopped()
+		return
+	}
 	if c.p.Filters != nil && c.p.Filters.Load() != c.filters {
 		c.beginSwitch()
 	}
@@ -78,9 +85,17 @@ func (c *conn) pump() {
 		c.finish(errUp.reason, errUp.err, errUp.reason != session.FilterClose)
 		return
 	}
+	if c.stopping != nil {
+		c.drainStopped()
+		return
+	}
 	moreDown, errDown := c.move(&c.toClient)
 	if errDown != nil {
 		c.finish(errDown.reason, errDown.err, errDown.reason != session.FilterClose)
+		return
+	}
+	if c.stopping != nil {
+		c.drainStopped()
 		return
 	}
 	if c.toUpstream.shut && c.toClient.shut {

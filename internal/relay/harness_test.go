@@ -155,7 +155,9 @@ func (h *harness) drive(s *hsession, done func() bool) {
 }
 
 // waitsForDst reports whether f has bytes its destination has not taken.
-func (f *flow) waitsForDst() bool { return f.inPipe > 0 || len(f.spill) > 0 }
+func (f *flow) waitsForDst() bool {
+	return f.inPipe > 0 || len(f.spill) > 0 || f.chain != nil && len(f.chain.Out()) > 0
+}
 
 // checkFlows asserts the invariants flow's doc comment lists, for both
 // directions of c.
