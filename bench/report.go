@@ -32,6 +32,7 @@ func Report(w io.Writer, results []Result, columns []string) error {
 	for _, line := range t.ratios() {
 		p.printf("- %s\n", line)
 	}
+	t.syscallTable(p, columns)
 	return p.err
 }
 
@@ -256,6 +257,8 @@ func (t *table) notes(columns []string) []string {
 				out = append(out, fmt.Sprintf("%s %s: error: %s", col, k, clip(r.Error)))
 			case r.Errors > 0:
 				out = append(out, fmt.Sprintf("%s %s: %d failed, first: %s", col, k, r.Errors, clip(r.FirstError)))
+			case r.Skipped != "" && skipWord(r.Skipped) != "n/a":
+				out = append(out, fmt.Sprintf("%s %s: skipped: %s", col, k, clip(r.Skipped)))
 			}
 			switch {
 			case r.Error != "":
@@ -371,6 +374,9 @@ func (t *table) ratios() []string {
 	for _, n := range t.rrKeys {
 		cpu("CPU per request, "+clients(n), fmt.Sprintf("rr/%d", n))
 	}
+	if line, ok := t.syscallRatio(pier); ok {
+		out = append(out, line)
+	}
 	if line, ok := t.accessLog(pier); ok {
 		out = append(out, line)
 	}
@@ -445,4 +451,126 @@ func verdict(met bool) string {
 		return "met"
 	}
 	return "MISSED"
+}
+
+// minSyscallsPerReq is the fewest calls per request, in some column, for
+// which a system call gets a row of its own in the syscall table; rarer
+// ones (a connection's setup over thousands of requests) are summed in
+// "other".
+const minSyscallsPerReq = 0.01
+
+// syscallTable prints, after the ratios, the system calls per request of
+// every column with a "syscalls" result, by name: the calls strace counted
+// over its fixed load divided by the requests completed, with the calls
+// that failed (EAGAIN, mostly) in parentheses.
+func (t *table) syscallTable(p *printer, columns []string) {
+	var cols []string
+	var runs []Result
+	for _, col := range columns {
+		if r, ok := usable(t.byKey[col], "syscalls"); ok && r.Ops > 0 && len(r.Syscalls) > 0 {
+			cols = append(cols, col)
+			runs = append(runs, r)
+		}
+	}
+	if len(cols) == 0 {
+		return
+	}
+	most := make(map[string]float64) // name → the most calls per request in any column
+	for _, r := range runs {
+		for name, c := range r.Syscalls {
+			most[name] = max(most[name], perOp(c.Calls, r))
+		}
+	}
+	var names []string
+	for name, v := range most {
+		if v >= minSyscallsPerReq {
+			names = append(names, name)
+		}
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if most[a] != most[b] {
+			if most[a] > most[b] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	p.printf("\nSystem calls per request, %s (strace -c -f on the proxy over a fixed load of %d requests, after the timed loads; failed calls, mostly EAGAIN, in parentheses):\n\n",
+		clients(runs[0].Workers), runs[0].Ops)
+	p.printf("| syscall | %s |\n", strings.Join(cols, " | "))
+	p.printf("|---|%s\n", strings.Repeat("---:|", len(cols)))
+	row := func(label string, count func(Result) SyscallCount) {
+		cells := make([]string, len(runs))
+		for i, r := range runs {
+			c := count(r)
+			switch {
+			case c.Calls == 0:
+				cells[i] = "–"
+			case c.Errors > 0:
+				cells[i] = fmt.Sprintf("%s (%s)", perReq(c.Calls, r), perReq(c.Errors, r))
+			default:
+				cells[i] = perReq(c.Calls, r)
+			}
+		}
+		p.printf("| %s | %s |\n", label, strings.Join(cells, " | "))
+	}
+	for _, name := range names {
+		row(name, func(r Result) SyscallCount { return r.Syscalls[name] })
+	}
+	if len(names) < len(most) {
+		row("other", func(r Result) SyscallCount {
+			var sum SyscallCount
+			for name, c := range r.Syscalls {
+				if most[name] < minSyscallsPerReq {
+					sum.Calls += c.Calls
+					sum.Errors += c.Errors
+				}
+			}
+			return sum
+		})
+	}
+	row("total", syscallTotal)
+}
+
+// syscallTotal sums every system call of a "syscalls" result.
+func syscallTotal(r Result) SyscallCount {
+	var sum SyscallCount
+	for _, c := range r.Syscalls {
+		sum.Calls += c.Calls
+		sum.Errors += c.Errors
+	}
+	return sum
+}
+
+func perOp(n int64, r Result) float64 { return float64(n) / float64(r.Ops) }
+
+// perReq formats calls per request to two decimals, and a few calls over
+// thousands of requests as "<0.01" rather than a misleading 0.00.
+func perReq(n int64, r Result) string {
+	if v := perOp(n, r); v >= 0.005 || n == 0 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return "<0.01"
+}
+
+// syscallRatio compares pier's system calls per request with HAProxy's and
+// nginx's, where the syscall pass ran on both.
+func (t *table) syscallRatio(pier map[string]Result) (string, bool) {
+	p, ok := usable(pier, "syscalls")
+	if !ok || p.Ops == 0 || len(p.Syscalls) == 0 {
+		return "", false
+	}
+	var parts []string
+	for _, o := range []string{"haproxy", "nginx"} {
+		r, ok := usable(t.byKey[o], "syscalls")
+		if !ok || r.Ops == 0 || syscallTotal(r).Calls == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("pier/%s %.2f", o, perOp(syscallTotal(p).Calls, p)/perOp(syscallTotal(r).Calls, r)))
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("system calls per request, %s: %s (lower is better)", clients(p.Workers), strings.Join(parts, ", ")), true
 }

@@ -34,7 +34,7 @@ import (
 // Only the fields of its Test are set.
 type Result struct {
 	Column  string `json:"column"`            // direct, pier, gocopy, haproxy, nginx
-	Test    string `json:"test"`              // bulk, cps, rr, idle
+	Test    string `json:"test"`              // bulk, cps, rr, idle, syscalls
 	Error   string `json:"error,omitempty"`   // set when the test failed: the cell reads "error"
 	Skipped string `json:"skipped,omitempty"` // set when the column was not run, with the reason
 
@@ -70,6 +70,10 @@ type Result struct {
 	ClkTck     int64   `json:"clk_tck,omitempty"`       // ticks per second of CPUTicks (sysconf CLK_TCK)
 	CPUusPerOp float64 `json:"cpu_us_per_op,omitempty"` // CPU µs per connection (cps) or request (rr)
 	CPUError   string  `json:"cpu_error,omitempty"`     // why CPU could not be read; the rates stand
+
+	// Syscalls, test "syscalls": strace's count by name over a
+	// fixed-count rr load of Workers clients that completed Ops requests.
+	Syscalls map[string]SyscallCount `json:"syscalls,omitempty"`
 }
 
 // WriteJSON writes r as one line of JSON.

@@ -9,6 +9,9 @@
 //	pierbench cps -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # with gocopy's CPU
 //	pierbench rr -clients 16 -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
 //	pierbench idle -column gocopy -pid 1234 127.0.0.1:9002
+//	pierbench rr -rounds 1 -clients 16 -max-ops 1000 -duration 10m pier=127.0.0.1:9003  # a fixed count
+//	pierbench syscalls -column pier -rr rr.jsonl strace.txt  # strace -c's summary as a result line
+//	pierbench hog -procs 2                          # keep 2 CPUs busy until killed
 //	pierbench report -columns direct,gocopy results.jsonl
 //
 // The loads take turns on the columns (-rounds) so that drift on a busy
@@ -26,6 +29,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +52,9 @@ const usage = `Usage: pierbench COMMAND [flags] ARGS
   bulk|cps|rr [flags] COLUMN=ADDR...  run one load on each, taking turns
                               (cps, rr: -pid COLUMN=PID also reads its CPU time)
   idle [flags] -pid P ADDR    what P holds per idle connection through ADDR
+  syscalls -column C -rr FILE STRACE   the result line of strace -c's summary
+                              over the rr load whose result line FILE holds
+  hog [-procs N]              keep N CPUs busy until interrupted
   ports N                     print N free TCP ports on 127.0.0.1
   pids PID                    print PID and its descendants
   fail -column C -test T MSG  print the result line of a test that could not run
@@ -75,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runLoad(ctx, cmd, rest, stdout, stderr)
 	case "idle":
 		err = runIdle(ctx, rest, stdout, stderr)
+	case "syscalls":
+		err = runSyscalls(rest, stdout, stderr)
+	case "hog":
+		err = runHog(ctx, rest, stderr)
 	case "ports":
 		err = runPorts(rest, stdout, stderr)
 	case "pids":
@@ -223,6 +234,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	rounds := fs.Int("rounds", 5, "turns each target takes, so drift spreads over all of them")
 	var (
 		streams, mib, workers, clients *int
+		maxOps                         *int64
 		dur                            *time.Duration
 		pids                           = columnPIDs{}
 	)
@@ -236,6 +248,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	case "rr":
 		clients = fs.Int("clients", 1, "persistent connections, one request in flight each")
 		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
+		maxOps = fs.Int64("max-ops", 0, "most requests per client in each round (0: 10 million); with a long -duration, a fixed count")
 	}
 	if test != "bulk" {
 		fs.Var(pids, "pid", "`COLUMN=PID`: read the CPU time of that column's proxy and its children around every round (repeatable)")
@@ -275,7 +288,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	case "cps":
 		results = bench.CPS(ctx, bench.CPSConfig{Workers: *workers, Duration: *dur, Rounds: *rounds}, targets)
 	case "rr":
-		results = bench.RR(ctx, bench.RRConfig{Clients: *clients, Duration: *dur, Rounds: *rounds}, targets)
+		results = bench.RR(ctx, bench.RRConfig{Clients: *clients, Duration: *dur, Rounds: *rounds, MaxOps: *maxOps}, targets)
 	}
 	var failed []string
 	for _, r := range results {
@@ -420,5 +433,70 @@ func runPids(args []string, stdout, stderr io.Writer) error {
 	for _, p := range pids {
 		fmt.Fprintln(stdout, p)
 	}
+	return nil
+}
+
+// runSyscalls prints the "syscalls" result line of a column: the summary
+// strace -c wrote to STRACE while the proxy served the rr load whose
+// result line (for that column) is in the -rr file.
+func runSyscalls(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("syscalls", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	column := fs.String("column", "", "column name")
+	rrFile := fs.String("rr", "", "the results file of the rr load strace watched")
+	pos, err := parse(fs, args, 1, "-column C -rr RESULTS.jsonl STRACE-SUMMARY")
+	if err != nil {
+		return err
+	}
+	if *column == "" || *rrFile == "" {
+		fs.Usage()
+		return errUsage
+	}
+	rr := bench.Result{Column: *column, Test: "rr", Error: "no rr result for the column in " + *rrFile}
+	if f, err := os.Open(*rrFile); err == nil {
+		results, err := bench.ReadResults(f)
+		f.Close()
+		if err != nil {
+			rr.Error = err.Error()
+		}
+		for _, r := range results {
+			if r.Column == *column && r.Test == "rr" {
+				rr = r
+			}
+		}
+	} else {
+		rr.Error = err.Error()
+	}
+	var res bench.Result
+	if f, err := os.Open(pos[0]); err == nil {
+		res = bench.SyscallResult(*column, rr, f)
+		f.Close()
+	} else {
+		res = bench.Result{Column: *column, Test: "syscalls", Error: err.Error()}
+	}
+	if err := res.WriteJSON(stdout); err != nil {
+		return err
+	}
+	if res.Error != "" {
+		return errors.New(res.Error)
+	}
+	return nil
+}
+
+// runHog keeps -procs CPUs busy until it is interrupted or terminated.
+func runHog(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hog", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	procs := fs.Int("procs", runtime.NumCPU(), "busy goroutines, one per CPU to keep busy")
+	if _, err := parse(fs, args, 0, "[-procs N]"); err != nil {
+		return err
+	}
+	if *procs < 1 || *procs > 1024 {
+		return fmt.Errorf("-procs %d: want 1 to 1024", *procs)
+	}
+	if runtime.GOMAXPROCS(0) < *procs {
+		runtime.GOMAXPROCS(*procs)
+	}
+	bench.Hog(ctx, *procs)
 	return nil
 }
