@@ -698,23 +698,25 @@ func (s *Server) stopLoops() error {
 // liveSessions counts the sessions admitted and not yet finished. Unlike a
 // WaitGroup it may be added to while Shutdown waits (a stuck loop that
 // Shutdown gave up on may still accept when it comes back), and drained
-// can be checked without waiting.
+// can be checked without waiting. Every loop counts every session in and
+// out, so the count is an atomic; the mutex is taken only by drained and
+// by the done that brings the count to zero.
 type liveSessions struct {
+	n    atomic.Int64
 	mu   sync.Mutex
-	n    int64
 	zero chan struct{} // closed when n drops to 0; nil until drained asks
 }
 
-func (c *liveSessions) add() {
-	c.mu.Lock()
-	c.n++
-	c.mu.Unlock()
-}
+func (c *liveSessions) add() { c.n.Add(1) }
 
 func (c *liveSessions) done() {
+	if c.n.Add(-1) != 0 {
+		return
+	}
 	c.mu.Lock()
-	c.n--
-	if c.n == 0 && c.zero != nil {
+	// A session admitted since may have made it 1 again: its own done
+	// will close zero.
+	if c.n.Load() == 0 && c.zero != nil {
 		close(c.zero)
 		c.zero = nil
 	}
@@ -726,7 +728,7 @@ func (c *liveSessions) done() {
 func (c *liveSessions) drained() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n == 0 {
+	if c.n.Load() == 0 {
 		return closedChan
 	}
 	if c.zero == nil {
