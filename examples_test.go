@@ -55,10 +55,10 @@ func TestExampleModule(t *testing.T) {
 		doc := "routes:\n  - name: r\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: \"127.0.0.1:1\"}]\n    filters:\n      - mask: {char: %s}\n"
 		os.WriteFile(good, []byte(strings.Replace(doc, "%s", `"x"`, 1)), 0o644)
 		os.WriteFile(bad, []byte(strings.Replace(doc, "%s", `"xy"`, 1)), 0o644)
-		if out, err := exec.Command(filepath.Join(bin, "mypier"), "check", "-config", good).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, filepath.Join(bin, "mypier"), "check", "-config", good).CombinedOutput(); err != nil {
 			t.Fatalf("check of a good file: %v\n%s", err, out)
 		}
-		out, err := exec.Command(filepath.Join(bin, "mypier"), "check", "-config", bad).CombinedOutput()
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "mypier"), "check", "-config", bad).CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Fatalf("check of a bad file: %v, want exit 2\n%s", err, out)

@@ -35,6 +35,20 @@ func TestEmbed(t *testing.T) {
 	if got := exchange(t, addr, "hi"); got != "hi" {
 		t.Fatalf("through the first config: %q", got)
 	}
+	// A session in progress is counted: its echo proves pier took it.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "y")
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Sessions(); n != 1 {
+		t.Errorf("%d sessions in progress, want the one open", n)
+	}
+	c.Close()
 	if g := p.Config().GracePeriod; g != config.DefaultGracePeriod {
 		t.Errorf("grace period %v, want the default filled in", g)
 	}
@@ -58,8 +72,8 @@ func TestEmbed(t *testing.T) {
 	if err := p.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := p.Stats(); st.Sessions != 3 || st.ToUpstream != 2 || st.ToClient != 4 {
-		t.Errorf("stats %+v, want 3 sessions, 2 bytes up, 4 down", st)
+	if st := p.Stats(); st.Sessions != 4 || st.ToUpstream != 3 || st.ToClient != 5 {
+		t.Errorf("stats %+v, want 4 sessions, 3 bytes up, 5 down", st)
 	}
 	if _, err := pier.Start(&config.Config{}, pier.Options{}); err == nil {
 		t.Error("Start took a config without routes")

@@ -239,7 +239,7 @@ func TestPidfile(t *testing.T) {
 	b := testutil.NewUpstream(t, named("b"))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pier.yaml")
-	addr := freeAddr(t)
+	addr := testutil.RefusedAddr(t)
 	writeFile(t, path, fmt.Sprintf(reloadConfig, addr, a.Addr()))
 	pidfile := filepath.Join(dir, "pier.pid")
 
@@ -294,7 +294,7 @@ func TestPidfile(t *testing.T) {
 // listening.
 func TestPidfileUnwritable(t *testing.T) {
 	up := testutil.NewUpstream(t, named("a"))
-	addr := freeAddr(t)
+	addr := testutil.RefusedAddr(t)
 	code, _, errs := runPier(t, "forward", addr, up.Addr(), "-pidfile", filepath.Join(t.TempDir(), "no", "such", "dir", "pier.pid"))
 	if code != exitRuntime || !strings.Contains(errs, "pier: -pidfile: open ") {
 		t.Errorf("exit %d, stderr %q; want 1 and the -pidfile error", code, errs)
@@ -303,16 +303,6 @@ func TestPidfileUnwritable(t *testing.T) {
 		c.Close()
 		t.Error("pier left its listener open")
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // --reset 100 is 100 bytes: the session is reset once 100 bytes have

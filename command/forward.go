@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/filter"
@@ -31,13 +32,13 @@ const forwardExamples = `  pier forward :9090 smtp.example.com:25
 func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("forward", "pier forward [flags] LISTEN UPSTREAM [UPSTREAM...]", forwardExamples)
 	var s settings
-	s.setting(fs, "connect-timeout", "connect_timeout", config.DefaultConnectTimeout.String(), "bound on one dial to an upstream, a `duration` more than 0")
-	s.setting(fs, "idle-timeout", "idle_timeout", "1h", "end a session after no byte moved either way for this `duration` (0: never)")
-	s.setting(fs, "half-close-timeout", "half_close_timeout", "1m", "once one side has finished, end the session if the other has not within this `duration` (0: never)")
+	s.setting(fs, "connect-timeout", "connect_timeout", shortDuration(config.DefaultConnectTimeout), "bound on one dial to an upstream, a `duration` more than 0")
+	s.setting(fs, "idle-timeout", "idle_timeout", shortDuration(config.DefaultIdleTimeout), "end a session after no byte moved either way for this `duration` (0: never)")
+	s.setting(fs, "half-close-timeout", "half_close_timeout", shortDuration(config.DefaultHalfCloseTimeout), "once one side has finished, end the session if the other has not within this `duration` (0: never)")
 	s.setting(fs, "max-connections", "max_connections", "0", "close new clients at once beyond this `number` of live sessions (0: no limit)")
 	s.setting(fs, "balance", "balance", "round_robin", "how an upstream is chosen, a `policy`: round_robin, least_conn, random or hash (on the client's address)")
 	s.setting(fs, "retries", "retries", fmt.Sprint(config.DefaultRetries), "after a failed connect, try up to this `number` of other upstreams, 0 to 100")
-	s.setting(fs, "grace", "grace_period", config.DefaultGracePeriod.String(), "on SIGTERM or SIGINT, let live sessions finish for this `duration`, more than 0")
+	s.setting(fs, "grace", "grace_period", shortDuration(config.DefaultGracePeriod), "on SIGTERM or SIGINT, let live sessions finish for this `duration`, more than 0")
 	pidfile := fs.String("pidfile", "", "write pier's process id to this `file` once listening; removed on exit")
 	var lf logFlags
 	lf.register(fs.FlagSet)
@@ -93,4 +94,16 @@ func registerFilterFlags(fs *flagSet, into *settings) {
 			return nil
 		})
 	}
+}
+
+// shortDuration writes d as a person would in a flag: 1h, not 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

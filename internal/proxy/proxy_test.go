@@ -609,17 +609,6 @@ func TestShutdownCutsShort(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback address on a port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // A reload under traffic: kept listeners stay open, no client fails, and
 // new sessions go where the new table says.
 func TestReloadUnderTraffic(t *testing.T) {
@@ -631,7 +620,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	}
 	a := testutil.NewUpstream(t, named("a"))
 	b := testutil.NewUpstream(t, named("b"))
-	addr := freePort(t)
+	addr := testutil.RefusedAddr(t)
 	routeTo := func(up string) *route.Route {
 		r := newRoute(t, "r", up)
 		r.Listen = []string{addr}

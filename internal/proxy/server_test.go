@@ -101,7 +101,7 @@ func TestApplyLogsListenerChanges(t *testing.T) {
 	}
 	t.Cleanup(func() { shutdown(t, srv) })
 	a, b := newRoute(t, "a", up.Addr()), newRoute(t, "b", up.Addr())
-	a.Listen, b.Listen = []string{freePort(t)}, []string{freePort(t)}
+	a.Listen, b.Listen = []string{testutil.RefusedAddr(t)}, []string{testutil.RefusedAddr(t)}
 	for i, step := range []struct {
 		routes          []*route.Route
 		opened, stopped [2]int // of a and b, so far
@@ -144,7 +144,7 @@ func TestApplyWatchFailureUndoesEverything(t *testing.T) {
 	boom := errors.New("no room in epoll")
 	proxy.FailWatch(srv, 1, boom) // the second loop refuses the new listener
 	next := newRoute(t, "next", up.Addr())
-	next.Listen = []string{freePort(t)}
+	next.Listen = []string{testutil.RefusedAddr(t)}
 	err = srv.Apply(table(t, old, next))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "route next") {
 		t.Fatalf("Apply: %v, want the watch's error naming the route", err)
