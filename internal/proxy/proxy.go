@@ -44,9 +44,10 @@ import (
 // stop accepting, for the sessions it ended to be recorded and for the
 // loops to stop, before it returns anyway; and how long Apply waits for
 // the loops to take up or drop a listener. A loop answers in microseconds
-// unless it is stuck (a log handler that blocks), and a stuck loop must
-// not make pier unkillable or its reload hang. A variable only so that a
-// test can shorten it.
+// unless it is stuck (an embedding program's log handler that blocks, a
+// filter stuck in Process), and a stuck loop must not make pier
+// unkillable or its reload hang. A variable only so that a test can
+// shorten it.
 var drainBound = 5 * time.Second
 
 // localErrorPause is how long a listener stops accepting after a dial

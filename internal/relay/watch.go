@@ -61,8 +61,9 @@ func (l *Loop) watch(fd int, ready func(*Loop)) error {
 // descriptor is closed, its number maybe another loop's by now), so then
 // dropped is all that runs: nothing of the loop is touched off its
 // goroutine.
-// Unwatch itself never waits for the loop, which may be busy for as long
-// as a session's log line takes (a stalled log writer): a caller that must
+// Unwatch itself never waits for the loop, which may be stuck (a log
+// handler of an embedding program's that blocks, a filter stuck in
+// Process): a caller that must
 // close fd closes it in dropped rather than after a wait, so that a loop
 // that has not let go yet never accepts on a closed descriptor, or on
 // another socket that reused its number. Safe to call from any goroutine.
