@@ -44,8 +44,9 @@ type Options struct {
 	// relay loops, and a handler that waits (on a full pipe, a slow disk)
 	// stalls every session on the loop. Nil means pier's own: text to
 	// stderr through a bounded queue and a writer of its own, which drops
-	// (and counts, and says so) what does not fit rather than wait; the
-	// one the pier command uses. Shutdown flushes it, for at most a second.
+	// (and counts, and says so) what does not fit rather than wait, as the
+	// pier command's does (which writes JSON unless stderr is a terminal).
+	// Shutdown flushes it, for at most a second.
 	Log *slog.Logger
 }
 
