@@ -155,11 +155,7 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 
 // filterError turns a chain's error into how the session ends.
 func (c *conn) filterError(err error) *flowError {
-	var ce *chain.Error
-	if errors.As(err, &ce) && ce.Panic != nil {
-		c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
-			"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
-	}
+	c.logPanic(err)
 	switch {
 	case chain.IsReset(err):
 		return &flowError{session.FilterReset, err}
@@ -180,12 +176,16 @@ func (c *conn) closeChain(ch *chain.Chain, reason session.Reason, err error) {
 	default:
 		cerr = errors.New(reason.String())
 	}
-	if perr := ch.Close(cerr); perr != nil {
-		var ce *chain.Error
-		if errors.As(perr, &ce) {
-			c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
-				"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
-		}
+	c.logPanic(ch.Close(cerr))
+}
+
+// logPanic logs err if it is a filter's panic, with the filter's name and
+// the stack.
+func (c *conn) logPanic(err error) {
+	var ce *chain.Error
+	if errors.As(err, &ce) && ce.Panic != nil {
+		c.l.log.Error("filter panicked", "filter", ce.Filter, "session", c.p.Record.ID,
+			"route", c.p.Record.Route, "panic", fmt.Sprint(ce.Panic), "stack", string(ce.Stack))
 	}
 }
 
