@@ -17,6 +17,9 @@
 //
 // CPS and RR also read the CPU time of a target's process tree (Target.PID)
 // around every round, for its CPU cost per connection or request.
+// ParseStraceSummary and SyscallResult turn `strace -c -f`'s summary over
+// a fixed-count RR load into system calls per request; Hog is the CPU hog
+// of bench/run -busy.
 //
 // Report turns the Results of one run into the markdown table and the
 // pier/others ratios. All traffic goes to the addresses given, which
