@@ -180,11 +180,15 @@ type stream struct {
 	prefix []byte       // "session 7 client→upstream ", the start of every line
 	off    int64        // bytes of this direction seen so far
 	track  filter.Track // the direction's account with the output
-	// buf is where blocks are formatted, kept from one chunk to the next
-	// so that a steady stream of chunks allocates nothing. It is about
-	// five times the largest chunk in hex (max_bytes bounds it).
-	buf []byte
 }
+
+// blocks holds the buffers blocks are formatted in. A block is about five
+// times its chunk in hex (max_bytes bounds it), over 1 MiB for a 256 KiB
+// chunk: too much for each direction of thousands of mostly idle sessions
+// to keep, and Output.Write copies it, so a buffer is needed only during
+// one Process. Shared, a few buffers serve every stream, and a steady
+// stream of chunks allocates nothing.
+var blocks = sync.Pool{New: func() any { return new([]byte) }}
 
 // Process passes every byte on and dumps it. It leaves nothing in b.In, so
 // each call's b.In is exactly the bytes that arrived since the last one.
@@ -193,7 +197,8 @@ func (s *stream) Process(b *filter.Batch) error {
 	if n == 0 && !b.EOF {
 		return nil // called after room freed up downstream: nothing new
 	}
-	buf := s.buf[:0]
+	pooled := blocks.Get().(*[]byte)
+	buf := (*pooled)[:0]
 	if n > 0 {
 		shown := b.In
 		if s.d.max > 0 && int64(n) > s.d.max {
@@ -215,10 +220,8 @@ func (s *stream) Process(b *filter.Batch) error {
 	}
 	b.Pass(n)
 	s.d.out.Write(&s.track, buf, int64(n))
-	s.buf = buf
-	if b.EOF {
-		s.buf = nil // the direction is done; the session may not be
-	}
+	*pooled = buf
+	blocks.Put(pooled)
 	return nil
 }
 
