@@ -30,6 +30,12 @@ import (
 //	out.Done(tr, nil)                       // in the Stream's Close
 //	out.Close()                             // in the Filter's Close
 //
+// The goroutine takes what is queued in batches: after each, it waits a
+// moment (2 ms) for more to gather, and a Write wakes it only when it has
+// nothing left to do, so a busy stream costs no wake-up per Write. A
+// writer with a method Flush() error (a bufio.Writer) is flushed after
+// each batch written to it, so output is at most a few ms late.
+//
 // A write that fails (a full disk) loses its bytes; the first failure is
 // logged, once, and nothing more until a write succeeds again.
 type Output struct {
@@ -296,8 +302,8 @@ func (o *Output) halfFull() bool {
 }
 
 // run is the Output's goroutine: it takes everything queued at once,
-// writes it, waits outputLinger for more to gather, and flushes what it
-// wrote to once the queue is empty.
+// writes it, flushes what it wrote to, and waits outputLinger for more to
+// gather.
 func (o *Output) run() {
 	defer close(o.done)
 	defer o.runAfterStop()
@@ -328,20 +334,13 @@ func (o *Output) run() {
 		took := o.queued
 		stop := o.closing && len(entries) == 0 || o.abandon
 		if len(entries) == 0 && !stop {
-			// From here on a Write kicks: one that comes while the
-			// goroutine is still flushing finds the kick when it is done.
+			// From here on a Write kicks: one that comes before the
+			// goroutine waits finds the kick when it does.
 			o.state = parked
 		}
 		o.mu.Unlock()
 
 		if len(entries) == 0 {
-			for _, w := range dirty {
-				if f, ok := w.(interface{ Flush() error }); ok {
-					o.result(f.Flush())
-				}
-			}
-			clear(dirty)
-			dirty = dirty[:0]
 			o.mu.Lock()
 			o.written = took
 			o.mu.Unlock()
@@ -387,6 +386,20 @@ func (o *Output) run() {
 		if abandon {
 			return
 		}
+		// Flushed after every batch, not only once the queue is empty:
+		// a writer that gathers a batch's blocks into one write (dump's)
+		// then writes at least every outputLinger while a stream is busy.
+		for _, w := range dirty {
+			if f, ok := w.(interface{ Flush() error }); ok {
+				// Like a closing, a flush that works (perhaps of nothing)
+				// says nothing of whether writes work again.
+				if err := f.Flush(); err != nil {
+					o.result(err)
+				}
+			}
+		}
+		clear(dirty)
+		dirty = dirty[:0]
 		if !hurry {
 			pause.Reset(o.linger)
 			select {

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -129,5 +130,32 @@ func TestHalfFullQueueEndsTheLinger(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// flushWriter hands each Write's bytes, and "flush" for each Flush, to
+// got.
+type flushWriter struct{ chanWriter }
+
+func (f flushWriter) Flush() error {
+	f.got <- "flush"
+	return nil
+}
+
+// A writer is flushed after every batch, not only once the queue is
+// empty: a stream that keeps the goroutine busy has its output flushed at
+// least every linger. With a linger of an hour, the flush comes still.
+func TestFlushedAfterEveryBatch(t *testing.T) {
+	w := flushWriter{chanWriter{got: make(chan string, 16)}}
+	o := newOutput(w, OutputConfig{Name: "test"}, time.Hour)
+	defer o.Close()
+	o.Write(nil, []byte("a"), 1)
+	o.Write(nil, []byte("b"), 1)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "flush" {
+		got = append(got, receive(t, w.chanWriter))
+	}
+	if s := strings.Join(got, " "); s != "a b flush" && s != "a flush" {
+		t.Errorf("wrote %q, want a, perhaps b, and a flush", s)
 	}
 }

@@ -25,9 +25,10 @@
 // is indented by two spaces, so that no byte sent can pass for a header.
 //
 // Blocks from many sessions go to one writer; each is written whole, in
-// one Write, so they never interleave. They are written on the filter's
-// own goroutine (a filter.Output), never on the relay loop: a terminal or
-// pipe that stops reading does not stall a session. What the output has
+// one Write (with the others of the same moment, up to 64 KiB), so they
+// never interleave. They are written on the filter's own goroutine (a
+// filter.Output), never on the relay loop, at most a few ms after they
+// pass: a terminal or pipe that stops reading does not stall a session. What the output has
 // no room for (4 MiB waiting) is left out and said, in its place:
 //
 //	session 7 client→upstream … 18000 bytes not shown (9 blocks dropped: the output fell behind)
@@ -121,7 +122,7 @@ func newDump(o *filter.Options) (filter.Filter, error) {
 		return d, nil // never used: no goroutine for it
 	}
 	d.w, d.file = w, file
-	d.out = filter.NewOutput(w, filter.OutputConfig{Name: "dump", Log: o.Logger()})
+	d.out = filter.NewOutput(&gatherWriter{w: w}, filter.OutputConfig{Name: "dump", Log: o.Logger()})
 	return d, nil
 }
 
