@@ -3,13 +3,15 @@ package command
 import (
 	"strings"
 	"testing"
+
+	"github.com/pierproxy/pier/internal/testutil"
 )
 
 // blockedWriter blocks every Write until released: a log reader that
 // stopped reading.
 type blockedWriter struct {
 	release chan struct{}
-	out     logBuffer
+	out     testutil.Buffer
 }
 
 func (b *blockedWriter) Write(p []byte) (int, error) {

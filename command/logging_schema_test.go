@@ -10,39 +10,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/testutil"
 )
-
-// logBuffer is a log destination the log's writer goroutine and the
-// test share.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // openTestLog opens the command's logger over a buffer and returns the logger
 // and a function that closes it and returns what it wrote.
 func openTestLog(t *testing.T, format string) (*slog.Logger, func() string) {
 	t.Helper()
 	lf := logFlags{format: format, level: "info"}
-	var out logBuffer
+	var out testutil.Buffer
 	log, closeLog, err := lf.open(&out)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +157,7 @@ func TestAccessLogFieldsDocumented(t *testing.T) {
 // logged before closeLog is written.
 func TestLoggerClosedByCloseLog(t *testing.T) {
 	lf := logFlags{format: "json", level: "info"}
-	var out logBuffer
+	var out testutil.Buffer
 	log, err := lf.logger(&out)
 	if err != nil {
 		t.Fatal(err)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/testutil"
 )
 
 // recordingWriter keeps each Write's bytes apart, and fails while fail is
@@ -105,30 +105,11 @@ func TestGatherWriterWritesThroughAfterAFailure(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log's destination, written by the Output's goroutine
-// and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A dump file that fails (its descriptor gone) costs the sessions
 // nothing and is logged once, not once per batch: gathering blocks does
 // not make each batch a success (buffered) and then a failure (flushed).
 func TestFailingFileLogsOnce(t *testing.T) {
-	var log lockedBuffer
+	var log testutil.Buffer
 	vals := map[string]filter.Value{"to": {Text: t.TempDir() + "/dump.log"}}
 	f, err := newDump(filter.NewOptions("dump", vals, 0, 0).WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 	if err != nil {

@@ -18,24 +18,6 @@ import (
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
-// lockedBuffer is a log destination safe for the Output's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A capture file that fails (its descriptor gone, its directory gone)
 // costs the sessions nothing, every byte still passes, and the failure is
 // logged once, not once per packet.
@@ -43,7 +25,7 @@ func TestFailingFileLogsOnceAndSessionsGoOn(t *testing.T) {
 	for _, perSession := range []bool{false, true} {
 		t.Run(map[bool]string{false: "route file", true: "per session"}[perSession], func(t *testing.T) {
 			dir := t.TempDir()
-			var log lockedBuffer
+			var log testutil.Buffer
 			vals := map[string]filter.Value{"file": {Text: filepath.Join(dir, "db.pcapng")}}
 			if perSession {
 				vals["per_session"] = filter.Value{Text: "true"}

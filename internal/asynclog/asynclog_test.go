@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pierproxy/pier/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -137,7 +139,7 @@ func TestBlockedWriterDropsAndSaysSo(t *testing.T) {
 // larger than the whole queue is dropped, and reported although nothing
 // else is logged after it.
 func TestByteBound(t *testing.T) {
-	var out syncBuffer
+	var out testutil.Buffer
 	h := New(&out, jsonFormat, Options{Bytes: 1000})
 	log := slog.New(h)
 	log.Info("small")
@@ -181,7 +183,7 @@ func TestCloseBoundedByContext(t *testing.T) {
 
 // Close writes everything queued before it; records after it are refused.
 func TestCloseDrains(t *testing.T) {
-	var out syncBuffer
+	var out testutil.Buffer
 	h := New(&out, jsonFormat, Options{})
 	log := slog.New(h)
 	for i := range 100 {
@@ -211,7 +213,7 @@ func TestUnusedHandlerCloses(t *testing.T) {
 
 // WithAttrs and WithGroup handlers share the queue: one writer, one order.
 func TestDerivedHandlersShareTheQueue(t *testing.T) {
-	var out syncBuffer
+	var out testutil.Buffer
 	h := New(&out, jsonFormat, Options{})
 	base := slog.New(h)
 	route := base.With("route", "db")
@@ -239,7 +241,7 @@ func TestDerivedHandlersShareTheQueue(t *testing.T) {
 // Many goroutines logging at once while the writer writes: every record
 // accounted for, written or dropped (run with -race).
 func TestConcurrentHandle(t *testing.T) {
-	var out syncBuffer
+	var out testutil.Buffer
 	h := New(&out, jsonFormat, Options{Records: 64})
 	log := slog.New(h)
 	var wg sync.WaitGroup
@@ -259,23 +261,6 @@ func TestConcurrentHandle(t *testing.T) {
 	if written+int(access) != 8*500 {
 		t.Errorf("%d written + %d dropped != %d logged", written, access, 8*500)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // A value that may change after Handle returns (a []byte a caller reuses, a

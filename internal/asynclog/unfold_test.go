@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pierproxy/pier/internal/testutil"
 )
 
 func textFormat(w io.Writer) slog.Handler {
@@ -50,7 +52,7 @@ func TestTextUnfoldsMultilineValues(t *testing.T) {
 		want:  `level=ERROR msg="reload failed" "a key"=|` + "\n  x\n  y\n",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out syncBuffer
+			var out testutil.Buffer
 			h := New(&out, textFormat, Options{UnfoldText: true})
 			slog.New(h).Error("reload failed", tc.attrs...)
 			if err := closeWithin(t, h, wait); err != nil {
