@@ -24,7 +24,6 @@ package pier
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -68,7 +67,7 @@ func Start(cfg *config.Config, opts Options) (*Proxy, error) {
 	p := &Proxy{}
 	log := opts.Log
 	if log == nil {
-		p.own = asynclog.New(os.Stderr, func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) }, asynclog.Options{UnfoldText: true})
+		p.own = asynclog.NewText(os.Stderr, nil)
 		log = slog.New(p.own)
 	}
 	d, err := app.Start(cfg, log)

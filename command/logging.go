@@ -66,9 +66,7 @@ func (lf *logFlags) open(w io.Writer) (*slog.Logger, func(context.Context) error
 	var h *asynclog.Handler
 	switch format {
 	case "text":
-		opts := &slog.HandlerOptions{Level: level}
-		h = asynclog.New(w, func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) },
-			asynclog.Options{UnfoldText: true})
+		h = asynclog.NewText(w, &slog.HandlerOptions{Level: level})
 	case "json":
 		opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationAsSeconds}
 		h = asynclog.New(w, func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) },

@@ -95,6 +95,13 @@ type Handler struct {
 	q        *queue
 }
 
+// NewText returns a Handler that writes slog's text format to w, a
+// multi-line value's lines each on a line of their own: pier's log on a
+// terminal, and the default of a program that embeds pier.
+func NewText(w io.Writer, opts *slog.HandlerOptions) *Handler {
+	return New(w, func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }, Options{UnfoldText: true})
+}
+
 // New returns a Handler that writes to w through a bounded queue. format
 // builds the handler that formats records (slog.NewJSONHandler or
 // slog.NewTextHandler with the caller's options); New calls it twice, once
