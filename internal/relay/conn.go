@@ -348,7 +348,7 @@ func (c *conn) expired(reason session.Reason) {
 	if c.stopping != nil {
 		// Its destination took nothing for too long: the filter's
 		// ending, now, without the bytes it did not take.
-		c.finish(c.stop.reason, c.stop.err, c.stop.reason != session.FilterClose)
+		c.end(c.stop)
 		return
 	}
 	if reason == session.ConnectTimeout && c.state == dialing && c.p.Upstreams != nil {

@@ -213,7 +213,6 @@ const stopPoll = 5 * time.Millisecond
 // still (see deadline).
 func (c *conn) drainStopped() {
 	f := c.stopping
-	reset := c.stop.reason != session.FilterClose
 	moved := 0
 	for moved < budget {
 		out := f.chain.Out()
@@ -235,7 +234,7 @@ func (c *conn) drainStopped() {
 			f.dst.writable = false
 		} else if err != nil {
 			// dst is gone: nothing more can reach it.
-			c.finish(c.stop.reason, c.stop.err, reset)
+			c.end(c.stop)
 			return
 		}
 	}
@@ -244,7 +243,7 @@ func (c *conn) drainStopped() {
 		c.reschedule()
 		return
 	}
-	if reset {
+	if c.stop.resets() {
 		// SIOCOUTQ: bytes dst's kernel has not had acknowledged yet.
 		q, err := unix.IoctlGetInt(f.dst.fd, unix.TIOCOUTQ)
 		if err == nil && q > 0 {
@@ -257,7 +256,7 @@ func (c *conn) drainStopped() {
 			return
 		}
 	}
-	c.finish(c.stop.reason, c.stop.err, reset)
+	c.end(c.stop)
 }
 
 // stopDue returns when a session draining after its filter ended it gives

@@ -80,23 +80,18 @@ func (c *conn) pump() {
 	if c.p.Filters != nil && c.p.Filters.Load() != c.filters {
 		c.beginSwitch()
 	}
-	moreUp, errUp := c.move(&c.toUpstream)
-	if errUp != nil {
-		c.finish(errUp.reason, errUp.err, errUp.reason != session.FilterClose)
-		return
-	}
-	if c.stopping != nil {
-		c.drainStopped()
-		return
-	}
-	moreDown, errDown := c.move(&c.toClient)
-	if errDown != nil {
-		c.finish(errDown.reason, errDown.err, errDown.reason != session.FilterClose)
-		return
-	}
-	if c.stopping != nil {
-		c.drainStopped()
-		return
+	var more bool
+	for _, f := range [...]*flow{&c.toUpstream, &c.toClient} {
+		m, err := c.move(f)
+		if err != nil {
+			c.end(err)
+			return
+		}
+		if c.stopping != nil {
+			c.drainStopped()
+			return
+		}
+		more = more || m
 	}
 	if c.toUpstream.shut && c.toClient.shut {
 		c.finish(session.Done, nil, false)
@@ -106,7 +101,7 @@ func (c *conn) pump() {
 		c.halfClosed = c.l.now
 		c.reschedule()
 	}
-	if moreUp || moreDown {
+	if more {
 		c.l.enqueue(c)
 	}
 	if c.toUpstream.chain != nil || c.toClient.chain != nil {
@@ -121,6 +116,16 @@ type flowError struct {
 	reason session.Reason
 	err    error
 }
+
+// end ends the session for e: with a reset to both sides, unless a filter
+// closed it cleanly.
+func (c *conn) end(e *flowError) {
+	c.finish(e.reason, e.err, e.resets())
+}
+
+// resets reports whether ending for e resets both sides: every flow error
+// does but a filter's clean close.
+func (e *flowError) resets() bool { return e.reason != session.FilterClose }
 
 // move runs one direction of c until the kernel says wait (EAGAIN) on
 // either socket or budget bytes have moved. It reports whether it stopped
