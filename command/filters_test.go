@@ -261,7 +261,12 @@ func TestForwardWithFilterFlags(t *testing.T) {
 			}
 		}
 	}
-	// The dump's streams are closed before the session is logged.
+	// The dump is written by its own goroutine, after the session's bytes:
+	// read it once pier has stopped, which flushes it.
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
 	b, err := os.ReadFile(dump)
 	if err != nil {
 		t.Fatal(err)
@@ -291,10 +296,6 @@ func TestForwardWithFilterFlags(t *testing.T) {
 	}
 	if end := fmt.Sprintf(`(?m)^session %v \S+ ended$`, id); !regexp.MustCompile(end).Match(b) {
 		t.Errorf("dump lacks the session's end:\n%s", b)
-	}
-	p.signal(t, syscall.SIGTERM)
-	if code := p.wait(t); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 }
 
