@@ -47,6 +47,12 @@ type Options struct {
 	// pier command's does (which writes JSON unless stderr is a terminal).
 	// Shutdown flushes it, for at most a second.
 	Log *slog.Logger
+	// Loops is how many relay event loops serve the sessions, each on a
+	// thread of its own. Zero means runtime.GOMAXPROCS(0). The pier
+	// command runs one per CPU and sets GOMAXPROCS one higher, so that
+	// the rest of the program never waits for a loop; a program that
+	// embeds pier may do the same.
+	Loops int
 }
 
 // A Proxy is a running pier. Its methods may be called from several
@@ -70,7 +76,7 @@ func Start(cfg *config.Config, opts Options) (*Proxy, error) {
 		p.own = asynclog.NewText(os.Stderr, nil)
 		log = slog.New(p.own)
 	}
-	d, err := app.Start(cfg, log)
+	d, err := app.Start(cfg, log, opts.Loops)
 	if err != nil {
 		p.closeLog()
 		return nil, err

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -49,9 +50,28 @@ const (
 
 // Main runs the pier command with the process's arguments and exits with
 // its exit code. It does not return.
+//
+// Main also sets the process's scheduling: one relay loop per P that Go
+// gave the process (GOMAXPROCS: the CPUs, or a container's CPU limit), and
+// one P more beside them, unless the GOMAXPROCS environment variable says
+// otherwise. The loops hold their Ps while they relay; the spare one runs
+// everything else (log writers, health checks, reloads, the runtime's own
+// work) without waiting for a loop to block, and keeps Go's scheduler from
+// taking a blocked loop's P away and handing it back on every wake-up.
+// Under 16-client request/response on two CPUs that was a fifth of the
+// context switches per request. (Setting GOMAXPROCS stops the runtime
+// following a container's limit if it changes while pier runs.)
 func Main() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		relayLoops = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(relayLoops + 1)
+	}
 	os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// relayLoops is how many relay loops run and forward start: set by Main;
+// zero (in a test that calls Run) means one per P.
+var relayLoops int
 
 // Run runs the pier command with args (without the program name), writing
 // only to stdout and stderr, and returns the exit code. It returns when the

@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			return err
 		}
 	}
-	d, err := app.Start(cfg, log)
+	d, err := app.Start(cfg, log, relayLoops)
 	if _, ok := errors.AsType[config.Errors](err); ok {
 		// What only starting could find wrong in the configuration (a
 		// filter's file that cannot be opened) is a config error too.

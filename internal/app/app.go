@@ -3,7 +3,7 @@
 // Only app (and the command line above it) imports config; the data path
 // sees compiled routes.
 //
-//	d, err := app.Start(cfg, logger)
+//	d, err := app.Start(cfg, logger, 0)
 //	...
 //	err = d.Reload(newCfg) // a bad config leaves the running one in force
 //	...
@@ -58,9 +58,10 @@ type carried struct {
 	set     *chain.Set      // the set compiled from cfg
 }
 
-// Start compiles cfg and starts serving it.
-func Start(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	srv, err := proxy.New(proxy.Options{Log: log})
+// Start compiles cfg and starts serving it on loops relay loops (zero:
+// one per GOMAXPROCS).
+func Start(cfg *config.Config, log *slog.Logger, loops int) (*Daemon, error) {
+	srv, err := proxy.New(proxy.Options{Log: log, Loops: loops})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/internal/nonblock"
 	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/sockopt"
 )
@@ -27,24 +28,26 @@ import (
 // ErrTimeout is a try that ran out of time before the upstream answered.
 var ErrTimeout = errors.New("dial: connect timed out")
 
-// Start opens a non-blocking TCP socket with pier's socket options and
-// starts connecting it to addr. The caller owns fd and must close it; the
+// Start opens a non-blocking TCP socket with TCP_NODELAY and starts
+// connecting it to addr (keepalive comes later, if the session lives long
+// enough: see package sockopt). The caller owns fd and must close it; the
 // connection is established when fd becomes writable and Result returns nil.
 func Start(addr netip.AddrPort) (fd int, err error) {
-	family, sa := sockaddr(addr)
+	var rsa unix.RawSockaddrAny
+	family, n := rawSockaddr(addr, &rsa)
 	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, fmt.Errorf("dial: socket: %w", err)
 	}
-	if err := sockopt.Tune(fd); err != nil {
-		unix.Close(fd)
+	if err := sockopt.NoDelay(fd); err != nil {
+		nonblock.Close(fd)
 		return -1, fmt.Errorf("dial: setsockopt: %w", err)
 	}
-	switch err := unix.Connect(fd, sa); err {
+	switch err := nonblock.Connect(fd, unsafe.Pointer(&rsa), n); err {
 	case nil, unix.EINPROGRESS, unix.EINTR:
 		return fd, nil
 	default:
-		unix.Close(fd)
+		nonblock.Close(fd)
 		return -1, fmt.Errorf("dial %s: %w", addr, err)
 	}
 }
@@ -87,18 +90,30 @@ func Reason(err error) session.Reason {
 	return session.ConnectFailed
 }
 
-func sockaddr(addr netip.AddrPort) (int, unix.Sockaddr) {
+// rawSockaddr writes addr into rsa as connect(2) takes it and returns
+// its family and length.
+func rawSockaddr(addr netip.AddrPort, rsa *unix.RawSockaddrAny) (family int, n uint32) {
 	ip := addr.Addr().Unmap()
+	port := addr.Port()
 	if ip.Is4() {
-		return unix.AF_INET, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: ip.As4()}
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		sa.Family = unix.AF_INET
+		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		p[0], p[1] = byte(port>>8), byte(port)
+		sa.Addr = ip.As4()
+		return unix.AF_INET, unix.SizeofSockaddrInet4
 	}
-	sa := &unix.SockaddrInet6{Port: int(addr.Port()), Addr: ip.As16()}
+	sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+	sa.Family = unix.AF_INET6
+	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p[0], p[1] = byte(port>>8), byte(port)
+	sa.Addr = ip.As16()
 	if z := ip.Zone(); z != "" {
 		if ifi, err := net.InterfaceByName(z); err == nil {
-			sa.ZoneId = uint32(ifi.Index)
+			sa.Scope_id = uint32(ifi.Index)
 		}
 	}
-	return unix.AF_INET6, sa
+	return unix.AF_INET6, unix.SizeofSockaddrInet6
 }
 
 // Accept takes a waiting connection from the listening socket fd, non-
@@ -108,12 +123,11 @@ func sockaddr(addr netip.AddrPort) (int, unix.Sockaddr) {
 func Accept(fd int) (nfd int, client netip.AddrPort, err error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
-	r, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)),
-		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-	if errno != 0 {
-		return -1, netip.AddrPort{}, errno
+	nfd, err = nonblock.Accept4(fd, &rsa, &n, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		return -1, netip.AddrPort{}, err
 	}
-	return int(r), rawAddrPort(&rsa), nil
+	return nfd, rawAddrPort(&rsa), nil
 }
 
 // LocalAddr returns the local address of socket fd: getsockname(2), with

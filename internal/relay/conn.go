@@ -12,6 +12,7 @@ import (
 	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/dial"
 	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/sockopt"
 )
 
 // A session's life on its loop: Start or Begin takes the client socket,
@@ -106,6 +107,7 @@ type conn struct {
 	retried     bool          // the upstream socket is not the first one
 	lastActive  time.Duration
 	halfClosed  time.Duration // when the first direction finished, or 0
+	keepaliveAt time.Duration // when the upstream socket gets keepalive, or 0 once it has it
 	startedWall time.Time
 
 	filters *chain.Set      // the filter set the flows' chains come from
@@ -127,8 +129,10 @@ var errLoopClosed = errors.New("relay: loop closed")
 // If the loop has been closed the client socket is closed and Done is
 // called with session.Shutdown.
 func (l *Loop) Start(p *Params) {
+	l.live.Add(1)
 	if !l.post(func() { l.begin(p) }) {
-		unix.Close(p.Client)
+		l.live.Add(-1)
+		closeFD(p.Client)
 		p.Record.Reason = session.Shutdown
 		p.Done(p.Record)
 	}
@@ -136,7 +140,10 @@ func (l *Loop) Start(p *Params) {
 
 // Begin starts a session from the loop's own goroutine: from the ready
 // function of a Watch. Anywhere else, use Start.
-func (l *Loop) Begin(p *Params) { l.begin(p) }
+func (l *Loop) Begin(p *Params) {
+	l.live.Add(1)
+	l.begin(p)
+}
 
 func (l *Loop) begin(p *Params) {
 	l.nextGen = (l.nextGen + 1) & (1<<30 - 1)
@@ -147,7 +154,6 @@ func (l *Loop) begin(p *Params) {
 	c.toClient = flow{src: &c.upstream, dst: &c.client}
 	c.startedWall = p.Record.Start
 	l.allocSlot(c)
-	l.live.Add(1)
 	l.fds.Add(1) // the client socket
 	if p.ConnectBudget > 0 {
 		c.connectBy = l.now + p.ConnectBudget
@@ -205,7 +211,7 @@ func (c *conn) retry(err error) bool {
 		return false
 	}
 	if c.upstream.fd >= 0 {
-		unix.Close(c.upstream.fd) // closing takes it out of epoll
+		closeFD(c.upstream.fd) // closing takes it out of epoll
 		c.l.fds.Add(-1)
 	}
 	c.upstream = side{fd: -1}
@@ -249,15 +255,20 @@ func (c *conn) ready(which int, events uint32) {
 	switch c.state {
 	case dialing:
 		if which == upstreamSide {
-			if err := dial.Result(c.upstream.fd, c.target); err != nil {
-				c.dialFailed(err)
-				return
+			// Writable with no error or hang-up means connected: only a
+			// failed or odd handshake needs SO_ERROR read to say why.
+			if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 || events&unix.EPOLLOUT == 0 {
+				if err := dial.Result(c.upstream.fd, c.target); err != nil {
+					c.dialFailed(err)
+					return
+				}
 			}
 			if c.p.Upstreams != nil {
 				c.p.Upstreams.Connected()
 			}
 			c.state = relaying
 			c.lastActive = c.l.now
+			c.keepaliveAt = c.l.now + keepaliveDelay
 			if c.p.Filters != nil && c.p.Filters.Load() != nil {
 				// A route with no filters in force pays nothing here;
 				// pump notices a set that comes later.
@@ -326,6 +337,9 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 				due, reason = d, session.HalfCloseTimeout
 			}
 		}
+		if c.keepaliveAt > 0 && c.keepaliveAt < due {
+			due, reason = c.keepaliveAt, session.NotEnded
+		}
 		for _, f := range [...]*flow{&c.toUpstream, &c.toClient} {
 			if f.chain == nil {
 				continue
@@ -363,6 +377,22 @@ func (c *conn) expired(reason session.Reason) {
 	c.finish(reason, nil, false)
 }
 
+// keepaliveDelay is how long a session lives before its upstream socket
+// gets keepalive (package sockopt says why). A variable only so that a
+// test can make it short.
+var keepaliveDelay = sockopt.KeepaliveIdle
+
+// keepaliveIfDue turns keepalive on for the upstream socket once the
+// session has lived keepaliveDelay. A failure costs only the probes: the
+// idle timeout still ends a session whose peer vanished.
+func (c *conn) keepaliveIfDue() {
+	if c.keepaliveAt == 0 || c.keepaliveAt > c.l.now {
+		return
+	}
+	c.keepaliveAt = 0
+	sockopt.Keepalive(c.upstream.fd)
+}
+
 // reschedule fixes c's timer after its deadline may have moved earlier.
 func (c *conn) reschedule() {
 	due, _ := c.deadline()
@@ -391,7 +421,7 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 		if reset {
 			unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
-		unix.Close(s.fd)
+		closeFD(s.fd)
 		l.fds.Add(-1)
 		s.fd = -1
 	}

@@ -147,8 +147,7 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 		c.lastActive = c.l.now
 	}
 	if ch.Done() && !f.shut && !f.pending {
-		f.shut = true
-		unix.Shutdown(f.dst.fd, unix.SHUT_WR)
+		c.passFIN(f)
 	}
 	return moved >= budget, nil
 }

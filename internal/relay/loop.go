@@ -34,12 +34,14 @@ package relay
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/internal/nonblock"
 	"github.com/pierproxy/pier/internal/session"
 )
 
@@ -177,6 +179,13 @@ func (l *Loop) Close() {
 
 // Run runs the loop until Close. It must run on exactly one goroutine.
 func (l *Loop) Run() error {
+	// The loop keeps its thread: the kernel wakes the thread that runs
+	// the loop, and Go's scheduler never moves the loop to another one
+	// (with it, a tenth of the CPU migrations under load). The loop
+	// blocks only in epoll_wait, so a thread to itself costs nothing
+	// but that thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer l.shutdown()
 	for {
 		l.now = time.Since(l.start)
@@ -208,6 +217,17 @@ func (l *Loop) wait() (int, error) {
 		// checked before it is due.
 		timeout = int(max(due-time.Since(l.start)+time.Millisecond-1, 0) / time.Millisecond)
 	}
+	if timeout == 0 {
+		// Sessions wait in the run queue, or a timer is due: look,
+		// don't wait.
+		n, err := nonblock.EpollPoll(l.epfd, l.events[:])
+		if err != nil && err != unix.EINTR {
+			return 0, fmt.Errorf("relay: epoll_wait: %w", err)
+		}
+		return n, nil
+	}
+	// The one call that may block: through x/sys/unix, so that Go's
+	// scheduler lends the loop's P to other goroutines meanwhile.
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events[:], timeout)
 		if err == unix.EINTR {
@@ -298,8 +318,10 @@ func (l *Loop) expire() {
 			continue
 		}
 		if reason == session.NotEnded {
-			// A filter's time has come, not the session's end.
+			// The upstream's keepalive or a filter's time has come,
+			// not the session's end.
 			l.timers.remove(c)
+			c.keepaliveIfDue()
 			c.pump()
 			if c.state != closed {
 				c.reschedule()

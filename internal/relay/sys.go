@@ -1,13 +1,19 @@
 package relay
 
-import "golang.org/x/sys/unix"
+import (
+	"golang.org/x/sys/unix"
 
-// The system calls the flow engine makes, retried on EINTR. A signal
-// delivered to the loop's thread must not look like an error of the peer.
+	"github.com/pierproxy/pier/internal/nonblock"
+)
+
+// The system calls the flow engine makes, retried on EINTR (a signal
+// delivered to the loop's thread must not look like an error of the
+// peer). They go through package nonblock, which skips Go's scheduler
+// bookkeeping: each of them returns at once.
 
 func read(fd int, b []byte) (int, error) {
 	for {
-		n, err := unix.Read(fd, b)
+		n, err := nonblock.Read(fd, b)
 		if err == unix.EINTR {
 			continue
 		}
@@ -17,20 +23,28 @@ func read(fd int, b []byte) (int, error) {
 
 func write(fd int, b []byte) (int, error) {
 	for {
-		n, err := unix.Write(fd, b)
+		n, err := nonblock.Write(fd, b)
 		if err == unix.EINTR {
 			continue
 		}
-		return max(n, 0), err
+		return n, err
 	}
 }
 
 func splice(from, to, n int) (int, error) {
 	for {
-		m, err := unix.Splice(from, nil, to, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		m, err := nonblock.Splice(from, to, n)
 		if err == unix.EINTR {
 			continue
 		}
-		return int(m), err
+		return m, err
 	}
 }
+
+// closeFD closes a session's socket or pipe end. Close never fails in a
+// way the loop could act on: the descriptor is gone either way.
+func closeFD(fd int) { nonblock.Close(fd) }
+
+// shutdownWR passes a FIN on. The peer may already be gone; what matters
+// is that our side has nothing more to send.
+func shutdownWR(fd int) { nonblock.Shutdown(fd, unix.SHUT_WR) }
