@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 				os.Exit(3)
 			}
 		}
-		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+		Main()
 	}
 	os.Exit(m.Run())
 }

@@ -44,3 +44,12 @@ func Descriptors(s *Server) int64 {
 	}
 	return n
 }
+
+// LoopSessions returns each loop's live sessions.
+func LoopSessions(s *Server) []int64 {
+	var n []int64
+	for _, l := range s.loops {
+		n = append(n, l.Live())
+	}
+	return n
+}

@@ -254,6 +254,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.stats = make([]loopStats, len(s.loops))
 	s.countDescriptors()
+	log.Debug("relay loops started", "loops", n, "gomaxprocs", runtime.GOMAXPROCS(0))
 	return s, nil
 }
 

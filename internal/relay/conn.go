@@ -128,10 +128,16 @@ var errLoopClosed = errors.New("relay: loop closed")
 // Start hands a new session to the loop. Safe to call from any goroutine.
 // If the loop has been closed the client socket is closed and Done is
 // called with session.Shutdown.
+//
+// The session counts in Live at once, and in Descriptors with the two
+// sockets it will hold, so that a caller choosing a loop by its sessions,
+// or keeping a descriptor reserve, sees it before the loop gets to it.
 func (l *Loop) Start(p *Params) {
 	l.live.Add(1)
-	if !l.post(func() { l.begin(p) }) {
+	l.fds.Add(2)
+	if !l.post(func() { l.fds.Add(-2); l.begin(p) }) {
 		l.live.Add(-1)
+		l.fds.Add(-2)
 		closeFD(p.Client)
 		p.Record.Reason = session.Shutdown
 		p.Done(p.Record)
