@@ -58,8 +58,8 @@ const (
 // everything else (log writers, health checks, reloads, the runtime's own
 // work) without waiting for a loop to block, and keeps Go's scheduler from
 // taking a blocked loop's P away and handing it back on every wake-up.
-// Under 16-client request/response on two CPUs that was a fifth of the
-// context switches per request. (Setting GOMAXPROCS stops the runtime
+// On two CPUs that made 0.9 context switches per short connection
+// instead of 1.46. (Setting GOMAXPROCS stops the runtime
 // following a container's limit if it changes while pier runs.)
 func Main() {
 	if os.Getenv("GOMAXPROCS") == "" {

@@ -1,18 +1,18 @@
 // Package nonblock makes the system calls of pier's data path that never
 // block: read, write and splice on non-blocking descriptors, accept4,
 // connect and setsockopt on non-blocking sockets, shutdown, close (never
-// with a lingering SO_LINGER), epoll_ctl, and epoll_pwait with a zero
-// timeout.
+// with a lingering SO_LINGER), and epoll_pwait with a zero timeout.
+// (golang.org/x/sys/unix makes socket and epoll_ctl this way already.)
 //
 // They go through syscall.RawSyscall instead of syscall.Syscall. Syscall
 // tells Go's scheduler that the goroutine may block (entersyscall and
 // exitsyscall on every call); a goroutine that stays in a call past a
 // sysmon tick may have its P taken and handed to another thread, and must
 // then win one back on return. For a call that returns in a microsecond
-// that bookkeeping is pure cost, and on a busy machine the hand-offs are
-// what showed: a relay loop under 16-client request/response made about
-// one context switch per request more than HAProxy. RawSyscall skips it,
-// which is correct only for calls that return at once: a relay loop makes
+// that bookkeeping is pure cost: in one side-by-side run, pier without
+// it made 5% fewer connections per second at 7% more CPU per connection,
+// and 2 to 3% fewer requests per second. RawSyscall skips it, which is
+// correct only for calls that return at once: a relay loop makes
 // every call here, and blocks only in epoll_pwait with a timeout, through
 // golang.org/x/sys/unix, so its P goes to other goroutines while it waits.
 //

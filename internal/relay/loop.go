@@ -181,7 +181,7 @@ func (l *Loop) Close() {
 func (l *Loop) Run() error {
 	// The loop keeps its thread: the kernel wakes the thread that runs
 	// the loop, and Go's scheduler never moves the loop to another one
-	// (with it, a tenth of the CPU migrations under load). The loop
+	// (a quarter to a tenth of the CPU migrations under load). The loop
 	// blocks only in epoll_wait, so a thread to itself costs nothing
 	// but that thread.
 	runtime.LockOSThread()
