@@ -49,9 +49,10 @@ type Options struct {
 	Log *slog.Logger
 	// Loops is how many relay event loops serve the sessions, each on a
 	// thread of its own. Zero means runtime.GOMAXPROCS(0). The pier
-	// command runs one per CPU and sets GOMAXPROCS one higher, so that
-	// the rest of the program never waits for a loop; a program that
-	// embeds pier may do the same.
+	// command runs one per P that Go would give it (the CPUs, or a
+	// container's CPU limit) and sets GOMAXPROCS one higher, so that the
+	// rest of the program never waits for a loop; a program that embeds
+	// pier may do the same.
 	Loops int
 }
 

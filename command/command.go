@@ -69,8 +69,8 @@ func Main() {
 	os.Exit(Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// relayLoops is how many relay loops run and forward start: set by Main;
-// zero (in a test that calls Run) means one per P.
+// relayLoops is how many relay loops 'pier run' and 'pier forward' start,
+// set by Main; zero (Run called without Main) means one per P.
 var relayLoops int
 
 // Run runs the pier command with args (without the program name), writing

@@ -58,7 +58,8 @@ func Write(fd int, b []byte) (n int, err error) {
 }
 
 // Splice moves up to n bytes from the descriptor from to the descriptor
-// to, one of them a pipe, with SPLICE_F_MOVE and SPLICE_F_NONBLOCK.
+// to, one of them a pipe, with SPLICE_F_MOVE and SPLICE_F_NONBLOCK. It
+// returns 0 on error, as at the source's end: check err first.
 func Splice(from, to, n int) (int, error) {
 	r, _, e := syscall.RawSyscall6(unix.SYS_SPLICE, uintptr(from), 0, uintptr(to), 0, uintptr(n),
 		unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)

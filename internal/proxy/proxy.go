@@ -259,9 +259,10 @@ func New(opts Options) (*Server, error) {
 }
 
 // serve is the data path for one accepted client. It runs on the relay
-// loop that accepted the client, which from here on dials, relays and
-// finishes the session; nothing in it blocks.
-func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.AddrPort) {
+// loop that accepted the client; the session then runs on the least
+// loaded loop (leastLoaded), which dials, relays and finishes it. Nothing
+// in it blocks.
+func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.AddrPort) {
 	// route: the table in force when the client arrived decides everything
 	// that follows, even if a reload swaps it a moment later.
 	rt := s.table.Load().Lookup(ln.key)
@@ -269,9 +270,7 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		unix.Close(fd) // the listener is closing in a reload
 		return
 	}
-	accepted := loop
-	loop = s.leastLoaded(loop)
-	st := &s.stats[s.loopIndex[loop]]
+	st := &s.stats[s.loopIndex[accepted]]
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
 		Route:    rt.Name,
@@ -296,33 +295,37 @@ func (s *Server) serve(ln *listener, loop *relay.Loop, fd int, client netip.Addr
 		// wait for a dial that cannot work. The pool logs why.
 		unix.Close(fd)
 		rec.Reason = session.NoUpstream
-		s.finish(rt, loop, st, rec)
+		s.finish(rt, accepted, st, rec)
 		return
 	}
 	m := a.Member()
 	rec.Upstream = m.Name
-	// dial, relay, finish: the relay loop connects without blocking, moves
-	// the bytes until both sides are done, and calls Done with the record.
-	begin := loop.Begin
-	if loop != accepted {
-		begin = loop.Start // another loop's goroutine
+	// dial, relay, finish: on the least loaded loop, which connects
+	// without blocking, moves the bytes until both sides are done, and
+	// calls Done with the record on its own goroutine.
+	params := func(loop *relay.Loop) *relay.Params {
+		st := &s.stats[s.loopIndex[loop]]
+		return &relay.Params{
+			Client:           fd,
+			Target:           m.Addr,
+			ConnectBudget:    rt.ConnectBudget,
+			TryTimeout:       rt.ConnectTimeout,
+			Upstreams:        a,
+			IdleTimeout:      rt.IdleTimeout,
+			HalfCloseTimeout: rt.HalfCloseTimeout,
+			Record:           rec,
+			Done: func(r *session.Record) {
+				a.Done()
+				s.finish(rt, loop, st, r)
+			},
+			LocalError: ln.pause,
+			Filters:    rt.Filters,
+		}
 	}
-	begin(&relay.Params{
-		Client:           fd,
-		Target:           m.Addr,
-		ConnectBudget:    rt.ConnectBudget,
-		TryTimeout:       rt.ConnectTimeout,
-		Upstreams:        a,
-		IdleTimeout:      rt.IdleTimeout,
-		HalfCloseTimeout: rt.HalfCloseTimeout,
-		Record:           rec,
-		Done: func(r *session.Record) {
-			a.Done()
-			s.finish(rt, loop, st, r)
-		},
-		LocalError: ln.pause,
-		Filters:    rt.Filters,
-	})
+	if loop := s.leastLoaded(accepted); loop != accepted && loop.Start(params(loop)) {
+		return
+	}
+	accepted.Begin(params(accepted)) // the least loaded, or the others are closing
 }
 
 // leastLoaded returns the loop a new client's session should run on:

@@ -125,23 +125,23 @@ type conn struct {
 
 var errLoopClosed = errors.New("relay: loop closed")
 
-// Start hands a new session to the loop. Safe to call from any goroutine.
-// If the loop has been closed the client socket is closed and Done is
-// called with session.Shutdown.
+// Start hands a new session to the loop, from any goroutine. It reports
+// false, and leaves the client socket and Done to the caller, when the
+// loop has been closed: Done is called on the loop's goroutine or not at
+// all.
 //
 // The session counts in Live at once, and in Descriptors with the two
 // sockets it will hold, so that a caller choosing a loop by its sessions,
 // or keeping a descriptor reserve, sees it before the loop gets to it.
-func (l *Loop) Start(p *Params) {
+func (l *Loop) Start(p *Params) bool {
 	l.live.Add(1)
 	l.fds.Add(2)
 	if !l.post(func() { l.fds.Add(-2); l.begin(p) }) {
 		l.live.Add(-1)
 		l.fds.Add(-2)
-		closeFD(p.Client)
-		p.Record.Reason = session.Shutdown
-		p.Done(p.Record)
+		return false
 	}
+	return true
 }
 
 // Begin starts a session from the loop's own goroutine: from the ready
@@ -384,9 +384,8 @@ func (c *conn) expired(reason session.Reason) {
 }
 
 // keepaliveDelay is how long a session lives before its upstream socket
-// gets keepalive (package sockopt says why). A variable only so that a
-// test can make it short.
-var keepaliveDelay = sockopt.KeepaliveIdle
+// gets keepalive (package sockopt says why).
+const keepaliveDelay = sockopt.KeepaliveIdle
 
 // keepaliveIfDue turns keepalive on for the upstream socket once the
 // session has lived keepaliveDelay. A failure costs only the probes: the
