@@ -229,3 +229,31 @@ func TestReportShowsCPUCostAndAccessLog(t *testing.T) {
 		t.Errorf("report notes the resolution of 180 ticks over 2 windows (±2%%):\n%s", out.String())
 	}
 }
+
+// With a pier-ref column (bench/run -ref), the ratios compare pier with
+// that other build too: rates, latency and CPU.
+func TestReportComparesWithAnotherPierBuild(t *testing.T) {
+	rr := func(col string, perSec, p99 float64, ticks int64) Result {
+		ops := int64(perSec * 2)
+		return Result{Column: col, Test: "rr", Workers: 16, Seconds: 2, PerSec: perSec, Ops: ops, P50us: 100, P99us: p99,
+			CPUTicks: ticks, CPUWindows: 2, ClkTck: 100, CPUusPerOp: float64(ticks) * 1e4 / float64(ops)}
+	}
+	results := []Result{
+		rr("pier", 12000, 400, 240),     // 10 µs/req
+		rr("pier-ref", 10000, 500, 250), // 12.5 µs/req
+		rr("haproxy", 11000, 400, 264),  // 12 µs/req
+	}
+	var out bytes.Buffer
+	if err := Report(&out, results, []string{"pier", "pier-ref", "haproxy"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"req/s, 16 clients: pier/pier-ref 1.20, pier/haproxy 1.09 (higher is better)",
+		"p50 / p99 latency, 16 clients: pier/pier-ref 1.00 / 0.80, pier/haproxy 1.00 / 1.00 (lower is better)",
+		"CPU per request, 16 clients: pier/pier-ref 0.80, pier/haproxy 0.83 (lower is better)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -317,9 +317,10 @@ func clip(s string) string {
 }
 
 // ratios says how pier compares: throughput and rates against gocopy,
-// haproxy and nginx (above 1 pier is faster), latency and CPU per
-// connection and per request against haproxy and nginx (below 1 pier is
-// quicker, or cheaper), what pier's access log costs (pier-log against
+// pier-ref (another pier build, when the run has one), haproxy and nginx
+// (above 1 pier is faster), latency and CPU per connection and per request
+// against pier-ref, haproxy and nginx (below 1 pier is quicker, or
+// cheaper), what pier's access log costs (pier-log against
 // pier), and the idle cost against pier's targets: fewer KB than HAProxy,
 // no descriptor beyond the two sockets.
 func (t *table) ratios() []string {
@@ -327,7 +328,8 @@ func (t *table) ratios() []string {
 	if !ok || len(pier) == 0 {
 		return []string{"no pier results: no ratios (see notes)"}
 	}
-	others := []string{"gocopy", "haproxy", "nginx"}
+	others := []string{"gocopy", "pier-ref", "haproxy", "nginx"}
+	peers := others[1:] // for latency and CPU: proxies that do the same work
 	var out []string
 	rate := func(label, k string, v func(Result) float64) {
 		var parts []string
@@ -348,7 +350,7 @@ func (t *table) ratios() []string {
 	for _, n := range t.rrKeys {
 		k := fmt.Sprintf("rr/%d", n)
 		var parts []string
-		for _, o := range others[1:] {
+		for _, o := range peers {
 			p50, ok50 := t.ratio(pier, o, k, func(r Result) float64 { return r.P50us })
 			p99, ok99 := t.ratio(pier, o, k, func(r Result) float64 { return r.P99us })
 			if ok50 && ok99 {
@@ -361,7 +363,7 @@ func (t *table) ratios() []string {
 	}
 	cpu := func(label, k string) {
 		var parts []string
-		for _, o := range others[1:] {
+		for _, o := range peers {
 			if s, ok := t.cpuRatio(pier, o, k); ok {
 				parts = append(parts, fmt.Sprintf("pier/%s %s", o, s))
 			}
