@@ -239,9 +239,9 @@ func TestReportComparesWithAnotherPierBuild(t *testing.T) {
 			CPUTicks: ticks, CPUWindows: 2, ClkTck: 100, CPUusPerOp: float64(ticks) * 1e4 / float64(ops)}
 	}
 	results := []Result{
-		rr("pier", 12000, 400, 240),     // 10 µs/req
-		rr("pier-ref", 10000, 500, 250), // 12.5 µs/req
-		rr("haproxy", 11000, 400, 264),  // 12 µs/req
+		rr("pier", 12000, 400, 240),     // 100 µs/req
+		rr("pier-ref", 10000, 500, 250), // 125 µs/req
+		rr("haproxy", 11000, 400, 264),  // 120 µs/req
 	}
 	var out bytes.Buffer
 	if err := Report(&out, results, []string{"pier", "pier-ref", "haproxy"}); err != nil {

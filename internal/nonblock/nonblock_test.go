@@ -82,7 +82,9 @@ func TestConnectAcceptSetsockoptClose(t *testing.T) {
 	lfile, _ := ln.(*net.TCPListener).File()
 	defer lfile.Close()
 	lfd := int(lfile.Fd())
-	unix.SetNonblock(lfd, true)
+	if err := unix.SetNonblock(lfd, true); err != nil {
+		t.Fatal(err)
+	}
 
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
@@ -125,8 +127,8 @@ func TestConnectAcceptSetsockoptClose(t *testing.T) {
 	if err := nonblock.Close(fd); err != nil {
 		t.Fatal(err)
 	}
-	if err := nonblock.Close(fd); err != unix.EBADF {
-		t.Fatalf("second close: %v, want EBADF", err)
+	if err := nonblock.Close(-1); err != unix.EBADF {
+		t.Fatalf("close of no descriptor: %v, want EBADF", err)
 	}
 }
 

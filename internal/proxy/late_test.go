@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -214,5 +216,76 @@ func TestClosedListenersPauseSparesItsSuccessor(t *testing.T) {
 	}
 	if got := s.localErrors.Load(); got != 10 {
 		t.Errorf("localErrors = %d, want the 10 local errors counted", got)
+	}
+}
+
+// A dial that fails for pier's own lack of resources (out of ephemeral
+// ports) pauses accepting on every loop, not only on the loop the session
+// ran on: the loop that accepts and hands its clients over must back off
+// too, or it accepts them only for their dials to fail.
+func TestLocalErrorPausesEveryLoop(t *testing.T) {
+	s, err := New(Options{Log: slog.New(slog.DiscardHandler), Loops: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), lateWait)
+		defer cancel()
+		s.Shutdown(ctx)
+	}()
+	lateApply(t, s, lateRoute(t, "a"))
+	lnA := listenerOf(t, s, "a")
+
+	// The pause runs on loop 0, as a failed dial's would: from a probe
+	// listener's ready.
+	probe, err := listen.Open("127.0.0.1:0", s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := s.loops[0]
+	paused := make(chan time.Time, 1)
+	if err := <-loop.Watch(probe.Fd(), func(l *relay.Loop) {
+		for {
+			fd, _, _, err := probe.Accept()
+			if err != nil {
+				return
+			}
+			unix.Close(fd)
+			if len(paused) == 0 {
+				lnA.pause(l, unix.EADDRNOTAVAIL)
+				paused <- time.Now()
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dropped := make(chan struct{})
+		loop.Unwatch(probe.Fd(), func() { probe.Close(); close(dropped) })
+		<-dropped
+	}()
+	p, err := net.DialTimeout("tcp", probe.Addr().String(), lateWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var at time.Time
+	select {
+	case at = <-paused:
+	case <-time.After(lateWait):
+		t.Fatal("the probe's ready never ran")
+	}
+
+	// A client now waits out the pause on both loops: its session (whose
+	// upstream refuses) ends no sooner.
+	c, err := net.DialTimeout("tcp", lnA.Addr().String(), lateWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(lateWait))
+	io.ReadAll(c)
+	if waited := time.Since(at); waited < localErrorPause {
+		t.Errorf("a client was served %v after the pause, within the %v every loop should back off", waited, localErrorPause)
 	}
 }

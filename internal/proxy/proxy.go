@@ -130,6 +130,12 @@ type listener struct {
 	// them pause, which finds the watch to pause by descriptor number:
 	// once the number may be another listener's, pause leaves it alone.
 	closed atomic.Bool
+	// backoffUntil is when accepting may go on after a dial failed for
+	// pier's own lack of resources (time.Now().UnixNano()). The loop the
+	// session ran on pauses its own watch at once; every other loop
+	// pauses its watch too when it next wakes for this listener, since
+	// it may be the one accepting and handing its clients over.
+	backoffUntil atomic.Int64
 }
 
 // acceptBatch bounds the clients one loop accepts per turn, so that a
@@ -153,6 +159,10 @@ const reservePause = 10 * time.Millisecond
 
 // accept takes the clients waiting on ln, on loop's goroutine.
 func (s *Server) accept(ln *listener, loop *relay.Loop) {
+	if d := time.Duration(ln.backoffUntil.Load() - time.Now().UnixNano()); d > 0 {
+		loop.PauseWatch(ln.Fd(), d)
+		return
+	}
 	for range acceptBatch {
 		if !s.haveDescriptors() {
 			// Leave the client in the listen queue, where it waits for
@@ -600,7 +610,15 @@ func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 			// turn.
 			return
 		}
-		loop.PauseWatch(ln.Fd(), max(ln.Backoff(err), localErrorPause))
+		d := max(ln.Backoff(err), localErrorPause)
+		until := time.Now().Add(d).UnixNano()
+		for {
+			old := l.backoffUntil.Load()
+			if old >= until || l.backoffUntil.CompareAndSwap(old, until) {
+				break
+			}
+		}
+		loop.PauseWatch(ln.Fd(), d)
 	}
 	return l
 }

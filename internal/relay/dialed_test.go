@@ -122,6 +122,10 @@ func TestRefusedDialSaysWhy(t *testing.T) {
 // a shutdown first: the FIN still reaches the peer as a FIN (its socket had
 // nothing unread, so close is no reset), after every byte.
 func TestLastFINGoesOutWithTheClose(t *testing.T) {
+	shutdowns := 0
+	old := shutdownWR
+	shutdownWR = func(fd int) { shutdowns++; old(fd) }
+	t.Cleanup(func() { shutdownWR = old })
 	h := newHarness(t)
 	s := h.session()
 	// The upstream answers and finishes first.
@@ -138,6 +142,9 @@ func TestLastFINGoesOutWithTheClose(t *testing.T) {
 	r := <-s.ended
 	if r.Reason != session.Done {
 		t.Fatalf("ended with %v (%v), want done", r.Reason, r.Err)
+	}
+	if shutdowns != 1 {
+		t.Errorf("%d shutdown calls; want 1, for the first direction only: the close passes the second FIN", shutdowns)
 	}
 	for _, p := range []struct {
 		name string

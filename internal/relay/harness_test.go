@@ -523,6 +523,7 @@ func TestStaleEventAfterRetry(t *testing.T) {
 	up := &fakeUpstreams{next: second}
 	clientFd, _ := socketPair(t)
 	ended := make(chan *session.Record, 1)
+	h.l.live.Add(1) // as Begin does
 	h.l.begin(&Params{
 		Client:     clientFd,
 		Target:     first,

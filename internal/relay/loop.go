@@ -21,9 +21,9 @@
 // thread that handles the event directly, with no hop through Go's
 // scheduler: this is what keeps pier's request/response latency at the
 // level of C proxies. Listening sockets are watched by the loops too
-// (Watch), so a client is accepted and, unless another loop has fewer
-// sessions to look after (Start), dialed for and relayed on one loop,
-// with no handoff between goroutines. Other goroutines talk to a loop only
+// (Watch), so a client is accepted and, unless another loop has two
+// sessions fewer to look after (then the accepting loop hands it over
+// with Start), dialed for and relayed on one loop. Other goroutines talk to a loop only
 // through Start, Watch, Unwatch, CloseAll and Close, which queue work and
 // wake it through an eventfd; none of them waits for the loop.
 //

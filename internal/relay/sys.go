@@ -46,5 +46,6 @@ func splice(from, to, n int) (int, error) {
 func closeFD(fd int) { nonblock.Close(fd) }
 
 // shutdownWR passes a FIN on. The peer may already be gone; what matters
-// is that our side has nothing more to send.
-func shutdownWR(fd int) { nonblock.Shutdown(fd, unix.SHUT_WR) }
+// is that our side has nothing more to send. A variable only so that a
+// test can count the calls.
+var shutdownWR = func(fd int) { nonblock.Shutdown(fd, unix.SHUT_WR) }

@@ -8,7 +8,7 @@
 // before connect and keepalive only once its session has lived as long as
 // the first probe's delay (the relay loop's timer does it): a session
 // shorter than that could never send a probe, and the four setsockopt
-// calls would be a quarter of what a short connection costs in system
+// calls would be a sixth of what a short connection costs in system
 // calls.
 package sockopt
 
