@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,51 +165,12 @@ func TestClosedListenersPauseSparesItsSuccessor(t *testing.T) {
 	}
 
 	// Run a's pause on the loop, as a dial of a's session failing with
-	// EMFILE would: from a probe listener's ready.
-	probe, err := listen.Open("127.0.0.1:0", s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := s.loops[0]
-	paused := make(chan struct{})
-	if err := <-loop.Watch(probe.Fd(), func(l *relay.Loop) {
-		for {
-			fd, _, _, err := probe.Accept()
-			if err != nil {
-				return
-			}
-			unix.Close(fd)
-			select {
-			case <-paused:
-			default:
-				for range 10 { // up to listen's longest backoff
-					lnA.pause(l, unix.EMFILE)
-				}
-				close(paused)
-			}
+	// EMFILE would.
+	onLoop(t, s, s.loops[0], func(l *relay.Loop) {
+		for range 10 { // up to listen's longest backoff
+			lnA.pause(l, unix.EMFILE)
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		dropped := make(chan struct{})
-		loop.Unwatch(probe.Fd(), func() { probe.Close(); close(dropped) })
-		<-dropped
-	}()
-	conn, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(conn)
-	addr := probe.Addr()
-	if err := unix.Connect(conn, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-paused:
-	case <-time.After(lateWait):
-		t.Fatal("the probe's ready never ran")
-	}
+	})
 	// A paused watch is taken out of the loop's epoll until its pause
 	// (a second here) is over.
 	if n := epollEntries(t, fdA); n != 1 {
@@ -236,45 +198,12 @@ func TestLocalErrorPausesEveryLoop(t *testing.T) {
 	lateApply(t, s, lateRoute(t, "a"))
 	lnA := listenerOf(t, s, "a")
 
-	// The pause runs on loop 0, as a failed dial's would: from a probe
-	// listener's ready.
-	probe, err := listen.Open("127.0.0.1:0", s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := s.loops[0]
-	paused := make(chan time.Time, 1)
-	if err := <-loop.Watch(probe.Fd(), func(l *relay.Loop) {
-		for {
-			fd, _, _, err := probe.Accept()
-			if err != nil {
-				return
-			}
-			unix.Close(fd)
-			if len(paused) == 0 {
-				lnA.pause(l, unix.EADDRNOTAVAIL)
-				paused <- time.Now()
-			}
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		dropped := make(chan struct{})
-		loop.Unwatch(probe.Fd(), func() { probe.Close(); close(dropped) })
-		<-dropped
-	}()
-	p, err := net.DialTimeout("tcp", probe.Addr().String(), lateWait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	// The pause runs on loop 0, as a failed dial's would.
 	var at time.Time
-	select {
-	case at = <-paused:
-	case <-time.After(lateWait):
-		t.Fatal("the probe's ready never ran")
-	}
+	onLoop(t, s, s.loops[0], func(l *relay.Loop) {
+		lnA.pause(l, unix.EADDRNOTAVAIL)
+		at = time.Now()
+	})
 
 	// A client now waits out the pause on both loops: its session (whose
 	// upstream refuses) ends no sooner.
@@ -287,5 +216,49 @@ func TestLocalErrorPausesEveryLoop(t *testing.T) {
 	io.ReadAll(c)
 	if waited := time.Since(at); waited < localErrorPause {
 		t.Errorf("a client was served %v after the pause, within the %v every loop should back off", waited, localErrorPause)
+	}
+}
+
+// onLoop runs f once on loop's goroutine, where a session's LocalError
+// runs: from the ready of a probe listener the loop watches. It returns
+// once f has run and the loop has let go of the probe.
+func onLoop(t *testing.T, s *Server, loop *relay.Loop, f func(*relay.Loop)) {
+	t.Helper()
+	probe, err := listen.Open("127.0.0.1:0", s.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	var once sync.Once
+	if err := <-loop.Watch(probe.Fd(), func(l *relay.Loop) {
+		for {
+			fd, _, _, err := probe.Accept()
+			if err != nil {
+				return
+			}
+			unix.Close(fd)
+			once.Do(func() { f(l); close(ran) })
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dropped := make(chan struct{})
+		loop.Unwatch(probe.Fd(), func() { probe.Close(); close(dropped) })
+		<-dropped
+	}()
+	conn, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(conn)
+	addr := probe.Addr()
+	if err := unix.Connect(conn, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ran:
+	case <-time.After(lateWait):
+		t.Fatal("the probe's ready never ran")
 	}
 }
