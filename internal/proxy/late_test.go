@@ -115,15 +115,7 @@ func TestClosedListenersPauseSparesItsSuccessor(t *testing.T) {
 		}
 	}()
 
-	s, err := New(Options{Log: slog.New(slog.DiscardHandler), Loops: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), lateWait)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
+	s := lateServer(t, 1)
 	a, b, c := lateRoute(t, "a"), lateRoute(t, "b"), lateRoute(t, "c")
 	lateApply(t, s, a)
 	lnA := listenerOf(t, s, "a")
@@ -186,15 +178,7 @@ func TestClosedListenersPauseSparesItsSuccessor(t *testing.T) {
 // ran on: the loop that accepts and hands its clients over must back off
 // too, or it accepts them only for their dials to fail.
 func TestLocalErrorPausesEveryLoop(t *testing.T) {
-	s, err := New(Options{Log: slog.New(slog.DiscardHandler), Loops: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), lateWait)
-		defer cancel()
-		s.Shutdown(ctx)
-	}()
+	s := lateServer(t, 2)
 	lateApply(t, s, lateRoute(t, "a"))
 	lnA := listenerOf(t, s, "a")
 
@@ -261,4 +245,20 @@ func onLoop(t *testing.T, s *Server, loop *relay.Loop, f func(*relay.Loop)) {
 	case <-time.After(lateWait):
 		t.Fatal("the probe's ready never ran")
 	}
+}
+
+// lateServer is a server with loops relay loops, stopped when the test
+// ends.
+func lateServer(t *testing.T, loops int) *Server {
+	t.Helper()
+	s, err := New(Options{Log: slog.New(slog.DiscardHandler), Loops: loops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), lateWait)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s
 }
