@@ -227,14 +227,7 @@ func shutdownWithLogStalled(t *testing.T, endedBefore bool) {
 		t.Fatal(err)
 	}
 	if endedBefore {
-		// The session ends; its log line stalls the loop.
-		c.CloseWrite()
-		io.ReadAll(c)
-		select {
-		case <-stall.stalled:
-		case <-time.After(wait):
-			t.Fatal("the session's log line never came")
-		}
+		stall.endSession(t, c) // its log line stalls the loop
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -317,13 +310,7 @@ func TestApplyBoundedWhenLoopStuck(t *testing.T) {
 	}()
 	c := dial(t, srv, "r")
 	c.Write([]byte("x"))
-	c.CloseWrite()
-	io.ReadAll(c)
-	select {
-	case <-stall.stalled:
-	case <-time.After(wait):
-		t.Fatal("the session's log line never came")
-	}
+	stall.endSession(t, c)
 
 	applied := make(chan error, 1)
 	go func() { applied <- srv.Apply(table(t, r, newRoute(t, "r2", up.Addr()))) }()
@@ -421,6 +408,19 @@ type stallLog struct {
 	release chan struct{}
 	stalled chan struct{}
 	once    sync.Once
+}
+
+// endSession ends c's session with a FIN both ways and waits until its
+// log line has stalled the loop that ran it.
+func (h *stallLog) endSession(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	c.CloseWrite()
+	io.ReadAll(c)
+	select {
+	case <-h.stalled:
+	case <-time.After(wait):
+		t.Fatal("the session's log line never came")
+	}
 }
 
 func (h *stallLog) Enabled(context.Context, slog.Level) bool { return true }

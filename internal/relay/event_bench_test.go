@@ -3,7 +3,6 @@ package relay
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -42,19 +41,11 @@ func BenchmarkLoopEcho16(b *testing.B) { benchmarkLoopEcho(b, 16) }
 const echoMsgSize = 64
 
 func benchmarkLoopEcho(b *testing.B, sessions int) {
-	l, err := New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- l.Run() }()
+	l, stop := startLoop(b)
 	ended := make(chan *session.Record, sessions)
 	var pairs []echoPair
 	defer func() {
-		l.Close()
-		if err := <-ran; err != nil {
-			b.Error(err)
-		}
+		stop()
 		for range pairs {
 			<-ended // the loop's shutdown has ended every session
 		}

@@ -46,6 +46,46 @@ type hsession struct {
 	ended            chan *session.Record
 }
 
+// startLoop runs a new loop on a goroutine of its own. stop closes it and
+// waits for Run to return, reporting an error it returned; call it once.
+func startLoop(tb testing.TB) (l *Loop, stop func()) {
+	tb.Helper()
+	l, err := New(slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- l.Run() }()
+	return l, func() {
+		l.Close()
+		if err := <-ran; err != nil {
+			tb.Error(err)
+		}
+	}
+}
+
+// listenerFD opens a TCP listener on 127.0.0.1:0 and returns it with a
+// non-blocking duplicate of its descriptor, for a loop to watch; both are
+// closed when the test ends.
+func listenerFD(t *testing.T) (net.Listener, int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fd := int(f.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	return ln, fd
+}
+
 // socketPair returns the loop's end (non-blocking) and the test's.
 func socketPair(t *testing.T) (int, *os.File) {
 	t.Helper()
@@ -432,30 +472,9 @@ func TestSideErrorNamesTheFailingSide(t *testing.T) {
 // PauseWatch stops a loop accepting for the time asked; ResumeWatches
 // ends the pause at once.
 func TestPauseWatch(t *testing.T) {
-	l, err := New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- l.Run() }()
-	defer func() {
-		l.Close()
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-	}()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fd := int(f.Fd())
-	unix.SetNonblock(fd, true)
+	l, stop := startLoop(t)
+	defer stop()
+	ln, fd := listenerFD(t)
 	accepted := make(chan time.Time, 16)
 	if err := <-l.Watch(fd, func(*Loop) {
 		for {

@@ -137,18 +137,8 @@ func TestShortPipesSession(t *testing.T) {
 		}
 	}()
 
-	l, err := New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- l.Run() }()
-	defer func() {
-		l.Close()
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-	}()
+	l, stop := startLoop(t)
+	defer stop()
 
 	fd, client := tcpPair(t)
 	done := make(chan *session.Record, 1)

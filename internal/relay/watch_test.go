@@ -18,23 +18,8 @@ const watchWait = 10 * time.Second
 // dropped runs at once. Watch, likewise, returns a channel the caller
 // waits on with a bound of its own.
 func TestUnwatchNeverWaitsForTheLoop(t *testing.T) {
-	l, err := New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- l.Run() }()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fd := int(f.Fd())
+	l, stop := startLoop(t)
+	_, fd := listenerFD(t)
 	select {
 	case err := <-l.Watch(fd, func(*Loop) {}):
 		if err != nil {
@@ -86,10 +71,7 @@ func TestUnwatchNeverWaitsForTheLoop(t *testing.T) {
 		t.Error("Watch never answered once the loop was back")
 	}
 
-	l.Close()
-	if err := <-ran; err != nil {
-		t.Error(err)
-	}
+	stop()
 	after := false
 	l.Unwatch(fd, func() { after = true })
 	if !after {
@@ -105,31 +87,15 @@ func TestUnwatchNeverWaitsForTheLoop(t *testing.T) {
 // stopped loop must then touch nothing, or it takes the other loop's watch
 // of the same listener away and that loop never accepts again.
 func TestUnwatchOnStoppedLoopSparesAnotherLoop(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fd := int(f.Fd())
-	unix.SetNonblock(fd, true)
+	ln, fd := listenerFD(t)
 
-	a, err := New(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ranA := make(chan error, 1)
-	go func() { ranA <- a.Run() }()
+	a, stopA := startLoop(t)
 	if err := <-a.Watch(fd, func(*Loop) {}); err != nil {
 		t.Fatal(err)
 	}
-	a.Close()
-	if err := <-ranA; err != nil {
-		t.Fatal(err)
+	stopA()
+	if t.Failed() {
+		t.FailNow() // a's Run failed
 	}
 
 	b, err := New(slog.New(slog.DiscardHandler))
