@@ -34,6 +34,10 @@ const (
 	FilterClose                    // a filter closed the session (the limit and timeout faults)
 	FilterError                    // a filter failed or panicked
 	NoUpstream                     // no member of the pool could take the session
+	Admin                          // an operator ended it through the admin API
+
+	// NumReasons is one past the last reason, for arrays indexed by Reason.
+	NumReasons = iota
 )
 
 var reasonNames = [...]string{
@@ -52,11 +56,43 @@ var reasonNames = [...]string{
 	FilterClose:      "filter_close",
 	FilterError:      "filter_error",
 	NoUpstream:       "no_upstream",
+	Admin:            "admin",
 }
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// State says what a live session is doing, for the admin API and the
+// metrics: it is not kept in the Record, which describes a session that
+// has ended.
+type State uint8
+
+// The states of a live session, in the words the admin API and the
+// metrics use.
+const (
+	Connecting         State = iota // dialing its upstream
+	Open                            // both sides open
+	HalfClosedClient                // the client finished sending (its FIN), the upstream still sends
+	HalfClosedUpstream              // the upstream finished sending, the client still sends
+
+	// NumStates is one past the last state, for arrays indexed by State.
+	NumStates = iota
+)
+
+var stateNames = [...]string{
+	Connecting:         "connecting",
+	Open:               "open",
+	HalfClosedClient:   "half_closed_client",
+	HalfClosedUpstream: "half_closed_upstream",
+}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
 	}
 	return "unknown"
 }
