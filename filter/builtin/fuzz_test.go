@@ -21,6 +21,7 @@ func FuzzOptions(f *testing.F) {
 		"slicer;size=3;variation=2;delay=1ms",
 		"reset;bytes=64KiB;probability=0.5;seed=1;clients=10.0.0.0/8|::1/128",
 		"timeout;after=0;every=3",
+		"timeout;after=1s;close_at_end=true", "reset;after=1s;start=first_byte;drop=true",
 		"limit;bytes=1",
 		"slow_close;delay=1s;direction=both",
 		"rewrite;regexp=a{1,9}b;replace=$1;max_span=100",

@@ -8,7 +8,7 @@ import (
 
 // bandwidth forwards at most rate bytes per second, like a slow link.
 //
-//	rate: 1MB        # required; bytes per second
+//	rate: 1MB        # required; bytes per second (0: a stall, see below)
 //	burst: 64KiB     # default rate/10 or 16KiB, whichever is larger
 //	direction: client  # default client (Toxiproxy's downstream)
 //
@@ -17,6 +17,13 @@ import (
 // burst + rate*t bytes have gone. The bucket starts full. A stream that
 // waits for tokens asks to be woken when about 10ms worth have come (at
 // most burst, and never less than one byte), not for every byte.
+//
+// rate 0 is a stall: nothing is forwarded until the stream's input ends,
+// at the source's end or when the route's filters change under a live
+// session, and then everything held goes at once. It is Toxiproxy's
+// bandwidth toxic at rate 0, which holds a connection's bytes until the
+// toxic is removed; what it holds is bounded like any stream's (256 KiB,
+// then the source is slowed).
 type bandwidth struct {
 	common
 	rate, burst int64
@@ -31,7 +38,7 @@ func newBandwidth(o *filter.Options) (filter.Filter, error) {
 	if !o.Has("rate") {
 		o.Errorf("rate", "missing: bytes per second (say rate: 1MB)")
 	}
-	f.rate = o.Size("rate", 1, 1, maxRate)
+	f.rate = o.Size("rate", 1, 0, maxRate)
 	f.burst = o.Size("burst", max(f.rate/10, 16<<10), 1, maxRate)
 	if err := o.Err(); err != nil {
 		return nil, err
@@ -63,6 +70,12 @@ type bandwidthStream struct {
 }
 
 func (s *bandwidthStream) Process(b *filter.Batch) error {
+	if s.rate == 0 { // a stall
+		if b.EOF {
+			b.Pass(len(b.In))
+		}
+		return nil
+	}
 	s.refill(b.Now)
 	if n := min(int64(len(b.In)), s.tokens/nano); n > 0 {
 		b.Pass(int(n))

@@ -26,9 +26,17 @@ import (
 //	bytes: 64KiB     # reset once this many bytes have passed (0: at the first call)
 //	after: 5s        # reset this long after the first call (0: at the first call)
 //	direction: both  # default both
+//	start: take_up   # or first_byte: when after's clock starts
+//	drop: false      # true: drop the bytes before the reset, forward none
 //
 // At least one of bytes and after is required; with both, the first
 // reached counts. Exactly bytes bytes are forwarded, then the reset.
+//
+// start: first_byte starts the clock (and the count's "at the first
+// call", for bytes 0) at the first byte that comes, or at the end of the
+// source if none does, instead of when the filter takes up the session:
+// Toxiproxy's reset_peer waits so, and drops what it sees (drop: true),
+// which is how pier serves that toxic.
 //
 // after may also be a byte count, "reset after 100 bytes": a whole number
 // with an optional unit (100, 64KiB) is bytes, a duration (2s) is time.
@@ -36,9 +44,11 @@ import (
 // value: --reset 100 resets after 100 bytes, --reset 2s after 2 seconds.
 type reset struct {
 	common
-	bytes int64 // -1: none
-	after time.Duration
-	timed bool
+	bytes     int64 // -1: none
+	after     time.Duration
+	timed     bool
+	firstByte bool // start: first_byte
+	drop      bool
 }
 
 func newReset(o *filter.Options) (filter.Filter, error) {
@@ -59,6 +69,8 @@ func newReset(o *filter.Options) (filter.Filter, error) {
 		f.timed = o.Has("after")
 		f.after = o.Duration("after", 0)
 	}
+	f.firstByte = o.Enum("start", "take_up", "take_up", "first_byte") == "first_byte"
+	f.drop = o.Bool("drop", false)
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
@@ -75,23 +87,33 @@ func afterIsBytes(o *filter.Options) bool {
 
 func (f *reset) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
 	return f.streams(s, func(filter.Direction) filter.Stream {
-		return &cutStream{left: f.bytes, after: f.after, timed: f.timed, err: filter.ErrReset}
+		return &cutStream{left: f.bytes, after: f.after, timed: f.timed, drop: f.drop, waitFirst: f.firstByte, err: filter.ErrReset}
 	})
 }
 
 // timeout drops every byte, and closes the session cleanly after a while,
 // like a peer that has gone silent.
 //
-//	after: 5s        # default 0: never close, only drop
-//	direction: both  # default both
+//	after: 5s           # default 0: never close, only drop
+//	direction: both     # default both
+//	close_at_end: false # true: close the session when the input ends
+//
+// close_at_end closes the session (cleanly, both sides) when the
+// stream's input ends: at the source's FIN, and also when the route's
+// filters change under a live session (a reload, a runtime edit), which
+// ends the input of the old filters. That is Toxiproxy's timeout toxic,
+// whose removal closes the connections it held, so that bytes it dropped
+// never leave a gap in a stream that goes on.
 type timeout struct {
 	common
-	after time.Duration
+	after      time.Duration
+	closeAtEnd bool
 }
 
 func newTimeout(o *filter.Options) (filter.Filter, error) {
 	f := &timeout{common: parseCommon(o, filter.Both)}
 	f.after = o.Duration("after", 0)
+	f.closeAtEnd = o.Bool("close_at_end", false)
 	if err := o.Err(); err != nil {
 		return nil, err
 	}
@@ -100,7 +122,7 @@ func newTimeout(o *filter.Options) (filter.Filter, error) {
 
 func (f *timeout) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
 	return f.streams(s, func(filter.Direction) filter.Stream {
-		return &cutStream{left: -1, drop: true, after: f.after, timed: f.after > 0, err: filter.ErrClose}
+		return &cutStream{left: -1, drop: true, after: f.after, timed: f.after > 0, closeAtEnd: f.closeAtEnd, err: filter.ErrClose}
 	})
 }
 
@@ -133,35 +155,47 @@ func (f *limit) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) 
 }
 
 // A cutStream forwards bytes (or drops them) until left reaches 0 or
-// after has passed since its first call, and then returns err.
+// after has passed since its start, and then returns err.
 type cutStream struct {
-	left     int64 // bytes still to forward; -1: no count
-	drop     bool  // drop bytes rather than forward them
-	after    time.Duration
-	timed    bool      // after counts
-	deadline time.Time // set at the first call when timed
-	err      error
+	left       int64 // bytes still to forward (or drop); -1: no count
+	drop       bool  // drop bytes rather than forward them
+	after      time.Duration
+	timed      bool      // after counts
+	waitFirst  bool      // the start is the first byte (or the end), not the first call
+	closeAtEnd bool      // the end of the input is err too (ErrClose)
+	deadline   time.Time // set at the start when timed
+	err        error
 }
 
 func (s *cutStream) Process(b *filter.Batch) error {
+	if s.waitFirst {
+		if len(b.In) == 0 && !b.EOF {
+			return nil
+		}
+		s.waitFirst = false
+	}
 	if s.timed && s.deadline.IsZero() {
 		s.deadline = b.Now.Add(s.after)
 	}
 	if s.timed && !b.Now.Before(s.deadline) {
 		return s.err
 	}
-	switch {
-	case s.drop:
-		b.Drop(len(b.In))
-	case s.left < 0:
-		b.Pass(len(b.In))
-	default:
-		n := min(int64(len(b.In)), s.left)
+	n := int64(len(b.In))
+	if s.left >= 0 {
+		n = min(n, s.left)
+	}
+	if s.drop {
+		b.Drop(int(n))
+	} else {
 		b.Pass(int(n))
-		s.left -= n
-		if s.left == 0 {
+	}
+	if s.left >= 0 {
+		if s.left -= n; s.left == 0 {
 			return s.err // after the bytes: they are delivered first
 		}
+	}
+	if s.closeAtEnd && b.EOF {
+		return filter.ErrClose
 	}
 	if s.timed && !b.EOF {
 		b.WakeAt(s.deadline)

@@ -209,3 +209,121 @@ func TestResetAfterCountIsBytes(t *testing.T) {
 		t.Errorf("after=soon: %v", err)
 	}
 }
+
+// start: first_byte starts reset's clock at the first byte, not at
+// take-up: Toxiproxy's reset_peer waits so for its first chunk.
+func TestResetStartFirstByteWaitsForTheFirstByte(t *testing.T) {
+	d, _ := drive(t, mustFault(t, "reset", "after=1s", "start=first_byte"), filter.ToUpstream)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Wake.IsZero() {
+		t.Fatalf("a wake at take-up (%v): the clock must wait for the first byte", d.Wake)
+	}
+	if err := d.Advance(time.Hour); err != nil {
+		t.Fatalf("an hour with no byte: %v", err)
+	}
+	t1 := d.Now
+	if err := d.Write([]byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Wake.Equal(t1.Add(time.Second)) {
+		t.Fatalf("wake at first byte+%v, want +1s", d.Wake.Sub(t1))
+	}
+	if err := d.Advance(999 * time.Millisecond); err != nil {
+		t.Fatalf("before 1s: %v", err)
+	}
+	if err := d.Advance(time.Millisecond); !errors.Is(err, filter.ErrReset) {
+		t.Fatalf("1s after the first byte: %v, want %v", err, filter.ErrReset)
+	}
+	if string(d.Out) != "ab" {
+		t.Errorf("out %q: without drop the bytes pass", d.Out)
+	}
+
+	// The default, take_up, starts at the first call.
+	d, _ = drive(t, mustFault(t, "reset", "after=1s"), filter.ToUpstream)
+	if err := d.Advance(time.Second); !errors.Is(err, filter.ErrReset) {
+		t.Errorf("take_up: 1s after take-up with no byte: %v, want %v", err, filter.ErrReset)
+	}
+
+	// after 0: the reset comes with the first byte, not at take-up.
+	d, _ = drive(t, mustFault(t, "reset", "after=0s", "start=first_byte", "drop=true"), filter.ToUpstream)
+	if err := d.Start(); err != nil {
+		t.Fatalf("after 0, first_byte, at take-up: %v", err)
+	}
+	if err := d.Write([]byte("x")); !errors.Is(err, filter.ErrReset) || len(d.Out) != 0 {
+		t.Errorf("after 0 at the first byte: error %v, out %q; want %v, nothing", err, d.Out, filter.ErrReset)
+	}
+
+	// The end of the source starts the clock too.
+	d, _ = drive(t, mustFault(t, "reset", "bytes=0", "start=first_byte"), filter.ToUpstream)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CloseWrite(); !errors.Is(err, filter.ErrReset) {
+		t.Errorf("bytes 0, first_byte, at the end: %v, want %v", err, filter.ErrReset)
+	}
+}
+
+func TestResetDropForwardsNothing(t *testing.T) {
+	d, _ := drive(t, mustFault(t, "reset", "after=1s", "drop=true"), filter.ToClient)
+	if err := d.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Out) != 0 || len(d.In) != 0 {
+		t.Fatalf("out %q, held %q: drop takes every byte and forwards none", d.Out, d.In)
+	}
+	if err := d.Advance(time.Second); !errors.Is(err, filter.ErrReset) {
+		t.Fatalf("at 1s: %v, want %v", err, filter.ErrReset)
+	}
+	// With a count, the dropped bytes count.
+	d, _ = drive(t, mustFault(t, "reset", "bytes=4", "drop=true"), filter.ToClient)
+	if err := d.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Write([]byte("def")); !errors.Is(err, filter.ErrReset) || len(d.Out) != 0 {
+		t.Errorf("6 of 4 bytes dropped: error %v, out %q; want %v, nothing", err, d.Out, filter.ErrReset)
+	}
+}
+
+// close_at_end closes the session when the input ends, as Toxiproxy
+// closes a connection when its timeout toxic is removed; without it the
+// end passes on (TestCutEndBeforeTheMarkPassesOn).
+func TestTimeoutCloseAtEnd(t *testing.T) {
+	for _, opts := range [][]string{{"close_at_end=true"}, {"after=1s", "close_at_end=true"}} {
+		d, _ := drive(t, mustFault(t, "timeout", opts...), filter.ToClient)
+		if err := d.Write([]byte("abc")); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Advance(500 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.CloseWrite(); !errors.Is(err, filter.ErrClose) {
+			t.Errorf("%v: at the end: %v, want %v", opts, err, filter.ErrClose)
+		}
+		if len(d.Out) != 0 {
+			t.Errorf("%v: out %q, want every byte dropped", opts, d.Out)
+		}
+	}
+}
+
+// rate 0 holds every byte until the input ends, then lets all go:
+// Toxiproxy's bandwidth 0, which stalls until the toxic is removed.
+func TestBandwidthZeroStallsUntilTheEnd(t *testing.T) {
+	d, _ := drive(t, mustFault(t, "bandwidth", "rate=0"), filter.ToClient)
+	if err := d.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Advance(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Out) != 0 || string(d.In) != "hello" || !d.Wake.IsZero() {
+		t.Fatalf("after an hour: out %q, held %q, wake %v; want all held, no wake", d.Out, d.In, d.Wake)
+	}
+	if err := d.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Out) != "hello" || !d.Finished {
+		t.Errorf("at the end: out %q, finished %v; want all of it and finished", d.Out, d.Finished)
+	}
+}
