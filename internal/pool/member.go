@@ -17,16 +17,23 @@ type Member struct {
 	// Name is what the configuration called it: host:port, or the SRV
 	// name it came from, for logs.
 	Name string
-	// Weight is the member's share of sessions, at least 1.
+	// Weight is the member's share of sessions, 1..MaxWeight: the
+	// steering's, or FileWeight.
 	Weight int
+	// FileWeight is the configuration's weight (or the SRV record's).
+	FileWeight int
 	// Tier orders members for failover: a session goes to the lowest
 	// tier with a member that can take it. Primaries are tier 0 (or an SRV
 	// priority's rank); backups come after every primary.
 	Tier int
+	// Backup: configured as a backup.
+	Backup bool
 	// MaxConns caps the member's live sessions; 0 means no cap.
 	MaxConns int
-	// Drain: no new sessions.
-	Drain bool
+	// Drain: no new sessions, still health checked. Disabled: no new
+	// sessions, not health checked. Each is the configuration's or the
+	// steering's (see Steering).
+	Drain, Disabled bool
 
 	h   *Health
 	v   *verdict
@@ -44,6 +51,12 @@ type Health struct {
 	active   atomic.Int64
 	ejectEnd atomic.Int64 // unix nanos: ejected by the passive check until then
 
+	// Events, for the metrics: failed dials (whether the passive check
+	// is on or not) and active check results. Kept here rather than in
+	// the verdict, which a changed check replaces, so that they only
+	// ever grow while the address stays.
+	connectFailures, checksPassed, checksFailed atomic.Uint64
+
 	mu      sync.Mutex
 	fails   int           // consecutive dial failures
 	backoff time.Duration // the next ejection's length
@@ -60,13 +73,16 @@ type verdict struct {
 	mu    sync.Mutex
 	state *health.State // rise and fall
 	why   string        // the last failure, for the log when it comes up
+	// lastErr is the last result's error text, "" if it passed: what the
+	// admin API shows, up or down.
+	lastErr string
 }
 
 // usable reports whether m may take a new session at now (unix nanos):
-// not draining, not down, not ejected, below its cap. With anyHealth, the
-// health verdicts are ignored (when_all_down: try_all).
+// not draining or disabled, not down, not ejected, below its cap. With
+// anyHealth, the health verdicts are ignored (when_all_down: try_all).
 func (m *Member) usable(now int64, anyHealth bool) bool {
-	if m.Drain {
+	if m.Drain || m.Disabled {
 		return false
 	}
 	if m.MaxConns > 0 && m.h.active.Load() >= int64(m.MaxConns) {

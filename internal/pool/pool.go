@@ -9,7 +9,8 @@
 // them), backups last; a session goes to the lowest tier with a member
 // that can take it, chosen there by the pool's Balance.
 //
-// A member can take a session unless it drains, is at its connection cap,
+// A member can take a session unless it drains (by the configuration or
+// Steer), is disabled (by Steer), is at its connection cap,
 // was found down by the active health check (package health; rise and fall
 // thresholds), or is ejected by the passive check: consecutive failed dials
 // eject it for a backoff that doubles while it keeps failing, until the
@@ -22,6 +23,13 @@
 //	a := p.Pick(client.Addr()) // nil: no member can take a session
 //	... dial a.Member().Addr; on failure, a.Retry(err) gives the next ...
 //	a.Done()
+//
+// At run time, Steer drains, disables or reweights a configured member
+// (every address its name expands to), and Status reports each member with
+// its counters, for the admin API and the metrics:
+//
+//	err := p.Steer("10.0.0.1:5432", pool.Steering{Drain: new(true)})
+//	for _, m := range p.Status() { ... m.Active, m.ConnectFailures ... }
 package pool
 
 import (
@@ -116,6 +124,10 @@ type Config struct {
 	ResolveInterval time.Duration
 	ResolveTimeout  time.Duration
 	Log             *slog.Logger
+	// Steering holds the run-time overrides of members, by configured
+	// name (Spec.Name()), as the pool starts: the ones a reload keeps.
+	// Names no member has are ignored. New copies the map.
+	Steering map[string]Steering
 }
 
 // A Pool is one route's members. It is safe for concurrent use.
@@ -135,6 +147,7 @@ type Pool struct {
 	watchers []*discover.Watcher
 	checker  *health.Checker
 	stopped  bool
+	steering map[string]Steering // by configured name; see Steer
 
 	refused atomic.Uint64 // sessions failed because no member could take them
 	// unix nanos of the last warning that no member is healthy (try_all),
@@ -161,12 +174,18 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 	if cfg.ResolveTimeout <= 0 {
 		cfg.ResolveTimeout = discover.DefaultTimeout // for the first lookups; Watch fills in the rest
 	}
+	steering, err := steeringFrom(cfg.Steering)
+	if err != nil {
+		return nil, fmt.Errorf("pool: route %s: %w", cfg.Route, err)
+	}
+	cfg.Steering = nil // p.steering is the pool's own, changed by Steer
 	p := &Pool{
 		cfg:      cfg,
 		log:      cfg.Log.With("route", cfg.Route),
 		sources:  make([][]discover.Endpoint, len(cfg.Members)),
 		health:   make(map[netip.AddrPort]*Health),
 		verdicts: make(map[netip.AddrPort]*verdict),
+		steering: steering,
 	}
 	// What a reload keeps: the sessions' view of every address, the
 	// check's verdicts if the check is the same, and the addresses names
@@ -280,13 +299,23 @@ func (p *Pool) update(i int, eps []discover.Endpoint) {
 	p.log.Info("upstream members changed", "member", p.cfg.Members[i].Name(), "addresses", len(eps))
 }
 
-// rebuild makes the set of members from the sources, and returns their
-// addresses for the checker. Called with p.mu.
+// rebuild makes the set of members from the sources and the steering,
+// and returns the addresses for the checker: every address but those
+// only disabled members have. Called with p.mu.
 func (p *Pool) rebuild() []netip.AddrPort {
 	var members []*Member
-	seen := make(map[netip.AddrPort]bool)
+	seen := make(map[netip.AddrPort]bool) // true: checked
 	for i, eps := range p.sources {
 		s := &p.cfg.Members[i]
+		name := s.Name()
+		st := p.steering[name]
+		drain, disabled := s.Drain, false
+		if st.Drain != nil {
+			drain = *st.Drain
+		}
+		if st.Disabled != nil {
+			disabled = *st.Disabled
+		}
 		ranks := priorityRanks(eps)
 		for _, ep := range eps {
 			h := p.health[ep.Addr]
@@ -299,18 +328,24 @@ func (p *Pool) rebuild() []netip.AddrPort {
 				v = p.newVerdict()
 				p.verdicts[ep.Addr] = v
 			}
-			seen[ep.Addr] = true
-			w := s.Weight
-			if w == 0 {
-				w = max(ep.Weight, 1)
+			// An address another name lists and does not disable is
+			// still checked.
+			seen[ep.Addr] = seen[ep.Addr] || !disabled
+			fw := s.Weight
+			if fw == 0 {
+				fw = max(ep.Weight, 1)
+			}
+			w := fw
+			if st.Weight != nil {
+				w = *st.Weight
 			}
 			tier := ranks[ep.Priority]
 			if s.Backup {
 				tier += 1 << 16
 			}
 			members = append(members, &Member{
-				Addr: ep.Addr, Name: s.Name(), Weight: w, Tier: tier,
-				MaxConns: s.MaxConns, Drain: s.Drain, h: h, v: v,
+				Addr: ep.Addr, Name: name, Weight: w, FileWeight: fw, Tier: tier, Backup: s.Backup,
+				MaxConns: s.MaxConns, Drain: drain, Disabled: disabled, h: h, v: v,
 			})
 		}
 	}
@@ -322,8 +357,10 @@ func (p *Pool) rebuild() []netip.AddrPort {
 	}
 	p.set.Store(newSet(members))
 	addrs := make([]netip.AddrPort, 0, len(seen))
-	for addr := range seen {
-		addrs = append(addrs, addr)
+	for addr, checked := range seen {
+		if checked {
+			addrs = append(addrs, addr)
+		}
 	}
 	return addrs
 }
@@ -372,7 +409,16 @@ func (p *Pool) report(addr netip.AddrPort, err error) {
 	if h == nil || v == nil {
 		return
 	}
+	if err == nil {
+		h.checksPassed.Add(1)
+	} else {
+		h.checksFailed.Add(1)
+	}
 	v.mu.Lock()
+	v.lastErr = ""
+	if err != nil {
+		v.lastErr = err.Error()
+	}
 	if v.state.Observe(err == nil) {
 		if v.state.Up() {
 			v.down.Store(false)
@@ -396,8 +442,9 @@ func (p *Pool) report(addr netip.AddrPort, err error) {
 	}
 }
 
-// failed records a failed dial to m: the passive check.
+// failed records a failed dial to m: counted, and the passive check.
 func (p *Pool) failed(m *Member, err error) {
+	m.h.connectFailures.Add(1)
 	pc := &p.cfg.Passive
 	if pc.Failures <= 0 || len(p.set.Load().members) == 1 {
 		// A lone member is never ejected, as nginx does: there is no
@@ -579,10 +626,12 @@ func (p *Pool) warnNone(lastWarn *atomic.Int64, msg string) {
 	if now-last < int64(time.Second) || !lastWarn.CompareAndSwap(last, now) {
 		return
 	}
-	var down, ejected, draining, full int
+	var down, ejected, draining, disabled, full int
 	members := p.set.Load().members
 	for _, m := range members {
 		switch {
+		case m.Disabled:
+			disabled++
 		case m.Drain:
 			draining++
 		case m.v.down.Load():
@@ -593,5 +642,5 @@ func (p *Pool) warnNone(lastWarn *atomic.Int64, msg string) {
 			full++
 		}
 	}
-	p.log.Warn(msg, "members", len(members), "down", down, "ejected", ejected, "draining", draining, "full", full, "refused", p.refused.Load())
+	p.log.Warn(msg, "members", len(members), "down", down, "ejected", ejected, "draining", draining, "disabled", disabled, "full", full, "refused", p.refused.Load())
 }
