@@ -132,6 +132,14 @@ type Closer interface {
 	Close(err error)
 }
 
+// A Dropper is a Filter that writes its output off the relay loops (an
+// Output) and so may have to drop some of it: Dropped returns what it
+// could not write since it was built, as a running total. dump and pcap
+// are Droppers; pier reads it for the metrics.
+type Dropper interface {
+	Dropped() Lost
+}
+
 // A Holder is a Stream that may leave more bytes in Batch.In than pier's
 // default hold limit (DefaultHold) before pier stops reading the source.
 type Holder interface {

@@ -50,6 +50,7 @@ type Output struct {
 	closing  bool   // Close was called: nothing more is queued
 	abandon  bool   // Close gave up waiting: the goroutine stops at once
 	lost     Lost   // what the nil Track lost
+	dropped  Lost   // every write refused since NewOutput; never reset
 	queued   uint64 // entries ever queued
 	written  uint64 // entries ever written (or failed), flushed
 	state    runState
@@ -191,10 +192,12 @@ func (o *Output) Write(t *Track, p []byte, units int64) bool {
 	defer o.mu.Unlock()
 	if o.closing {
 		o.lossOf(t).add(p, units)
+		o.dropped.add(p, units)
 		return false
 	}
 	if len(o.entries) >= o.cfg.MaxWrites || len(o.queue)+o.inflight+len(p) > o.cfg.MaxBytes {
 		o.lossOf(t).add(p, units)
+		o.dropped.add(p, units)
 		if t != nil && !t.listed {
 			t.listed = true
 			o.owing = append(o.owing, t)
@@ -232,6 +235,16 @@ func (o *Output) Lost() Lost {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.lost
+}
+
+// Dropped returns every write the Output refused since it was made, for
+// want of room or after Close, whatever Track it was for: a running total
+// that Notes do not reset, for the metrics. A write the writer failed is
+// logged, not counted here.
+func (o *Output) Dropped() Lost {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dropped
 }
 
 func (o *Output) lossOf(t *Track) *Lost {

@@ -1,10 +1,14 @@
 package filter_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +61,71 @@ func TestAfterStop(t *testing.T) {
 	done.AfterStop(func() { now = true })
 	if !now {
 		t.Error("did not run at once on a stopped Output")
+	}
+}
+
+// gateWriter holds every Write until release is closed, then keeps what
+// it is given; entered says a Write has begun.
+type gateWriter struct {
+	entered chan struct{} // holds at most one; a Write never waits on it
+	release chan struct{}
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.release
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buf.Write(p)
+}
+
+// Dropped counts every write the Output refused, for any Track or none,
+// full or closed, and keeps counting after the Notes that reset each
+// Track's own account are written: a total for the metrics that only
+// grows.
+func TestOutputDroppedCumulative(t *testing.T) {
+	w := &gateWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	out := filter.NewOutput(w, filter.OutputConfig{Name: "test", MaxBytes: 100})
+	defer out.Close()
+	tr := &filter.Track{Note: func(dst []byte, l filter.Lost) []byte {
+		return fmt.Appendf(dst, "[%d writes, %d bytes, %d units lost]", l.Writes, l.Bytes, l.Units)
+	}}
+	if !out.Write(tr, bytes.Repeat([]byte("a"), 60), 6) {
+		t.Fatal("the first write was refused")
+	}
+	<-w.entered // the goroutine holds 60 of the 100 bytes: the writer is stuck
+	if out.Write(tr, bytes.Repeat([]byte("b"), 50), 5) || out.Write(nil, bytes.Repeat([]byte("c"), 41), 4) {
+		t.Fatal("a write past the bound was queued")
+	}
+	want := filter.Lost{Writes: 2, Bytes: 91, Units: 9}
+	if got := out.Dropped(); got != want {
+		t.Errorf("Dropped = %+v, want %+v", got, want)
+	}
+	close(w.release)
+	if !out.Sync(10 * time.Second) {
+		t.Fatal("not written after the writer was released")
+	}
+	w.mu.Lock()
+	got := w.buf.String()
+	w.mu.Unlock()
+	if !strings.Contains(got, "[1 writes, 50 bytes, 5 units lost]") {
+		t.Fatalf("the Track's loss was not noted: %q", got)
+	}
+	// The Note reset the Track's account, not the total.
+	if got := out.Dropped(); got != want {
+		t.Errorf("Dropped = %+v after the Note, want %+v still", got, want)
+	}
+	out.Write(tr, make([]byte, 101), 7) // never fits
+	out.Close()
+	out.Write(tr, make([]byte, 3), 1) // closed
+	want = filter.Lost{Writes: 4, Bytes: 195, Units: 17}
+	if got := out.Dropped(); got != want {
+		t.Errorf("Dropped = %+v at the end, want %+v", got, want)
 	}
 }
 

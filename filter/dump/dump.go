@@ -152,6 +152,16 @@ func (d *dump) close() error {
 	return err
 }
 
+// Dropped returns what the dump could not write since it was built: the
+// blocks its queue had no room for (Units: their session bytes), and any
+// refused after Close.
+func (d *dump) Dropped() filter.Lost {
+	if d.out == nil {
+		return filter.Lost{} // a dry run's: it never writes
+	}
+	return d.out.Dropped()
+}
+
 // Streams dumps the directions asked for. The two Streams share the
 // session's end, so that it is written once, after both have closed.
 func (d *dump) Streams(s *filter.Session) (toUpstream, toClient filter.Stream) {
@@ -260,8 +270,9 @@ func (e *sessionEnd) close(err error) {
 }
 
 var (
-	_ filter.Filter = (*dump)(nil)
-	_ io.Closer     = (*dump)(nil)
-	_ filter.Stream = (*stream)(nil)
-	_ filter.Closer = (*stream)(nil)
+	_ filter.Filter  = (*dump)(nil)
+	_ io.Closer      = (*dump)(nil)
+	_ filter.Dropper = (*dump)(nil)
+	_ filter.Stream  = (*stream)(nil)
+	_ filter.Closer  = (*stream)(nil)
 )

@@ -565,12 +565,16 @@ func TestStuckOutputStallsNoSession(t *testing.T) {
 	out := w.buf.String()
 	w.mu.Unlock()
 	shown, notShown := map[string]int{}, map[string]int{}
+	var notShownBytes, droppedBlocks int64
 	lost := regexp.MustCompile(`^(session \d+ \S+) … (\d+) bytes not shown \((\d+) blocks? dropped: the output fell behind\)$`)
 	header := regexp.MustCompile(`^(session \d+ \S+) \S+ (\d+) bytes?$`)
 	for _, line := range strings.Split(out, "\n") {
 		if m := lost.FindStringSubmatch(line); m != nil {
 			n, _ := strconv.Atoi(m[2])
 			notShown[m[1]] += n
+			notShownBytes += int64(n)
+			b, _ := strconv.Atoi(m[3])
+			droppedBlocks += int64(b)
 		} else if m := header.FindStringSubmatch(line); m != nil {
 			n, _ := strconv.Atoi(m[2])
 			shown[m[1]] += n
@@ -578,6 +582,10 @@ func TestStuckOutputStallsNoSession(t *testing.T) {
 	}
 	if len(notShown) == 0 {
 		t.Fatalf("no line says what was not shown:\n%.2000s", out)
+	}
+	// The filter's running total (the metrics') says as much as the lines.
+	if got := d.Dropped(); got.Units != notShownBytes || got.Writes != droppedBlocks {
+		t.Errorf("Dropped = %+v, want %d blocks of %d session bytes, as the dump says", got, droppedBlocks, notShownBytes)
 	}
 	for i := range sessions {
 		for _, dir := range []string{"client→upstream", "upstream→client"} {

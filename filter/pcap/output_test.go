@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +113,16 @@ func TestStuckFileStallsNoSessionAndSaysWhatIsMissing(t *testing.T) {
 	must(t, err)
 	if !bytes.Contains(data, []byte("packets (")) || !bytes.Contains(data, []byte("bytes) not recorded")) {
 		t.Fatal("no note of the packets not recorded in the capture")
+	}
+	// The filter's running total (the metrics') says as much as the notes.
+	var packets, payload int64
+	for _, m := range regexp.MustCompile(`pier: session \d+: (\d+) packets \((\d+) bytes\) not recorded`).FindAllSubmatch(data, -1) {
+		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		b, _ := strconv.ParseInt(string(m[2]), 10, 64)
+		packets, payload = packets+n, payload+b
+	}
+	if got := f.Dropped(); got.Writes != packets || got.Units != payload || got.Writes == 0 {
+		t.Errorf("Dropped = %+v, want %d packets of %d payload bytes, as the notes say", got, packets, payload)
 	}
 	testutil.NeedTshark(t)
 	out, warnings := testutil.Tshark(t, path, "-Y", "frame.comment contains \"not recorded\"", "-T", "fields", "-e", "frame.comment")

@@ -159,6 +159,16 @@ func (f *Filter) close() error {
 	return err
 }
 
+// Dropped returns what the capture could not record since it was built:
+// the blocks its queue had no room for (Units: their packets' payload
+// bytes), and any refused after Close.
+func (f *Filter) Dropped() filter.Lost {
+	if f.out == nil {
+		return filter.Lost{} // a dry run's: it never writes
+	}
+	return f.out.Dropped()
+}
+
 // closeFiles closes the session files still open and gives up the
 // route's file. No Output write is running: the Output has stopped.
 func (f *Filter) closeFiles() error {
@@ -446,8 +456,9 @@ func (c *capture) send(side int, flags Flags, opts, payload []byte) {
 var blocks = sync.Pool{New: func() any { return new([]byte) }}
 
 var (
-	_ filter.Filter = (*Filter)(nil)
-	_ io.Closer     = (*Filter)(nil)
-	_ filter.Stream = (*stream)(nil)
-	_ filter.Closer = (*stream)(nil)
+	_ filter.Filter  = (*Filter)(nil)
+	_ io.Closer      = (*Filter)(nil)
+	_ filter.Dropper = (*Filter)(nil)
+	_ filter.Stream  = (*stream)(nil)
+	_ filter.Closer  = (*stream)(nil)
 )
