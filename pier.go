@@ -77,7 +77,7 @@ func Start(cfg *config.Config, opts Options) (*Proxy, error) {
 		p.own = asynclog.NewText(os.Stderr, nil)
 		log = slog.New(p.own)
 	}
-	d, err := app.Start(cfg, log, opts.Loops)
+	d, err := app.Start(cfg, app.Options{Log: log, Loops: opts.Loops})
 	if err != nil {
 		p.closeLog()
 		return nil, err

@@ -69,7 +69,9 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError{err}
 	}
-	err = serve(ctx, cfg, file, *pidfile, log)
+	opts := lf.appOptions(log)
+	opts.ConfigFile = file
+	err = serve(ctx, cfg, opts, *pidfile)
 	lf.logDropped(log)
 	return err
 }
@@ -100,7 +102,8 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 // sessions get the grace period, and a second signal cuts it short. With
 // pidfile set, pier's process id is written there once every listener is
 // open, and the file removed on the way out.
-func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *slog.Logger) (err error) {
+func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile string) (err error) {
+	log := opts.Log
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -110,7 +113,7 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			return err
 		}
 	}
-	d, err := app.Start(cfg, log, relayLoops)
+	d, err := app.Start(cfg, opts)
 	if _, ok := errors.AsType[config.Errors](err); ok {
 		// What only starting could find wrong in the configuration (a
 		// filter's file that cannot be opened) is a config error too.
@@ -133,7 +136,7 @@ func serve(ctx context.Context, cfg *config.Config, path, pidfile string, log *s
 			return cutIsClean(d.Stop(context.Background()))
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(d, path, log)
+				reload(d, log)
 				continue
 			}
 			log.Info("stopping", "signal", sig.String(), "grace_period", d.Config().GracePeriod, "live", d.Live())
@@ -163,17 +166,14 @@ func cutIsClean(err error) error {
 	return err
 }
 
-func reload(d *app.Daemon, path string, log *slog.Logger) {
-	if path == "" {
+func reload(d *app.Daemon, log *slog.Logger) {
+	err := d.ReloadFile()
+	if errors.Is(err, app.ErrNoFile) {
 		log.Warn("SIGHUP ignored: no config file to reload")
 		return
 	}
-	cfg, err := config.Load(path)
-	if err == nil {
-		err = d.Reload(cfg)
-	}
 	if err != nil {
-		log.Error("reload failed, keeping the running configuration", "file", path, "error", err)
+		log.Error("reload failed, keeping the running configuration", "file", d.ConfigFile(), "error", err)
 	}
 }
 

@@ -68,7 +68,7 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fs.usage(err)
 	}
-	err = serve(ctx, cfg, "", *pidfile, log)
+	err = serve(ctx, cfg, lf.appOptions(log), *pidfile)
 	lf.logDropped(log)
 	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/internal/app"
 	"github.com/pierproxy/pier/internal/asynclog"
 )
 
@@ -24,6 +25,10 @@ const logCloseTimeout = time.Second
 type logFlags struct {
 	format string
 	level  string
+
+	// levelVar is the level of the loggers open makes, which the admin
+	// API may change while pier runs.
+	levelVar slog.LevelVar
 
 	opened []*asynclog.Handler // what logger opened, for closeLog
 }
@@ -56,6 +61,7 @@ func (lf *logFlags) open(w io.Writer) (*slog.Logger, func(context.Context) error
 	if err := level.UnmarshalText([]byte(lf.level)); err != nil {
 		return nil, nil, usageError{fmt.Errorf("-log-level: %q is not debug, info, warn or error", lf.level)}
 	}
+	lf.levelVar.Set(level)
 	format := strings.ToLower(lf.format)
 	if format == "auto" {
 		format = "json"
@@ -66,9 +72,9 @@ func (lf *logFlags) open(w io.Writer) (*slog.Logger, func(context.Context) error
 	var h *asynclog.Handler
 	switch format {
 	case "text":
-		h = asynclog.NewText(w, &slog.HandlerOptions{Level: level})
+		h = asynclog.NewText(w, &slog.HandlerOptions{Level: &lf.levelVar})
 	case "json":
-		opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationAsSeconds}
+		opts := &slog.HandlerOptions{Level: &lf.levelVar, ReplaceAttr: durationAsSeconds}
 		h = asynclog.New(w, func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) },
 			asynclog.Options{})
 	default:
@@ -103,6 +109,11 @@ func (lf *logFlags) dropped() (access, other uint64) {
 		access, other = access+a, other+o
 	}
 	return access, other
+}
+
+// appOptions are the options app.Start takes from the log flags.
+func (lf *logFlags) appOptions(log *slog.Logger) app.Options {
+	return app.Options{Log: log, Loops: relayLoops, Level: &lf.levelVar, LogDropped: lf.dropped}
 }
 
 // logDropped adds to the exit summary how many records the log dropped

@@ -3,7 +3,7 @@
 // Only app (and the command line above it) imports config; the data path
 // sees compiled routes.
 //
-//	d, err := app.Start(cfg, logger, 0)
+//	d, err := app.Start(cfg, app.Options{Log: logger})
 //	...
 //	err = d.Reload(newCfg) // a bad config leaves the running one in force
 //	...
@@ -16,11 +16,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pierproxy/pier/config"
@@ -36,16 +38,41 @@ import (
 
 // A Daemon is a running proxy and the configuration it was given.
 type Daemon struct {
-	log *slog.Logger
-	srv *proxy.Server
+	log  *slog.Logger
+	opts Options
+	srv  *proxy.Server
 
 	// mu makes Reload and Stop take turns (a program embedding pier may
 	// call them from different goroutines), so that Stop sees the last
 	// reload's pools and filters whole, and stops them.
 	mu      sync.Mutex
-	cfg     *config.Config
-	routes  map[string]*carried // by route name, carried over reloads
+	file    *config.Config            // the configuration given (file, flags or code)
+	owned   map[string][]config.Route // routes run beside file's, by owner (the Toxiproxy server)
+	cfg     *config.Config            // in force: file's routes and every owner's
+	routes  map[string]*carried       // by route name, carried over reloads
 	stopped bool
+
+	// draining is set when Stop begins: readiness probes fail from then
+	// on, while live sessions finish.
+	draining atomic.Bool
+}
+
+// Options configure a Daemon beyond its configuration.
+type Options struct {
+	// Log receives every component's events and the access log. It must
+	// not block (see pier.Options.Log).
+	Log *slog.Logger
+	// Loops is the number of relay loops; zero means one per GOMAXPROCS.
+	Loops int
+	// Level is Log's level, which the admin API may change at run time.
+	// Nil: the level is fixed.
+	Level *slog.LevelVar
+	// LogDropped reports how many log records were dropped because the
+	// log's queue was full, for the metrics. Nil: none are counted.
+	LogDropped func() (access, other uint64)
+	// ConfigFile is the file ReloadFile reads (SIGHUP, the admin API's
+	// reload). Empty: the configuration came from flags or code.
+	ConfigFile string
 }
 
 // carried is what a route keeps across reloads while its name stays: its
@@ -58,37 +85,119 @@ type carried struct {
 	set     *chain.Set      // the set compiled from cfg
 }
 
-// Start compiles cfg and starts serving it on loops relay loops (zero:
-// one per GOMAXPROCS).
-func Start(cfg *config.Config, log *slog.Logger, loops int) (*Daemon, error) {
-	srv, err := proxy.New(proxy.Options{Log: log, Loops: loops})
+// Start compiles cfg and starts serving it.
+func Start(cfg *config.Config, opts Options) (*Daemon, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	srv, err := proxy.New(proxy.Options{Log: opts.Log, Loops: opts.Loops})
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: log, srv: srv, routes: make(map[string]*carried)}
-	if err := d.apply(cfg); err != nil {
+	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route)}
+	if err := d.apply(cfg, cfg); err != nil {
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
 	return d, nil
 }
 
-// Reload makes cfg the configuration in force. On error the running one
-// stays, untouched.
+// Reload makes cfg the configuration in force, beside the routes owners
+// added (SetOwnedRoutes). On error the running one stays, untouched.
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
 		return errors.New("app: stopped: no reload")
 	}
-	if err := d.apply(cfg); err != nil {
+	inForce, err := d.merge(cfg, d.owned)
+	if err != nil {
+		return err
+	}
+	if err := d.apply(cfg, inForce); err != nil {
 		return err
 	}
 	d.log.Info("configuration reloaded", "file", cfg.File, "routes", len(cfg.Routes))
 	return nil
 }
 
-func (d *Daemon) apply(cfg *config.Config) error {
+// ErrNoFile is ReloadFile's answer when the configuration came from flags
+// or code: there is no file to read again.
+var ErrNoFile = errors.New("no config file to reload")
+
+// ReloadFile reads the configuration's file again and reloads it, as
+// SIGHUP does.
+func (d *Daemon) ReloadFile() error {
+	path := d.opts.ConfigFile
+	if path == "" {
+		return ErrNoFile
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	return d.Reload(cfg)
+}
+
+// ConfigFile is the file ReloadFile reads; empty when there is none.
+func (d *Daemon) ConfigFile() string { return d.opts.ConfigFile }
+
+// SetOwnedRoutes makes routes the whole set of routes owner runs beside
+// the file's (the Toxiproxy server's proxies), and puts them in force as a
+// reload does: on error nothing changes.
+func (d *Daemon) SetOwnedRoutes(owner string, routes []config.Route) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return errors.New("app: stopped")
+	}
+	owned := maps.Clone(d.owned)
+	if len(routes) == 0 {
+		delete(owned, owner)
+	} else {
+		owned[owner] = slices.Clone(routes)
+	}
+	inForce, err := d.merge(d.file, owned)
+	if err != nil {
+		return err
+	}
+	if err := d.apply(d.file, inForce); err != nil {
+		return err
+	}
+	d.owned = owned
+	return nil
+}
+
+// merge is file's configuration with every owner's routes after its own,
+// checked whole (a route of an owner may not take a file route's name or
+// listen address).
+func (d *Daemon) merge(file *config.Config, owned map[string][]config.Route) (*config.Config, error) {
+	if len(owned) == 0 {
+		return file, nil
+	}
+	cfg := *file
+	cfg.Routes = slices.Clone(file.Routes)
+	for _, owner := range slices.Sorted(maps.Keys(owned)) {
+		cfg.Routes = append(cfg.Routes, owned[owner]...)
+	}
+	if err := config.Check(&cfg); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Ready reports whether the daemon serves its configuration: false, and
+// why, once it began to stop.
+func (d *Daemon) Ready() (bool, string) {
+	if d.draining.Load() {
+		return false, "draining"
+	}
+	return true, ""
+}
+
+// apply puts cfg in force; file is the configuration it came from, before
+// owners' routes were added.
+func (d *Daemon) apply(file, cfg *config.Config) error {
 	t, routes, made, err := compile(cfg, d.routes, d.log)
 	if err != nil {
 		return err
@@ -125,7 +234,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		}
 	}
 	closeSets(dropped, d.log)
-	d.cfg, d.routes = cfg, routes
+	d.file, d.cfg, d.routes = file, cfg, routes
 	return nil
 }
 
@@ -208,6 +317,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		return nil
 	}
 	d.stopped = true
+	d.draining.Store(true)
 	cfg, routes := d.cfg, d.routes
 	d.mu.Unlock()
 	if g := cfg.GracePeriod; g > 0 {

@@ -55,7 +55,7 @@ func TestReloadKeepsHealth(t *testing.T) {
 `, dead, live.Addr(), extra)
 	}
 	logs, log := testutil.NewLogs()
-	d, err := Start(parse(t, doc("")), log, 0)
+	d, err := Start(parse(t, doc("")), Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestSameMemberSeparateHealth(t *testing.T) {
     listen: ["127.0.0.1:0"]
     upstreams: [{address: %[1]q}]
     health_check: {interval: 30ms, timeout: 25ms, rise: 1, fall: 1, expect: "+OK"}
-`, up.Addr())), log, 0)
+`, up.Addr())), Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestReloadsLeakNoFilterFiles(t *testing.T) {
       - pcap: {file: %q}
 `, up.Addr(), filepath.Join(dir, name+".dump"), pcap)
 	}
-	d, err := Start(parse(t, doc("a", false)), slog.New(slog.DiscardHandler), 0)
+	d, err := Start(parse(t, doc("a", false)), Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestStopSummarizes(t *testing.T) {
     listen: ["127.0.0.1:0"]
     upstreams: [{address: %q}]
     retries: 0
-`, up.Addr(), dead)), log, 0)
+`, up.Addr(), dead)), Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestFiltersCloseTogether(t *testing.T) {
     listen: ["127.0.0.1:0"]
     upstreams: [{address: %q}]
     filters: [test_barrier]
-`, up.Addr(), up.Addr())), log, 0)
+`, up.Addr(), up.Addr())), Options{Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestReloadAndStopTakeTurns(t *testing.T) {
     filters: [pass]
 `, up.Addr(), 10+i)
 	}
-	d, err := Start(parse(t, doc(0)), slog.New(slog.DiscardHandler), 0)
+	d, err := Start(parse(t, doc(0)), Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,114 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// echoThrough sends a line through addr and reads it back.
+func echoThrough(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo through %s: %q, %v", addr, got, err)
+	}
+}
+
+func ownedRoute(t *testing.T, name, upstream string) config.Route {
+	t.Helper()
+	cfg := parse(t, fmt.Sprintf("routes:\n  - name: %s\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n", name, upstream))
+	return cfg.Routes[0]
+}
+
+// An owner's routes run beside the file's, stay across a reload of the
+// file, and close when the owner drops them.
+func TestOwnedRoutesBesideTheFile(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	file := fmt.Sprintf("routes:\n  - name: file\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n", up.Addr())
+	d, err := Start(parse(t, file), Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+
+	if err := d.SetOwnedRoutes("toxiproxy", []config.Route{ownedRoute(t, "toxiproxy.a", up.Addr())}); err != nil {
+		t.Fatal(err)
+	}
+	addrs := d.Addrs("toxiproxy.a")
+	if len(addrs) != 1 {
+		t.Fatalf("owned route's listeners: %v", addrs)
+	}
+	echoThrough(t, addrs[0].String())
+
+	if err := d.Reload(parse(t, file)); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Addrs("toxiproxy.a"); len(got) != 1 || got[0] != addrs[0] {
+		t.Fatalf("after a reload of the file the owned route listens on %v, want %v", got, addrs)
+	}
+	echoThrough(t, addrs[0].String())
+	if n := len(d.Config().Routes); n != 2 {
+		t.Errorf("routes in force: %d, want 2", n)
+	}
+
+	if err := d.SetOwnedRoutes("toxiproxy", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Addrs("toxiproxy.a"); len(got) != 0 {
+		t.Fatalf("a dropped owned route still listens on %v", got)
+	}
+	if c, err := net.Dial("tcp", addrs[0].String()); err == nil {
+		c.Close()
+		t.Fatal("the dropped route's port still accepts")
+	}
+}
+
+// An owner's route that clashes with the file's is refused whole, and
+// what ran stays.
+func TestOwnedRouteClashRefused(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	file := fmt.Sprintf("routes:\n  - name: file\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n", up.Addr())
+	d, err := Start(parse(t, file), Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	if err := d.SetOwnedRoutes("toxiproxy", []config.Route{ownedRoute(t, "file", up.Addr())}); err == nil {
+		t.Fatal("an owned route with a file route's name was taken")
+	}
+	if n := len(d.Config().Routes); n != 1 {
+		t.Errorf("routes in force after a refused change: %d, want 1", n)
+	}
+	echoThrough(t, d.Addrs("file")[0].String())
+}
+
+// Readiness fails from the moment Stop begins.
+func TestReadyUntilStop(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	d, err := Start(parse(t, fmt.Sprintf("routes:\n  - name: r\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n", up.Addr())), Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, why := d.Ready(); !ok {
+		t.Fatalf("not ready after Start: %s", why)
+	}
+	d.Stop(context.Background())
+	if ok, why := d.Ready(); ok || why != "draining" {
+		t.Fatalf("Ready after Stop: %v %q", ok, why)
+	}
+}
