@@ -1,0 +1,290 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strconv"
+)
+
+// Control is what the admin server reads and steers: the running pier, as
+// the application layer sees it. Its methods are called from the HTTP
+// server's goroutines, concurrently; none may block a relay loop (reading
+// sessions is posted work that ctx bounds).
+//
+// Errors: ErrNotFound answers 404, ErrPartial 503, an *Error its own
+// Status with its message and problems; any other error answers 500.
+type Control interface {
+	// Ready reports whether pier takes sessions (config loaded, listeners
+	// open); why says what it waits for when not ("draining").
+	Ready() (ok bool, why string)
+	Routes() []Route
+	// Sessions pages the live sessions matching q; ctx ends the wait for
+	// loops that do not answer (the page is then Partial).
+	Sessions(ctx context.Context, q SessionQuery) (SessionPage, error)
+	// EndSession ends one session: mode "close" sends FIN both ways then
+	// closes, "reset" resets both sides. ErrNotFound when no loop has it;
+	// ErrPartial when it was not found and a loop did not answer.
+	EndSession(ctx context.Context, id uint64, mode string) error
+	// EndSessions ends every session matching q (After and Limit are
+	// zero) and counts them; ErrPartial with the count when a loop did
+	// not answer.
+	EndSessions(ctx context.Context, q SessionQuery, mode string) (int, error)
+	// Steer changes a member's drain, disabled and weight: a nil field of s
+	// leaves that value as it is. It answers the member's status.
+	// ErrNotFound for an unknown route or member (by configured name).
+	Steer(route, member string, s Steering) (Member, error)
+	Filters(route string) ([]Filter, error)
+	// EditFilters applies one edit to a route's filter list and answers
+	// the list in force; e.Body is the request's body, raw (YAML or JSON).
+	EditFilters(route string, e FilterEdit) ([]Filter, error)
+	Overlay() Overlay
+	// DropOverlay drops every runtime change and answers what it dropped.
+	DropOverlay() (Overlay, error)
+	Reload() ReloadResult
+	Check(yaml []byte) Preview
+	Config(format string) ([]byte, error) // "yaml" | "json"
+	LogLevel() slog.Level
+	SetLogLevel(slog.Level)
+}
+
+// ErrNotFound is what a Control returns for an unknown route, member,
+// session or filter index: the server answers 404.
+var ErrNotFound = errors.New("admin: not found")
+
+// ErrPartial is what a Control returns when a relay loop did not answer in
+// time, so the answer may be incomplete: the server answers 503 (the
+// client may retry).
+var ErrPartial = errors.New("admin: a relay loop did not answer in time")
+
+// Error is an error a Control returns to answer a status of its choice,
+// usually 4xx: a request the running pier refuses (a filter list with
+// mistakes, a weight out of range). Problems place each mistake.
+type Error struct {
+	Status   int
+	Msg      string
+	Problems []Problem
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Problem is one mistake in a request: the field it is in (a JSON key, a
+// query parameter, a path such as filters[1].delay) and, for a body, where.
+type Problem struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"` // 1-based, in the body
+	Col     int    `json:"col,omitempty"`  // 1-based, in bytes
+}
+
+// SessionQuery selects live sessions; zero fields match all.
+type SessionQuery struct {
+	Route  string
+	Member string       // the upstream the session dialed, as the access log's upstream
+	Client netip.Prefix // the client's address is in it
+	After  uint64       // only sessions with a greater ID
+	Limit  int          // at most this many (1..1000)
+}
+
+// SessionPage is one page of live sessions, in ID order.
+type SessionPage struct {
+	Sessions []Session
+	Matched  int    // sessions that matched on the loops that answered
+	Next     uint64 // the After of the next page; 0: this is the last
+	Partial  bool   // a loop did not answer in time
+}
+
+// Session is one live session.
+type Session struct {
+	ID              uint64   `json:"id"` // the access log's id
+	Route           string   `json:"route"`
+	Client          string   `json:"client"`
+	Upstream        string   `json:"upstream"`
+	Dialed          string   `json:"dialed"`
+	AgeSeconds      float64  `json:"age_seconds"`
+	BytesToUpstream int64    `json:"bytes_to_upstream"`
+	BytesToClient   int64    `json:"bytes_to_client"`
+	State           string   `json:"state"` // connecting, open, half_closed_client, half_closed_upstream
+	Filters         []string `json:"filters"`
+}
+
+// Route is one route as it runs.
+type Route struct {
+	Name           string   `json:"name"`
+	Listen         []string `json:"listen"` // as configured
+	Addrs          []string `json:"addrs"`  // the addresses listened on
+	MaxConnections int      `json:"max_connections"`
+	Live           int64    `json:"live"`
+	Refused        uint64   `json:"refused"`
+	Filters        []Filter `json:"filters"`
+	Members        []Member `json:"members"`
+	Overlay        bool     `json:"overlay"` // a runtime change applies to the route
+}
+
+// Member is one member of a route's pool.
+type Member struct {
+	Name            string    `json:"name"` // as configured
+	Addr            string    `json:"addr"`
+	Weight          int       `json:"weight"`
+	FileWeight      int       `json:"file_weight"`
+	Backup          bool      `json:"backup"`
+	Up              bool      `json:"up"`
+	Ejected         bool      `json:"ejected"`
+	Draining        bool      `json:"draining"`
+	Disabled        bool      `json:"disabled"`
+	LastCheckError  string    `json:"last_check_error"`
+	Live            int64     `json:"live"`
+	ConnectFailures uint64    `json:"connect_failures"`
+	Overlay         *Steering `json:"overlay"` // nil: the file's values
+}
+
+// Steering is a runtime change to a member; nil fields are not changed.
+type Steering struct {
+	Drain    *bool `json:"drain,omitempty"`
+	Disabled *bool `json:"disabled,omitempty"`
+	Weight   *int  `json:"weight,omitempty"`
+}
+
+// Filter is one filter of a route's list.
+type Filter struct {
+	Name    string         `json:"name"`
+	Options map[string]any `json:"options"`
+	Overlay bool           `json:"overlay"` // set at run time, not from the file
+}
+
+// FilterEdit is one change to a route's filter list.
+type FilterEdit struct {
+	Op    string // "replace" (the whole list), "append", "insert" (at Index), "set" (Index), "delete" (Index)
+	Index int
+	Body  []byte // replace: a list; append, insert, set: a list of one filter; delete: nil
+}
+
+// Overlay is every runtime change in force.
+type Overlay struct {
+	Members []OverlayMember `json:"members"`
+	Filters []string        `json:"filters"` // routes whose filter list is set at run time
+}
+
+// OverlayMember is one member's runtime change.
+type OverlayMember struct {
+	Route    string   `json:"route"`
+	Member   string   `json:"member"`
+	Steering Steering `json:"steering"`
+}
+
+// ReloadResult is what a reload did. JSON:
+// {"ok":bool,"errors":[...],"overlay":{"kept":[...],"dropped":[...]}}.
+type ReloadResult struct {
+	OK     bool
+	Errors []string // each a config error with its place, as pier check prints it
+	// Kept and Dropped are the overlay entries the reload kept and the
+	// ones whose route or member is gone.
+	Kept, Dropped []string
+	// Status is the HTTP status of a failed reload; 0: 422. (409: there
+	// is no config file to reload.)
+	Status int
+}
+
+// Preview is what a config would change if it were loaded.
+type Preview struct {
+	OK       bool      `json:"ok"`
+	Problems []Problem `json:"problems"`
+	Changes  []Change  `json:"changes"`
+}
+
+// Change is one difference between the config in force and a new one.
+type Change struct {
+	Kind         string   `json:"kind"`   // listener, route, member, filter, setting
+	Action       string   `json:"action"` // open, close, add, remove, change
+	Route        string   `json:"route"`
+	Name         string   `json:"name"`
+	Fields       []string `json:"fields"`
+	LiveSessions int64    `json:"live_sessions"` // live sessions the change touches
+	Effect       string   `json:"effect"`        // what happens to them
+}
+
+// The MarshalJSON methods write an empty list as [] and empty options as
+// {}, never null, so a client can iterate without a check.
+
+func (s Session) MarshalJSON() ([]byte, error) {
+	type plain Session
+	p := plain(s)
+	p.Filters = list(p.Filters)
+	return json.Marshal(p)
+}
+
+func (r Route) MarshalJSON() ([]byte, error) {
+	type plain Route
+	p := plain(r)
+	p.Listen, p.Addrs, p.Filters, p.Members = list(p.Listen), list(p.Addrs), list(p.Filters), list(p.Members)
+	return json.Marshal(p)
+}
+
+func (f Filter) MarshalJSON() ([]byte, error) {
+	type plain Filter
+	p := plain(f)
+	if p.Options == nil {
+		p.Options = map[string]any{}
+	}
+	return json.Marshal(p)
+}
+
+func (o Overlay) MarshalJSON() ([]byte, error) {
+	type plain Overlay
+	p := plain(o)
+	p.Members, p.Filters = list(p.Members), list(p.Filters)
+	return json.Marshal(p)
+}
+
+func (r ReloadResult) MarshalJSON() ([]byte, error) {
+	type overlay struct {
+		Kept    []string `json:"kept"`
+		Dropped []string `json:"dropped"`
+	}
+	return json.Marshal(struct {
+		OK      bool     `json:"ok"`
+		Errors  []string `json:"errors"`
+		Overlay overlay  `json:"overlay"`
+	}{r.OK, list(r.Errors), overlay{list(r.Kept), list(r.Dropped)}})
+}
+
+func (p Preview) MarshalJSON() ([]byte, error) {
+	type plain Preview
+	q := plain(p)
+	q.Problems, q.Changes = list(q.Problems), list(q.Changes)
+	return json.Marshal(q)
+}
+
+func (c Change) MarshalJSON() ([]byte, error) {
+	type plain Change
+	p := plain(c)
+	p.Fields = list(p.Fields)
+	return json.Marshal(p)
+}
+
+// sessionPage is a SessionPage as JSON: next is a string (an ID may not
+// fit a JavaScript number) or null on the last page.
+type sessionPage struct {
+	Sessions []Session `json:"sessions"`
+	Matched  int       `json:"matched"`
+	Next     *string   `json:"next"`
+	Partial  bool      `json:"partial"`
+}
+
+func pageJSON(p SessionPage) sessionPage {
+	out := sessionPage{Sessions: list(p.Sessions), Matched: p.Matched, Partial: p.Partial}
+	if p.Next != 0 {
+		next := strconv.FormatUint(p.Next, 10)
+		out.Next = &next
+	}
+	return out
+}
+
+func list[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
