@@ -30,6 +30,24 @@ const MaxWeight = 1000
 // IsZero reports whether s overrides nothing.
 func (s Steering) IsZero() bool { return s.Drain == nil && s.Disabled == nil && s.Weight == nil }
 
+// With returns s with the fields change sets replaced by change's; its nil
+// fields leave s's. It is for a caller that takes changes (a PATCH) and
+// keeps the whole override, since Steer replaces the whole override.
+func (s Steering) With(change Steering) Steering {
+	out := s.clone()
+	c := change.clone()
+	if c.Drain != nil {
+		out.Drain = c.Drain
+	}
+	if c.Disabled != nil {
+		out.Disabled = c.Disabled
+	}
+	if c.Weight != nil {
+		out.Weight = c.Weight
+	}
+	return out
+}
+
 // clone copies s's values, so that the caller's pointers are not shared
 // with the pool.
 func (s Steering) clone() Steering {

@@ -391,3 +391,21 @@ func TestCheckResultsCounted(t *testing.T) {
 		t.Errorf("disabled: the verdict was not kept: %+v", st)
 	}
 }
+
+// With merges a change into an override field by field, sharing no
+// pointer with either.
+func TestSteeringWith(t *testing.T) {
+	base := Steering{Drain: new(true), Weight: new(5)}
+	change := Steering{Drain: new(false), Disabled: new(true)}
+	got := base.With(change)
+	if *got.Drain != false || *got.Disabled != true || *got.Weight != 5 {
+		t.Errorf("With = drain %v disabled %v weight %v", *got.Drain, *got.Disabled, *got.Weight)
+	}
+	*got.Weight, *got.Drain = 7, true
+	if *base.Weight != 5 || *change.Drain != false {
+		t.Error("With shares pointers with its inputs")
+	}
+	if !(Steering{}).With(Steering{}).IsZero() {
+		t.Error("nothing with nothing is not zero")
+	}
+}
