@@ -183,6 +183,41 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 }
 
+// TestDocExampleScrapeIsReal: the example scrape in the docs is, line for line and in
+// order, what pier exposes for the route of fullSnapshot.
+func TestDocExampleScrapeIsReal(t *testing.T) {
+	path, _ := docTable(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example []string
+	in := false
+	for l := range strings.Lines(string(data)) {
+		l = strings.TrimSuffix(l, "\n")
+		switch {
+		case strings.HasPrefix(l, "$ curl -s") && strings.Contains(l, "/metrics"):
+			in = true
+		case in && strings.HasPrefix(l, "```"):
+			in = false
+		case in:
+			example = append(example, l)
+		}
+	}
+	if len(example) == 0 {
+		t.Fatalf("no example scrape in %s", path)
+	}
+	var real []string
+	for l := range strings.Lines(exposition(t, pedanticGather(t, fullSnapshot()))) {
+		if strings.HasPrefix(l, "pier_route") {
+			real = append(real, strings.TrimSuffix(l, "\n"))
+		}
+	}
+	if diff := cmp.Diff(real, example); diff != "" {
+		t.Errorf("the example scrape in %s (+) is not what pier exposes (-):\n%s", path, diff)
+	}
+}
+
 // TestExposition pins the exact text a fixed Snapshot becomes, histograms included:
 // buckets are cumulative sums of the per-bucket counts and _count is their total, so
 // the +Inf bucket equals _count.
