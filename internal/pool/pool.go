@@ -350,7 +350,7 @@ func (p *Pool) rebuild() []netip.AddrPort {
 		}
 	}
 	for addr := range p.health {
-		if !seen[addr] {
+		if _, ok := seen[addr]; !ok {
 			delete(p.health, addr)
 			delete(p.verdicts, addr)
 		}

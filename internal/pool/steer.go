@@ -171,8 +171,8 @@ type MemberStatus struct {
 	// LastCheckError is the last active check's error: "" when it passed,
 	// or none has run under the check in force.
 	LastCheckError string
-	// Active is the live sessions on the address (from every route's pool
-	// that shares it through reloads).
+	// Active is the route's live sessions on the address, those that
+	// began on the pools before a reload included.
 	Active int64
 	// ConnectFailures counts failed dials to the address, pier's own
 	// failures not included, whether the passive check is on or not;

@@ -371,7 +371,7 @@ func TestCheckResultsCounted(t *testing.T) {
 		wg.Wait()
 	})
 	p := newPool(t, Config{Members: specs(addr), Check: &health.Check{Timeout: time.Second},
-		CheckInterval: 5 * time.Millisecond, Rise: 1, Fall: 1}, nil)
+		CheckInterval: 5 * time.Millisecond, Rise: 1, Fall: 1, TryAll: true}, nil)
 	until(t, "3 checks passed", func() bool { return status(t, p, addr).ChecksPassed >= 3 })
 	if st := status(t, p, addr); st.ChecksFailed != 0 || st.LastCheckError != "" || st.Down {
 		t.Errorf("a passing member: %+v", st)
@@ -384,11 +384,20 @@ func TestCheckResultsCounted(t *testing.T) {
 	if st.ChecksFailed == 0 || !strings.Contains(st.LastCheckError, "connection refused") {
 		t.Errorf("a refusing member: %d failed, last error %q", st.ChecksFailed, st.LastCheckError)
 	}
-	if err := p.Steer(addr, Steering{Disabled: new(true)}); err != nil {
-		t.Fatal(err)
+	// Disabled, with a live session, through two rebuilds: the verdict,
+	// the error and the session's count stay.
+	held := p.Pick(netip.Addr{}) // down, but try_all
+	if held == nil {
+		t.Fatal("no member with try_all")
 	}
-	if st := status(t, p, addr); !st.Down || !strings.Contains(st.LastCheckError, "connection refused") {
-		t.Errorf("disabled: the verdict was not kept: %+v", st)
+	defer held.Done()
+	for _, s := range []Steering{{Disabled: new(true)}, {Disabled: new(true), Weight: new(2)}} {
+		if err := p.Steer(addr, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := status(t, p, addr); !st.Down || !strings.Contains(st.LastCheckError, "connection refused") || st.Active != 1 {
+		t.Errorf("disabled: the verdict or the live session was not kept: %+v", st)
 	}
 }
 
