@@ -20,7 +20,8 @@ import (
 // the output, written in the place of what was lost, once there is room
 // again (before the Track's next write, or as soon as the queue has
 // drained). So a reader of the output always knows what is missing, and a
-// session never waits.
+// session never waits. Dropped keeps the running total of every refusal,
+// for the metrics.
 //
 //	out := filter.NewOutput(file, filter.OutputConfig{Name: "myfilter"})
 //	tr := &filter.Track{Note: func(dst []byte, l filter.Lost) []byte {
