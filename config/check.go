@@ -34,7 +34,7 @@ func Check(cfg *Config) error {
 	p.end = Pos{Line: len(e.places) + 1, Col: 1}
 	p.left = 4*p.checkKeys(top) + aliasAllowance
 	var out Config
-	decodeMap(p, top, "config", configFields, &out)
+	p.config(top, &out)
 	if len(p.errs) > 0 {
 		return p.result()
 	}
@@ -52,6 +52,12 @@ func Check(cfg *Config) error {
 		if h, hc := cfg.Routes[i].HealthCheck, out.Routes[i].HealthCheck; h != nil && hc != nil {
 			hc.Pos = h.Pos
 		}
+	}
+	if cfg.Admin != nil && out.Admin != nil {
+		out.Admin.Pos = cfg.Admin.Pos
+	}
+	if cfg.Toxiproxy != nil && out.Toxiproxy != nil {
+		out.Toxiproxy.Pos = cfg.Toxiproxy.Pos
 	}
 	out.File = cfg.File
 	*cfg = out
@@ -109,7 +115,34 @@ func (e *encoder) config(c *Config) *yaml.Node {
 		}
 		set(top, "resolver", m, m.Line)
 	}
+	if a := c.Admin; a != nil {
+		m := mapping(e.place("admin", "admin"))
+		if a.Listen != "" {
+			set(m, "listen", str(a.Listen, e.place("admin: listen", "admin: listen")), m.Line)
+		}
+		if a.TokenFile != "" {
+			set(m, "token_file", str(a.TokenFile, e.place("admin: token_file", "admin: token_file")), m.Line)
+		}
+		set(top, "admin", m, m.Line)
+	}
+	if t := c.Toxiproxy; t != nil {
+		m := mapping(e.place("toxiproxy", "toxiproxy"))
+		if t.Listen != "" {
+			set(m, "listen", str(t.Listen, e.place("toxiproxy: listen", "toxiproxy: listen")), m.Line)
+		}
+		if t.AllowRemote {
+			set(m, "allow_remote", str("true", e.place("toxiproxy: allow_remote", "toxiproxy: allow_remote")), m.Line)
+		}
+		set(top, "toxiproxy", m, m.Line)
+	}
 	return top
+}
+
+// place adds a place named name whose errors begin with key (the servers'
+// fields' do with their mapping's name: "admin: listen: ...").
+func (e *encoder) place(name, key string) int {
+	e.places = append(e.places, place{name: name, key: key})
+	return len(e.places)
 }
 
 func (e *encoder) route(r *Route, where string) *yaml.Node {

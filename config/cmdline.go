@@ -16,7 +16,10 @@ type Setting struct {
 	// "grace_period", or a route's field such as "idle_timeout". Given
 	// twice, the last counts, as with flags. Three keys add to a list
 	// instead: "listen" adds a listen address, "upstream" an upstream's
-	// address, and "filter" the filter named by Filter.
+	// address, and "filter" the filter named by Filter. Two set the
+	// admin server's fields: "admin" its listen address (admin.listen)
+	// and "admin_token_file" its token file (admin.token_file), which
+	// needs "admin".
 	Key string
 	// Filter, for Key "filter", is the registered filter's name. Text is
 	// then the flag's value: the filter's main option (Spec.FlagKey)
@@ -46,7 +49,7 @@ type place struct{ name, key string }
 // error is placed at the setting at fault (Error.Place). Settings come in
 // command-line order, which the errors follow.
 func FromCommandLine(route string, settings []Setting) (*Config, error) {
-	p := &parser{places: []place{{name: commandLine}}}
+	p := &parser{places: []place{{name: commandLine}}, fromFlags: true}
 	p.end = Pos{Line: len(settings) + 2, Col: 1}
 	at := func(s Setting, key string) int {
 		p.places = append(p.places, place{name: s.Place, key: key})
@@ -58,6 +61,7 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	upstreams := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	filters := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	var filterPlaces []string // of each filter node, in order
+	var admin *yaml.Node      // the admin mapping, once a setting names it
 	set(r, "name", str(route, 1), 1)
 	set(r, "listen", listen, 1)
 	set(r, "upstreams", upstreams, 1)
@@ -70,6 +74,17 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 			u := mapping(line)
 			set(u, "address", str(s.Text, line), line)
 			upstreams.Content = append(upstreams.Content, u)
+		case s.Key == "admin" || s.Key == "admin_token_file":
+			key := "listen"
+			if s.Key == "admin_token_file" {
+				key = "token_file"
+			}
+			line := at(s, "admin: "+key)
+			if admin == nil {
+				admin = mapping(line)
+				set(top, "admin", admin, line)
+			}
+			set(admin, key, str(s.Text, line), line)
 		case s.Key == "filter":
 			if f := p.filterFlag(s, at(s, s.Filter)); f != nil {
 				filters.Content = append(filters.Content, f)
@@ -84,10 +99,21 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	if len(filters.Content) > 0 {
 		set(r, "filters", filters, 1)
 	}
+	if admin != nil && len(admin.Content) == 2 && admin.Content[0].Value == "token_file" {
+		// Said at the token file's setting: a missing admin.listen would
+		// name no setting the user gave.
+		p.errAt(admin.Line, 1, "admin: token_file: needs the admin server's listen address as well")
+		for i := 0; i+1 < len(top.Content); i += 2 {
+			if top.Content[i].Value == "admin" {
+				top.Content = slices.Delete(top.Content, i, i+2)
+				break
+			}
+		}
+	}
 	set(top, "routes", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1, Content: []*yaml.Node{r}}, 1)
 	p.left = 4*p.checkKeys(top) + aliasAllowance
 	var cfg Config
-	decodeMap(p, top, "config", configFields, &cfg)
+	p.config(top, &cfg)
 	if len(p.errs) > 0 {
 		return nil, p.result()
 	}
@@ -170,6 +196,12 @@ func set(m *yaml.Node, key string, v *yaml.Node, line int) {
 }
 
 func clearPositions(cfg *Config) {
+	if cfg.Admin != nil {
+		cfg.Admin.Pos = Pos{}
+	}
+	if cfg.Toxiproxy != nil {
+		cfg.Toxiproxy.Pos = Pos{}
+	}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
 		r.Pos = Pos{}

@@ -42,14 +42,59 @@ type Config struct {
 	// application layer would read it as "wait for ever", which is not
 	// what "grace_period: 0s" says.
 	GracePeriod time.Duration
-	// Routes are the routes, in file order; at least one.
+	// Routes are the routes, in file order; at least one, unless
+	// Toxiproxy is set: a pier that only serves Toxiproxy's API starts
+	// with none, and its proxies become routes at run time.
 	Routes []Route
 	// Resolver is how upstream names are looked up. Zero value: the
 	// system's resolver.
 	Resolver Resolver
+	// Admin, if set, serves the admin API (package internal/admin). Nil:
+	// no admin server.
+	Admin *Admin
+	// Toxiproxy, if set, serves Toxiproxy's HTTP API beside the routes.
+	// Nil: not served.
+	Toxiproxy *Toxiproxy
 	// File is the name the configuration was parsed under (Load: its
 	// path), for log lines. Empty for a Config built in code.
 	File string
+}
+
+// Admin is the admin server: `admin: {listen: "127.0.0.1:9901", token_file: FILE}`.
+type Admin struct {
+	// Listen is the address the admin server binds, host:port as a
+	// route's listen address. Required. Without TokenFile the host must
+	// be a loopback IP literal or "localhost": anyone who can reach the
+	// server can steer the proxy, so an address others can reach needs
+	// a token. An empty host (every address) is not loopback.
+	Listen string
+	// TokenFile, if set, holds the bearer token every request must carry
+	// (Authorization: Bearer TOKEN): visible ASCII, at most MaxTokenSize
+	// bytes, trailing white space ignored. Load checks that it holds
+	// one; the application layer reads it with ReadToken at start and on
+	// every reload. A relative path is relative to the working directory.
+	TokenFile string
+	// Pos is where the admin mapping is written.
+	Pos Pos
+}
+
+// DefaultToxiproxyListen is where toxiproxy-server listens by default,
+// and where `toxiproxy: {}` listens.
+const DefaultToxiproxyListen = "127.0.0.1:8474"
+
+// Toxiproxy serves Toxiproxy's HTTP API: `toxiproxy: {listen: "127.0.0.1:8474"}`.
+type Toxiproxy struct {
+	// Listen is the API's address, host:port. Absent:
+	// DefaultToxiproxyListen. Toxiproxy's API has no authentication and
+	// opens listeners on request, so the host must be a loopback IP
+	// literal or "localhost" unless AllowRemote is set.
+	Listen string
+	// AllowRemote lets Listen be an address other hosts can reach
+	// (written `allow_remote: true`), for a test rig whose clients run
+	// elsewhere on a trusted network.
+	AllowRemote bool
+	// Pos is where the toxiproxy mapping is written.
+	Pos Pos
 }
 
 // Resolver is how upstream names (Upstream.Address host names and SRV
@@ -232,11 +277,22 @@ func ErrorAt(file string, at Pos, msg string) *Error {
 var (
 	configFields = []field[Config]{
 		opt("grace_period", (*parser).duration, func(c *Config) *time.Duration { return &c.GracePeriod }, DefaultGracePeriod),
-		req("routes", (*parser).routes, func(c *Config) *[]Route { return &c.Routes }),
+		// Required unless toxiproxy is set: see (*parser).config.
+		opt("routes", (*parser).routes, func(c *Config) *[]Route { return &c.Routes }, nil),
 		opt("resolver", (*parser).resolver, func(c *Config) *Resolver { return &c.Resolver }, Resolver{
 			Interval: DefaultResolveInterval,
 			Timeout:  DefaultResolveTimeout,
 		}),
+		opt("admin", (*parser).admin, func(c *Config) **Admin { return &c.Admin }, nil),
+		opt("toxiproxy", (*parser).toxiproxy, func(c *Config) **Toxiproxy { return &c.Toxiproxy }, nil),
+	}
+	adminFields = []field[Admin]{
+		req("listen", within("admin", (*parser).listenAddress), func(a *Admin) *string { return &a.Listen }),
+		opt("token_file", within("admin", (*parser).tokenFile), func(a *Admin) *string { return &a.TokenFile }, ""),
+	}
+	toxiproxyFields = []field[Toxiproxy]{
+		opt("listen", within("toxiproxy", (*parser).listenAddress), func(t *Toxiproxy) *string { return &t.Listen }, DefaultToxiproxyListen),
+		opt("allow_remote", within("toxiproxy", (*parser).boolean), func(t *Toxiproxy) *bool { return &t.AllowRemote }, false),
 	}
 	resolverFields = []field[Resolver]{
 		opt("servers", (*parser).dnsServers, func(r *Resolver) *[]string { return &r.Servers }, nil),
@@ -329,7 +385,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	root := p.load(data)
 	var cfg Config
 	if root != nil {
-		decodeMap(p, root, "config", configFields, &cfg)
+		p.config(root, &cfg)
 	}
 	if len(p.errs) > 0 {
 		return nil, p.result()

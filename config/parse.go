@@ -27,6 +27,15 @@ type parser struct {
 	left   int  // node visits left before the walk gives up; see aliasAllowance
 	stop   bool // left or the error budget ran out: every walker stops where it is
 	full   bool // the error budget ran out
+	// claimed holds the listen addresses taken so far, by routes and
+	// then by the admin and Toxiproxy servers; servers are the
+	// servers' listen addresses, claimed once the routes are decoded
+	// whatever the order of the file.
+	claimed binds
+	servers []server
+	// fromFlags: the configuration is a command line's (FromCommandLine),
+	// where a hint names no field of a file.
+	fromFlags bool
 }
 
 // aliasAllowance is how many node visits a walk may make beyond a few per
@@ -287,14 +296,15 @@ func keys[T any](fields []field[T]) string {
 }
 
 // list returns the items of the sequence n. It reports n if it is not a
-// sequence, or, with the message empty, if it has no items.
+// sequence, or, with the message empty, if it has no items (an empty
+// message: an empty list is fine here).
 func (p *parser) list(key string, n *yaml.Node, empty string) []*yaml.Node {
 	s := p.resolve(n)
 	if s.Kind != yaml.SequenceNode {
 		p.errf(s, "%s: want a list, got %s", key, describe(s))
 		return nil
 	}
-	if len(s.Content) == 0 {
+	if len(s.Content) == 0 && empty != "" {
 		p.errf(s, "%s: %s", key, empty)
 	}
 	return s.Content

@@ -23,8 +23,9 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 	var out []Route
 	type named struct{ line, route int }
 	names := make(map[string]named) // name → where it was first given
-	claimed := make(binds)
-	for i, item := range p.list(key, n, "no routes: need at least one") {
+	claimed := p.claims()
+	// An empty list is refused by config, unless toxiproxy is set.
+	for i, item := range p.list(key, n, "") {
 		if p.stop {
 			break
 		}
