@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -48,7 +49,8 @@ type Daemon struct {
 	mu      sync.Mutex
 	file    *config.Config            // the configuration given (file, flags or code)
 	owned   map[string][]config.Route // routes run beside file's, by owner (the Toxiproxy server)
-	cfg     *config.Config            // in force: file's routes and every owner's
+	cfg     *config.Config            // in force: file's routes and every owner's, the overlay's filters
+	over    overlay                   // the admin API's changes on top of file
 	routes  map[string]*carried       // by route name, carried over reloads
 	stopped bool
 
@@ -95,7 +97,7 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route)}
-	if err := d.apply(cfg, cfg); err != nil {
+	if err := d.apply(cfg, cfg, overlay{}); err != nil {
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
@@ -110,15 +112,28 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.stopped {
 		return errors.New("app: stopped: no reload")
 	}
+	_, _, err := d.reload(cfg)
+	return err
+}
+
+// reload is Reload under mu; it says which overlay entries it kept and
+// dropped.
+func (d *Daemon) reload(cfg *config.Config) (kept, dropped []string, err error) {
 	inForce, err := d.merge(cfg, d.owned)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := d.apply(cfg, inForce); err != nil {
-		return err
+	over := d.over.clone()
+	kept, dropped = over.prune(inForce)
+	if err := d.apply(cfg, inForce, over); err != nil {
+		return nil, nil, err
 	}
 	d.log.Info("configuration reloaded", "file", cfg.File, "routes", len(cfg.Routes))
-	return nil
+	if len(kept)+len(dropped) > 0 {
+		d.log.Info("overlay kept on reload", "kept", len(kept), "dropped", len(dropped),
+			"kept_entries", strings.Join(kept, ", "), "dropped_entries", strings.Join(dropped, ", "))
+	}
+	return kept, dropped, nil
 }
 
 // ErrNoFile is ReloadFile's answer when the configuration came from flags
@@ -161,7 +176,9 @@ func (d *Daemon) SetOwnedRoutes(owner string, routes []config.Route) error {
 	if err != nil {
 		return err
 	}
-	if err := d.apply(d.file, inForce); err != nil {
+	over := d.over.clone()
+	over.prune(inForce)
+	if err := d.apply(d.file, inForce, over); err != nil {
 		return err
 	}
 	d.owned = owned
@@ -195,10 +212,11 @@ func (d *Daemon) Ready() (bool, string) {
 	return true, ""
 }
 
-// apply puts cfg in force; file is the configuration it came from, before
-// owners' routes were added.
-func (d *Daemon) apply(file, cfg *config.Config) error {
-	t, routes, made, err := compile(cfg, d.routes, d.log)
+// apply puts cfg, with over on top, in force; file is the configuration
+// it came from, before owners' routes were added.
+func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
+	cfg = over.apply(cfg)
+	t, routes, made, err := compile(cfg, d.routes, over.steering, d.log)
 	if err != nil {
 		return err
 	}
@@ -219,23 +237,59 @@ func (d *Daemon) apply(file, cfg *config.Config) error {
 			c.filters.Store(c.set)
 		}
 	}
-	// Sets no route holds any more are dropped: their filters close (files
-	// flush and close now, not when the collector finds them). Sessions
-	// still draining an old set's streams finish harmlessly: a closed
-	// filter's streams count what they can no longer write.
-	kept := make(map[*chain.Set]bool, len(routes))
-	for _, c := range routes {
-		kept[c.set] = true
-	}
-	var dropped []*chain.Set
-	for _, c := range d.routes {
-		if c.set != nil && !kept[c.set] {
-			dropped = append(dropped, c.set)
+	// Filters no route holds any more close (files flush and close now,
+	// not when the collector finds them). Sessions still draining an old
+	// set's streams finish harmlessly: a closed filter's streams count
+	// what they can no longer write.
+	closeSets(droppedSets(d.routes, routes), d.log)
+	d.file, d.cfg, d.over, d.routes = file, cfg, over, routes
+	return nil
+}
+
+// droppedSets is the filters of before's sets that no set of after holds,
+// as sets for closeSets. A filter an edit kept (compileFilters reuses
+// unchanged entries) is held by the new set and stays open.
+func droppedSets(before, after map[string]*carried) []*chain.Set {
+	held := make(map[any]bool)
+	for _, c := range after {
+		if c.set == nil {
+			continue
+		}
+		for _, f := range c.set.Filters {
+			if k, ok := identity(f.Filter); ok {
+				held[k] = true
+			}
 		}
 	}
-	closeSets(dropped, d.log)
-	d.file, d.cfg, d.routes = file, cfg, routes
-	return nil
+	var gone chain.Set
+	for _, c := range before {
+		if c.set == nil {
+			continue
+		}
+		for _, f := range c.set.Filters {
+			if k, ok := identity(f.Filter); ok && !held[k] {
+				held[k] = true // closed once
+				gone.Filters = append(gone.Filters, f)
+			}
+		}
+	}
+	if len(gone.Filters) == 0 {
+		return nil
+	}
+	return []*chain.Set{&gone}
+}
+
+// identity is a filter as a map key: only a Closer needs closing, and only
+// a comparable value (in practice a pointer) can be told apart from
+// another; a filter that is neither is never closed here.
+func identity(f filter.Filter) (any, bool) {
+	if _, ok := f.(io.Closer); !ok {
+		return nil, false
+	}
+	if t := reflect.TypeOf(f); t == nil || !t.Comparable() {
+		return nil, false
+	}
+	return f, true
 }
 
 // closeSets closes the filters of sets that implement io.Closer, each
@@ -351,7 +405,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 //
 // made lists the filter sets compiled here, which the caller closes if the
 // table is not put in force. On error, compile closes them itself.
-func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
+func compile(cfg *config.Config, prev map[string]*carried, steering func(route string) map[string]pool.Steering, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
 	next := make(map[string]*carried, len(cfg.Routes))
 	defer func() {
 		if err != nil {
@@ -376,6 +430,7 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 		if err != nil {
 			return nil, nil, made, err
 		}
+		pc.Steering = steering(rc.Name)
 		p, err := pool.New(pc, oldPool)
 		if err != nil {
 			return nil, nil, made, fmt.Errorf("route %s: %w", rc.Name, err)
@@ -388,10 +443,10 @@ func compile(cfg *config.Config, prev map[string]*carried, log *slog.Logger) (_ 
 			c.filters = new(chain.InForce)
 		}
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
-			set, ferrs := compileFilters(cfg.File, rc.Filters, log)
+			set, fresh, ferrs := compileFilters(cfg.File, rc.Filters, c.cfg, c.set, log)
 			errs = append(errs, ferrs...)
-			if set != nil {
-				made = append(made, set)
+			if fresh != nil {
+				made = append(made, fresh)
 			}
 			c.set, c.cfg = set, rc.Filters
 		}
@@ -483,16 +538,29 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 // a file that cannot be opened. An empty list compiles to no set at all,
 // so the route's sessions splice without a look at filters.
 //
+// An entry whose configuration prevCfg holds unchanged takes prev's filter
+// (the first unused one equal to it), so that an edit of one filter does
+// not reopen (and truncate) another's dump or capture file.
+//
+// fresh holds only the filters built here, which the caller closes if the
+// set is not put in force (a reused one stays in force in prev).
+//
 // A factory that panics fails the configuration like one that returns an
 // error; its stack is logged.
-func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.Set, config.Errors) {
+func compileFilters(file string, fs []config.Filter, prevCfg []config.Filter, prev *chain.Set, log *slog.Logger) (set, fresh *chain.Set, _ config.Errors) {
 	if len(fs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	set := &chain.Set{}
+	set, fresh = &chain.Set{}, &chain.Set{}
 	var errs config.Errors
+	used := make([]bool, len(prevCfg))
 	for i := range fs {
 		f := &fs[i]
+		if j := reusable(f, prevCfg, prev, used); j >= 0 {
+			used[j] = true
+			set.Filters = append(set.Filters, prev.Filters[j])
+			continue
+		}
 		spec, ok := filter.Lookup(f.Name)
 		if !ok {
 			errs = append(errs, config.ErrorAt(file, f.Pos, fmt.Sprintf("filter: unknown filter %q", f.Name)))
@@ -513,8 +581,23 @@ func compileFilters(file string, fs []config.Filter, log *slog.Logger) (*chain.S
 			continue
 		}
 		set.Filters = append(set.Filters, chain.Named{Name: f.Name, Filter: flt})
+		fresh.Filters = append(fresh.Filters, chain.Named{Name: f.Name, Filter: flt})
 	}
-	return set, errs
+	return set, fresh, errs
+}
+
+// reusable is the index of the first entry of prevCfg not used yet that
+// says the same as f, or -1.
+func reusable(f *config.Filter, prevCfg []config.Filter, prev *chain.Set, used []bool) int {
+	if prev == nil || len(prev.Filters) != len(prevCfg) {
+		return -1
+	}
+	for j := range prevCfg {
+		if !used[j] && sameFilter(f, &prevCfg[j]) {
+			return j
+		}
+	}
+	return -1
 }
 
 // sameFilters reports whether two filter lists say the same, wherever in
@@ -524,14 +607,22 @@ func sameFilters(a, b []config.Filter) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || len(a[i].Options) != len(b[i].Options) {
+		if !sameFilter(&a[i], &b[i]) {
 			return false
 		}
-		for k, va := range a[i].Options {
-			vb, ok := b[i].Options[k]
-			if !ok || va.Text != vb.Text || va.IsList != vb.IsList || !slices.Equal(va.List, vb.List) {
-				return false
-			}
+	}
+	return true
+}
+
+// sameFilter reports whether two filter entries say the same.
+func sameFilter(a, b *config.Filter) bool {
+	if a.Name != b.Name || len(a.Options) != len(b.Options) {
+		return false
+	}
+	for k, va := range a.Options {
+		vb, ok := b.Options[k]
+		if !ok || va.Text != vb.Text || va.IsList != vb.IsList || !slices.Equal(va.List, vb.List) {
+			return false
 		}
 	}
 	return true
