@@ -38,6 +38,7 @@ import (
 	"github.com/pierproxy/pier/internal/relay"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/stats"
 )
 
 // drainBound is how long Shutdown waits, once ctx is done, for the loops to
@@ -281,6 +282,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		return
 	}
 	st := &s.stats[s.loopIndex[accepted]]
+	counts := rt.Stats.Shard(s.loopIndex[accepted]) // nil: the route is not counted
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
 		Route:    rt.Name,
@@ -294,10 +296,12 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		unix.Close(fd)
 		rec.Reason = session.Limit
 		st.refused.Add(1)
+		counts.Refuse(stats.RefusedLimit)
 		s.logRecord(rec)
 		return
 	}
 	// pick: the route's pool chooses the member.
+	counts.Start()
 	a := rt.Pool.Pick(client.Addr())
 	s.sessions.add()
 	if a == nil {
@@ -305,6 +309,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		// wait for a dial that cannot work. The pool logs why.
 		unix.Close(fd)
 		rec.Reason = session.NoUpstream
+		counts.End(rec)
 		s.finish(rt, accepted, st, rec)
 		return
 	}
@@ -330,6 +335,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 			},
 			LocalError: ln.pause,
 			Filters:    rt.Filters,
+			Stats:      rt.Stats.Shard(s.loopIndex[loop]),
 		}
 	}
 	if loop := s.leastLoaded(accepted); loop != accepted && loop.Start(params(loop)) {
@@ -643,6 +649,10 @@ func (s *Server) Addrs(route string) []netip.AddrPort {
 	}
 	return addrs
 }
+
+// Loops returns the number of relay loops, for stats.NewRoute: a route's
+// counters have one shard per loop.
+func (s *Server) Loops() int { return len(s.loops) }
 
 // Live returns the number of sessions in progress.
 func (s *Server) Live() int64 {

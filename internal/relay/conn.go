@@ -13,6 +13,7 @@ import (
 	"github.com/pierproxy/pier/internal/dial"
 	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/sockopt"
+	"github.com/pierproxy/pier/internal/stats"
 )
 
 // A session's life on its loop: Start or Begin takes the client socket,
@@ -44,7 +45,9 @@ type Params struct {
 	// HalfCloseTimeout ends a session this long after one direction has
 	// finished, if the other has not. Zero means never.
 	HalfCloseTimeout time.Duration
-	// Record is filled in as the session goes and handed to Done.
+	// Record is filled in as the session goes and handed to Done. While
+	// the session is live, its byte counts are those already added to
+	// Stats.
 	Record *session.Record
 	// Done is called once, on the loop's goroutine, when the session has
 	// ended and its sockets are closed. It must not block.
@@ -56,6 +59,10 @@ type Params struct {
 	// starts with the set in force when its upstream connects, and takes
 	// up a new one between chunks: a direction with no filter splices.
 	Filters *chain.InForce
+	// Stats, if set, counts the session on this loop's shard of its
+	// route's counters: its states, its bytes as they move, its connect
+	// time, and its end. Nil counts nothing.
+	Stats *stats.Shard
 }
 
 // Upstreams is what a session dials: *pool.Attempt is one. Its methods
@@ -92,6 +99,10 @@ type conn struct {
 	slot  int32
 	gen   uint32
 	state uint8
+	// mstate is the session's state as the metrics and the admin API
+	// name it, finer than state: Open becomes half-closed on the first
+	// FIN passed on.
+	mstate session.State
 
 	queued  bool // in the loop's run queue
 	heapIdx int  // index in the loop's timer heap, or -1
@@ -159,6 +170,9 @@ func (l *Loop) begin(p *Params) {
 	c.toUpstream = flow{src: &c.client, dst: &c.upstream}
 	c.toClient = flow{src: &c.upstream, dst: &c.client}
 	c.startedWall = p.Record.Start
+	c.lastActive = l.now // the connect time starts: lastActive is unused while dialing
+	c.mstate = session.Connecting
+	p.Stats.Enter(session.Connecting)
 	l.allocSlot(c)
 	l.fds.Add(1) // the client socket
 	if p.ConnectBudget > 0 {
@@ -222,6 +236,7 @@ func (c *conn) retry(err error) bool {
 	}
 	c.upstream = side{fd: -1}
 	c.retried = true
+	c.lastActive = c.l.now // the connect time is each try's
 	c.target = next
 	c.p.Record.Upstream = name
 	c.dial()
@@ -273,6 +288,8 @@ func (c *conn) ready(which int, events uint32) {
 				c.p.Upstreams.Connected()
 			}
 			c.state = relaying
+			c.p.Stats.Connected(c.l.now - c.lastActive)
+			c.setState(session.Open)
 			c.lastActive = c.l.now
 			c.keepaliveAt = c.l.now + keepaliveDelay
 			if c.p.Filters != nil && c.p.Filters.Load() != nil {
@@ -444,11 +461,33 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 	l.freeSlot(c)
 	l.live.Add(-1)
 
+	c.countBytes()
+	c.p.Stats.Leave(c.mstate)
 	r := c.p.Record
-	r.ToUpstream = c.toUpstream.bytes
-	r.ToClient = c.toClient.bytes
 	r.Duration = time.Since(c.startedWall)
 	r.Reason = reason
 	r.Err = err
+	c.p.Stats.End(r)
 	c.p.Done(r)
+}
+
+// setState moves the session to state s, for the metrics and the admin
+// API.
+func (c *conn) setState(s session.State) {
+	c.p.Stats.Move(c.mstate, s)
+	c.mstate = s
+}
+
+// countBytes adds the bytes delivered since it last ran to Stats, and to
+// the Record, which keeps what was counted: a live session's bytes show
+// in the route's totals at the end of each turn, not only when it ends.
+// One add per direction that moved, per turn.
+func (c *conn) countBytes() {
+	r := c.p.Record
+	up, down := c.toUpstream.bytes-r.ToUpstream, c.toClient.bytes-r.ToClient
+	if up == 0 && down == 0 {
+		return
+	}
+	c.p.Stats.AddBytes(up, down)
+	r.ToUpstream, r.ToClient = c.toUpstream.bytes, c.toClient.bytes
 }

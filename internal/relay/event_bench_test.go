@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/stats"
 )
 
 // The loop's cost per event, without TCP, a dial or a proxy process: a
@@ -36,6 +37,9 @@ func BenchmarkLoopEcho1(b *testing.B) { benchmarkLoopEcho(b, 1) }
 // flight, as in bench/run's 16-client row: the loop may find several
 // events in one epoll_wait.
 func BenchmarkLoopEcho16(b *testing.B) { benchmarkLoopEcho(b, 16) }
+
+// benchStats counts the benchmarks' sessions.
+var benchStats = stats.NewRoute("bench", 1)
 
 // echoMsgSize is the size of a request and of its echo, as in bench/run.
 const echoMsgSize = 64
@@ -105,7 +109,12 @@ func startEchoPair(b *testing.B, l *Loop, ended chan<- *session.Record) echoPair
 	posted := l.post(func() {
 		l.nextGen = (l.nextGen + 1) & (1<<30 - 1)
 		c := &conn{l: l, gen: l.nextGen, heapIdx: -1, state: relaying}
-		c.p = &Params{Record: &session.Record{Start: time.Now()}, Done: func(r *session.Record) { ended <- r }}
+		// Counted as pier counts a route's sessions, so that the
+		// benchmark includes what counting costs per event.
+		c.p = &Params{Record: &session.Record{Start: time.Now()}, Done: func(r *session.Record) { ended <- r },
+			Stats: benchStats.Shard(0)}
+		c.mstate = session.Open
+		c.p.Stats.Enter(session.Open)
 		c.client = side{fd: clientFd}
 		c.upstream = side{fd: upFd}
 		c.toUpstream = flow{src: &c.client, dst: &c.upstream}

@@ -237,6 +237,7 @@ func (c *conn) drainStopped() {
 			return
 		}
 	}
+	c.countBytes()
 	if len(f.chain.Out()) > 0 {
 		c.l.enqueue(c) // out of budget for this turn
 		c.reschedule()

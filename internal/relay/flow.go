@@ -99,8 +99,14 @@ func (c *conn) pump() {
 	}
 	if c.halfClosed == 0 && (c.toUpstream.shut || c.toClient.shut) {
 		c.halfClosed = c.l.now
+		if c.toUpstream.shut {
+			c.setState(session.HalfClosedClient) // the client's FIN went on
+		} else {
+			c.setState(session.HalfClosedUpstream)
+		}
 		c.reschedule()
 	}
+	c.countBytes()
 	if more {
 		c.l.enqueue(c)
 	}

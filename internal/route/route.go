@@ -16,6 +16,7 @@ import (
 	"github.com/pierproxy/pier/internal/admit"
 	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/pool"
+	"github.com/pierproxy/pier/internal/stats"
 )
 
 // A Route is one compiled route.
@@ -29,6 +30,10 @@ type Route struct {
 	// Filters is the route's filter set in force, which its live sessions
 	// follow; it carries over reloads. Nil means no filters, ever.
 	Filters *chain.InForce
+	// Stats counts the route's sessions, one shard per relay loop (made
+	// with stats.NewRoute(name, proxy.Server.Loops())); it carries over
+	// reloads, like Limit. Nil means not counted.
+	Stats *stats.Route
 	// Timeouts; zero means no bound. ConnectTimeout bounds one dial,
 	// ConnectBudget all of a session's dials together (relay.Params'
 	// TryTimeout and ConnectBudget).
