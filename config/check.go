@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	yaml "go.yaml.in/yaml/v4"
@@ -131,7 +133,7 @@ func (e *encoder) config(c *Config) *yaml.Node {
 			set(m, "listen", str(t.Listen, e.place("toxiproxy: listen", "toxiproxy: listen")), m.Line)
 		}
 		if t.AllowRemote {
-			set(m, "allow_remote", str("true", e.place("toxiproxy: allow_remote", "toxiproxy: allow_remote")), m.Line)
+			set(m, "allow_remote", tagged("true", "!!bool", e.place("toxiproxy: allow_remote", "toxiproxy: allow_remote")), m.Line)
 		}
 		set(top, "toxiproxy", m, m.Line)
 	}
@@ -169,13 +171,13 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 			opt("timeout", e.duration(h.Timeout, hw, "timeout"))
 		}
 		if h.Rise != 0 {
-			opt("rise", e.scalar(strconv.Itoa(h.Rise), hw, "rise"))
+			opt("rise", e.number(h.Rise, hw, "rise"))
 		}
 		if h.Fall != 0 {
-			opt("fall", e.scalar(strconv.Itoa(h.Fall), hw, "fall"))
+			opt("fall", e.number(h.Fall, hw, "fall"))
 		}
 		if h.Port != 0 {
-			opt("port", e.scalar(strconv.Itoa(int(h.Port)), hw, "port"))
+			opt("port", e.number(int(h.Port), hw, "port"))
 		}
 		if h.Send != "" {
 			opt("send", e.scalar(h.Send, hw, "send"))
@@ -191,7 +193,7 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 	pc := r.PassiveCheck
 	pw := where + ": passive_check"
 	pm := mapping(e.at(where, "passive_check"))
-	set(pm, "failures", e.scalar(strconv.Itoa(pc.Failures), pw, "failures"), pm.Line)
+	set(pm, "failures", e.number(pc.Failures, pw, "failures"), pm.Line)
 	if pc.Backoff != 0 {
 		set(pm, "backoff", e.duration(pc.Backoff, pw, "backoff"), pm.Line)
 	}
@@ -199,7 +201,7 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		set(pm, "max_backoff", e.duration(pc.MaxBackoff, pw, "max_backoff"), pm.Line)
 	}
 	field("passive_check", pm)
-	field("retries", e.scalar(strconv.Itoa(r.Retries), where, "retries"))
+	field("retries", e.number(r.Retries, where, "retries"))
 	if r.ConnectTimeout != 0 {
 		field("connect_timeout", e.duration(r.ConnectTimeout, where, "connect_timeout"))
 	}
@@ -211,7 +213,7 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 	}
 	field("idle_timeout", e.duration(r.IdleTimeout, where, "idle_timeout"))
 	field("half_close_timeout", e.duration(r.HalfCloseTimeout, where, "half_close_timeout"))
-	field("max_connections", e.scalar(strconv.Itoa(r.MaxConnections), where, "max_connections"))
+	field("max_connections", e.number(r.MaxConnections, where, "max_connections"))
 	if len(r.Filters) > 0 {
 		fs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(where, "filters"), Column: 1}
 		for j := range r.Filters {
@@ -232,16 +234,16 @@ func (e *encoder) upstream(u *Upstream, where string) *yaml.Node {
 		field("srv", e.scalar(u.SRV, where, "srv"))
 	}
 	if u.Weight != 0 {
-		field("weight", e.scalar(strconv.Itoa(u.Weight), where, "weight"))
+		field("weight", e.number(u.Weight, where, "weight"))
 	}
 	if u.Backup {
-		field("backup", e.scalar("true", where, "backup"))
+		field("backup", e.boolean(where, "backup"))
 	}
 	if u.MaxConnections != 0 {
-		field("max_connections", e.scalar(strconv.Itoa(u.MaxConnections), where, "max_connections"))
+		field("max_connections", e.number(u.MaxConnections, where, "max_connections"))
 	}
 	if u.Drain {
-		field("drain", e.scalar("true", where, "drain"))
+		field("drain", e.boolean(where, "drain"))
 	}
 	return m
 }
@@ -261,7 +263,7 @@ func (e *encoder) filter(f *Filter, where string) *yaml.Node {
 			opts.Content = append(opts.Content, str(k, line), e.strings(v.List, fw, k))
 			continue
 		}
-		opts.Content = append(opts.Content, str(k, line), str(v.Text, line))
+		opts.Content = append(opts.Content, str(k, line), optionValue(v.Text, line))
 	}
 	m := mapping(line)
 	m.Content = append(m.Content, str(f.Name, line), opts)
@@ -272,9 +274,58 @@ func (e *encoder) scalar(s, where, key string) *yaml.Node {
 	return str(s, e.at(where, key))
 }
 
-func (e *encoder) duration(d time.Duration, where, key string) *yaml.Node {
-	return str(d.String(), e.at(where, key))
+// number and boolean tag their nodes, so that Marshal writes them plain
+// (retries: 2, not retries: "2"); the parser reads any scalar's text.
+func (e *encoder) number(v int, where, key string) *yaml.Node {
+	return tagged(strconv.Itoa(v), "!!int", e.at(where, key))
 }
+
+func (e *encoder) boolean(where, key string) *yaml.Node {
+	return tagged("true", "!!bool", e.at(where, key))
+}
+
+func (e *encoder) duration(d time.Duration, where, key string) *yaml.Node {
+	return str(formatDuration(d), e.at(where, key))
+}
+
+// formatDuration is d as a file would write it: 1h, 1m30s, not
+// time.Duration's 1h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func tagged(s, tag string, line int) *yaml.Node {
+	n := str(s, line)
+	n.Tag = tag
+	return n
+}
+
+// optionValue is a filter option's value: options are text to config,
+// typed only by their filter, so a value that reads as a number or a
+// boolean is tagged as one (Marshal writes probability: 0.5, and JSON a
+// number), any other as text.
+func optionValue(s string, line int) *yaml.Node {
+	switch {
+	case s == "true" || s == "false":
+		return tagged(s, "!!bool", line)
+	case jsonNumber.MatchString(s) && strings.ContainsAny(s, ".eE"):
+		return tagged(s, "!!float", line)
+	case jsonNumber.MatchString(s):
+		return tagged(s, "!!int", line)
+	}
+	return str(s, line)
+}
+
+// jsonNumber is JSON's number grammar (RFC 8259, section 6), which YAML's
+// core schema reads as a number too.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
 func (e *encoder) strings(ss []string, where, key string) *yaml.Node {
 	line := e.at(where, key)
