@@ -328,4 +328,3 @@ func TestUnknownEndpointAndMethod(t *testing.T) {
 	}
 	wantError(t, s.do(t, "POST", "/api/v1/routes/web/members/a/explode", ""), http.StatusNotFound, "")
 }
-

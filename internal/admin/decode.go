@@ -39,6 +39,9 @@ func parseQuery(raw string, allowed ...string) (url.Values, *Error) {
 		return nil, &Error{Status: http.StatusBadRequest, Msg: "query: " + err.Error()}
 	}
 	for k, vs := range v {
+		if k == "" {
+			return nil, badField("query", "a parameter with no name")
+		}
 		if !slices.Contains(allowed, k) {
 			return nil, badField(k, fmt.Sprintf("unknown parameter (known: %s)", strings.Join(allowed, ", ")))
 		}
@@ -260,7 +263,7 @@ func decodeOne(data []byte, v any) *Error {
 		case errors.As(err, &typ):
 			field := typ.Field
 			if field == "" {
-				return bodyError(data, "", fmt.Sprintf("want a JSON %s, got %s", kindOf(typ.Type.Kind().String()), typ.Value), typ.Offset)
+				return bodyError(data, "", fmt.Sprintf("want %s, got %s", kindOf(typ.Type.Kind().String()), typ.Value), typ.Offset)
 			}
 			return bodyError(data, field, fmt.Sprintf("want %s, got %s", kindOf(typ.Type.String()), typ.Value), typ.Offset)
 		case errors.Is(err, io.ErrUnexpectedEOF):
@@ -269,8 +272,9 @@ func decodeOne(data []byte, v any) *Error {
 			return bodyError(data, "", "invalid JSON: "+err.Error(), dec.InputOffset())
 		}
 	}
+	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
-		return bodyError(data, "", "data after the JSON value", dec.InputOffset())
+		return bodyError(data, "", "data after the JSON value", end+int64(len(data[end:])-len(bytes.TrimLeft(data[end:], " \t\r\n"))))
 	}
 	return nil
 }
@@ -300,7 +304,7 @@ func checkKeys(data []byte, keys []string) *Error {
 	}
 	seen := map[string]bool{}
 	for dec.More() {
-		at := dec.InputOffset()
+		at := skipSpace(data, dec.InputOffset())
 		tok, err := dec.Token()
 		if err != nil {
 			return bodyError(data, "", "invalid JSON: "+err.Error(), dec.InputOffset())
@@ -319,6 +323,15 @@ func checkKeys(data []byte, keys []string) *Error {
 		}
 	}
 	return nil
+}
+
+// skipSpace is the offset of the first byte at or after i that is not
+// JSON whitespace or a comma: where the next key starts.
+func skipSpace(data []byte, i int64) int64 {
+	for i < int64(len(data)) && strings.IndexByte(" \t\r\n,", data[i]) >= 0 {
+		i++
+	}
+	return i
 }
 
 // bodyError is a 400 for a mistake at byte offset in the body, placed
