@@ -382,7 +382,7 @@ func Load(path string) (*Config, error) {
 // every Error has a line and a column.
 func Parse(file string, data []byte) (*Config, error) {
 	p := &parser{file: file}
-	root := p.load(data)
+	root := p.load(data, "no routes: the file is empty")
 	var cfg Config
 	if root != nil {
 		p.config(root, &cfg)

@@ -11,6 +11,59 @@ import (
 	"github.com/pierproxy/pier/filter"
 )
 
+// ParseFilters parses a list of filters as a route's `filters:` holds it,
+// in YAML or JSON (which is YAML), for the admin API, which changes a
+// route's filters at run time:
+//
+//	- latency: {delay: 100ms, probability: 0.5}
+//	- pass
+//
+//	[{"latency": {"delay": "100ms"}}, "pass"]
+//
+// Names, options, targeting and every message are the file's: each
+// filter's options are checked by its Factory in dry-run mode. An empty
+// list ([]) is no filters; an empty body, or null, is an error, so that a
+// request that lost its body does not clear a route's filters. On error
+// it returns Errors placed at place:line:col inside data.
+func ParseFilters(place string, data []byte) ([]Filter, error) {
+	p := &parser{file: place}
+	root := p.load(data, "no filters: the body is empty: write a list, like [{latency: {delay: 100ms}}], or [] for none")
+	var out []Filter
+	if root != nil {
+		out = p.filters("filters", root)
+	}
+	if len(p.errs) > 0 {
+		return nil, p.result()
+	}
+	return out, nil
+}
+
+// ParseFilter parses one filter as an item of a route's `filters:` list
+// holds it: `{latency: {delay: 100ms}}`, or a name alone (`pass`, in
+// JSON "pass"), with ParseFilters' rules and messages.
+func ParseFilter(place string, data []byte) (Filter, error) {
+	p := &parser{file: place}
+	root := p.load(data, "no filter: the body is empty: write one, like {latency: {delay: 100ms}}")
+	var f Filter
+	if root != nil {
+		f, _ = p.filter(root)
+	}
+	if len(p.errs) > 0 {
+		return Filter{}, p.result()
+	}
+	return f, nil
+}
+
+// marshalFilters writes fs as the YAML list ParseFilters reads back.
+func marshalFilters(fs []Filter) ([]byte, error) {
+	e := &encoder{}
+	list := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for i := range fs {
+		list.Content = append(list.Content, e.filter(&fs[i], ""))
+	}
+	return dump(readyForText(list))
+}
+
 // filters parses a route's filter list. Each item is a filter's name, or
 // a mapping from its name to its options; the options are checked by the
 // filter's own Factory, in dry-run mode, and its complaints placed at the

@@ -20,17 +20,25 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("config: Marshal: nil Config")
 	}
-	top := yamlTree(cfg)
-	var buf bytes.Buffer
-	d, err := yaml.NewDumper(&buf)
+	out, err := dump(readyForText((&encoder{}).config(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("config: Marshal: %w", err)
 	}
-	if err := d.Dump(top); err != nil {
-		return nil, fmt.Errorf("config: Marshal: %w", err)
+	return out, nil
+}
+
+// dump writes the tree n as a YAML document.
+func dump(n *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	d, err := yaml.NewDumper(&buf)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Dump(n); err != nil {
+		return nil, err
 	}
 	if err := d.Close(); err != nil {
-		return nil, fmt.Errorf("config: Marshal: %w", err)
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }
@@ -56,12 +64,11 @@ func MarshalJSON(cfg *Config) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// yamlTree is the encoder's tree, readied to be written: no positions
-// (the encoder's lines are place indexes), collections of scalars in
-// flow style ({address: "h:1", weight: 1}, [":9090"]), text that YAML
-// would read as something else quoted.
-func yamlTree(cfg *Config) *yaml.Node {
-	top := (&encoder{}).config(cfg)
+// readyForText readies the encoder's tree top to be written, and returns
+// it: no positions (the encoder's lines are place indexes), collections
+// of scalars below the top in flow style ({address: "h:1", weight: 1},
+// [":9090"]), bytes that are not UTF-8 as !!binary.
+func readyForText(top *yaml.Node) *yaml.Node {
 	var ready func(n *yaml.Node)
 	ready = func(n *yaml.Node) {
 		n.Line, n.Column = 0, 0

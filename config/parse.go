@@ -84,8 +84,9 @@ func opt[T, V any](key string, parse func(*parser, string, *yaml.Node) V, at fun
 }
 
 // load parses data into a node tree and returns the root value, or nil
-// after reporting why there is nothing to walk.
-func (p *parser) load(data []byte) *yaml.Node {
+// after reporting why there is nothing to walk: with the message empty
+// if data holds no value.
+func (p *parser) load(data []byte, empty string) *yaml.Node {
 	line, col, _ := scan(data, false)
 	p.end = Pos{Line: line, Col: col}
 	l, err := yaml.NewLoader(bytes.NewReader(data))
@@ -95,7 +96,7 @@ func (p *parser) load(data []byte) *yaml.Node {
 	}
 	var doc yaml.Node
 	if err := l.Load(&doc); errors.Is(err, io.EOF) {
-		p.errAt(1, 1, "no routes: the file is empty")
+		p.errAt(1, 1, "%s", empty)
 		return nil
 	} else if err != nil {
 		p.yamlError(err, data)
@@ -109,12 +110,12 @@ func (p *parser) load(data []byte) *yaml.Node {
 		p.yamlError(err, data)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		p.errf(&doc, "no routes: the file is empty")
+		p.errf(&doc, "%s", empty)
 		return nil
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		p.errf(root, "no routes: the file is empty")
+		p.errf(root, "%s", empty)
 		return nil
 	}
 	p.left = 4*p.checkKeys(root) + aliasAllowance
