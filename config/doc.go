@@ -36,8 +36,15 @@
 // (route "db": retries: ...).
 //
 // A Config returned without error is complete: defaults are filled in,
-// every route has a name, at least one listen address and at least one
-// upstream, and no two listen addresses would collide at bind time.
+// there is at least one route (none only beside toxiproxy:, whose API
+// makes them), every route has a name, at least one listen address and
+// at least one upstream, and no two listen addresses would collide at
+// bind time, the admin and Toxiproxy servers' included.
+//
+// The way back is Marshal (and MarshalJSON): the configuration as a file
+// that Parse reads to the same Config, written from the same node tree
+// Check walks. ParseFilters reads a filter list on its own, as a route's
+// filters: holds it, for the admin API's run-time edits.
 //
 // The file is decoded into a YAML node tree and walked by hand, not
 // decoded into structs: that is what lets unknown fields, duplicate keys,
@@ -48,8 +55,8 @@
 // custom UnmarshalYAML.)
 //
 // The schema lives in tables, one per mapping: configFields, routeFields,
-// upstreamFields, resolverFields, healthCheckFields and
-// passiveCheckFields. A new field is a struct field and one line in its
+// upstreamFields, resolverFields, healthCheckFields, passiveCheckFields,
+// adminFields and toxiproxyFields. A new field is a struct field and one line in its
 // table; a rule across fields (address or srv, a health check's timeout
 // within its interval) follows decodeMap in the mapping's parse function.
 package config

@@ -15,12 +15,10 @@ import (
 // in YAML or JSON (which is YAML), for the admin API, which changes a
 // route's filters at run time:
 //
-//   - latency: {delay: 100ms, probability: 0.5}
+//	[{latency: {delay: 100ms, probability: 0.5}}, pass]
+//	[{"latency": {"delay": "100ms"}}, "pass"]
 //
-//   - pass
-//
-//     [{"latency": {"delay": "100ms"}}, "pass"]
-//
+// or the block list a file writes under filters:, without the key.
 // Names, options, targeting and every message are the file's: each
 // filter's options are checked by its Factory in dry-run mode. An empty
 // list ([]) is no filters; an empty body, or null, is an error, so that a
