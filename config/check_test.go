@@ -38,6 +38,8 @@ routes:
       - latency: {delay: 100ms}
       - reset: {after: 1s, clients: [10.0.0.0/8, 192.0.2.1]}
       - pass
+admin: {listen: "[::1]:9901", token_file: testdata/admin-token}
+toxiproxy: {listen: ":8474", allow_remote: true}
 `
 	cfg, err := Parse("pier.yaml", []byte(doc))
 	if err != nil {
