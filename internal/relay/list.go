@@ -1,0 +1,230 @@
+package relay
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/pierproxy/pier/internal/chain"
+	"github.com/pierproxy/pier/internal/session"
+)
+
+// Listing and ending live sessions for the admin API. A session's fields
+// are the loop's alone, so every look goes through post: a walk over the
+// loop's slots, walkChunk slots per posted turn, which posts itself again
+// for the next chunk. A turn of the loop is then held up by at most
+// walkChunk comparisons and copies (~100µs), and the sessions between two
+// chunks keep moving. There is no index by id or route: the walk costs the
+// hot path nothing, and a listing is rare.
+
+// walkChunk is how many slots one posted turn of a walk looks at.
+const walkChunk = 1024
+
+// Match selects live sessions. A zero field matches every session.
+type Match struct {
+	Route  string       // the route's name
+	Member string       // the member picked, as configured: Record.Upstream
+	Client netip.Prefix // the client's address is in it
+}
+
+func (m *Match) matches(r *session.Record) bool {
+	return (m.Route == "" || m.Route == r.Route) &&
+		(m.Member == "" || m.Member == r.Upstream) &&
+		(!m.Client.IsValid() || m.Client.Contains(r.Client.Addr().Unmap()))
+}
+
+// SessionInfo is what a listing tells of one live session.
+type SessionInfo struct {
+	ID         uint64
+	Route      string
+	Upstream   string         // the member picked, as configured
+	Client     netip.AddrPort // the client's address
+	Dialed     netip.AddrPort // the address dialed (the last try's), once known
+	Start      time.Time      // when the client was accepted
+	ToUpstream int64          // bytes delivered to the upstream so far
+	ToClient   int64          // bytes delivered to the client so far
+	State      session.State
+	// Filters names the filters of the set the session runs, in order;
+	// nil when it runs none. Sessions of one set share the slice: read it,
+	// do not change it.
+	Filters []string
+}
+
+// walk runs visit on the loop for every live session, walkChunk slots per
+// posted turn, until visit says stop; then done runs, on the loop. It
+// reports false, and runs neither, when the loop has been closed. A loop
+// closed during the walk cuts it short: done still runs, with what was
+// seen.
+func (l *Loop) walk(visit func(*conn) (stop bool), done func()) bool {
+	return l.post(func() { l.walkFrom(0, visit, done) })
+}
+
+func (l *Loop) walkFrom(i int, visit func(*conn) bool, done func()) {
+	end := min(i+walkChunk, len(l.slots))
+	for ; i < end; i++ {
+		if c := l.slots[i]; c != nil && c.state != closed && visit(c) {
+			done()
+			return
+		}
+	}
+	if end >= len(l.slots) || !l.post(func() { l.walkFrom(end, visit, done) }) {
+		done()
+	}
+}
+
+// List pages the loop's live sessions that match m: of those with an ID
+// above after, the limit lowest, in no particular order; matched counts
+// every session that matches m, whatever its ID. reply gets them on the
+// loop's goroutine, once, and must not block (hand them to a buffered
+// channel). List reports false, and reply never runs, when the loop has
+// been closed. The page is allocated here, on the caller's goroutine: the
+// walk allocates nothing per session.
+func (l *Loop) List(m Match, after uint64, limit int, reply func(page []SessionInfo, matched int)) bool {
+	limit = max(limit, 0)
+	page := make([]SessionInfo, 0, limit)
+	matched := 0
+	var names namesCache
+	return l.walk(func(c *conn) bool {
+		r := c.p.Record
+		if !m.matches(r) {
+			return false
+		}
+		matched++
+		if r.ID <= after || limit == 0 {
+			return false
+		}
+		if len(page) < limit {
+			page = append(page, c.sessionInfo(&names))
+			siftUp(page, len(page)-1)
+		} else if r.ID < page[0].ID {
+			page[0] = c.sessionInfo(&names)
+			siftDown(page, 0)
+		}
+		return false
+	}, func() { reply(page, matched) })
+}
+
+// End ends the session with that ID, with session.Admin (see endAdmin).
+// reply tells, on the loop, whether the loop held it. End reports false,
+// and reply never runs, when the loop has been closed.
+func (l *Loop) End(id uint64, reset bool, reply func(found bool)) bool {
+	found := false
+	return l.walk(func(c *conn) bool {
+		if c.p.Record.ID != id {
+			return false
+		}
+		found = true
+		c.endAdmin(reset)
+		return true
+	}, func() { reply(found) })
+}
+
+// EndMatching ends every session that matches m, with session.Admin (see
+// endAdmin); reply gets how many, on the loop. It reports false, and reply
+// never runs, when the loop has been closed.
+func (l *Loop) EndMatching(m Match, reset bool, reply func(n int)) bool {
+	n := 0
+	return l.walk(func(c *conn) bool {
+		if m.matches(c.p.Record) {
+			n++
+			c.endAdmin(reset)
+		}
+		return false
+	}, func() { reply(n) })
+}
+
+// endAdmin ends a session an operator asked to end. reset resets both
+// sides (SO_LINGER 0, then close). Otherwise both sides get a FIN
+// (shutdown for writing) and then the close: a peer reads EOF, but Linux
+// answers a RST to a peer whose bytes pier had not read yet, and bytes in
+// pier's pipes or filters are dropped either way.
+func (c *conn) endAdmin(reset bool) {
+	if !reset {
+		for _, s := range [...]*side{&c.client, &c.upstream} {
+			if s.fd >= 0 {
+				shutdownWR(s.fd)
+			}
+		}
+	}
+	c.finish(session.Admin, nil, reset)
+}
+
+// sessionInfo copies what a listing tells of c.
+func (c *conn) sessionInfo(names *namesCache) SessionInfo {
+	r := c.p.Record
+	return SessionInfo{
+		ID:         r.ID,
+		Route:      r.Route,
+		Upstream:   r.Upstream,
+		Client:     r.Client,
+		Dialed:     r.Dialed,
+		Start:      r.Start,
+		ToUpstream: c.toUpstream.bytes,
+		ToClient:   c.toClient.bytes,
+		State:      c.mstate,
+		Filters:    names.of(c.filters),
+	}
+}
+
+// namesCache holds the filter names of the sets one listing met, so that
+// the sessions of a set share one slice: an allocation per set, not per
+// session. Almost always one set, or none.
+type namesCache struct {
+	set   *chain.Set
+	names []string
+	more  map[*chain.Set][]string
+}
+
+func (n *namesCache) of(s *chain.Set) []string {
+	if s == nil || len(s.Filters) == 0 {
+		return nil
+	}
+	if s == n.set {
+		return n.names
+	}
+	if names, ok := n.more[s]; ok {
+		return names
+	}
+	names := make([]string, len(s.Filters))
+	for i, f := range s.Filters {
+		names[i] = f.Name
+	}
+	if n.set == nil {
+		n.set, n.names = s, names
+	} else {
+		if n.more == nil {
+			n.more = make(map[*chain.Set][]string)
+		}
+		n.more[s] = names
+	}
+	return names
+}
+
+// siftUp and siftDown keep page a max-heap by ID, so that the walk keeps
+// the limit lowest IDs it has seen with page[0] the one to drop next.
+func siftUp(page []SessionInfo, i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if page[parent].ID >= page[i].ID {
+			return
+		}
+		page[parent], page[i] = page[i], page[parent]
+		i = parent
+	}
+}
+
+func siftDown(page []SessionInfo, i int) {
+	for {
+		largest := i
+		if l := 2*i + 1; l < len(page) && page[l].ID > page[largest].ID {
+			largest = l
+		}
+		if r := 2*i + 2; r < len(page) && page[r].ID > page[largest].ID {
+			largest = r
+		}
+		if largest == i {
+			return
+		}
+		page[i], page[largest] = page[largest], page[i]
+		i = largest
+	}
+}
