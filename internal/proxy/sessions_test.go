@@ -134,7 +134,9 @@ func TestSessionsMatch(t *testing.T) {
 		{"member up2", relay.Match{Member: up2.Addr()}, onMember[up2.Addr()], func(s relay.SessionInfo) bool { return s.Upstream == up2.Addr() }},
 		{"member up1 on a", relay.Match{Route: "a", Member: up1.Addr()}, onMember[up1.Addr()], func(s relay.SessionInfo) bool { return s.Upstream == up1.Addr() }},
 		{"client 127.0.0.2/32", relay.Match{Client: netip.MustParsePrefix("127.0.0.2/32")}, 1,
-			func(s relay.SessionInfo) bool { return s.Client.Addr() == netip.MustParseAddr("127.0.0.2") && s.ToUpstream == 5 }},
+			func(s relay.SessionInfo) bool {
+				return s.Client.Addr() == netip.MustParseAddr("127.0.0.2") && s.ToUpstream == 5
+			}},
 		{"client 127.0.0.0/8", relay.Match{Client: netip.MustParsePrefix("127.0.0.0/8")}, 6, nil},
 		{"client ::1/128", relay.Match{Client: netip.MustParsePrefix("::1/128")}, 0, nil},
 	} {
@@ -149,7 +151,7 @@ func TestSessionsMatch(t *testing.T) {
 				}
 			}
 		})
-	}	// b's upstream never closes: end its session rather than let
+	} // b's upstream never closes: end its session rather than let
 	// Shutdown wait for it.
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
