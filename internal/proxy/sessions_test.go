@@ -151,7 +151,8 @@ func TestSessionsMatch(t *testing.T) {
 				}
 			}
 		})
-	} // b's upstream never closes: end its session rather than let
+	}
+	// b's upstream never closes: end its session rather than let
 	// Shutdown wait for it.
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
