@@ -28,6 +28,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +139,9 @@ type listener struct {
 	// pauses its watch too when it next wakes for this listener, since
 	// it may be the one accepting and handing its clients over.
 	backoffUntil atomic.Int64
+	// Why accepting paused, for ListenerStats: rare events, so shared
+	// atomics cost nothing that matters.
+	acceptErrors, descriptorPauses, localErrorPauses atomic.Uint64
 }
 
 // acceptBatch bounds the clients one loop accepts per turn, so that a
@@ -170,6 +175,7 @@ func (s *Server) accept(ln *listener, loop *relay.Loop) {
 			// a session to end, rather than take it and fail its dial
 			// with EMFILE.
 			loop.PauseWatch(ln.Fd(), reservePause)
+			ln.descriptorPauses.Add(1)
 			if s.fdShort.CompareAndSwap(false, true) {
 				s.log.Warn("out of descriptors: new clients wait until sessions end",
 					"limit", s.fdLimit.Load(), "in_use", s.descriptorsInUse())
@@ -186,6 +192,7 @@ func (s *Server) accept(ln *listener, loop *relay.Loop) {
 		}
 		if pause > 0 {
 			loop.PauseWatch(ln.Fd(), pause)
+			ln.acceptErrors.Add(1)
 		}
 		if err == unix.EAGAIN || pause > 0 {
 			return
@@ -616,6 +623,7 @@ func (s *Server) newListener(ln *listen.Listener, key string) *listener {
 			// turn.
 			return
 		}
+		l.localErrorPauses.Add(1)
 		d := max(ln.Backoff(err), localErrorPause)
 		until := time.Now().Add(d).UnixNano()
 		for {
@@ -653,6 +661,54 @@ func (s *Server) Addrs(route string) []netip.AddrPort {
 // Loops returns the number of relay loops, for stats.NewRoute: a route's
 // counters have one shard per loop.
 func (s *Server) Loops() int { return len(s.loops) }
+
+// ListenerStats are one open listener's counts of why it stopped
+// accepting for a while, since it opened.
+type ListenerStats struct {
+	Route string
+	Addr  netip.AddrPort
+	// AcceptErrors counts accepts that failed for lack of resources (out
+	// of descriptors or memory) or unexpectedly, each pausing accepting.
+	AcceptErrors uint64
+	// DescriptorPauses counts the times a loop left clients in the listen
+	// queue because too few descriptors were free for another session.
+	DescriptorPauses uint64
+	// LocalErrorPauses counts the times a session's dial failed for pier's
+	// own lack of resources (ephemeral ports, descriptors) and accepting
+	// paused.
+	LocalErrorPauses uint64
+}
+
+// ListenerStats returns the open listeners' counts, by route and address.
+// It never waits for a relay loop.
+func (s *Server) ListenerStats() []ListenerStats {
+	t := s.table.Load()
+	s.mu.Lock()
+	out := make([]ListenerStats, 0, len(s.listeners))
+	for key, ln := range s.listeners {
+		name := key
+		if t != nil {
+			if rt := t.Lookup(key); rt != nil {
+				name = rt.Name
+			}
+		}
+		out = append(out, ListenerStats{
+			Route:            name,
+			Addr:             ln.Addr(),
+			AcceptErrors:     ln.acceptErrors.Load(),
+			DescriptorPauses: ln.descriptorPauses.Load(),
+			LocalErrorPauses: ln.localErrorPauses.Load(),
+		})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b ListenerStats) int {
+		if c := strings.Compare(a.Route, b.Route); c != 0 {
+			return c
+		}
+		return a.Addr.Compare(b.Addr)
+	})
+	return out
+}
 
 // Live returns the number of sessions in progress.
 func (s *Server) Live() int64 {

@@ -120,6 +120,7 @@ func TestDescriptorReserveDelaysClients(t *testing.T) {
 
 	reasons := map[string]int{}
 	var paused bool
+	descriptorPauses := -1
 	for line := range lines {
 		var rec map[string]any
 		if json.Unmarshal([]byte(line), &rec) != nil {
@@ -130,6 +131,8 @@ func TestDescriptorReserveDelaysClients(t *testing.T) {
 			reasons[fmt.Sprint(rec["reason"])]++
 		case "out of descriptors: new clients wait until sessions end":
 			paused = true
+		case "listener stats":
+			descriptorPauses = int(rec["descriptor_pauses"].(float64))
 		}
 	}
 	if reasons["done"] != clients || len(reasons) != 1 {
@@ -137,6 +140,9 @@ func TestDescriptorReserveDelaysClients(t *testing.T) {
 	}
 	if !paused {
 		t.Error("pier never ran short of descriptors: the test proves nothing")
+	}
+	if descriptorPauses < 1 {
+		t.Errorf("the listener counted %d descriptor pauses, want at least 1", descriptorPauses)
 	}
 }
 
@@ -161,6 +167,9 @@ func reserveChild(t *testing.T, upstream string) {
 	}
 	fmt.Printf("listening on %s\n", srv.Addrs("r")[0])
 	io.Copy(io.Discard, os.Stdin)
+	for _, ls := range srv.ListenerStats() {
+		log.Info("listener stats", "addr", ls.Addr.String(), "descriptor_pauses", ls.DescriptorPauses)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {

@@ -130,3 +130,24 @@ func TestSessionsPartialWhenLoopStuck(t *testing.T) {
 		t.Errorf("ended %d, partial %v; want 1, false", n, partial)
 	}
 }
+
+// A dial that failed for pier's own lack of resources counts a local-error
+// pause on the listener that took the client, and only on it.
+func TestListenerStatsCountLocalErrorPauses(t *testing.T) {
+	s := lateServer(t, 2)
+	lateApply(t, s, lateRoute(t, "a"), lateRoute(t, "b"))
+	lnA := listenerOf(t, s, "a")
+	for range 2 {
+		onLoop(t, s, s.loops[0], func(l *relay.Loop) { lnA.pause(l, unix.EADDRNOTAVAIL) })
+	}
+	got := s.ListenerStats()
+	if len(got) != 2 || got[0].Route != "a" || got[1].Route != "b" || got[0].Addr != lnA.Addr() {
+		t.Fatalf("listener stats %+v, want a's then b's", got)
+	}
+	if got[0].LocalErrorPauses != 2 || got[1].LocalErrorPauses != 0 {
+		t.Errorf("local-error pauses a=%d b=%d, want 2 and 0", got[0].LocalErrorPauses, got[1].LocalErrorPauses)
+	}
+	if got[0].AcceptErrors != 0 || got[0].DescriptorPauses != 0 {
+		t.Errorf("a: %+v: only local-error pauses happened", got[0])
+	}
+}
