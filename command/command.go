@@ -93,6 +93,7 @@ Usage:
   pier forward [flags] LISTEN UPSTREAM [UPSTREAM...]   forward one port
   pier run [flags] [pier.yaml]                         run from a config file
   pier check [pier.yaml]                               validate a config file
+  pier toxiproxy [-host H] [-port P] [-config FILE]    serve Toxiproxy's API (a drop-in for toxiproxy-server)
   pier version                                         print the version
   pier help [COMMAND]                                  this, or a command's flags and examples
 
@@ -107,7 +108,8 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"check": func(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout, stderr)
 	},
-	"version": func(_ context.Context, args []string, stdout, _ io.Writer) error { return runVersion(args, stdout) },
+	"toxiproxy": runToxiproxy,
+	"version":   func(_ context.Context, args []string, stdout, _ io.Writer) error { return runVersion(args, stdout) },
 }
 
 // run is pier's whole command line: it parses args, runs the command and
@@ -132,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case name == "help" && commands[args[0]] != nil && len(args) == 1:
 		err = commands[args[0]](ctx, []string{"-h"}, stdout, stderr)
 	case name == "help" && len(args) == 1:
-		err = usageError{fmt.Errorf("help: unknown command %q (commands: check, forward, run, version)", args[0])}
+		err = usageError{fmt.Errorf("help: unknown command %q (commands: check, forward, run, toxiproxy, version)", args[0])}
 	case name == "help":
 		err = usageError{fmt.Errorf("help: want one command, got %q", args)}
 	case cmd != nil:

@@ -71,7 +71,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts := lf.appOptions(log)
 	opts.ConfigFile = file
-	err = serve(ctx, cfg, opts, *pidfile)
+	err = serve(ctx, cfg, opts, *pidfile, nil)
 	lf.logDropped(log)
 	return err
 }
@@ -102,7 +102,10 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 // sessions get the grace period, and a second signal cuts it short. With
 // pidfile set, pier's process id is written there once every listener is
 // open, and the file removed on the way out.
-func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile string) (err error) {
+//
+// started, if set, runs once the daemon serves (before the pid file is
+// written); an error stops it.
+func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile string, started func(*app.Daemon) error) (err error) {
 	log := opts.Log
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -121,6 +124,12 @@ func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile st
 	}
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		if err := started(d); err != nil {
+			d.Stop(context.Background())
+			return err
+		}
 	}
 	if pidfile != "" {
 		if err := writePidfile(pidfile); err != nil {

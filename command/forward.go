@@ -23,6 +23,8 @@ const forwardExamples = `  pier forward :9090 smtp.example.com:25
       a filter flag takes its main option alone, or a list of option=value
   pier forward :9090 db.internal:5432 -pidfile /run/pier.pid
       kill -TERM $(cat /run/pier.pid) stops it
+  pier forward :9090 db.internal:5432 -admin 127.0.0.1:9901
+      serve the admin API and Prometheus metrics: curl http://127.0.0.1:9901/metrics
 `
 
 // runForward is 'pier forward': one route from the command line. Its
@@ -39,6 +41,8 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	s.setting(fs, "balance", "balance", "round_robin", "how an upstream is chosen, a `policy`: round_robin, least_conn, random or hash (on the client's address)")
 	s.setting(fs, "retries", "retries", fmt.Sprint(config.DefaultRetries), "after a failed connect, try up to this `number` of other upstreams, 0 to 100")
 	s.setting(fs, "grace", "grace_period", shortDuration(config.DefaultGracePeriod), "on SIGTERM or SIGINT, let live sessions finish for this `duration`, more than 0")
+	s.setting(fs, "admin", "admin", "", "serve the admin API and metrics on this `address` (host:port; loopback unless -admin-token-file is set)")
+	s.setting(fs, "admin-token-file", "admin_token_file", "", "require the bearer token in this `file` on every admin request")
 	pidfile := fs.String("pidfile", "", "write pier's process id to this `file` once listening; removed on exit")
 	var lf logFlags
 	lf.register(fs.FlagSet)
@@ -68,7 +72,7 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fs.usage(err)
 	}
-	err = serve(ctx, cfg, lf.appOptions(log), *pidfile)
+	err = serve(ctx, cfg, lf.appOptions(log), *pidfile, nil)
 	lf.logDropped(log)
 	return err
 }

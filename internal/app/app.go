@@ -35,6 +35,7 @@ import (
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/route"
+	"github.com/pierproxy/pier/internal/stats"
 )
 
 // A Daemon is a running proxy and the configuration it was given.
@@ -57,6 +58,12 @@ type Daemon struct {
 	// draining is set when Stop begins: readiness probes fail from then
 	// on, while live sessions finish.
 	draining atomic.Bool
+
+	servers servers // the admin and Toxiproxy APIs; under mu
+
+	// Reloads, for the metrics: Start counts as the first good one.
+	reloadsOK, reloadsFailed atomic.Uint64
+	lastReloadOK             atomic.Int64 // unix nanoseconds
 }
 
 // Options configure a Daemon beyond its configuration.
@@ -72,6 +79,9 @@ type Options struct {
 	// LogDropped reports how many log records were dropped because the
 	// log's queue was full, for the metrics. Nil: none are counted.
 	LogDropped func() (access, other uint64)
+	// ToxiproxySeed seeds the Toxiproxy API's random draws (toxicity,
+	// jitter); nil: a random seed.
+	ToxiproxySeed *uint64
 	// ConfigFile is the file ReloadFile reads (SIGHUP, the admin API's
 	// reload). Empty: the configuration came from flags or code.
 	ConfigFile string
@@ -82,6 +92,7 @@ type Options struct {
 type carried struct {
 	pool    *pool.Pool // its members' health and live sessions carry over
 	limit   *admit.Limit
+	stats   *stats.Route // the data path's counters
 	filters *chain.InForce
 	cfg     []config.Filter // the configuration of the set in filters
 	set     *chain.Set      // the set compiled from cfg
@@ -97,10 +108,21 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route)}
-	if err := d.apply(cfg, cfg, overlay{}); err != nil {
+	d.mu.Lock()
+	err = d.apply(cfg, cfg, overlay{})
+	d.mu.Unlock()
+	if err != nil {
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
+	d.mu.Lock()
+	err = d.openServers(cfg)
+	d.mu.Unlock()
+	if err != nil {
+		d.Stop(context.Background())
+		return nil, err
+	}
+	d.countReload(nil)
 	return d, nil
 }
 
@@ -113,7 +135,18 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return errors.New("app: stopped: no reload")
 	}
 	_, _, err := d.reload(cfg)
+	d.countReload(err)
 	return err
+}
+
+// countReload counts a reload's result for the metrics.
+func (d *Daemon) countReload(err error) {
+	if err != nil {
+		d.reloadsFailed.Add(1)
+		return
+	}
+	d.reloadsOK.Add(1)
+	d.lastReloadOK.Store(time.Now().UnixNano())
 }
 
 // reload is Reload under mu; it says which overlay entries it kept and
@@ -127,6 +160,9 @@ func (d *Daemon) reload(cfg *config.Config) (kept, dropped []string, err error) 
 	kept, dropped = over.prune(inForce)
 	if err := d.apply(cfg, inForce, over); err != nil {
 		return nil, nil, err
+	}
+	if err := d.openServers(cfg); err != nil {
+		return nil, nil, fmt.Errorf("routes reloaded, but: %w", err)
 	}
 	d.log.Info("configuration reloaded", "file", cfg.File, "routes", len(cfg.Routes))
 	if len(kept)+len(dropped) > 0 {
@@ -149,6 +185,7 @@ func (d *Daemon) ReloadFile() error {
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
+		d.countReload(err)
 		return err
 	}
 	return d.Reload(cfg)
@@ -216,7 +253,7 @@ func (d *Daemon) Ready() (bool, string) {
 // it came from, before owners' routes were added.
 func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	cfg = over.apply(cfg)
-	t, routes, made, err := compile(cfg, d.routes, over.steering, d.log)
+	t, routes, made, err := compile(cfg, d.routes, over.steering, d.srv.Loops(), d.log)
 	if err != nil {
 		return err
 	}
@@ -374,7 +411,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.draining.Store(true)
 	cfg, routes := d.cfg, d.routes
 	d.mu.Unlock()
-	if g := cfg.GracePeriod; g > 0 {
+	// The admin server stops last, so that readiness probes see the drain;
+	// the Toxiproxy API with it.
+	defer d.stopServers()
+	if cfg != nil && cfg.GracePeriod > 0 {
+		g := cfg.GracePeriod
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g)
 		defer cancel()
@@ -405,7 +446,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 //
 // made lists the filter sets compiled here, which the caller closes if the
 // table is not put in force. On error, compile closes them itself.
-func compile(cfg *config.Config, prev map[string]*carried, steering func(route string) map[string]pool.Steering, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
+func compile(cfg *config.Config, prev map[string]*carried, steering func(route string) map[string]pool.Steering, loops int, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
 	next := make(map[string]*carried, len(cfg.Routes))
 	defer func() {
 		if err != nil {
@@ -440,6 +481,7 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 			*c = *old
 		} else {
 			c.limit = admit.NewLimit(rc.MaxConnections)
+			c.stats = stats.NewRoute(rc.Name, loops)
 			c.filters = new(chain.InForce)
 		}
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
@@ -464,6 +506,7 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 			Listen:           rc.Listen,
 			Pool:             p,
 			Limit:            c.limit,
+			Stats:            c.stats,
 			Filters:          c.filters,
 			ConnectTimeout:   rc.ConnectTimeout,
 			ConnectBudget:    rc.Budget(),

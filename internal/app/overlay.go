@@ -57,9 +57,7 @@ func (o *overlay) prune(cfg *config.Config) (kept, dropped []string) {
 			members[memberKey{rc.Name, name}] = true
 		}
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(o.members), func(a, b memberKey) int {
-		return strings.Compare(a.String(), b.String())
-	}) {
+	for _, k := range sortedMembers(o.members) {
 		words := k.String() + " " + describeSteering(o.members[k])
 		if members[k] {
 			kept = append(kept, words)

@@ -89,9 +89,6 @@ func TestProxyLifecycleThroughToxiproxysClient(t *testing.T) {
 // Disable and delete end the live connections, as Toxiproxy's do.
 func TestDisableEndsLiveConnections(t *testing.T) {
 	e := newEnv(t)
-	if !canEndSessions(e.host) {
-		t.Skip("the test host cannot end sessions yet")
-	}
 	p := e.createProxy(t, "db")
 	c := dial(t, p.Listen)
 	roundTrip(t, c, "x")

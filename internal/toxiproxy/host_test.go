@@ -2,75 +2,40 @@ package toxiproxy_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"net/netip"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
-	"github.com/pierproxy/pier"
+	"github.com/pierproxy/pier/internal/app"
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/internal/toxiproxy"
 )
 
-// newHost is the one place the tests choose their Host: a pier.Proxy
-// with a base route, to which SetRoutes adds the Toxiproxy routes. When
-// the application's Daemon implements Host (EndSessions included), this
-// function is what changes.
+// newHost is the one place the tests choose their Host: the application's
+// Daemon with a base route, to which SetRoutes adds the Toxiproxy routes,
+// as 'pier toxiproxy' runs it.
 func newHost(t *testing.T) toxiproxy.Host {
 	t.Helper()
 	base, err := config.Parse("base", []byte(`routes: [{name: base, listen: ["127.0.0.1:0"], upstreams: [{address: "127.0.0.1:9"}]}]`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pier.Start(base, pier.Options{Log: slog.New(slog.DiscardHandler), Loops: 1})
+	d, err := app.Start(base, app.Options{Log: slog.New(slog.DiscardHandler), Loops: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		p.Shutdown(ctx)
+		d.Stop(ctx)
 	})
-	return &pierHost{p: p, base: base}
-}
-
-// errNoEndSessions is pierHost's EndSessions: package pier cannot end a
-// route's sessions (yet).
-var errNoEndSessions = errors.New("pierHost: EndSessions: not yet")
-
-type pierHost struct {
-	mu   sync.Mutex
-	p    *pier.Proxy
-	base *config.Config
-}
-
-func (h *pierHost) SetRoutes(routes []config.Route) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	cfg := *h.base
-	cfg.Routes = append(slices.Clone(h.base.Routes), routes...)
-	return h.p.Apply(&cfg)
-}
-
-func (h *pierHost) Addrs(route string) []netip.AddrPort { return h.p.Addrs(route) }
-
-func (h *pierHost) EndSessions(context.Context, string, bool) (int, error) {
-	return 0, errNoEndSessions
-}
-
-// canEndSessions reports whether h ends sessions; tests of what needs it
-// skip otherwise.
-func canEndSessions(h toxiproxy.Host) bool {
-	_, err := h.EndSessions(context.Background(), "toxiproxy.none", false)
-	return !errors.Is(err, errNoEndSessions)
+	return d.ToxiproxyHost()
 }
 
 // env is a Toxiproxy API served by pier, an echo upstream, and

@@ -39,10 +39,12 @@ import (
 	"time"
 
 	"github.com/pierproxy/pier/config"
+	// The toxics are built-in filters (latency, bandwidth, reset, ...),
+	// which the routes' configuration names.
+	_ "github.com/pierproxy/pier/filter/builtin"
 )
 
-// A Host runs the routes the server makes. The application's Daemon is
-// one; tests use one on package pier.
+// A Host runs the routes the server makes: the application's Daemon.
 type Host interface {
 	// SetRoutes makes routes the whole set of routes the Toxiproxy server
 	// owns (each named "toxiproxy.<...>"), beside the file's; it validates

@@ -1,0 +1,136 @@
+package command
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// logged waits for a record with msg and returns its addr field.
+func (p *pier) logged(t *testing.T, msg string) string {
+	t.Helper()
+	var addr string
+	p.waitLog(t, func(ls []map[string]any) bool {
+		for _, l := range ls {
+			if l["msg"] == msg {
+				addr, _ = l["addr"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
+
+func httpDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// 'pier forward -admin' serves the API and the metrics, and the log level
+// set through the API changes what the running process logs.
+func TestForwardAdminFlag(t *testing.T) {
+	up := testutil.NewUpstream(t, named("a"))
+	p := startPier(t, nil, 1, "forward", "127.0.0.1:0", up.Addr(), "-admin", "127.0.0.1:0")
+	admin := "http://" + p.logged(t, "admin server listening")
+	if _, err := exchange(p.addrs("forward")[0], "x"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, func(ls []map[string]any) bool { return count(ls, "session") >= 1 })
+	status, body := httpDo(t, "GET", admin+"/metrics", "")
+	if status != 200 || !strings.Contains(body, `pier_route_sessions_started_total{route="forward"} 1`) {
+		t.Fatalf("/metrics: %d\n%s", status, body)
+	}
+	// At level warn a session's record (info) is not logged; back at
+	// info it is. The log is written in order, so once the third
+	// session's record is there, the second's would be before it.
+	if status, body := httpDo(t, "PUT", admin+"/api/v1/log_level", `{"level":"warn"}`); status != 200 {
+		t.Fatalf("PUT log_level: %d %s", status, body)
+	}
+	if _, err := exchange(p.addrs("forward")[0], "y"); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := httpDo(t, "PUT", admin+"/api/v1/log_level", `{"level":"info"}`); status != 200 {
+		t.Fatalf("PUT log_level: %d %s", status, body)
+	}
+	if _, err := exchange(p.addrs("forward")[0], "zz"); err != nil {
+		t.Fatal(err)
+	}
+	ls := p.waitLog(t, func(ls []map[string]any) bool {
+		for _, l := range ls {
+			if l["msg"] == "session" && l["bytes_to_upstream"] == 2.0 {
+				return true
+			}
+		}
+		return false
+	})
+	if n := count(ls, "session"); n != 2 {
+		t.Errorf("%d session records, want 2: the one at level warn was logged", n)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+// 'pier toxiproxy' is driven by Toxiproxy's own client: proxies from
+// -config exist at start, a proxy created through the client carries
+// bytes, and a toxic added through it acts on them.
+func TestToxiproxyCommand(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	populate := filepath.Join(t.TempDir(), "proxies.json")
+	proxies := []map[string]any{{"name": "from_file", "listen": "127.0.0.1:0", "upstream": up.Addr()}}
+	b, _ := json.Marshal(proxies)
+	if err := os.WriteFile(populate, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPier(t, nil, 1, "toxiproxy", "-host", "127.0.0.1", "-port", "0", "-config", populate)
+	api := p.logged(t, "toxiproxy API listening")
+	c := toxiclient.NewClient(api)
+	got, err := c.Proxy("from_file")
+	if err != nil {
+		t.Fatalf("the proxy from -config: %v", err)
+	}
+	ans, err := exchange(got.Listen, "hello")
+	if err != nil || ans != "hello" {
+		t.Fatalf("through the proxy from -config: %q, %v", ans, err)
+	}
+
+	px, err := c.CreateProxy("made", "127.0.0.1:0", up.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := px.AddToxic("cut", "limit_data", "downstream", 1, toxiclient.Attributes{"bytes": 3}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err = exchange(px.Listen, "hello")
+	if ans != "hel" {
+		t.Fatalf("through limit_data 3: %q, %v", ans, err)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}

@@ -1,0 +1,341 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// adminPier is a Daemon with its admin server on 127.0.0.1:0, and a
+// client for its API.
+type adminPier struct {
+	t    *testing.T
+	d    *Daemon
+	base string
+	logs *testutil.Logs
+	auth string // the bearer token sent, if any
+}
+
+func startAdmin(t *testing.T, doc string, opts Options) *adminPier {
+	t.Helper()
+	logs, log := testutil.NewLogs()
+	if opts.Log == nil {
+		opts.Log = log
+	}
+	if opts.Level == nil {
+		opts.Level = new(slog.LevelVar)
+	}
+	d, err := Start(parse(t, doc), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background()) })
+	a := d.AdminAddr()
+	if a == nil {
+		t.Fatal("no admin server")
+	}
+	return &adminPier{t: t, d: d, base: "http://" + a.String(), logs: logs}
+}
+
+// do sends a request and returns the status and body.
+func (p *adminPier) do(method, path, body string) (int, []byte) {
+	p.t.Helper()
+	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if p.auth != "" {
+		req.Header.Set("Authorization", "Bearer "+p.auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// want sends a request, checks its status and decodes its JSON into v.
+func (p *adminPier) want(status int, method, path, body string, v any) {
+	p.t.Helper()
+	got, b := p.do(method, path, body)
+	if got != status {
+		p.t.Fatalf("%s %s: %d %s, want %d", method, path, got, b, status)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			p.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+}
+
+func routeDoc(admin string, routes ...string) string {
+	return "admin: {" + admin + "}\nroutes:\n" + strings.Join(routes, "")
+}
+
+func oneRoute(name, upstream, extra string) string {
+	return fmt.Sprintf("  - name: %s\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n%s", name, upstream, extra)
+}
+
+// dialEcho opens a session through addr and checks one echo.
+func dialEcho(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	roundTrip(t, c)
+	return c
+}
+
+// roundTrip writes a line and reads it back, and says how long it took.
+func roundTrip(t *testing.T, c net.Conn) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetDeadline(time.Now().Add(wait))
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping\n" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	return time.Since(start)
+}
+
+type sessionsAnswer struct {
+	Sessions []struct {
+		ID              uint64 `json:"id"`
+		Route           string `json:"route"`
+		State           string `json:"state"`
+		BytesToUpstream int64  `json:"bytes_to_upstream"`
+	} `json:"sessions"`
+	Matched int  `json:"matched"`
+	Partial bool `json:"partial"`
+}
+
+// The whole loop through the API: a live session is listed with its
+// bytes, and ending it closes the client's connection with reason=admin.
+func TestAdminListsAndEndsASession(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), "")), Options{})
+	p.want(200, "GET", "/healthz", "", nil)
+	p.want(200, "GET", "/readyz", "", nil)
+
+	c := dialEcho(t, p.d.Addrs("r")[0].String())
+	var got sessionsAnswer
+	p.want(200, "GET", "/api/v1/sessions?route=r", "", &got)
+	if len(got.Sessions) != 1 || got.Sessions[0].State != "open" || got.Sessions[0].BytesToUpstream != 5 {
+		t.Fatalf("sessions: %+v", got)
+	}
+	id := got.Sessions[0].ID
+	p.want(204, "DELETE", fmt.Sprintf("/api/v1/sessions/%d?mode=close", id), "", nil)
+	c.SetReadDeadline(time.Now().Add(wait))
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the client read %d, %v after the session was ended; want EOF", n, err)
+	}
+	p.logs.WaitFor(t, wait, fmt.Sprintf("id=%d", id), "reason=admin")
+	p.want(404, "DELETE", fmt.Sprintf("/api/v1/sessions/%d", id), "", nil)
+}
+
+// Draining a member through the API stops new sessions to it; a reload
+// of the same file keeps the drain (the overlay), and dropping the
+// overlay undoes it.
+func TestAdminDrainKeptOnReload(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pier.yaml")
+	doc := routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), ""))
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startAdmin(t, doc, Options{ConfigFile: file})
+	addr := p.d.Addrs("r")[0].String()
+	member := up.Addr()
+
+	var m struct {
+		Draining bool `json:"draining"`
+	}
+	p.want(200, "POST", "/api/v1/routes/r/members/"+member+"/drain", "", &m)
+	if !m.Draining {
+		t.Fatal("the member's answer does not say draining")
+	}
+	refused := func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(wait))
+		c.Write([]byte("ping\n"))
+		_, err = c.Read(make([]byte, 1))
+		return err != nil
+	}
+	if !refused() {
+		t.Fatal("a drained member still took a new session")
+	}
+	p.logs.WaitFor(t, wait, "reason=no_upstream")
+
+	var rr struct {
+		OK      bool `json:"ok"`
+		Overlay struct {
+			Kept []string `json:"kept"`
+		} `json:"overlay"`
+	}
+	p.want(200, "POST", "/api/v1/reload", "", &rr)
+	if !rr.OK || len(rr.Overlay.Kept) != 1 {
+		t.Fatalf("reload: %+v", rr)
+	}
+	p.logs.WaitFor(t, wait, "overlay kept on reload", "kept=1")
+	if !refused() {
+		t.Fatal("after a reload the drained member took a new session")
+	}
+
+	p.want(200, "DELETE", "/api/v1/overlay", "", nil)
+	dialEcho(t, addr)
+}
+
+// A latency filter added through the API reaches a session already open,
+// and removing it takes it away again, on the same connection.
+func TestAdminFilterReachesLiveSession(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), "")), Options{})
+	c := dialEcho(t, p.d.Addrs("r")[0].String())
+
+	const delay = 150 * time.Millisecond
+	p.want(200, "POST", "/api/v1/routes/r/filters", `[{"latency": {"delay": "150ms"}}]`, nil)
+	// The session takes the new set up at its next chunk: the first
+	// round trip may still be the old one's.
+	slow := false
+	for range 3 {
+		if roundTrip(t, c) >= delay {
+			slow = true
+			break
+		}
+	}
+	if !slow {
+		t.Fatal("the latency filter added through the API never delayed the live session")
+	}
+	p.want(200, "DELETE", "/api/v1/routes/r/filters/0", "", nil)
+	fast := false
+	for range 3 {
+		if roundTrip(t, c) < delay {
+			fast = true
+			break
+		}
+	}
+	if !fast {
+		t.Fatal("the live session stayed delayed after the filter was removed")
+	}
+
+	var bad struct {
+		Problems []struct {
+			Line int `json:"line"`
+		} `json:"problems"`
+	}
+	p.want(400, "POST", "/api/v1/routes/r/filters", `[{"latency": {"delay": "soon"}}]`, &bad)
+	if len(bad.Problems) == 0 || bad.Problems[0].Line == 0 {
+		t.Fatalf("a bad option's error is not placed: %+v", bad)
+	}
+}
+
+// With a token file, every request needs the token; a reload reads the
+// file again, so a rotated token takes effect.
+func TestAdminTokenRereadOnReload(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("first-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "pier.yaml")
+	doc := routeDoc(fmt.Sprintf(`listen: "127.0.0.1:0", token_file: %q`, token), oneRoute("r", up.Addr(), ""))
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startAdmin(t, doc, Options{ConfigFile: file})
+	p.want(401, "GET", "/healthz", "", nil)
+	p.auth = "first-token"
+	p.want(200, "GET", "/healthz", "", nil)
+
+	if err := os.WriteFile(token, []byte("second-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.d.ReloadFile(); err != nil {
+		t.Fatal(err)
+	}
+	p.want(401, "GET", "/healthz", "", nil)
+	p.auth = "second-token"
+	p.want(200, "GET", "/healthz", "", nil)
+}
+
+// While Stop drains a live session, readiness answers 503 and liveness
+// 200.
+func TestAdminReadyzDrains(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, "grace_period: 30s\n"+routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), "")), Options{})
+	c := dialEcho(t, p.d.Addrs("r")[0].String())
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.d.Stop(context.Background()) }()
+	deadline := time.Now().Add(wait)
+	for {
+		status, _ := p.do("GET", "/readyz", "")
+		if status == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d while draining", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.want(200, "GET", "/healthz", "", nil)
+	c.Close()
+	select {
+	case <-stopped:
+	case <-time.After(wait):
+		t.Fatal("Stop did not return after the last session closed")
+	}
+}
+
+// The log level changes at run time: debug records appear only after the
+// API set it.
+func TestAdminLogLevel(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	var level slog.LevelVar
+	var buf testutil.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: &level}))
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), "")), Options{Log: log, Level: &level})
+	log.Debug("before")
+	p.want(200, "PUT", "/api/v1/log_level", `{"level":"debug"}`, nil)
+	log.Debug("after")
+	if s := buf.String(); strings.Contains(s, "msg=before") || !strings.Contains(s, "msg=after") {
+		t.Fatalf("log: %s", s)
+	}
+}
+
+// jsonBody is v as a request body.
+func jsonBody(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.TrimSpace(b))
+}

@@ -1,0 +1,95 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/pierproxy/pier/internal/admin"
+	"github.com/pierproxy/pier/internal/relay"
+)
+
+// Sessions pages the live sessions; a loop that does not answer before
+// ctx ends makes the page partial rather than late.
+func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.SessionPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	page, matched, partial := c.d.srv.Sessions(ctx, match(q), q.After, limit)
+	out := admin.SessionPage{Matched: matched, Partial: partial, Sessions: make([]admin.Session, 0, len(page))}
+	now := time.Now()
+	for _, s := range page {
+		v := admin.Session{
+			ID: s.ID, Route: s.Route, Client: s.Client.String(), Upstream: s.Upstream,
+			AgeSeconds:      now.Sub(s.Start).Seconds(),
+			BytesToUpstream: s.ToUpstream, BytesToClient: s.ToClient,
+			State: s.State.String(), Filters: s.Filters,
+		}
+		if s.Dialed.IsValid() {
+			v.Dialed = s.Dialed.String()
+		}
+		out.Sessions = append(out.Sessions, v)
+	}
+	if len(page) == limit { // there may be more: the next page says
+		out.Next = page[len(page)-1].ID
+	}
+	return out, nil
+}
+
+func match(q admin.SessionQuery) relay.Match {
+	return relay.Match{Route: q.Route, Member: q.Member, Client: q.Client}
+}
+
+// EndSession ends one live session (reason=admin).
+func (c control) EndSession(ctx context.Context, id uint64, mode string) error {
+	reset, err := endMode(mode)
+	if err != nil {
+		return err
+	}
+	found, partial := c.d.srv.EndSession(ctx, id, reset)
+	switch {
+	case found:
+		c.d.log.Info("session ended through the admin API", "id", id, "mode", mode)
+		return nil
+	case partial:
+		return admin.ErrPartial
+	}
+	return fmt.Errorf("session %d: %w", id, admin.ErrNotFound)
+}
+
+// EndSessions ends every live session q matches (reason=admin).
+func (c control) EndSessions(ctx context.Context, q admin.SessionQuery, mode string) (int, error) {
+	reset, err := endMode(mode)
+	if err != nil {
+		return 0, err
+	}
+	n, partial := c.d.srv.EndSessions(ctx, match(q), reset)
+	c.d.log.Info("sessions ended through the admin API", "route", q.Route, "member", q.Member, "client", q.Client, "mode", mode, "ended", n)
+	if partial {
+		return n, admin.ErrPartial
+	}
+	return n, nil
+}
+
+func endMode(mode string) (reset bool, err error) {
+	switch mode {
+	case "", "close":
+		return false, nil
+	case "reset":
+		return true, nil
+	}
+	return false, &admin.Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("mode %q is not close or reset", mode),
+		Problems: []admin.Problem{{Field: "mode", Message: "close or reset"}}}
+}
+
+// endRoute ends a route's live sessions, for the Toxiproxy server's
+// disable and delete.
+func (d *Daemon) endRoute(ctx context.Context, route string, reset bool) (int, error) {
+	n, partial := d.srv.EndSessions(ctx, relay.Match{Route: route}, reset)
+	if partial {
+		return n, fmt.Errorf("route %s: a relay loop did not answer in time; %d sessions ended", route, n)
+	}
+	return n, nil
+}

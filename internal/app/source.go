@@ -1,0 +1,90 @@
+package app
+
+import (
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/metrics"
+	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/stats"
+)
+
+// source is the Daemon as the metrics see it: a snapshot of every
+// counter, taken per scrape. The data path's counters are the loops' own,
+// summed here; nothing a scrape does reaches a loop.
+type source struct{ d *Daemon }
+
+func (s source) Snapshot() metrics.Snapshot {
+	d := s.d
+	d.mu.Lock()
+	cfg, routes := d.cfg, d.routes
+	d.mu.Unlock()
+
+	var snap metrics.Snapshot
+	for i := range cfg.Routes {
+		name := cfg.Routes[i].Name
+		c := routes[name]
+		if c == nil {
+			continue
+		}
+		snap.Routes = append(snap.Routes, routeMetrics(name, c))
+		if c.set != nil {
+			for j, f := range c.set.Filters {
+				if dr, ok := f.Filter.(filter.Dropper); ok {
+					lost := dr.Dropped()
+					snap.Filters = append(snap.Filters, metrics.Filter{Route: name, Name: f.Name, Index: j,
+						DroppedBytes: uint64(lost.Bytes), DroppedWrites: uint64(lost.Writes)})
+				}
+			}
+		}
+	}
+	for _, l := range d.srv.ListenerStats() {
+		snap.Listeners = append(snap.Listeners, metrics.Listener{Route: l.Route, Addr: l.Addr.String(), Pauses: map[string]uint64{
+			"accept_error": l.AcceptErrors, "descriptors": l.DescriptorPauses, "local_error": l.LocalErrorPauses,
+		}})
+	}
+	snap.ReloadsOK, snap.ReloadsFailed = d.reloadsOK.Load(), d.reloadsFailed.Load()
+	if t := d.lastReloadOK.Load(); t != 0 {
+		snap.LastReloadOK = time.Unix(0, t)
+	}
+	if d.opts.LogDropped != nil {
+		snap.LogDroppedAccess, snap.LogDroppedOther = d.opts.LogDropped()
+	}
+	return snap
+}
+
+func routeMetrics(name string, c *carried) metrics.Route {
+	t := c.stats.Totals()
+	r := metrics.Route{
+		Name: name, Started: t.Started, Live: c.limit.Live(),
+		Ended:      make(map[string]uint64, session.NumReasons),
+		States:     make(map[string]int64, session.NumStates),
+		Refused:    make(map[string]uint64, stats.NumRefusals),
+		ToUpstream: t.ToUpstream, ToClient: t.ToClient, Retries: t.Retries,
+		ConnectTime: histogram(t.ConnectTime), Duration: histogram(t.Duration),
+	}
+	for reason := session.Reason(1); reason < session.NumReasons; reason++ {
+		if reason == session.Limit { // a refused client is not a session
+			continue
+		}
+		r.Ended[reason.String()] = t.Ended[reason]
+	}
+	for st := session.State(0); st < session.NumStates; st++ {
+		r.States[st.String()] = t.States[st]
+	}
+	for why := stats.Refusal(0); why < stats.NumRefusals; why++ {
+		r.Refused[why.String()] = t.Refused[why]
+	}
+	for _, m := range c.pool.Status() {
+		r.Members = append(r.Members, metrics.Member{
+			Name: m.Name, Addr: m.Addr.String(), Up: !m.Down, Ejected: m.Ejected, Draining: m.Drain, Disabled: m.Disabled,
+			Weight: m.Weight, Live: m.Active, ConnectFailures: m.ConnectFailures,
+			ChecksPassed: m.ChecksPassed, ChecksFailed: m.ChecksFailed,
+		})
+	}
+	return r
+}
+
+func histogram(h stats.HistogramTotals) metrics.Histogram {
+	return metrics.Histogram{Bounds: h.Bounds, Counts: h.Counts, Sum: h.Sum}
+}
