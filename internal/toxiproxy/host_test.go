@@ -12,8 +12,8 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
-	"github.com/pierproxy/pier/internal/app"
 	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/internal/app"
 	"github.com/pierproxy/pier/internal/toxiproxy"
 )
 
