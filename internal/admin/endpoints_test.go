@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -244,6 +245,8 @@ func TestMemberSteering(t *testing.T) {
 			t.Fatalf("%s %s: steering %s, want %s", c.method, c.path, show(ctl.steering), show(c.want))
 		}
 	}
+	s.do(t, "POST", "/api/v1/routes/d%2Fb/members/srv.internal%2F1/disable", "")
+	wantCalls(t, ctl, "Steer d/b srv.internal/1")
 	ctl.err = ErrNotFound
 	wantError(t, s.do(t, "POST", "/api/v1/routes/db/members/nope/drain", ""), http.StatusNotFound, "")
 	ctl.err = nil
@@ -505,4 +508,37 @@ func TestShutdownWaitsForRequestInFlight(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Shutdown did not return")
 	}
+}
+
+// Each request that changes state is logged once, with its method, path,
+// status and client; reads are not.
+func TestStateChangesLogged(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	s := serve(t, &fakeControl{reload: ReloadResult{OK: true}}, Options{Log: log})
+	s.do(t, "GET", "/api/v1/overlay", "")
+	s.do(t, "POST", "/api/v1/reload", "")
+	s.do(t, "PUT", "/api/v1/log_level", `{"level":"x"}`)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `msg="admin request" method=POST path=/api/v1/reload status=200 client=127.0.0.1:`) ||
+		!strings.Contains(lines[1], "method=PUT path=/api/v1/log_level status=400") {
+		t.Fatalf("log:\n%s", buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
