@@ -10,7 +10,10 @@
 // A Server never takes a client it cannot serve for lack of descriptors:
 // while fewer are free than a session needs, its loops stop accepting and
 // clients wait in the listen queue until sessions end. Stats gives its
-// totals since start, for the summary line the application logs on exit.
+// totals since start, for the summary line the application logs on exit;
+// a route's own counters are its route.Route.Stats, kept by the loops.
+// Sessions, EndSession and EndSessions list and end live sessions for the
+// admin API, waiting for the loops no longer than their context allows.
 //
 //	srv, _ := proxy.New(proxy.Options{Log: logger})
 //	srv.Apply(table)           // open listeners, start serving

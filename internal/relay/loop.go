@@ -14,8 +14,9 @@
 // Files: loop.go is the event loop, conn.go a session's life (dial,
 // retry, deadlines, finish), flow.go the flow engine that moves bytes
 // (splice, read and write) with its invariants, filtered.go the filtered
-// path, watch.go the listening sockets, pipe.go and timer.go what the loop
-// keeps, sys.go the system calls.
+// path, watch.go the listening sockets, list.go listing and ending live
+// sessions for the admin API, pipe.go and timer.go what the loop keeps,
+// sys.go the system calls.
 //
 // The loop's goroutine waits in epoll_wait itself, so the kernel wakes the
 // thread that handles the event directly, with no hop through Go's
@@ -24,8 +25,13 @@
 // (Watch), so a client is accepted and, unless another loop has two
 // sessions fewer to look after (then the accepting loop hands it over
 // with Start), dialed for and relayed on one loop. Other goroutines talk to a loop only
-// through Start, Watch, Unwatch, CloseAll and Close, which queue work and
-// wake it through an eventfd; none of them waits for the loop.
+// through Start, Watch, Unwatch, CloseAll, List, End, EndMatching and
+// Close, which queue work and wake it through an eventfd; none of them
+// waits for the loop.
+//
+// A session counts itself on Params.Stats, its route's shard for this
+// loop (package stats): its state, its bytes at the end of each turn, its
+// connect time and its end. Only this loop writes that shard.
 //
 //	l, _ := relay.New(logger)
 //	go l.Run()
