@@ -2,6 +2,7 @@ package command
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -133,4 +134,39 @@ func TestToxiproxyCommand(t *testing.T) {
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
+}
+
+// 'pier check -preview' asks a running pier what loading a file would
+// change, and prints the plan; a file the running pier refuses fails.
+func TestCheckPreview(t *testing.T) {
+	up := testutil.NewUpstream(t, named("a"))
+	other := testutil.NewUpstream(t, named("b"))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pier.yaml")
+	route := func(upstreams string) string {
+		return "admin: {listen: \"127.0.0.1:0\"}\nroutes:\n  - name: db\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [" + upstreams + "]\n"
+	}
+	writeFile(t, file, route(fmt.Sprintf("{address: %q}", up.Addr())))
+	p := startPier(t, nil, 1, "run", file)
+	admin := "http://" + p.logged(t, "admin server listening")
+
+	next := filepath.Join(dir, "next.yaml")
+	writeFile(t, next, route(fmt.Sprintf("{address: %q}, {address: %q}", up.Addr(), other.Addr())))
+	code, stdout, stderr := runCLI("check", "-preview", admin, next)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"1 change in", "member add db " + other.Addr()} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the preview does not say %q:\n%s", want, stdout)
+		}
+	}
+
+	writeFile(t, next, route(fmt.Sprintf("{address: %q}", up.Addr())))
+	code, stdout, _ = runCLI("check", "-preview", admin, next)
+	if code != 0 || !strings.Contains(stdout, "would change nothing") {
+		t.Errorf("an unchanged file: exit %d\n%s", code, stdout)
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t)
 }

@@ -27,6 +27,9 @@ const runExamples = `  pier run /etc/pier/pier.yaml -pidfile /run/pier.pid
 
 const checkExamples = `  pier check pier.yaml
       print every error as file:line:col: message and exit 2, or exit 0 if the file is good
+  pier check -preview http://127.0.0.1:9901 pier.yaml
+      and list what a reload of it would change in the running pier: listeners, routes,
+      members and filters, with the live sessions each change touches
 `
 
 // configPath returns the config file of run or check: an argument, or
@@ -78,8 +81,10 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // runCheck is 'pier check'.
 func runCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "pier check [FILE]", checkExamples)
+	fs := newFlagSet("check", "pier check [-preview http://ADMIN [-token-file FILE]] [FILE]", checkExamples)
 	path := fs.String("config", "pier.yaml", "the configuration `file`; or give it as the argument")
+	preview := fs.String("preview", "", "also ask the running pier whose admin API is at this `URL` what loading the file would change")
+	tokenFile := fs.String("token-file", "", "the admin API's bearer token, in this `file`, for -preview")
 	pos, err := fs.parse(args, stdout)
 	if err != nil {
 		return err
@@ -93,7 +98,13 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	fmt.Fprintf(stdout, "%s: ok, %d routes\n", file, len(cfg.Routes))
-	return nil
+	if *preview == "" {
+		if *tokenFile != "" {
+			return fs.usage(errors.New("-token-file: needs -preview"))
+		}
+		return nil
+	}
+	return printPreview(stdout, file, *preview, *tokenFile)
 }
 
 // serve runs cfg until ctx is done or a signal says stop. SIGHUP reloads
