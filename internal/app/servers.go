@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/pierproxy/pier/config"
@@ -58,6 +59,9 @@ func (d *Daemon) openAdmin(a *config.Admin) error {
 			return err
 		}
 		token = t
+		if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			d.log.Warn("the admin token file can be read by others than its owner", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
+		}
 	}
 	if s.admin != nil && s.adminListen == a.Listen {
 		s.admin.SetToken(token)

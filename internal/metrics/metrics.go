@@ -9,7 +9,7 @@
 //	reg := metrics.NewRegistry(daemon) // daemon implements Source
 //	mux.Handle("GET /metrics", metrics.Handler(reg))
 //
-// Every metric is listed in docs/metrics.md; a test checks the list both ways.
+// Every metric is listed in docs/admin.md; a test checks the list both ways.
 package metrics
 
 import (

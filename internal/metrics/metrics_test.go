@@ -111,11 +111,10 @@ func TestMetricNamesFollowPrometheusConventions(t *testing.T) {
 	}
 }
 
-// docPath is where the metric table lives; the lead may fold it into docs/admin.md, in
-// which case the test reads that file.
+// docTable reads the metric table of docs/admin.md.
 func docTable(t *testing.T) (path string, rows map[string]docRow) {
 	t.Helper()
-	for _, p := range []string{"../../docs/metrics.md", "../../docs/admin.md"} {
+	for _, p := range []string{"../../docs/admin.md"} {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			continue
@@ -125,7 +124,7 @@ func docTable(t *testing.T) (path string, rows map[string]docRow) {
 			return p, rows
 		}
 	}
-	t.Fatal("no metric table in docs/metrics.md or docs/admin.md")
+	t.Fatal("no metric table in docs/admin.md")
 	return "", nil
 }
 
