@@ -238,6 +238,9 @@ func TestErrorsAreToxiproxys(t *testing.T) {
 		{"POST", "/proxies", "", "", 400, "text/plain; charset=utf-8", `{"error":"bad request body: EOF","status":400}` + "\n"},
 		{"POST", "/proxies", "", `{"name":`, 400, "", `{"error":"bad request body: unexpected EOF","status":400}` + "\n"},
 		{"POST", "/proxies/api/toxics", "", `{"type":"latency","toxicity":"x"}`, 400, "", `{"error":"bad request body: json: cannot unmarshal string into Go struct field ToxicWrapper.toxicity of type float32","status":400}` + "\n"},
+		// The decoder's words name Toxiproxy's types, package included.
+		{"POST", "/proxies/api/toxics", "", `[]`, 400, "", `{"error":"bad request body: json: cannot unmarshal array into Go value of type toxics.ToxicWrapper","status":400}` + "\n"},
+		{"POST", "/proxies/api/toxics", "", `{"type":"latency","attributes":[1]}`, 400, "", `{"error":"bad request body: json: cannot unmarshal array into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic","status":400}` + "\n"},
 		{"POST", "/proxies/api/toxics", "", `{"type":"latency","stream":""}`, 400, "", `{"error":"stream was invalid, can be either upstream or downstream","status":400}` + "\n"},
 		{"GET", "/proxies/nope/toxics", "", "", 404, "", `{"error":"proxy not found","status":404}` + "\n"},
 		{"GET", "/proxies/api/toxics/nope", "", "", 404, "", `{"error":"toxic not found","status":404}` + "\n"},

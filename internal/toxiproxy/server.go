@@ -111,18 +111,18 @@ type proxy struct {
 	route string // the pier route's name
 	bind  string // the listen address the route has while enabled
 	// toxics in creation order; names are unique across both streams.
-	toxics []*ToxicWrapper
+	toxics []*toxic
 }
 
 // proxyJSON is a proxy as the API shows it, fields in Toxiproxy's order
 // (its "Logger":{} included: an exported field it never meant to show).
 type proxyJSON struct {
-	Name     string          `json:"name"`
-	Listen   string          `json:"listen"`
-	Upstream string          `json:"upstream"`
-	Enabled  bool            `json:"enabled"`
-	Logger   struct{}        `json:"Logger"`
-	Toxics   []*ToxicWrapper `json:"toxics"`
+	Name     string   `json:"name"`
+	Listen   string   `json:"listen"`
+	Upstream string   `json:"upstream"`
+	Enabled  bool     `json:"enabled"`
+	Logger   struct{} `json:"Logger"`
+	Toxics   []*toxic `json:"toxics"`
 }
 
 func (p *proxy) json() proxyJSON {
@@ -131,8 +131,8 @@ func (p *proxy) json() proxyJSON {
 
 // toxicList is the toxics as Toxiproxy lists them: upstream ones first,
 // then downstream, each in creation order; never nil.
-func (p *proxy) toxicList() []*ToxicWrapper {
-	l := make([]*ToxicWrapper, 0, len(p.toxics))
+func (p *proxy) toxicList() []*toxic {
+	l := make([]*toxic, 0, len(p.toxics))
 	for _, up := range []bool{true, false} {
 		for _, t := range p.toxics {
 			if t.upstream == up {
@@ -143,7 +143,7 @@ func (p *proxy) toxicList() []*ToxicWrapper {
 	return l
 }
 
-func (p *proxy) toxic(name string) (int, *ToxicWrapper) {
+func (p *proxy) toxic(name string) (int, *toxic) {
 	for i, t := range p.toxics {
 		if t.Name == name {
 			return i, t
