@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/pierproxy/pier/internal/testutil"
 )
 
 // example is one curl command of docs/admin.md and the status it notes.
@@ -108,6 +110,66 @@ func TestAdminDocExamples(t *testing.T) {
 		if string(got) != ex.status {
 			t.Errorf("docs/admin.md:%d: %s\nanswered %s, the page says %s", ex.line, ex.cmd, got, ex.status)
 		}
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t)
+}
+
+// The README's quick start for the admin API works as written: pier
+// forward with -admin, then each curl answers 200.
+func TestREADMEAdminQuickStart(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("PIER_REQUIRE_CURL") != "" {
+			t.Fatal("curl is not installed")
+		}
+		t.Skip("curl is not installed")
+	}
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block string
+	for _, bl := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
+		if strings.Contains(bl[1], "-admin 127.0.0.1:9901") {
+			block = bl[1]
+			break
+		}
+	}
+	if block == "" {
+		t.Fatal("README has no quick start with -admin 127.0.0.1:9901")
+	}
+	lines := strings.Split(strings.ReplaceAll(block, "\\\n", " "), "\n")
+	fields := strings.Fields(lines[0])
+	if len(fields) < 4 || fields[0] != "pier" {
+		t.Fatalf("the block does not start with a pier command: %q", lines[0])
+	}
+	up := testutil.NewUpstream(t, testutil.Echo)
+	args := fields[1:]
+	for i, a := range args {
+		switch a {
+		case "127.0.0.1:9090", "127.0.0.1:9901":
+			args[i] = "127.0.0.1:0"
+		case "127.0.0.1:8080":
+			args[i] = up.Addr()
+		}
+	}
+	p := startPier(t, nil, 1, args...)
+	admin := p.logged(t, "admin server listening")
+	n := 0
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "curl ") {
+			continue
+		}
+		cmd, _, _ := strings.Cut(l, "#")
+		cmd = strings.ReplaceAll(cmd, "127.0.0.1:9901", admin)
+		got, err := exec.Command("sh", "-c", cmd+" -o /dev/null -w '%{http_code}'").Output()
+		if err != nil || string(got) != "200" {
+			t.Errorf("README: %s: %s, %v", cmd, got, err)
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("%d curl commands in the README's admin quick start; it has more", n)
 	}
 	p.signal(t, syscall.SIGTERM)
 	p.wait(t)

@@ -74,7 +74,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts := lf.appOptions(log)
 	opts.ConfigFile = file
-	err = serve(ctx, cfg, opts, *pidfile, nil)
+	err = serve(ctx, cfg, opts, *pidfile)
 	lf.logDropped(log)
 	return err
 }
@@ -113,10 +113,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 // sessions get the grace period, and a second signal cuts it short. With
 // pidfile set, pier's process id is written there once every listener is
 // open, and the file removed on the way out.
-//
-// started, if set, runs once the daemon serves (before the pid file is
-// written); an error stops it.
-func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile string, started func(*app.Daemon) error) (err error) {
+func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile string) (err error) {
 	log := opts.Log
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -135,12 +132,6 @@ func serve(ctx context.Context, cfg *config.Config, opts app.Options, pidfile st
 	}
 	if err != nil {
 		return err
-	}
-	if started != nil {
-		if err := started(d); err != nil {
-			d.Stop(context.Background())
-			return err
-		}
 	}
 	if pidfile != "" {
 		if err := writePidfile(pidfile); err != nil {

@@ -72,7 +72,7 @@ func runForward(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fs.usage(err)
 	}
-	err = serve(ctx, cfg, lf.appOptions(log), *pidfile, nil)
+	err = serve(ctx, cfg, lf.appOptions(log), *pidfile)
 	lf.logDropped(log)
 	return err
 }

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 
 	"github.com/pierproxy/pier/config"
-	"github.com/pierproxy/pier/internal/app"
 )
 
 const toxiproxyExamples = `  pier toxiproxy
@@ -79,20 +77,8 @@ func runToxiproxy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer lf.closeLog()
 	opts := lf.appOptions(log)
 	opts.ToxiproxySeed = seedValue
-	err = serve(ctx, cfg, opts, *pidfile, func(d *app.Daemon) error {
-		if *populate == "" {
-			return nil
-		}
-		f, err := os.Open(*populate)
-		if err != nil {
-			return fmt.Errorf("-config: %w", err)
-		}
-		defer f.Close()
-		if err := d.Toxiproxy().Populate(f); err != nil {
-			return fmt.Errorf("-config %s: %w", *populate, err)
-		}
-		return nil
-	})
+	opts.ToxiproxyConfig = *populate
+	err = serve(ctx, cfg, opts, *pidfile)
 	lf.logDropped(log)
 	return err
 }

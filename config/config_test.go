@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -862,23 +861,10 @@ func TestREADMEDocumentsEveryField(t *testing.T) {
 		want = append(want, "| `toxiproxy."+f.key+"` |")
 	}
 	for _, w := range want {
-		switch {
-		case strings.Contains(string(readme), w):
-		case slices.Contains(readmeRowsToCome, w):
-			t.Logf("README's field table has no row %s yet (issue 11: the lead adds it)", w)
-		default:
+		if !strings.Contains(string(readme), w) {
 			t.Errorf("README's field table has no row %s", w)
 		}
 	}
-}
-
-// readmeRowsToCome are the rows of issue 11's fields, which the README
-// gains with the control plane's section; until then their absence is
-// logged, not failed. Empty this list once they are there.
-var readmeRowsToCome = []string{
-	"| `admin` |", "| `toxiproxy` |",
-	"| `admin.listen` |", "| `admin.token_file` |",
-	"| `toxiproxy.listen` |", "| `toxiproxy.allow_remote` |",
 }
 
 func yamlBlocks(md string) []string {

@@ -82,6 +82,10 @@ type Options struct {
 	// ToxiproxySeed seeds the Toxiproxy API's random draws (toxicity,
 	// jitter); nil: a random seed.
 	ToxiproxySeed *uint64
+	// ToxiproxyConfig is a JSON file of proxies the Toxiproxy API creates
+	// before it listens (toxiproxy-server's -config); a proxy that cannot
+	// be made is logged, as toxiproxy-server does, and the rest are.
+	ToxiproxyConfig string
 	// ConfigFile is the file ReloadFile reads (SIGHUP, the admin API's
 	// reload). Empty: the configuration came from flags or code.
 	ConfigFile string
@@ -114,6 +118,9 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return nil, err
+	}
+	if cfg.Toxiproxy != nil {
+		d.prepareToxiproxy()
 	}
 	d.mu.Lock()
 	err = d.openServers(cfg)
@@ -152,7 +159,13 @@ func (d *Daemon) countReload(err error) {
 // reload is Reload under mu; it says which overlay entries it kept and
 // dropped.
 func (d *Daemon) reload(cfg *config.Config) (kept, dropped []string, err error) {
-	inForce, err := d.merge(cfg, d.owned)
+	owned := d.owned
+	if cfg.Toxiproxy == nil && owned[toxiproxyOwner] != nil {
+		// The Toxiproxy API goes, and its proxies with it.
+		owned = maps.Clone(owned)
+		delete(owned, toxiproxyOwner)
+	}
+	inForce, err := d.merge(cfg, owned)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,6 +174,7 @@ func (d *Daemon) reload(cfg *config.Config) (kept, dropped []string, err error) 
 	if err := d.apply(cfg, inForce, over); err != nil {
 		return nil, nil, err
 	}
+	d.owned = owned
 	if err := d.openServers(cfg); err != nil {
 		return nil, nil, fmt.Errorf("routes reloaded, but: %w", err)
 	}

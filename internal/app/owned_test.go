@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/internal/testutil"
 )
@@ -46,10 +48,10 @@ func TestOwnedRoutesBesideTheFile(t *testing.T) {
 	}
 	defer d.Stop(context.Background())
 
-	if err := d.SetOwnedRoutes("toxiproxy", []config.Route{ownedRoute(t, "toxiproxy.a", up.Addr())}); err != nil {
+	if err := d.SetOwnedRoutes("test", []config.Route{ownedRoute(t, "owned.a", up.Addr())}); err != nil {
 		t.Fatal(err)
 	}
-	addrs := d.Addrs("toxiproxy.a")
+	addrs := d.Addrs("owned.a")
 	if len(addrs) != 1 {
 		t.Fatalf("owned route's listeners: %v", addrs)
 	}
@@ -58,7 +60,7 @@ func TestOwnedRoutesBesideTheFile(t *testing.T) {
 	if err := d.Reload(parse(t, file)); err != nil {
 		t.Fatal(err)
 	}
-	if got := d.Addrs("toxiproxy.a"); len(got) != 1 || got[0] != addrs[0] {
+	if got := d.Addrs("owned.a"); len(got) != 1 || got[0] != addrs[0] {
 		t.Fatalf("after a reload of the file the owned route listens on %v, want %v", got, addrs)
 	}
 	echoThrough(t, addrs[0].String())
@@ -66,10 +68,10 @@ func TestOwnedRoutesBesideTheFile(t *testing.T) {
 		t.Errorf("routes in force: %d, want 2", n)
 	}
 
-	if err := d.SetOwnedRoutes("toxiproxy", nil); err != nil {
+	if err := d.SetOwnedRoutes("test", nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := d.Addrs("toxiproxy.a"); len(got) != 0 {
+	if got := d.Addrs("owned.a"); len(got) != 0 {
 		t.Fatalf("a dropped owned route still listens on %v", got)
 	}
 	if c, err := net.Dial("tcp", addrs[0].String()); err == nil {
@@ -88,7 +90,7 @@ func TestOwnedRouteClashRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Stop(context.Background())
-	if err := d.SetOwnedRoutes("toxiproxy", []config.Route{ownedRoute(t, "file", up.Addr())}); err == nil {
+	if err := d.SetOwnedRoutes("test", []config.Route{ownedRoute(t, "file", up.Addr())}); err == nil {
 		t.Fatal("an owned route with a file route's name was taken")
 	}
 	if n := len(d.Config().Routes); n != 1 {
@@ -111,4 +113,43 @@ func TestReadyUntilStop(t *testing.T) {
 	if ok, why := d.Ready(); ok || why != "draining" {
 		t.Fatalf("Ready after Stop: %v %q", ok, why)
 	}
+}
+
+// The YAML's toxiproxy: serves Toxiproxy's API beside the file's routes;
+// its proxies stay across a reload that keeps it, and go with it.
+func TestToxiproxyBesideTheFile(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	route := fmt.Sprintf("routes:\n  - name: file\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}]\n", up.Addr())
+	with := "toxiproxy: {listen: \"127.0.0.1:0\"}\n" + route
+	d, err := Start(parse(t, with), Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	c := toxiclient.NewClient(d.ToxiproxyAddr().String())
+	px, err := c.CreateProxy("db", "127.0.0.1:0", up.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoThrough(t, px.Listen)
+
+	if err := d.Reload(parse(t, with)); err != nil {
+		t.Fatal(err)
+	}
+	echoThrough(t, px.Listen)
+	if got, err := c.Proxy("db"); err != nil || got.Listen != px.Listen {
+		t.Fatalf("after a reload: %+v, %v", got, err)
+	}
+
+	if err := d.Reload(parse(t, route)); err != nil {
+		t.Fatal(err)
+	}
+	if d.ToxiproxyAddr() != nil {
+		t.Fatal("the Toxiproxy API still serves after a reload without toxiproxy:")
+	}
+	if c, err := net.Dial("tcp", px.Listen); err == nil {
+		c.Close()
+		t.Fatal("the Toxiproxy proxy still listens after the API went")
+	}
+	echoThrough(t, d.Addrs("file")[0].String())
 }

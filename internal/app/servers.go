@@ -132,6 +132,7 @@ func (d *Daemon) openToxiproxy(t *config.Toxiproxy) error {
 	s := &d.servers
 	if t == nil {
 		d.closeToxiproxy()
+		s.toxiAPI = nil // its proxies are gone with it
 		return nil
 	}
 	if s.toxi != nil && s.toxiListen == t.Listen {
@@ -144,7 +145,7 @@ func (d *Daemon) openToxiproxy(t *config.Toxiproxy) error {
 	log := d.log.With("server", "toxiproxy")
 	api := s.toxiAPI
 	if api == nil {
-		api = toxiproxy.NewServer(toxiHost{d}, toxiproxy.Options{Log: log, Seed: d.opts.ToxiproxySeed})
+		api = d.newToxiproxy()
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
@@ -164,6 +165,33 @@ func (d *Daemon) openToxiproxy(t *config.Toxiproxy) error {
 	}()
 	d.log.Info("toxiproxy API listening", "addr", ln.Addr().String())
 	return nil
+}
+
+func (d *Daemon) newToxiproxy() *toxiproxy.Server {
+	return toxiproxy.NewServer(toxiHost{d}, toxiproxy.Options{Log: d.log.With("server", "toxiproxy"), Seed: d.opts.ToxiproxySeed})
+}
+
+// prepareToxiproxy makes the Toxiproxy API before it listens, and creates
+// the proxies of Options.ToxiproxyConfig, as toxiproxy-server does with
+// its -config: what fails is logged, and the API serves anyway. d.mu is
+// not held: each proxy made takes it.
+func (d *Daemon) prepareToxiproxy() {
+	api := d.newToxiproxy()
+	if path := d.opts.ToxiproxyConfig; path != "" {
+		if f, err := os.Open(path); err != nil {
+			d.log.Error("toxiproxy: reading the proxies to create", "error", err)
+		} else {
+			if err := api.Populate(f); err != nil {
+				d.log.Error("toxiproxy: creating the proxies of the config file", "file", path, "error", err)
+			} else {
+				d.log.Info("toxiproxy: proxies created from the config file", "file", path)
+			}
+			f.Close()
+		}
+	}
+	d.mu.Lock()
+	d.servers.toxiAPI = api
+	d.mu.Unlock()
 }
 
 func (d *Daemon) closeToxiproxy() {
@@ -189,24 +217,19 @@ func (d *Daemon) ToxiproxyAddr() net.Addr {
 	return d.servers.toxiAddr
 }
 
-// Toxiproxy is the Toxiproxy API server, for `pier toxiproxy -config`
-// (its Populate); nil when none runs.
-func (d *Daemon) Toxiproxy() *toxiproxy.Server {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.servers.toxiAPI
-}
-
 // ToxiproxyHost is the Daemon as a Toxiproxy API server's host, for a
 // server run outside the Daemon (a test's).
 func (d *Daemon) ToxiproxyHost() toxiproxy.Host { return toxiHost{d} }
+
+// toxiproxyOwner owns the Toxiproxy API's routes (SetOwnedRoutes).
+const toxiproxyOwner = "toxiproxy"
 
 // toxiHost is the Daemon as the Toxiproxy server's host: its proxies are
 // routes the Daemon runs beside the file's.
 type toxiHost struct{ d *Daemon }
 
 func (h toxiHost) SetRoutes(routes []config.Route) error {
-	err := h.d.SetOwnedRoutes("toxiproxy", routes)
+	err := h.d.SetOwnedRoutes(toxiproxyOwner, routes)
 	if err != nil {
 		// Toxiproxy answers a listener that cannot open with the
 		// system's words ("listen tcp ...: bind: address already in
