@@ -317,7 +317,8 @@ func clip(s string) string {
 }
 
 // ratios says how pier compares: throughput and rates against gocopy,
-// pier-ref (another pier build, when the run has one), haproxy and nginx
+// pier-ref (another pier build, when the run has one), pier-admin (pier
+// with its admin server on and scraped), haproxy and nginx
 // (above 1 pier is faster), latency and CPU per connection and per request
 // against pier-ref, haproxy and nginx (below 1 pier is quicker, or
 // cheaper), what pier's access log costs (pier-log against
@@ -328,7 +329,7 @@ func (t *table) ratios() []string {
 	if !ok || len(pier) == 0 {
 		return []string{"no pier results: no ratios (see notes)"}
 	}
-	others := []string{"gocopy", "pier-ref", "haproxy", "nginx"}
+	others := []string{"gocopy", "pier-ref", "pier-admin", "haproxy", "nginx"}
 	peers := others[1:] // for latency and CPU: proxies that do the same work
 	var out []string
 	rate := func(label, k string, v func(Result) float64) {
