@@ -203,6 +203,8 @@ func TestErrorsAreToxiproxys(t *testing.T) {
 	_, errAttr := p.AddToxic("", "latency", "upstream", 1, toxiclient.Attributes{"latency": 1.5})
 	_, errBind := e.client.CreateProxy("clash", p.Listen, e.echo)
 	_, errAddr := e.client.CreateProxy("bad", "local373", e.echo)
+	// pier's own refusals word the proxy's fields, not the YAML made of them.
+	_, errUpstream := e.client.CreateProxy("bad", "127.0.0.1:0", "nothost")
 	for _, c := range []struct {
 		err  error
 		want string
@@ -219,6 +221,7 @@ func TestErrorsAreToxiproxys(t *testing.T) {
 		{errAttr, "HTTP 400: bad request body: json: cannot unmarshal number 1.5 into Go struct field LatencyToxic.attributes.latency of type int64"},
 		{errBind, "HTTP 500: listen tcp " + p.Listen + ": bind: address already in use"},
 		{errAddr, "HTTP 500: listen tcp: address local373: missing port in address"},
+		{errUpstream, `: HTTP 500: upstream: "nothost": missing port: want host:port`},
 	} {
 		if c.err == nil || !strings.HasSuffix(c.err.Error(), c.want) {
 			t.Errorf("error %v, want one ending %q", c.err, c.want)

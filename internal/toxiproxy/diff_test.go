@@ -18,7 +18,8 @@ type diffStep struct {
 	method, path string
 	// body is a text/template: {{echo}} is the upstream's address,
 	// {{busy}} an address already bound, {{listen "NAME"}} the listen
-	// address the server under test shows for proxy NAME now.
+	// address the server under test shows for proxy NAME now, {{port
+	// "NAME"}} its port.
 	body string
 	ua   string // User-Agent; empty: the Go client's "toxiproxy-cli"
 }
@@ -194,7 +195,36 @@ var diffScript = []diffStep{
 	{method: "OPTIONS", path: "/proxies"},
 	{method: "GET", path: "/reset"},
 	{method: "GET", path: "/populate"},
+	{method: "GET", path: "/metrics"},
 	{method: "PUT", path: "/proxies/two/toxics/latency_downstream"},
+
+	// Names pier's routes cannot take as they are; values out of pier's
+	// range (clamped inside, shown as given); a localhost listen on the
+	// bound port (no restart); bodies with more after the JSON value.
+	{method: "POST", path: "/proxies", body: `{"name":"a/b","listen":"127.0.0.1:0","upstream":"{{echo}}"}`},
+	{method: "GET", path: "/proxies/a%2Fb"},
+	{method: "POST", path: "/proxies", body: `{"name":"ÄÖ ünï","listen":"127.0.0.1:0","upstream":"{{echo}}"}`},
+	{method: "POST", path: "/proxies", body: `{"name":"` + strings.Repeat("x", 100) + `","listen":"127.0.0.1:0","upstream":"{{echo}}"}`},
+	{method: "POST", path: "/proxies/two/toxics", body: `{"name":"huge","type":"latency","attributes":{"latency":99999999999999,"jitter":-5}}`},
+	{method: "POST", path: "/proxies/two/toxics", body: `{"name":"neg","type":"bandwidth","attributes":{"rate":-5}}`},
+	{method: "POST", path: "/proxies/two/toxics", body: `{"name":"s0","type":"slicer","attributes":{"average_size":0,"size_variation":99}}`},
+	{method: "POST", path: "/proxies/two/toxics", body: `{"name":"big","type":"latency","attributes":{"latency":9223372036854775807}}`},
+	{method: "POST", path: "/proxies/two/toxics", body: `{"name":"big2","type":"latency","attributes":{"latency":9223372036854775808}}`},
+	{method: "PATCH", path: "/proxies/two/toxics/huge", body: `{"attributes":{"latency":1}}`},
+	{method: "PATCH", path: "/proxies/two", body: `{"listen":"localhost:{{port "two"}}"}`},
+	{method: "GET", path: "/proxies/two"},
+	{method: "PATCH", path: "/proxies/two", body: `{"enabled":false}`},
+	{method: "PATCH", path: "/proxies/two/toxics/huge", body: `{"attributes":{"latency":2}}`},
+	{method: "DELETE", path: "/proxies/two/toxics/huge"},
+	{method: "POST", path: "/populate", body: `[{"name":"p8","listen":"localhost:0","upstream":"{{echo}}"}]`},
+	{method: "POST", path: "/populate", body: `[{"name":"p8","listen":"localhost:{{port "p8"}}","upstream":"{{echo}}","enabled":false}]`},
+	{method: "POST", path: "/proxies", body: `{"name":"t","upstream":"x:1","enabled":false} trailing`},
+	{method: "POST", path: "/proxies", body: `{"name":"t2","upstream":"x:1","enabled":false}{"name":"t3"}`},
+	{method: "POST", path: "/proxies", body: `null`},
+	{method: "POST", path: "/populate", body: `null`},
+	{method: "PATCH", path: "/proxies/four", body: `null`},
+	{method: "POST", path: "/proxies/four/toxics", body: `null`},
+	{method: "GET", path: "/proxies"},
 
 	// Browsers are refused on every route, and only browsers.
 	{method: "GET", path: "/proxies", ua: "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"},
@@ -294,6 +324,16 @@ func (d *diffTarget) do(t *testing.T, method, path, body, ua string) (diffAnswer
 	}, raw
 }
 
+// listenOf is the listen address the server shows for a proxy now.
+func (d *diffTarget) listenOf(t *testing.T, name string) (string, error) {
+	_, raw := d.do(t, "GET", "/proxies/"+name, "", "")
+	var p struct{ Listen string }
+	if err := json.Unmarshal(raw, &p); err != nil || p.Listen == "" {
+		return "", fmt.Errorf("listen of %s: %q", name, raw)
+	}
+	return p.Listen, nil
+}
+
 // body fills in a step's template for this server.
 func (d *diffTarget) body(t *testing.T, s diffStep, echo, busy string) string {
 	t.Helper()
@@ -301,15 +341,13 @@ func (d *diffTarget) body(t *testing.T, s diffStep, echo, busy string) string {
 		return s.body
 	}
 	tmpl := template.Must(template.New("").Funcs(template.FuncMap{
-		"echo": func() string { return echo },
-		"busy": func() string { return busy },
-		"listen": func(name string) (string, error) {
-			_, raw := d.do(t, "GET", "/proxies/"+name, "", "")
-			var p struct{ Listen string }
-			if err := json.Unmarshal(raw, &p); err != nil || p.Listen == "" {
-				return "", fmt.Errorf("listen of %s: %q", name, raw)
-			}
-			return p.Listen, nil
+		"echo":   func() string { return echo },
+		"busy":   func() string { return busy },
+		"listen": func(name string) (string, error) { return d.listenOf(t, name) },
+		"port": func(name string) (string, error) {
+			addr, err := d.listenOf(t, name)
+			_, port, _ := net.SplitHostPort(addr)
+			return port, err
 		},
 	}).Parse(s.body))
 	var b strings.Builder
@@ -317,6 +355,36 @@ func (d *diffTarget) body(t *testing.T, s diffStep, echo, busy string) string {
 		t.Fatalf("%s: %v", d.name, err)
 	}
 	return b.String()
+}
+
+// diffDeliberate are the requests pier answers otherwise than
+// toxiproxy-server, on purpose (docs/toxiproxy.md, "Where pier
+// differs"): each with both statuses and pier's body. They run after the
+// script, on proxies of their own.
+var diffDeliberate = []struct {
+	step                   diffStep
+	why                    string
+	realStatus, pierStatus int
+	pierError              string // pier's {"error": ...}
+}{
+	{diffStep{method: "POST", path: "/proxies", body: `{"name":"d1","listen":"127.0.0.1:0","upstream":"nothost"}`},
+		"an upstream that is not host:port cannot be a pier route's member; Toxiproxy fails each connection instead",
+		201, 500, `upstream: "nothost": missing port: want host:port`},
+	{diffStep{method: "POST", path: "/proxies", body: `{"name":"d2","listen":"127.0.0.1:0","upstream":"127.0.0.1:0"}`},
+		"likewise port 0",
+		201, 500, `upstream: "127.0.0.1:0": port "0" is not a number from 1 to 65535`},
+	{diffStep{method: "POST", path: "/proxies", body: `{"name":"d3","listen":"127.0.0.1:0","upstream":"nothost","enabled":false}`},
+		"a disabled proxy is not a route: no difference until it is enabled",
+		201, 201, ""},
+	{diffStep{method: "PATCH", path: "/proxies/d3", body: `{"enabled":true}`},
+		"enabling it is starting it",
+		200, 500, `upstream: "nothost": missing port: want host:port`},
+	{diffStep{method: "POST", path: "/proxies", body: `{"name":"d4","listen":"example.invalid:0","upstream":"{{echo}}"}`},
+		"a listen host must be an IP address, localhost or empty; Toxiproxy looks the name up (and fails here, with its resolver's words)",
+		500, 500, `listen: "example.invalid:0": the host must be empty (every address), an IP address or localhost`},
+	{diffStep{method: "POST", path: "/proxies", body: `{"name":"d5","upstream":"x:1","enabled":false,"pad":"` + strings.Repeat("x", 1<<20) + `"}`},
+		"request bodies are bounded at 1 MiB",
+		201, 400, `bad request body: http: request body too large`},
 }
 
 // The same script, sent to the real toxiproxy-server v2.12.0 and to pier,
@@ -348,6 +416,20 @@ func TestToxiproxyServerAndPierAnswerAlike(t *testing.T) {
 		if answers[0] != answers[1] {
 			t.Errorf("step %d: %s %s %s (UA %q):\n\ttoxiproxy-server: %v\n\tpier:             %v",
 				i, s.method, s.path, bodies[1], s.ua, answers[0], answers[1])
+		}
+	}
+	for i, c := range diffDeliberate {
+		s := c.step
+		real, _ := targets[0].do(t, s.method, s.path, targets[0].body(t, s, e.echo, busy.Addr().String()), s.ua)
+		pier, _ := targets[1].do(t, s.method, s.path, targets[1].body(t, s, e.echo, busy.Addr().String()), s.ua)
+		var pierError struct{ Error string }
+		if c.pierError != "" {
+			json.Unmarshal([]byte(pier.Body), &pierError)
+		}
+		if real.Status != c.realStatus || pier.Status != c.pierStatus || pierError.Error != c.pierError ||
+			c.realStatus == c.pierStatus && c.pierError == "" && real != pier {
+			t.Errorf("deliberate difference %d (%s): %s %s:\n\ttoxiproxy-server: %v\n\tpier:             %v\n\twant %d from toxiproxy-server, %d %q from pier",
+				i, c.why, s.method, s.path, real, pier, c.realStatus, c.pierStatus, c.pierError)
 		}
 	}
 }

@@ -229,9 +229,27 @@ func (s *Server) routes() ([]config.Route, error) {
 	}
 	cfg, err := config.Parse("toxiproxy", []byte(b.String()))
 	if err != nil {
-		return nil, err
+		return nil, proxyError(err)
 	}
 	return cfg.Routes, nil
+}
+
+// proxyError words config.Parse's errors for the API's user, who never
+// sees the YAML made from the proxies: no line and column in it, and
+// the proxy's own field names ("upstream: ...", "listen: ...").
+func proxyError(err error) error {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Msg
+		if rest, ok := strings.CutPrefix(e.Msg, "address: "); ok {
+			msgs[i] = "upstream: " + rest // the route's member is the proxy's upstream
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // apply puts the proxies' routes in force.
