@@ -265,7 +265,7 @@ func (a diffAnswer) String() string {
 
 var listenField = regexp.MustCompile(`"listen":"([^"]*):([0-9]+)"`)
 
-// The normalizations, each of which is all that may differ:
+// The normalizations; nothing else in an answer may differ:
 //   - a listen port the server bound (shown in "listen" fields) is
 //     replaced by its first-seen order, P1, P2, ...: each server's kernel
 //     picks its own numbers; ports the script names itself ({{echo}},
@@ -403,6 +403,7 @@ func TestToxiproxyServerAndPierAnswerAlike(t *testing.T) {
 	targets := []*diffTarget{{name: "toxiproxy-server", url: realURL}, {name: "pier", url: e.url}}
 	for _, d := range targets {
 		d.client = &http.Client{Timeout: 10 * time.Second}
+		defer d.client.CloseIdleConnections()
 		d.ports = map[string]string{}
 		d.fixed = map[string]bool{busyPort: true, echoPort: true}
 	}
