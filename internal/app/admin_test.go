@@ -127,8 +127,9 @@ type sessionsAnswer struct {
 		State           string `json:"state"`
 		BytesToUpstream int64  `json:"bytes_to_upstream"`
 	} `json:"sessions"`
-	Matched int  `json:"matched"`
-	Partial bool `json:"partial"`
+	Matched int     `json:"matched"`
+	Next    *string `json:"next"`
+	Partial bool    `json:"partial"`
 }
 
 // The whole loop through the API: a live session is listed with its
@@ -141,7 +142,10 @@ func TestAdminListsAndEndsASession(t *testing.T) {
 
 	c := dialEcho(t, p.d.Addrs("r")[0].String())
 	var got sessionsAnswer
-	p.want(200, "GET", "/api/v1/sessions?route=r", "", &got)
+	p.want(200, "GET", "/api/v1/sessions?route=r&limit=1", "", &got)
+	if got.Next != nil {
+		t.Fatalf("one session, a page of one: next is %q, want null", *got.Next)
+	}
 	if len(got.Sessions) != 1 || got.Sessions[0].State != "open" || got.Sessions[0].BytesToUpstream != 5 {
 		t.Fatalf("sessions: %+v", got)
 	}
@@ -247,12 +251,17 @@ func TestAdminFilterReachesLiveSession(t *testing.T) {
 
 	var bad struct {
 		Problems []struct {
-			Line int `json:"line"`
+			Field string `json:"field"`
+			Line  int    `json:"line"`
 		} `json:"problems"`
 	}
-	p.want(400, "POST", "/api/v1/routes/r/filters", `[{"latency": {"delay": "soon"}}]`, &bad)
-	if len(bad.Problems) == 0 || bad.Problems[0].Line == 0 {
-		t.Fatalf("a bad option's error is not placed: %+v", bad)
+	p.want(400, "PUT", "/api/v1/routes/r/filters", `[{"pass": {}}, {"latency": {"delay": "soon"}}]`, &bad)
+	if len(bad.Problems) != 1 || bad.Problems[0].Line == 0 || bad.Problems[0].Field != "filters[1].delay" {
+		t.Fatalf("a bad option's error is not placed and named: %+v", bad)
+	}
+	p.want(400, "POST", "/api/v1/routes/r/filters", `{"latency": {"delay": "soon"}}`, &bad)
+	if len(bad.Problems) != 1 || bad.Problems[0].Field != "filters[0].delay" {
+		t.Fatalf("an appended filter's error is not named: %+v", bad)
 	}
 }
 
@@ -338,4 +347,43 @@ func jsonBody(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// A reload whose admin server cannot open on its new address changes
+// nothing: not the routes, not the server.
+func TestReloadFailsWholeWhenAdminCannotMove(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), "")), Options{})
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	next := routeDoc(fmt.Sprintf("listen: %q", busy.Addr().String()), oneRoute("r", up.Addr(), ""), oneRoute("b", up.Addr(), ""))
+	if err := p.d.Reload(parse(t, next)); err == nil {
+		t.Fatal("a reload whose admin address is taken succeeded")
+	}
+	if got := p.d.Addrs("b"); len(got) != 0 {
+		t.Fatalf("the failed reload's new route listens on %v", got)
+	}
+	p.want(200, "GET", "/healthz", "", nil)
+	m := p.scrape()
+	if m[`pier_config_reloads_total{result="error"}`] != 1 || m[`pier_config_reloads_total{result="ok"}`] != 1 {
+		t.Fatalf("reload counts: ok %v, error %v", m[`pier_config_reloads_total{result="ok"}`], m[`pier_config_reloads_total{result="error"}`])
+	}
+}
+
+// A member listed twice is one series, and scrapes carry no error.
+func TestMetricsMemberListedTwice(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`,
+		fmt.Sprintf("  - name: r\n    listen: [\"127.0.0.1:0\"]\n    upstreams: [{address: %q}, {address: %q}]\n", up.Addr(), up.Addr())), Options{})
+	p.scrape()
+	m := p.scrape()
+	if v := m[`promhttp_metric_handler_errors_total{cause="gathering"}`]; v != 0 {
+		t.Fatalf("gathering errors: %v", v)
+	}
+	if _, ok := m[fmt.Sprintf(`pier_member_up{addr=%q,member=%q,route="r"}`, up.Addr(), up.Addr())]; !ok {
+		t.Fatal("no series for the member")
+	}
 }

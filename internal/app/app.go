@@ -60,6 +60,7 @@ type Daemon struct {
 	draining atomic.Bool
 
 	servers servers // the admin and Toxiproxy APIs; under mu
+	toxiGen uint64  // counts the Toxiproxy APIs a reload removed; under mu
 
 	// Reloads, for the metrics: Start counts as the first good one.
 	reloadsOK, reloadsFailed atomic.Uint64
@@ -171,13 +172,18 @@ func (d *Daemon) reload(cfg *config.Config) (kept, dropped []string, err error) 
 	}
 	over := d.over.clone()
 	kept, dropped = over.prune(inForce)
+	// The servers' new listeners open first: a reload that cannot open
+	// them changes nothing.
+	servers, err := d.prepareServers(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := d.apply(cfg, inForce, over); err != nil {
+		servers.abort()
 		return nil, nil, err
 	}
 	d.owned = owned
-	if err := d.openServers(cfg); err != nil {
-		return nil, nil, fmt.Errorf("routes reloaded, but: %w", err)
-	}
+	d.commitServers(cfg, servers)
 	d.log.Info("configuration reloaded", "file", cfg.File, "routes", len(cfg.Routes))
 	if len(kept)+len(dropped) > 0 {
 		d.log.Info("overlay kept on reload", "kept", len(kept), "dropped", len(dropped),
@@ -213,9 +219,21 @@ func (d *Daemon) ConfigFile() string { return d.opts.ConfigFile }
 // reload does: on error nothing changes.
 func (d *Daemon) SetOwnedRoutes(owner string, routes []config.Route) error {
 	d.mu.Lock()
+	gen := d.toxiGen
+	d.mu.Unlock()
+	return d.setOwnedRoutes(owner, routes, gen)
+}
+
+// setOwnedRoutes is SetOwnedRoutes for an owner made when toxiGen was gen:
+// the Toxiproxy API's routes are refused once a reload removed that API.
+func (d *Daemon) setOwnedRoutes(owner string, routes []config.Route, gen uint64) error {
+	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
 		return errors.New("app: stopped")
+	}
+	if owner == toxiproxyOwner && gen != d.toxiGen {
+		return errors.New("app: the Toxiproxy API was removed by a reload")
 	}
 	owned := maps.Clone(d.owned)
 	if len(routes) == 0 {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	yaml "go.yaml.in/yaml/v4"
+
 	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/internal/admin"
 	"github.com/pierproxy/pier/internal/pool"
@@ -195,7 +197,7 @@ func (c control) EditFilters(route string, e admin.FilterEdit) ([]admin.Filter, 
 	}
 	given, err := parseFilterBody(e)
 	if err != nil {
-		return nil, configProblems(err, "")
+		return nil, filterProblems(err, e, len(rc.Filters))
 	}
 	list, err := editList(rc.Filters, e, given)
 	if err != nil {
@@ -234,6 +236,55 @@ func parseFilterBody(e admin.FilterEdit) ([]config.Filter, error) {
 		return nil, err
 	}
 	return []config.Filter{f}, nil
+}
+
+// filterProblems is a filter body's errors as the admin API answers them,
+// each naming its field as the route's list will have it,
+// filters[i].option, where the body lets the error be placed.
+func filterProblems(err error, e admin.FilterEdit, n int) error {
+	ae, ok := configProblems(err, "").(*admin.Error)
+	if !ok {
+		return err
+	}
+	base := 0 // the list's index of the body's first filter
+	switch e.Op {
+	case "append":
+		base = n
+	case "insert", "set":
+		base = e.Index
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(e.Body, &doc) != nil || len(doc.Content) == 0 {
+		return ae
+	}
+	items := []*yaml.Node{doc.Content[0]}
+	if doc.Content[0].Kind == yaml.SequenceNode {
+		items = doc.Content[0].Content
+	}
+	for i := range ae.Problems {
+		pr := &ae.Problems[i]
+		at := -1
+		for j, it := range items {
+			if it.Line < pr.Line || it.Line == pr.Line && it.Column <= pr.Col {
+				at = j
+			}
+		}
+		if at < 0 {
+			continue
+		}
+		pr.Field = fmt.Sprintf("filters[%d]", base+at)
+		// "latency: delay: ...": the filter's name, then the option.
+		it := items[at]
+		if it.Kind == yaml.MappingNode && len(it.Content) >= 2 {
+			name := it.Content[0].Value
+			if rest, ok := strings.CutPrefix(pr.Message, name+": "); ok {
+				if key, _, ok := strings.Cut(rest, ": "); ok && !strings.ContainsAny(key, " \"") {
+					pr.Field += "." + key
+				}
+			}
+		}
+	}
+	return ae
 }
 
 // editList applies one edit to a filter list, returning a new list.
@@ -384,22 +435,38 @@ func errorLines(err error) []string {
 func (c control) Check(data []byte) admin.Preview {
 	next, err := config.Parse("body", data)
 	if err != nil {
-		p := admin.Preview{}
-		if ae, ok := configProblems(err, "").(*admin.Error); ok {
-			p.Problems = ae.Problems
-		} else {
-			p.Problems = []admin.Problem{{Message: err.Error()}}
-		}
-		return p
+		return refused(err)
 	}
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// Both sides as a reload would put them in force: the overlay's
-	// filter lists in place of the files', the entries next keeps.
+	// Both sides as a reload would put them in force: the owners' routes
+	// beside the file's (the Toxiproxy API's only if next keeps it), the
+	// overlay's filter lists in place of the files', the entries next
+	// keeps.
+	owned := d.owned
+	if next.Toxiproxy == nil && owned[toxiproxyOwner] != nil {
+		owned = maps.Clone(owned)
+		delete(owned, toxiproxyOwner)
+	}
+	cur, err := d.merge(d.file, d.owned)
+	if err == nil {
+		next, err = d.merge(next, owned)
+	}
+	if err != nil {
+		return refused(err)
+	}
 	over := d.over.clone()
 	over.prune(next)
-	return admin.Preview{OK: true, Changes: Plan(d.over.apply(d.file), over.apply(next), liveCounts{d})}
+	return admin.Preview{OK: true, Changes: Plan(d.over.apply(cur), over.apply(next), liveCounts{d})}
+}
+
+// refused is the preview of a configuration with mistakes: each placed.
+func refused(err error) admin.Preview {
+	if ae, ok := configProblems(err, "").(*admin.Error); ok {
+		return admin.Preview{Problems: ae.Problems}
+	}
+	return admin.Preview{Problems: []admin.Problem{{Message: err.Error()}}}
 }
 
 // liveCounts counts live sessions for Plan; d.mu is held.

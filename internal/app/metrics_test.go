@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +25,12 @@ func (p *adminPier) scrape() map[string]float64 {
 	if status != 200 {
 		p.t.Fatalf("/metrics: %d %s", status, body)
 	}
+	return parseExposition(body)
+}
+
+// parseExposition maps each series of a text exposition, as written
+// (name{labels}), to its value; a line it cannot read maps to NaN.
+func parseExposition(body []byte) map[string]float64 {
 	out := make(map[string]float64)
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
@@ -33,7 +41,7 @@ func (p *adminPier) scrape() map[string]float64 {
 		i := strings.LastIndexByte(line, ' ')
 		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
-			p.t.Fatalf("/metrics: %q: %v", line, err)
+			v = math.NaN()
 		}
 		out[line[:i]] = v
 	}
@@ -54,6 +62,14 @@ func TestMetricsMatchLoadExactly(t *testing.T) {
 	const workers, perWorker, size = 4, 25, 16 << 10
 	load := p.d.Addrs("load")[0].String()
 	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+
+	// Scrapes run all through the load: a counter never goes back, and a
+	// scrape never sees more than the load will have done.
+	stopScraping := make(chan struct{})
+	scraped := make(chan error, 1)
+	go func() {
+		scraped <- scrapeWhile(p, stopScraping, float64(workers*perWorker), float64(workers*perWorker*size))
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for range workers {
@@ -67,6 +83,10 @@ func TestMetricsMatchLoadExactly(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(stopScraping)
+	if err := <-scraped; err != nil {
+		t.Error(err)
+	}
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -121,6 +141,48 @@ func TestMetricsMatchLoadExactly(t *testing.T) {
 	member := fmt.Sprintf(`pier_member_draining{addr=%q,member=%q,route="drained"}`, up.Addr(), up.Addr())
 	if m[member] != 1 {
 		t.Errorf("%s = %v, want 1", member, m[member])
+	}
+}
+
+// scrapeWhile scrapes /metrics until stop, and checks that the load
+// route's counters only grow and stay within what the load does in all.
+func scrapeWhile(p *adminPier, stop <-chan struct{}, sessions, bytesEachWay float64) error {
+	series := []struct {
+		name string
+		max  float64
+	}{
+		{`pier_route_sessions_started_total{route="load"}`, sessions},
+		{`pier_route_sessions_ended_total{reason="done",route="load"}`, sessions},
+		{`pier_route_bytes_total{direction="to_upstream",route="load"}`, bytesEachWay},
+		{`pier_route_bytes_total{direction="to_client",route="load"}`, bytesEachWay},
+	}
+	last := make([]float64, len(series))
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			if n == 0 {
+				return fmt.Errorf("no scrape during the load")
+			}
+			return nil
+		default:
+		}
+		resp, err := http.Get(p.base + "/metrics")
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		m := parseExposition(body)
+		for i, s := range series {
+			v, ok := m[s.name]
+			if !ok || math.IsNaN(v) || v < last[i] || v > s.max {
+				return fmt.Errorf("scrape %d: %s = %v after %v (at most %v)", n, s.name, v, last[i], s.max)
+			}
+			last[i] = v
+		}
 	}
 }
 

@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/internal/admin"
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
@@ -141,8 +143,25 @@ func TestToxiproxyBesideTheFile(t *testing.T) {
 		t.Fatalf("after a reload: %+v, %v", got, err)
 	}
 
+	// The preview sees the proxies as a reload does: kept beside a file
+	// that keeps the API, closed with a file that drops it.
+	if p := (control{d}).Check([]byte(with)); !p.OK || len(p.Changes) != 0 {
+		t.Fatalf("preview of the same file: %+v", p)
+	}
+	if p := (control{d}).Check([]byte(route)); !p.OK || !slices.ContainsFunc(p.Changes, func(c admin.Change) bool {
+		return c.Kind == "listener" && c.Action == "close" && c.Route == "toxiproxy.db"
+	}) {
+		t.Fatalf("preview of a file without toxiproxy: %+v", p)
+	}
+
+	host := d.ToxiproxyHost()
 	if err := d.Reload(parse(t, route)); err != nil {
 		t.Fatal(err)
+	}
+	// A request the removed API was still serving cannot bring its
+	// routes back.
+	if err := host.SetRoutes([]config.Route{ownedRoute(t, "toxiproxy.late", up.Addr())}); err == nil {
+		t.Fatal("the removed Toxiproxy API's host still made routes")
 	}
 	if d.ToxiproxyAddr() != nil {
 		t.Fatal("the Toxiproxy API still serves after a reload without toxiproxy:")

@@ -35,42 +35,92 @@ type servers struct {
 	toxiAddr   net.Addr
 }
 
-// openServers makes the admin and Toxiproxy servers follow cfg: a server
-// whose address changed opens on the new one before the old one closes,
-// so a failure leaves the old one serving (and fails the reload). The
-// admin token is read again every time.
+// openServers makes the admin and Toxiproxy servers follow cfg, as one
+// step that fails whole: prepareServers, then commit.
 func (d *Daemon) openServers(cfg *config.Config) error {
-	if err := d.openAdmin(cfg.Admin); err != nil {
+	next, err := d.prepareServers(cfg)
+	if err != nil {
 		return err
 	}
-	return d.openToxiproxy(cfg.Toxiproxy)
+	d.commitServers(cfg, next)
+	return nil
 }
 
-func (d *Daemon) openAdmin(a *config.Admin) error {
+// serversNext is what cfg's servers need that may fail: the admin token,
+// read again every time, and the listeners of servers that open or move.
+// A reload prepares it before it changes anything, and commits it once
+// its routes are in force, or aborts it.
+type serversNext struct {
+	token           []byte
+	adminLn, toxiLn net.Listener // nil: none, or the running one stays
+}
+
+func (n *serversNext) abort() {
+	for _, ln := range []net.Listener{n.adminLn, n.toxiLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// prepareServers reads the token and opens the listeners of servers that
+// open or move (the old ones keep serving meanwhile); d.mu is held.
+func (d *Daemon) prepareServers(cfg *config.Config) (*serversNext, error) {
 	s := &d.servers
-	if a == nil {
-		d.closeAdmin()
-		return nil
+	next := &serversNext{}
+	if a := cfg.Admin; a != nil {
+		if a.TokenFile != "" {
+			t, err := config.ReadToken(a.TokenFile)
+			if err != nil {
+				return nil, err
+			}
+			next.token = t
+			if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				d.log.Warn("the admin token file can be read by others than its owner", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
+			}
+		}
+		if s.admin == nil || s.adminListen != a.Listen {
+			ln, err := net.Listen("tcp", a.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("admin: %w", err)
+			}
+			next.adminLn = ln
+		}
 	}
-	var token []byte
-	if a.TokenFile != "" {
-		t, err := config.ReadToken(a.TokenFile)
+	if t := cfg.Toxiproxy; t != nil && (s.toxi == nil || s.toxiListen != t.Listen) {
+		ln, err := net.Listen("tcp", t.Listen)
 		if err != nil {
-			return err
+			next.abort()
+			return nil, fmt.Errorf("toxiproxy: %w", err)
 		}
-		token = t
-		if fi, err := os.Stat(a.TokenFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			d.log.Warn("the admin token file can be read by others than its owner", "file", a.TokenFile, "mode", fi.Mode().Perm().String())
-		}
+		next.toxiLn = ln
 	}
-	if s.admin != nil && s.adminListen == a.Listen {
-		s.admin.SetToken(token)
-		return nil
+	return next, nil
+}
+
+// commitServers puts what prepareServers made in force; d.mu is held.
+func (d *Daemon) commitServers(cfg *config.Config, next *serversNext) {
+	s := &d.servers
+	switch a := cfg.Admin; {
+	case a == nil:
+		d.closeAdmin()
+	case next.adminLn == nil:
+		s.admin.SetToken(next.token)
+	default:
+		d.serveAdmin(a, next.token, next.adminLn)
 	}
-	ln, err := net.Listen("tcp", a.Listen)
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+	switch t := cfg.Toxiproxy; {
+	case t == nil:
+		d.closeToxiproxy()
+		s.toxiAPI = nil // its proxies are gone with it
+		d.toxiGen++     // and its host with them
+	case next.toxiLn != nil:
+		d.serveToxiproxy(t, next.toxiLn)
 	}
+}
+
+func (d *Daemon) serveAdmin(a *config.Admin, token []byte, ln net.Listener) {
+	s := &d.servers
 	log := d.log.With("server", "admin")
 	srv := admin.New(admin.Options{
 		Control:    control{d},
@@ -87,7 +137,6 @@ func (d *Daemon) openAdmin(a *config.Admin) error {
 		}
 	}()
 	d.log.Info("admin server listening", "addr", ln.Addr().String(), "token", token != nil)
-	return nil
 }
 
 // closeAdmin stops the admin server in the background, within
@@ -128,20 +177,8 @@ func (d *Daemon) stopServers() {
 	}
 }
 
-func (d *Daemon) openToxiproxy(t *config.Toxiproxy) error {
+func (d *Daemon) serveToxiproxy(t *config.Toxiproxy, ln net.Listener) {
 	s := &d.servers
-	if t == nil {
-		d.closeToxiproxy()
-		s.toxiAPI = nil // its proxies are gone with it
-		return nil
-	}
-	if s.toxi != nil && s.toxiListen == t.Listen {
-		return nil
-	}
-	ln, err := net.Listen("tcp", t.Listen)
-	if err != nil {
-		return fmt.Errorf("toxiproxy: %w", err)
-	}
 	log := d.log.With("server", "toxiproxy")
 	api := s.toxiAPI
 	if api == nil {
@@ -164,11 +201,12 @@ func (d *Daemon) openToxiproxy(t *config.Toxiproxy) error {
 		}
 	}()
 	d.log.Info("toxiproxy API listening", "addr", ln.Addr().String())
-	return nil
 }
 
+// newToxiproxy makes a Toxiproxy API whose host is the Daemon as it is
+// now; d.mu is held.
 func (d *Daemon) newToxiproxy() *toxiproxy.Server {
-	return toxiproxy.NewServer(toxiHost{d}, toxiproxy.Options{Log: d.log.With("server", "toxiproxy"), Seed: d.opts.ToxiproxySeed})
+	return toxiproxy.NewServer(toxiHost{d, d.toxiGen}, toxiproxy.Options{Log: d.log.With("server", "toxiproxy"), Seed: d.opts.ToxiproxySeed})
 }
 
 // prepareToxiproxy makes the Toxiproxy API before it listens, and creates
@@ -176,7 +214,9 @@ func (d *Daemon) newToxiproxy() *toxiproxy.Server {
 // its -config: what fails is logged, and the API serves anyway. d.mu is
 // not held: each proxy made takes it.
 func (d *Daemon) prepareToxiproxy() {
+	d.mu.Lock()
 	api := d.newToxiproxy()
+	d.mu.Unlock()
 	if path := d.opts.ToxiproxyConfig; path != "" {
 		if f, err := os.Open(path); err != nil {
 			d.log.Error("toxiproxy: reading the proxies to create", "error", err)
@@ -219,17 +259,26 @@ func (d *Daemon) ToxiproxyAddr() net.Addr {
 
 // ToxiproxyHost is the Daemon as a Toxiproxy API server's host, for a
 // server run outside the Daemon (a test's).
-func (d *Daemon) ToxiproxyHost() toxiproxy.Host { return toxiHost{d} }
+func (d *Daemon) ToxiproxyHost() toxiproxy.Host {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return toxiHost{d, d.toxiGen}
+}
 
 // toxiproxyOwner owns the Toxiproxy API's routes (SetOwnedRoutes).
 const toxiproxyOwner = "toxiproxy"
 
 // toxiHost is the Daemon as the Toxiproxy server's host: its proxies are
-// routes the Daemon runs beside the file's.
-type toxiHost struct{ d *Daemon }
+// routes the Daemon runs beside the file's. gen is the Daemon's toxiGen
+// when the host was made: once a reload removed the API, a request it was
+// still serving cannot bring its routes back.
+type toxiHost struct {
+	d   *Daemon
+	gen uint64
+}
 
 func (h toxiHost) SetRoutes(routes []config.Route) error {
-	err := h.d.SetOwnedRoutes(toxiproxyOwner, routes)
+	err := h.d.setOwnedRoutes(toxiproxyOwner, routes, h.gen)
 	if err != nil {
 		// Toxiproxy answers a listener that cannot open with the
 		// system's words ("listen tcp ...: bind: address already in

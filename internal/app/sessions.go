@@ -17,7 +17,12 @@ func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.Sess
 	if limit <= 0 {
 		limit = 100
 	}
-	page, matched, partial := c.d.srv.Sessions(ctx, match(q), q.After, limit)
+	// One more than the page: whether it is there says if a next page is.
+	page, matched, partial := c.d.srv.Sessions(ctx, match(q), q.After, limit+1)
+	more := len(page) > limit
+	if more {
+		page = page[:limit]
+	}
 	out := admin.SessionPage{Matched: matched, Partial: partial, Sessions: make([]admin.Session, 0, len(page))}
 	now := time.Now()
 	for _, s := range page {
@@ -32,7 +37,7 @@ func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.Sess
 		}
 		out.Sessions = append(out.Sessions, v)
 	}
-	if len(page) == limit { // there may be more: the next page says
+	if more {
 		out.Next = page[len(page)-1].ID
 	}
 	return out, nil

@@ -75,7 +75,16 @@ func routeMetrics(name string, c *carried) metrics.Route {
 	for why := stats.Refusal(0); why < stats.NumRefusals; why++ {
 		r.Refused[why.String()] = t.Refused[why]
 	}
+	type member struct{ name, addr string }
+	seen := make(map[member]bool)
 	for _, m := range c.pool.Status() {
+		// A member listed twice is one series: the same address has one
+		// health and one count, whichever entry names it.
+		k := member{m.Name, m.Addr.String()}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		r.Members = append(r.Members, metrics.Member{
 			Name: m.Name, Addr: m.Addr.String(), Up: !m.Down, Ejected: m.Ejected, Draining: m.Drain, Disabled: m.Disabled,
 			Weight: m.Weight, Live: m.Active, ConnectFailures: m.ConnectFailures,

@@ -1,6 +1,7 @@
 package toxiproxy
 
 import (
+	"bytes"
 	"encoding/base32"
 	"encoding/json"
 	"io"
@@ -66,8 +67,24 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "User agent not allowed", http.StatusForbidden)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	// The body is read whole before the handler runs: handlers decode it
+	// under s.mu, and a client trickling its body must not hold every
+	// other call (a test suite's /reset) for the server's read timeout.
+	// A read that fails (a body over maxBody) fails the handler's decode
+	// at the same byte, with the same error.
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(data), failingReader{err}))
 	h(w, r, args)
+}
+
+// failingReader reads as its error, or as the end of the data when nil.
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	return 0, io.EOF
 }
 
 // requestID is 20 characters, as Toxiproxy's (an xid) are.
