@@ -304,6 +304,7 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 		c.limit.SetMax(cfg.Routes[i].MaxConnections)
 		if c.filters.Load() != c.set {
 			c.filters.Store(c.set)
+			d.srv.FiltersChanged(c.filters)
 		}
 	}
 	// Filters no route holds any more close (files flush and close now,

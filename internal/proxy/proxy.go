@@ -39,6 +39,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/listen"
 	"github.com/pierproxy/pier/internal/relay"
 	"github.com/pierproxy/pier/internal/route"
@@ -659,6 +660,20 @@ func (s *Server) Addrs(route string) []netip.AddrPort {
 		}
 	}
 	return addrs
+}
+
+// FiltersChanged tells every relay loop that a new set was stored in
+// filters (a route's route.Route.Filters), so that the route's live
+// sessions take it up on the loop's next turn, idle ones included:
+// without it, a session takes a new set up only when a byte next moves or
+// a timer of its own comes (relay.Loop.TakeUpFilters says how). Call it
+// after every filters.Store that may change a set live sessions run. It
+// never waits for a loop: a loop takes it up in turn, a closed one not
+// at all.
+func (s *Server) FiltersChanged(filters *chain.InForce) {
+	for _, l := range s.loops {
+		l.TakeUpFilters(filters)
+	}
 }
 
 // Loops returns the number of relay loops, for stats.NewRoute: a route's

@@ -16,6 +16,32 @@ import (
 // wallNow is the loop's clock as a time.Time, for filters.
 func (l *Loop) wallNow() time.Time { return l.start.Add(l.now) }
 
+// TakeUpFilters makes every session on the loop whose route's filters are
+// in (Params.Filters == in) take up the set now in force in it on the
+// loop's next turn, instead of at its next event: call it after in.Store.
+// A session that is idle has no next event, and a filter set's change
+// must still reach it: a timeout with close_at_end ends it, a stall lets
+// its bytes go. It reports false when the loop has been closed.
+//
+// The loop walks its slots, walkChunk per turn (see walk), and gives each
+// such session a turn (pump), which begins the switch and moves what it
+// can at once: the old chains see their input end, and what they forward
+// goes out as the destination takes it. A session still connecting takes
+// the set up when it connects; one a filter has ended, or that took the
+// set up already, is left as it is. Nothing is added to a turn that
+// moves bytes: the sessions' own turns find a change as they always did.
+func (l *Loop) TakeUpFilters(in *chain.InForce) bool {
+	if in == nil {
+		return true
+	}
+	return l.walk(func(c *conn) bool {
+		if c.p.Filters == in && c.state == relaying && c.stopping == nil && in.Load() != c.filters {
+			c.pump()
+		}
+		return false
+	}, func() {})
+}
+
 // beginSwitch makes the chains of the filter set in force for both
 // directions, to be taken up at each direction's next chunk boundary (see
 // attach). Until then the direction reads nothing more, so the boundary
