@@ -83,7 +83,10 @@ func (s failedStream) Process(*filter.Batch) error { return s.err }
 
 // InForce holds a route's filter set in force, shared by the route's live
 // sessions: storing a new Set reaches every one of them at its next chunk
-// boundary. The zero InForce holds no filters.
+// boundary. An idle session has none until a byte moves, so whoever
+// stores also tells the relay loops (proxy.Server.FiltersChanged), which
+// give the route's sessions a turn at once. The zero InForce holds no
+// filters.
 type InForce struct {
 	p atomic.Pointer[Set]
 }

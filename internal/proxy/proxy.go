@@ -14,6 +14,8 @@
 // a route's own counters are its route.Route.Stats, kept by the loops.
 // Sessions, EndSession and EndSessions list and end live sessions for the
 // admin API, waiting for the loops no longer than their context allows.
+// FiltersChanged makes a route's live sessions take up a filter set just
+// stored, idle ones included, without waiting for the loops.
 //
 //	srv, _ := proxy.New(proxy.Options{Log: logger})
 //	srv.Apply(table)           // open listeners, start serving

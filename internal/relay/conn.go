@@ -57,7 +57,9 @@ type Params struct {
 	LocalError func(*Loop, error)
 	// Filters, if set, is the route's filter set in force. A session
 	// starts with the set in force when its upstream connects, and takes
-	// up a new one between chunks: a direction with no filter splices.
+	// up a new one between chunks: at its next turn, which
+	// Loop.TakeUpFilters gives it at once. A direction with no filter
+	// splices.
 	Filters *chain.InForce
 	// Stats, if set, counts the session on this loop's shard of its
 	// route's counters: its states, its bytes as they move, its connect

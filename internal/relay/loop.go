@@ -25,9 +25,9 @@
 // (Watch), so a client is accepted and, unless another loop has two
 // sessions fewer to look after (then the accepting loop hands it over
 // with Start), dialed for and relayed on one loop. Other goroutines talk to a loop only
-// through Start, Watch, Unwatch, CloseAll, List, End, EndMatching and
-// Close, which queue work and wake it through an eventfd; none of them
-// waits for the loop.
+// through Start, Watch, Unwatch, CloseAll, List, End, EndMatching,
+// TakeUpFilters and Close, which queue work and wake it through an
+// eventfd; none of them waits for the loop.
 //
 // A session counts itself on Params.Stats, its route's shard for this
 // loop (package stats): its state, its bytes at the end of each turn, its

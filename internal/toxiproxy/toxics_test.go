@@ -31,7 +31,7 @@ func TestLatencyOnALiveConnection(t *testing.T) {
 	if err := p.RemoveToxic("latency_downstream"); err != nil {
 		t.Fatal(err)
 	}
-	// The removal reaches the connection at its next chunk.
+	// The removal reaches the connection at once.
 	if rtt := roundTrip(t, c, "after"); rtt > 290*time.Millisecond {
 		t.Errorf("round trip after the toxic was removed: %v", rtt)
 	}
@@ -132,14 +132,43 @@ func TestTimeoutDropsThenCloses(t *testing.T) {
 	if err := p.RemoveToxic("timeout_upstream"); err != nil {
 		t.Fatal(err)
 	}
-	// pier's relay takes a route's new filters up at a session's next
-	// event: a byte makes one for this idle connection. That byte is
-	// still unread when pier closes, so the close may come as a reset.
-	c.Write([]byte("!"))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := c.Read(make([]byte, 8)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("after the timeout toxic's removal: read %d, %v; want the end", n, err)
+	// The removal reaches the idle connection at once: no byte needs to
+	// move for it, and none is left unread, so the end is a clean one.
+	start = time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Errorf("after the timeout toxic's removal: read %d, %v; want EOF", n, err)
 	}
+	t.Logf("closed %v after the removal", time.Since(start))
+}
+
+// Bytes a bandwidth rate-0 toxic (a stall) holds on an idle connection
+// leave as soon as the toxic is removed, as Toxiproxy lets them go, with
+// no further byte either way; the connection goes on.
+func TestRemovingAStallReleasesItsBytes(t *testing.T) {
+	e := newEnv(t)
+	p := e.createProxy(t, "stall")
+	c := dial(t, p.Listen)
+	roundTrip(t, c, "before")
+	if _, err := p.AddToxic("stall", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": 0}); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("held"))
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 8)); !isTimeout(err) {
+		t.Fatalf("under the stall: read %d, %v; want nothing until the deadline", n, err)
+	}
+	if err := p.RemoveToxic("stall"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "held" {
+		t.Fatalf("after the stall's removal: read %q, %v; want the held bytes", buf, err)
+	}
+	t.Logf("released %v after the removal", time.Since(start))
+	roundTrip(t, c, "after")
 }
 
 func isTimeout(err error) bool {
