@@ -297,8 +297,9 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	// The old pools' checks and lookups stop; their sessions finish.
 	stopPools(d.routes)
 	// Only now, with the new table in force, may limits and filters
-	// change. A changed filter set reaches the route's live sessions too,
-	// between chunks.
+	// change. A changed filter set reaches the route's live sessions at
+	// once, idle ones too (FiltersChanged); a session with bytes in flight
+	// takes it up once they have gone out.
 	for i := range cfg.Routes {
 		c := routes[cfg.Routes[i].Name]
 		c.limit.SetMax(cfg.Routes[i].MaxConnections)

@@ -367,10 +367,11 @@ func planFilters(cr, nr *config.Route, live Live) []admin.Change {
 		return nil
 	}
 	n := live.Route(nr.Name)
-	// apply stores the new set in the route's InForce, which live
-	// sessions look at between chunks (relay: beginSwitch, attach): each
-	// makes new streams of every filter of the set.
-	common := fmt.Sprintf("the route's %d live sessions take up the new list at their next chunk boundary, "+
+	// apply stores the new set in the route's InForce and tells the
+	// loops (proxy.FiltersChanged): every live session of the route takes
+	// it up at once (relay: beginSwitch), and makes new streams of every
+	// filter of the set.
+	common := fmt.Sprintf("the route's %d live sessions take up the new list at once (a session with bytes in flight, once they have gone out), "+
 		"each filter's per-session state starting anew; filters kept stay open, their files too", n)
 	from, closed := matchFilters(a, b)
 	name := func(fs []config.Filter, i int) string { return fmt.Sprintf("%s[%d]", fs[i].Name, i) }

@@ -281,7 +281,7 @@ func TestPlanListsEveryChange(t *testing.T) {
 			want: []want{
 				{kind: "filter", action: "change", route: "web", name: "limit[1]", fields: []string{"bytes"}, live: 7,
 					effect: []string{"built anew with the new options, the old one (index 1) closed at the reload",
-						"the route's 7 live sessions take up the new list at their next chunk boundary", "filters kept stay open"}},
+						"the route's 7 live sessions take up the new list at once", "filters kept stay open"}},
 			},
 		},
 		{
