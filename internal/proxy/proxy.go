@@ -119,6 +119,7 @@ type Server struct {
 	localErrors atomic.Uint64 // dials that failed for pier's own lack of resources
 
 	stats     []loopStats                                            // by loop index
+	ends      []endRing                                              // by loop index; each its loop's only
 	loopIndex map[*relay.Loop]int                                    // read-only after New
 	watch     func(*relay.Loop, int, func(*relay.Loop)) <-chan error // relay.Loop.Watch; a test's seam
 
@@ -277,6 +278,7 @@ func New(opts Options) (*Server, error) {
 		})
 	}
 	s.stats = make([]loopStats, len(s.loops))
+	s.ends = make([]endRing, len(s.loops))
 	s.countDescriptors()
 	log.Debug("relay loops started", "loops", n, "gomaxprocs", runtime.GOMAXPROCS(0))
 	return s, nil
@@ -394,6 +396,7 @@ func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *ses
 			st.failedDials.Add(1)
 		}
 	}
+	s.ends[s.loopIndex[loop]].add(r)
 	s.logRecord(r)
 	if s.fdShort.Load() {
 		loop.ResumeWatches() // a session's descriptors are free again

@@ -146,6 +146,12 @@ func (l *Loop) post(f func()) bool {
 	return true
 }
 
+// Do runs f on the loop's goroutine at its next turn, for a caller that
+// reads what only the loop may touch (the proxy's record of recent
+// session ends). f must not block: it holds up every session of the loop.
+// Do reports false when the loop has been closed: f will never run.
+func (l *Loop) Do(f func()) bool { return l.post(f) }
+
 // queue appends f to the posted work and wakes the loop; l.mu is held.
 // The wake is written under l.mu so that it never reaches an eventfd
 // shutdown has closed (or a descriptor that reused its number).
