@@ -1,0 +1,44 @@
+package app
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// The history turns totals into rates per second, keeps historyLength
+// samples, starts a new route's rows with zeros, and forgets a route gone.
+func TestHistoryRatesAndBounds(t *testing.T) {
+	h := newHistory()
+	t0 := time.Unix(1000, 0)
+	h.add(t0, []routeTotals{{name: "a", started: 10, up: 100, down: 50, live: 1}})
+	h.add(t0.Add(time.Second), []routeTotals{{name: "a", started: 13, up: 400, down: 50, live: 2}, {name: "b", started: 5}})
+	times, routes := h.snapshot()
+	if !slices.Equal(times, []int64{1000, 1001}) {
+		t.Fatalf("times %v", times)
+	}
+	a := routes["a"]
+	if !slices.Equal(a.sessions, []float64{0, 3}) || !slices.Equal(a.up, []float64{0, 300}) || !slices.Equal(a.live, []int64{1, 2}) {
+		t.Fatalf("route a: %+v", a)
+	}
+	if b := routes["b"]; !slices.Equal(b.sessions, []float64{0, 0}) {
+		t.Fatalf("route b, new at the second sample: %+v", b)
+	}
+	// Counting afresh (a route removed and added again) gives no rate,
+	// not a wrapped one.
+	h.add(t0.Add(2*time.Second), []routeTotals{{name: "a", started: 1}, {name: "b", started: 6}})
+	_, routes = h.snapshot()
+	if got := routes["a"].sessions[2]; got != 0 {
+		t.Fatalf("rate after the totals went back: %v", got)
+	}
+	for i := 3; i < historyLength+20; i++ {
+		h.add(t0.Add(time.Duration(i)*time.Second), []routeTotals{{name: "b", started: uint64(6 + i)}})
+	}
+	times, routes = h.snapshot()
+	if len(times) != historyLength || len(routes["b"].sessions) != historyLength || len(routes["b"].live) != historyLength {
+		t.Fatalf("kept %d times, %d samples of b; want %d", len(times), len(routes["b"].sessions), historyLength)
+	}
+	if _, ok := routes["a"]; ok {
+		t.Fatal("route a, gone, is still in the history")
+	}
+}
