@@ -140,6 +140,9 @@ var endpoints = []endpoint{
 	{"GET", "/api/v1/config", ""},
 	{"GET", "/api/v1/log_level", ""},
 	{"PUT", "/api/v1/log_level", `{"level":"debug"}`},
+	{"GET", "/api/v1/history", ""},
+	{"GET", "/api/v1/ends", ""},
+	{"GET", "/api/v1/filter_specs", ""},
 	{"GET", "/no/such/endpoint", ""},
 }
 

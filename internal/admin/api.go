@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"time"
 )
 
 // Control is what the admin server reads and steers: the running pier, as
@@ -48,6 +49,16 @@ type Control interface {
 	Config(format string) ([]byte, error) // "yaml" | "json"
 	LogLevel() slog.Level
 	SetLogLevel(slog.Level)
+
+	// History answers each route's recent rates, one sample a second, for
+	// the dashboard's sparklines.
+	History() History
+	// Ends answers the most recent session ends matching q, newest first;
+	// ctx ends the wait for loops that do not answer (ErrPartial).
+	Ends(ctx context.Context, q EndsQuery) (EndsPage, error)
+	// FilterSpecs answers every filter pier knows with its options, for
+	// the dashboard's filter form.
+	FilterSpecs() []FilterSpec
 }
 
 // ErrNotFound is what a Control returns for an unknown route, member,
@@ -112,15 +123,95 @@ type Session struct {
 
 // Route is one route as it runs.
 type Route struct {
-	Name           string   `json:"name"`
-	Listen         []string `json:"listen"` // as configured
-	Addrs          []string `json:"addrs"`  // the addresses listened on
-	MaxConnections int      `json:"max_connections"`
-	Live           int64    `json:"live"`
-	Refused        uint64   `json:"refused"`
-	Filters        []Filter `json:"filters"`
-	Members        []Member `json:"members"`
-	Overlay        bool     `json:"overlay"` // a runtime change applies to the route
+	Name           string     `json:"name"`
+	Listen         []string   `json:"listen"` // as configured
+	Addrs          []string   `json:"addrs"`  // the addresses listened on
+	MaxConnections int        `json:"max_connections"`
+	Live           int64      `json:"live"`
+	Refused        uint64     `json:"refused"`
+	Filters        []Filter   `json:"filters"`
+	Members        []Member   `json:"members"`
+	Overlay        bool       `json:"overlay"` // a runtime change applies to the route
+	Stats          RouteStats `json:"stats"`
+}
+
+// RouteStats are a route's totals since pier started: the numbers
+// /metrics has.
+type RouteStats struct {
+	Started    uint64 `json:"started"`     // sessions accepted
+	ToUpstream uint64 `json:"to_upstream"` // bytes
+	ToClient   uint64 `json:"to_client"`   // bytes
+	// Refused counts sessions refused before a dial by reason (limit,
+	// no_upstream, local_error); Ended counts sessions ended by the
+	// access log's reason (done, connect_failed, ...).
+	Refused map[string]uint64 `json:"refused"`
+	Ended   map[string]uint64 `json:"ended"`
+}
+
+// History is each route's recent rates, sampled every Interval seconds,
+// oldest sample first.
+type History struct {
+	Interval float64        `json:"interval_seconds"`
+	Times    []int64        `json:"times"` // unix seconds of each sample (at most 300)
+	Routes   []RouteHistory `json:"routes"`
+}
+
+// RouteHistory is one route's samples, each list as long as
+// History.Times.
+type RouteHistory struct {
+	Name           string    `json:"name"`
+	SessionsPerSec []float64 `json:"sessions_per_second"` // sessions started per second over each interval
+	ToUpstreamBps  []float64 `json:"bytes_to_upstream_per_second"`
+	ToClientBps    []float64 `json:"bytes_to_client_per_second"`
+	Live           []int64   `json:"live"`
+}
+
+// EndsQuery selects recent session ends; zero fields match all.
+type EndsQuery struct {
+	Route  string
+	Reason string // the access log's reason: done, connect_failed, ...
+	Limit  int    // at most this many (1..500)
+}
+
+// EndsPage is the most recent session ends, newest first.
+type EndsPage struct {
+	Ends []End `json:"ends"`
+}
+
+// End is one ended session, as its access log record says.
+type End struct {
+	ID              uint64    `json:"id"`
+	Route           string    `json:"route"`
+	Client          string    `json:"client"`
+	Upstream        string    `json:"upstream"`
+	Dialed          string    `json:"dialed"`
+	Time            time.Time `json:"time"` // when it ended
+	DurationSeconds float64   `json:"duration_seconds"`
+	BytesToUpstream int64     `json:"bytes_to_upstream"`
+	BytesToClient   int64     `json:"bytes_to_client"`
+	Reason          string    `json:"reason"`
+	Error           string    `json:"error"`
+}
+
+// FilterSpec is one filter pier knows: its name, what it does, the key
+// of its command-line flag, and its options.
+type FilterSpec struct {
+	Name    string       `json:"name"`
+	Help    string       `json:"help"`
+	FlagKey string       `json:"flag_key"`
+	Options []OptionSpec `json:"options"`
+}
+
+// OptionSpec is one option of a filter.
+type OptionSpec struct {
+	Name string `json:"name"`
+	// Kind is duration, size, number, bool, string, enum, list or
+	// direction.
+	Kind     string   `json:"kind"`
+	Default  string   `json:"default"` // as a user writes it; "": none
+	Help     string   `json:"help"`
+	Required bool     `json:"required"`
+	Choices  []string `json:"choices"` // for enum and direction
 }
 
 // Member is one member of a route's pool.
@@ -219,6 +310,47 @@ func (r Route) MarshalJSON() ([]byte, error) {
 	type plain Route
 	p := plain(r)
 	p.Listen, p.Addrs, p.Filters, p.Members = list(p.Listen), list(p.Addrs), list(p.Filters), list(p.Members)
+	if p.Stats.Refused == nil {
+		p.Stats.Refused = map[string]uint64{}
+	}
+	if p.Stats.Ended == nil {
+		p.Stats.Ended = map[string]uint64{}
+	}
+	return json.Marshal(p)
+}
+
+func (h History) MarshalJSON() ([]byte, error) {
+	type plain History
+	p := plain(h)
+	p.Times, p.Routes = list(p.Times), list(p.Routes)
+	return json.Marshal(p)
+}
+
+func (r RouteHistory) MarshalJSON() ([]byte, error) {
+	type plain RouteHistory
+	p := plain(r)
+	p.SessionsPerSec, p.ToUpstreamBps, p.ToClientBps, p.Live = list(p.SessionsPerSec), list(p.ToUpstreamBps), list(p.ToClientBps), list(p.Live)
+	return json.Marshal(p)
+}
+
+func (e EndsPage) MarshalJSON() ([]byte, error) {
+	type plain EndsPage
+	p := plain(e)
+	p.Ends = list(p.Ends)
+	return json.Marshal(p)
+}
+
+func (f FilterSpec) MarshalJSON() ([]byte, error) {
+	type plain FilterSpec
+	p := plain(f)
+	p.Options = list(p.Options)
+	return json.Marshal(p)
+}
+
+func (o OptionSpec) MarshalJSON() ([]byte, error) {
+	type plain OptionSpec
+	p := plain(o)
+	p.Choices = list(p.Choices)
 	return json.Marshal(p)
 }
 

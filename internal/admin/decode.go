@@ -92,6 +92,30 @@ func parseSessionQuery(raw string, paged bool) (SessionQuery, *Error) {
 	return q, nil
 }
 
+// maxEndsPage bounds GET /api/v1/ends: each loop remembers its last 512
+// ends, and a page is for a person to read.
+const maxEndsPage = 500
+
+// defaultEndsPage is an ends page's size when the query has no limit.
+const defaultEndsPage = 100
+
+// parseEndsQuery reads GET /api/v1/ends' query: route, reason, limit.
+func parseEndsQuery(raw string) (EndsQuery, *Error) {
+	v, err := parseQuery(raw, "route", "reason", "limit")
+	if err != nil {
+		return EndsQuery{}, err
+	}
+	q := EndsQuery{Route: v.Get("route"), Reason: v.Get("reason"), Limit: defaultEndsPage}
+	if l := v.Get("limit"); v.Has("limit") {
+		limit, lerr := strconv.Atoi(l)
+		if lerr != nil || limit < 1 || limit > maxEndsPage {
+			return EndsQuery{}, badField("limit", fmt.Sprintf("want an integer 1..%d, got %s", maxEndsPage, quote(l)))
+		}
+		q.Limit = limit
+	}
+	return q, nil
+}
+
 // parseClient reads a CIDR prefix or a single IP (its own /32 or /128).
 func parseClient(s string) (netip.Prefix, *Error) {
 	if strings.Contains(s, "/") {

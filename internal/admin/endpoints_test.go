@@ -74,7 +74,7 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("routes %s", a.body)
 	}
 	r := routes[0].(map[string]any)
-	wantKeys(t, "route", r, "name", "listen", "addrs", "max_connections", "live", "refused", "filters", "members", "overlay")
+	wantKeys(t, "route", r, "name", "listen", "addrs", "max_connections", "live", "refused", "filters", "members", "overlay", "stats")
 	if r["max_connections"] != 100.0 || r["live"] != 3.0 || r["refused"] != 2.0 || r["overlay"] != true {
 		t.Fatalf("route %s", a.body)
 	}

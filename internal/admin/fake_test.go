@@ -44,6 +44,10 @@ type fakeControl struct {
 	preview  Preview
 	config   map[string][]byte
 	level    slog.Level
+	history  History
+	ends     EndsPage
+	endsQ    EndsQuery // the last Ends query
+	specs    []FilterSpec
 }
 
 func (f *fakeControl) record(format string, args ...any) {
@@ -147,6 +151,18 @@ func (f *fakeControl) SetLogLevel(l slog.Level) {
 	f.level = l
 	f.mu.Unlock()
 }
+
+func (f *fakeControl) History() History { f.record("History"); return f.history }
+
+func (f *fakeControl) Ends(ctx context.Context, q EndsQuery) (EndsPage, error) {
+	f.record("Ends")
+	f.mu.Lock()
+	f.endsQ, f.deadline = q, f.since(ctx)
+	f.mu.Unlock()
+	return f.ends, f.err
+}
+
+func (f *fakeControl) FilterSpecs() []FilterSpec { f.record("FilterSpecs"); return f.specs }
 
 // served is an admin server on 127.0.0.1:0 and a client for it.
 type served struct {

@@ -48,6 +48,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/log_level", s.getLogLevel)
 	mux.HandleFunc("PUT /api/v1/log_level", s.putLogLevel)
 
+	mux.HandleFunc("GET /api/v1/history", s.getHistory)
+	mux.HandleFunc("GET /api/v1/ends", s.listEnds)
+	mux.HandleFunc("GET /api/v1/filter_specs", s.listFilterSpecs)
+
 	// The mux's own 404 and 405 are text: answer JSON like every other error.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {
@@ -350,6 +354,30 @@ func (s *Server) putLogLevel(w http.ResponseWriter, r *http.Request) {
 	old := s.ctl.LogLevel()
 	s.ctl.SetLogLevel(level)
 	writeJSON(w, http.StatusOK, map[string]string{"old": levelName(old), "new": levelName(level)})
+}
+
+func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.ctl.History())
+}
+
+func (s *Server) listEnds(w http.ResponseWriter, r *http.Request) {
+	q, qerr := parseEndsQuery(r.URL.RawQuery)
+	if qerr != nil {
+		writeError(w, qerr)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), sessionWait)
+	defer cancel()
+	page, err := s.ctl.Ends(ctx, q)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) listFilterSpecs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string][]FilterSpec{"filters": list(s.ctl.FilterSpecs())})
 }
 
 // fail answers a Control's error: its own status for an *Error, 404 for
