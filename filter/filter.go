@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -230,6 +231,113 @@ type Spec struct {
 	// value may instead list options, `--latency delay=100ms,jitter=10ms`.
 	// Empty means the flag takes only such a list.
 	FlagKey string
+	// Options documents every option New reads, in the order a user is
+	// best shown them (the README's): the admin dashboard builds a form
+	// from them, with each field's kind, default and help. Declaring them
+	// is optional: nil means not declared (the filter still works
+	// everywhere; a form can offer only free option=value pairs), and an
+	// empty, non-nil slice means the filter takes no options. Register
+	// checks what is declared (see OptionDoc); filtertest.CheckOptions
+	// checks it against what New really reads.
+	Options []OptionDoc
+}
+
+// An OptionDoc describes one option a Factory reads, for a form or help
+// text. Default is written as a user writes the value, ready to prefill
+// a field; "" means none, or one no value can say (bandwidth's burst is
+// rate/10): then Help says what happens without it.
+type OptionDoc struct {
+	Name string
+	// Kind is one of the Kind constants: what the value is and how a form
+	// asks for it.
+	Kind    string
+	Default string
+	// Help is one line: what the option does, and what no value means
+	// when Default cannot say it.
+	Help string
+	// Required reports that New refuses the options without this one.
+	Required bool
+	// Choices are the values an enum or a direction takes, nil for the
+	// other kinds.
+	Choices []string
+}
+
+// The kinds of option (OptionDoc.Kind), each with what a user writes,
+// which is also what the admin API takes as the option's JSON string:
+const (
+	// KindDuration is a Go duration, not negative: "100ms", "2s", "1m30s"
+	// (a bare "0" too). Options.Duration reads it.
+	KindDuration = "duration"
+	// KindSize is a byte count with an optional unit: "4096", "64KiB",
+	// "10MB" (B, KB, MB, GB in powers of 1000; KiB, MiB, GiB of 1024).
+	// Options.Size reads it.
+	KindSize = "size"
+	// KindNumber is a number, whole or not as Help says: "5", "0.25".
+	// Options.Int and Options.Float read it.
+	KindNumber = "number"
+	// KindBool is "true" or "false": a checkbox. Options.Bool reads it.
+	KindBool = "bool"
+	// KindString is any text, a file path or a pattern: a text field.
+	// Options.String reads it.
+	KindString = "string"
+	// KindEnum is one of Choices: a select. Options.Enum reads it.
+	KindEnum = "enum"
+	// KindList is one value or a list of them ("10.0.0.0/8", or
+	// ["10.0.0.0/8", "::1"]): a field of one value per line, sent as a
+	// JSON list. Options.Strings and Options.Prefixes read it.
+	KindList = "list"
+	// KindDirection is which bytes the filter works on: "upstream" (the
+	// bytes the client sends), "client" (the bytes sent to the client) or
+	// "both", its Choices. Options.Direction reads it.
+	KindDirection = "direction"
+)
+
+// directionChoices are a direction option's values, as Options.Direction
+// takes them.
+var directionChoices = []string{"upstream", "client", "both"}
+
+// DirectionOption documents the option "direction", read with
+// o.Direction("direction", def), with help saying what it picks.
+func DirectionOption(def Direction, help string) OptionDoc {
+	return OptionDoc{Name: "direction", Kind: KindDirection, Default: def.String(), Help: help,
+		Choices: append([]string(nil), directionChoices...)}
+}
+
+// checkOptions reports the first mistake in s's declared options: one a
+// form could not be built from.
+func (s Spec) checkOptions() error {
+	if s.Options == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, d := range s.Options {
+		if d.Name == "" || seen[d.Name] {
+			return fmt.Errorf("option %q: empty or declared twice", d.Name)
+		}
+		seen[d.Name] = true
+		switch d.Kind {
+		case KindDuration, KindSize, KindNumber, KindBool, KindString, KindList:
+			if d.Choices != nil {
+				return fmt.Errorf("option %s: Choices are for an enum or a direction, not a %s", d.Name, d.Kind)
+			}
+		case KindEnum, KindDirection:
+			if len(d.Choices) == 0 {
+				return fmt.Errorf("option %s: a %s without Choices", d.Name, d.Kind)
+			}
+			if d.Default != "" && !slices.Contains(d.Choices, d.Default) {
+				return fmt.Errorf("option %s: default %q is not one of its Choices", d.Name, d.Default)
+			}
+		default:
+			return fmt.Errorf("option %s: unknown kind %q", d.Name, d.Kind)
+		}
+		if d.Required && d.Default != "" {
+			return fmt.Errorf("option %s: required, with a default", d.Name)
+		}
+	}
+	if s.FlagKey != "" && !seen[s.FlagKey] {
+		return fmt.Errorf("FlagKey %s is not among the Options", s.FlagKey)
+	}
+	return nil
 }
 
 // Build makes the filter from its options, as New does, but returns a
@@ -262,13 +370,18 @@ var (
 )
 
 // Register makes a filter available by name to config files and the
-// command line. It panics if the name is empty or taken: registration
-// happens in init functions, where a clash is a programming error.
+// command line. It panics if the name is empty or taken, or if Options
+// declares something no form could show (an unknown kind, an enum
+// without choices, a name twice, a FlagKey not among them): registration
+// happens in init functions, where these are programming errors.
 func Register(s Spec) {
 	regMu.Lock()
 	defer regMu.Unlock()
 	if s.Name == "" || s.New == nil {
 		panic("filter: Register with an empty name or no factory")
+	}
+	if err := s.checkOptions(); err != nil {
+		panic("filter: Register " + s.Name + ": " + err.Error())
 	}
 	if _, dup := registry[s.Name]; dup {
 		panic("filter: Register called twice for " + s.Name)

@@ -112,6 +112,18 @@ func (o *Options) Has(key string) bool {
 	return ok
 }
 
+// LookedUp returns, sorted, every key the Factory has asked for so far,
+// given or not. Tests compare it with Spec.Options (see
+// filtertest.CheckOptions), so an option read but not documented shows.
+func (o *Options) LookedUp() []string {
+	keys := make([]string, 0, len(o.used))
+	for k := range o.used {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // Errorf records a problem with key ("" for the options as a whole).
 func (o *Options) Errorf(key, format string, args ...any) {
 	e := &OptionError{Filter: o.name, Key: key, Msg: fmt.Sprintf(format, args...), Line: o.filter.line, Col: o.filter.col}

@@ -31,6 +31,17 @@ type Target struct {
 	rng  *rand.Rand
 }
 
+// TargetOptions documents the options ParseTarget reads, in that order,
+// for a Spec's Options: a fault filter appends them to its own.
+func TargetOptions() []OptionDoc {
+	return []OptionDoc{
+		{Name: "probability", Kind: KindNumber, Default: "1", Help: "this share of sessions, from 0 to 1"},
+		{Name: "seed", Kind: KindNumber, Help: "a whole number seeding the choice (and the fault's own randomness, like jitter), so a test run can be repeated (default: random)"},
+		{Name: "clients", Kind: KindList, Help: "only clients in these CIDR prefixes, or at these addresses (default: all)"},
+		{Name: "every", Kind: KindNumber, Help: "only every Nth session: the Nth, 2Nth, ... (default: all)"},
+	}
+}
+
 // ParseTarget reads a Target's options from o.
 func ParseTarget(o *Options) *Target {
 	t := &Target{

@@ -21,6 +21,8 @@ func init() {
 	filter.Register(filter.Spec{
 		Name:  "pass",
 		Short: "forward every byte unchanged (the filtered path's own cost)",
+		// It takes no options: empty, and not nil, says so.
+		Options: []filter.OptionDoc{},
 		New: func(o *filter.Options) (filter.Filter, error) {
 			if err := o.Err(); err != nil {
 				return nil, err

@@ -47,7 +47,14 @@ import (
 
 func init() {
 	filter.Register(filter.Spec{Name: "dump", New: newDump, FlagKey: "format",
-		Short: "write the bytes each way as a hex dump or escaped text"})
+		Short: "write the bytes each way as a hex dump or escaped text",
+		Options: []filter.OptionDoc{
+			{Name: "format", Kind: filter.KindEnum, Default: "hex", Choices: []string{"hex", "text"},
+				Help: "hex: offset, hex and ASCII, like hexdump -C; text: the bytes as text, with escapes"},
+			{Name: "to", Kind: filter.KindString, Default: "stdout", Help: "stdout, stderr or a file path (appended to)"},
+			filter.DirectionOption(filter.Both, "which bytes to dump"),
+			{Name: "max_bytes", Kind: filter.KindSize, Default: "0", Help: "dump at most this much of each chunk (0: all)"},
+		}})
 }
 
 // dump is one configured dump filter.

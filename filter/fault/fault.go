@@ -36,20 +36,63 @@ import (
 
 func init() {
 	for _, s := range []filter.Spec{
-		{Name: "latency", New: newLatency, FlagKey: "delay", Short: "hold every byte for delay ± jitter, keeping order"},
-		{Name: "bandwidth", New: newBandwidth, FlagKey: "rate", Short: "forward at most rate bytes per second"},
-		{Name: "slicer", New: newSlicer, FlagKey: "size", Short: "forward in pieces of size ± variation bytes, delay apart"},
-		{Name: "reset", New: newReset, FlagKey: "after", Short: "reset the session (TCP RST) after some bytes or some time"},
-		{Name: "timeout", New: newTimeout, FlagKey: "after", Short: "drop every byte, and close the session after some time"},
-		{Name: "limit", New: newLimit, FlagKey: "bytes", Short: "close the session after some bytes"},
-		{Name: "slow_close", New: newSlowClose, FlagKey: "delay", Short: "hold the end of the stream (FIN) for delay"},
+		{Name: "latency", New: newLatency, FlagKey: "delay", Short: "hold every byte for delay ± jitter, keeping order",
+			Options: withTarget(
+				filter.OptionDoc{Name: "delay", Kind: filter.KindDuration, Required: true, Help: "how long each byte is held"},
+				filter.OptionDoc{Name: "jitter", Kind: filter.KindDuration, Default: "0", Help: "each read's delay varies by up to ± this"},
+				filter.OptionDoc{Name: "hold", Kind: filter.KindSize, Default: "4MiB", Help: "the most bytes held at once; past it pier stops reading the source"},
+				filter.DirectionOption(filter.ToClient, "which bytes to delay"),
+			)},
+		{Name: "bandwidth", New: newBandwidth, FlagKey: "rate", Short: "forward at most rate bytes per second",
+			Options: withTarget(
+				filter.OptionDoc{Name: "rate", Kind: filter.KindSize, Required: true, Help: "bytes per second (1MB, 64KiB); 0 holds every byte until the input ends"},
+				filter.OptionDoc{Name: "burst", Kind: filter.KindSize, Help: "the token bucket's size (default: rate/10, at least 16KiB)"},
+				filter.DirectionOption(filter.ToClient, "which bytes to throttle"),
+			)},
+		{Name: "slicer", New: newSlicer, FlagKey: "size", Short: "forward in pieces of size ± variation bytes, delay apart",
+			Options: withTarget(
+				filter.OptionDoc{Name: "size", Kind: filter.KindSize, Default: "1", Help: "a piece's average size"},
+				filter.OptionDoc{Name: "variation", Kind: filter.KindSize, Default: "0", Help: "a piece is size ± up to this (less than size)"},
+				filter.OptionDoc{Name: "delay", Kind: filter.KindDuration, Default: "0", Help: "time between pieces"},
+				filter.DirectionOption(filter.ToClient, "which bytes to slice"),
+			)},
+		{Name: "reset", New: newReset, FlagKey: "after", Short: "reset the session (TCP RST) after some bytes or some time",
+			Options: withTarget(
+				filter.OptionDoc{Name: "bytes", Kind: filter.KindSize, Help: "reset once this many bytes have passed (this or after, or both)"},
+				// A time or a size: a string, which a form does not check as either.
+				filter.OptionDoc{Name: "after", Kind: filter.KindString, Help: "a time (2s): reset this long after the start; or a size (64KiB): reset after that many bytes, as bytes does"},
+				filter.OptionDoc{Name: "start", Kind: filter.KindEnum, Default: "take_up", Choices: []string{"take_up", "first_byte"},
+					Help: "when a time after starts: take_up (the filter first sees the direction) or first_byte (its first byte, or its end)"},
+				filter.OptionDoc{Name: "drop", Kind: filter.KindBool, Default: "false", Help: "true: forward nothing before the reset"},
+				filter.DirectionOption(filter.Both, "which bytes count (each direction counts its own)"),
+			)},
+		{Name: "timeout", New: newTimeout, FlagKey: "after", Short: "drop every byte, and close the session after some time",
+			Options: withTarget(
+				filter.OptionDoc{Name: "after", Kind: filter.KindDuration, Default: "0", Help: "when to close the session (0: never, only drop)"},
+				filter.OptionDoc{Name: "close_at_end", Kind: filter.KindBool, Default: "false", Help: "true: also close when the input ends, or the filter is removed or changed"},
+				filter.DirectionOption(filter.Both, "which bytes to drop"),
+			)},
+		{Name: "limit", New: newLimit, FlagKey: "bytes", Short: "close the session after some bytes",
+			Options: withTarget(
+				filter.OptionDoc{Name: "bytes", Kind: filter.KindSize, Required: true, Help: "how many bytes pass before the close"},
+				filter.DirectionOption(filter.ToClient, "which bytes count"),
+			)},
+		{Name: "slow_close", New: newSlowClose, FlagKey: "delay", Short: "hold the end of the stream (FIN) for delay",
+			Options: withTarget(
+				filter.OptionDoc{Name: "delay", Kind: filter.KindDuration, Required: true, Help: "how long to hold the end of the stream"},
+				filter.DirectionOption(filter.ToClient, "which direction's end to hold"),
+			)},
 	} {
 		filter.Register(s)
 	}
 }
 
-// common is what every fault reads besides its own options: which way it
-// acts, which sessions, and the seed for its own randomness.
+// withTarget is a fault's own options followed by those every fault
+// reads to choose its sessions (parseCommon's filter.ParseTarget).
+func withTarget(own ...filter.OptionDoc) []filter.OptionDoc {
+	return append(own, filter.TargetOptions()...)
+}
+
 type common struct {
 	dir    filter.Direction
 	target *filter.Target

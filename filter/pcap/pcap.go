@@ -58,6 +58,12 @@ func init() {
 		New:     New,
 		Short:   "record the bytes passing this point to a pcapng file, as TCP packets",
 		FlagKey: "file",
+		Options: []filter.OptionDoc{
+			{Name: "file", Kind: filter.KindString, Required: true, Help: "the capture file; truncated when pier starts"},
+			{Name: "per_session", Kind: filter.KindBool, Default: "false", Help: "true: a file per session instead, db.pcapng becoming db-<id>.pcapng"},
+			{Name: "max_size", Kind: filter.KindSize, Default: "0", Help: "when a file would grow past this, it moves to .1 (.1 to .2, ...) and a new one starts (0: never)"},
+			{Name: "max_files", Kind: filter.KindNumber, Default: "5", Help: "how many rotated files to keep, from 0 to 1000"},
+		},
 	})
 }
 

@@ -63,6 +63,13 @@ func init() {
 		Name:  "rewrite",
 		New:   New,
 		Short: "replace a literal or regexp in the bytes, as over the whole stream, across reads",
+		Options: []filter.OptionDoc{
+			{Name: "match", Kind: filter.KindString, Help: "the literal to replace (this or regexp)"},
+			{Name: "regexp", Kind: filter.KindString, Help: "the regular expression to replace, Go syntax (this or match)"},
+			{Name: "replace", Kind: filter.KindString, Help: "what to put instead, empty to delete; for a regexp $1 and ${name} expand, $$ is $"},
+			{Name: "max_span", Kind: filter.KindSize, Help: "for a regexp, the longest match sure to be found whole, at most 1MiB (default: the regexp's own bound, else 4096)"},
+			filter.DirectionOption(filter.Both, "which bytes to rewrite"),
+		},
 	})
 }
 
