@@ -56,7 +56,13 @@ func (s *prefixStream) Process(b *filter.Batch) error {
 }
 
 func init() {
-	filter.Register(filter.Spec{Name: "prefix", New: newPrefix, Short: "put a prefix before every line to the client", FlagKey: "text"})
+	filter.Register(filter.Spec{
+		Name: "prefix", New: newPrefix, Short: "put a prefix before every line to the client", FlagKey: "text",
+		// Optional: the admin dashboard builds its form from them.
+		Options: []filter.OptionDoc{
+			{Name: "text", Kind: filter.KindString, Default: "> ", Help: "what to put before each line, at most 64 bytes"},
+		},
+	})
 }
 
 func Example() {

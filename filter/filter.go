@@ -322,7 +322,7 @@ func (s Spec) checkOptions() error {
 			}
 		case KindEnum, KindDirection:
 			if len(d.Choices) == 0 {
-				return fmt.Errorf("option %s: a %s without Choices", d.Name, d.Kind)
+				return fmt.Errorf("option %s: kind %s without Choices", d.Name, d.Kind)
 			}
 			if d.Default != "" && !slices.Contains(d.Choices, d.Default) {
 				return fmt.Errorf("option %s: default %q is not one of its Choices", d.Name, d.Default)

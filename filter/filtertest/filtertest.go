@@ -9,6 +9,9 @@
 //	d.CloseWrite()               // the source ends
 //	d.Drain(time.Minute)         // run the clock until the Stream finishes
 //	got := d.Out                 // everything forwarded, in order
+//
+// CheckOptions, in a test, checks a Spec's declared Options against what
+// its Factory really reads.
 package filtertest
 
 import (
