@@ -235,7 +235,7 @@ type Spec struct {
 	// best shown them (the README's): the admin dashboard builds a form
 	// from them, with each field's kind, default and help. Declaring them
 	// is optional: nil means not declared (the filter still works
-	// everywhere; a form can offer only free option=value pairs), and an
+	// everywhere, but no form can be built for it), and an
 	// empty, non-nil slice means the filter takes no options. Register
 	// checks what is declared (see OptionDoc); filtertest.CheckOptions
 	// checks it against what New really reads.
