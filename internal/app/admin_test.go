@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,8 +226,26 @@ func TestAdminFilterReachesLiveSession(t *testing.T) {
 
 	const delay = 150 * time.Millisecond
 	p.want(200, "POST", "/api/v1/routes/r/filters", `[{"latency": {"delay": "150ms"}}]`, nil)
-	// The idle session took the new set up at once: its very next round
-	// trip is delayed, and the first after the removal is not.
+	// The idle session takes the new set up at once, before any byte
+	// moves: the listing shows it running the filter.
+	deadline := time.Now().Add(wait)
+	for {
+		var got struct {
+			Sessions []struct {
+				Filters []string `json:"filters"`
+			} `json:"sessions"`
+		}
+		p.want(200, "GET", "/api/v1/sessions?route=r", "", &got)
+		if len(got.Sessions) == 1 && slices.Equal(got.Sessions[0].Filters, []string{"latency"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle session never took up the new filters: %+v", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Its very next round trip is delayed, and the first after the
+	// removal is not.
 	if rtt := roundTrip(t, c); rtt < delay {
 		t.Fatalf("round trip %v after a latency filter of %v was added", rtt, delay)
 	}
@@ -371,5 +390,78 @@ func TestMetricsMemberListedTwice(t *testing.T) {
 	}
 	if _, ok := m[fmt.Sprintf(`pier_member_up{addr=%q,member=%q,route="r"}`, up.Addr(), up.Addr())]; !ok {
 		t.Fatal("no series for the member")
+	}
+}
+
+// What the dashboard reads: a route's totals in its view, the recent ends
+// with their reason, the history's samples, and the filters' specs.
+func TestAdminDashboardViews(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), ""), oneRoute("dead", testutil.RefusedAddr(t), "")), Options{})
+	c := dialEcho(t, p.d.Addrs("r")[0].String())
+	c.Close()
+	closedAtOnce(t, p.d.Addrs("dead")[0].String())
+	p.logs.WaitFor(t, wait, "reason=connect_failed")
+	p.logs.WaitFor(t, wait, "reason=done")
+
+	var r struct {
+		Stats struct {
+			Started    uint64            `json:"started"`
+			ToUpstream uint64            `json:"to_upstream"`
+			Ended      map[string]uint64 `json:"ended"`
+		} `json:"stats"`
+	}
+	p.want(200, "GET", "/api/v1/routes/r", "", &r)
+	if r.Stats.Started != 1 || r.Stats.ToUpstream != 5 || r.Stats.Ended["done"] != 1 {
+		t.Fatalf("route r's stats: %+v", r.Stats)
+	}
+
+	var ends struct {
+		Ends []struct {
+			Route  string `json:"route"`
+			Reason string `json:"reason"`
+			Error  string `json:"error"`
+		} `json:"ends"`
+	}
+	p.want(200, "GET", "/api/v1/ends?reason=connect_failed", "", &ends)
+	if len(ends.Ends) != 1 || ends.Ends[0].Route != "dead" || ends.Ends[0].Error == "" {
+		t.Fatalf("connect_failed ends: %+v", ends)
+	}
+	p.want(400, "GET", "/api/v1/ends?reason=tired", "", nil)
+
+	var h struct {
+		Times  []int64 `json:"times"`
+		Routes []struct {
+			Name     string    `json:"name"`
+			Sessions []float64 `json:"sessions_per_second"`
+		} `json:"routes"`
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		p.want(200, "GET", "/api/v1/history", "", &h)
+		if len(h.Times) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no history sample within the wait")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(h.Routes) != 2 || h.Routes[0].Name != "r" || len(h.Routes[0].Sessions) != len(h.Times) {
+		t.Fatalf("history: %+v", h)
+	}
+
+	var specs struct {
+		Filters []struct {
+			Name string `json:"name"`
+		} `json:"filters"`
+	}
+	p.want(200, "GET", "/api/v1/filter_specs", "", &specs)
+	names := make([]string, 0, len(specs.Filters))
+	for _, s := range specs.Filters {
+		names = append(names, s.Name)
+	}
+	if !slices.Contains(names, "latency") || !slices.Contains(names, "dump") {
+		t.Fatalf("filter specs: %v", names)
 	}
 }

@@ -59,8 +59,9 @@ type Daemon struct {
 	// on, while live sessions finish.
 	draining atomic.Bool
 
-	servers servers // the admin and Toxiproxy APIs; under mu
-	toxiGen uint64  // counts the Toxiproxy APIs a reload removed; under mu
+	servers servers  // the admin and Toxiproxy APIs; under mu
+	history *history // each route's recent rates, for the dashboard
+	toxiGen uint64   // counts the Toxiproxy APIs a reload removed; under mu
 
 	// Reloads, for the metrics: Start counts as the first good one.
 	reloadsOK, reloadsFailed atomic.Uint64
@@ -112,7 +113,8 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route)}
+	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route),
+		history: newHistory()}
 	d.mu.Lock()
 	err = d.apply(cfg, cfg, overlay{})
 	d.mu.Unlock()
@@ -131,6 +133,7 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.countReload(nil)
+	d.history.start(d.sampleRoutes)
 	return d, nil
 }
 
@@ -448,6 +451,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	// The admin server stops last, so that readiness probes see the drain;
 	// the Toxiproxy API with it.
 	defer d.stopServers()
+	defer d.history.close()
 	if cfg != nil && cfg.GracePeriod > 0 {
 		g := cfg.GracePeriod
 		var cancel context.CancelFunc

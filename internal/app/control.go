@@ -72,6 +72,7 @@ func (d *Daemon) routeView(rc *config.Route) admin.Route {
 	}
 	r.Live = c.limit.Live()
 	r.Refused = c.limit.Rejected()
+	r.Stats = routeStats(c)
 	for _, m := range c.pool.Status() {
 		mv := memberView(m)
 		r.Members = append(r.Members, mv)

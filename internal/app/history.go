@@ -22,8 +22,11 @@ type history struct {
 	times  []int64 // unix seconds, oldest first
 	routes map[string]*routeHistory
 	last   map[string]routeSample // the previous sample's totals, for rates
-	stop   chan struct{}
-	done   chan struct{}
+
+	started bool // under mu: start ran, close waits for done
+	stopped bool // under mu: close ran
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 type routeHistory struct {
@@ -47,7 +50,18 @@ func newHistory() *history {
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// run samples read every interval until close.
+// start samples read every interval, on a goroutine of its own, until
+// close.
+func (h *history) start(read func() []routeTotals) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.started || h.stopped {
+		return
+	}
+	h.started = true
+	go h.run(read)
+}
+
 func (h *history) run(read func() []routeTotals) {
 	defer close(h.done)
 	t := time.NewTicker(historyInterval)
@@ -62,9 +76,21 @@ func (h *history) run(read func() []routeTotals) {
 	}
 }
 
+// close stops the sampling and waits for it; once is enough, more are
+// harmless.
 func (h *history) close() {
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		return
+	}
+	h.stopped = true
+	started := h.started
 	close(h.stop)
-	<-h.done
+	h.mu.Unlock()
+	if started {
+		<-h.done
+	}
 }
 
 // add records one sample. A route seen for the first time starts its rows

@@ -157,16 +157,16 @@ func scrapeWhile(p *adminPier, stop <-chan struct{}, sessions, bytesEachWay floa
 		{`pier_route_bytes_total{direction="to_client",route="load"}`, bytesEachWay},
 	}
 	last := make([]float64, len(series))
+	client := &http.Client{Timeout: wait}
 	for n := 0; ; n++ {
-		select {
-		case <-stop:
-			if n == 0 {
-				return fmt.Errorf("no scrape during the load")
+		if n > 0 {
+			select {
+			case <-stop:
+				return nil
+			default:
 			}
-			return nil
-		default:
 		}
-		resp, err := http.Get(p.base + "/metrics")
+		resp, err := client.Get(p.base + "/metrics")
 		if err != nil {
 			return err
 		}

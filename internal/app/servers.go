@@ -111,9 +111,11 @@ func (d *Daemon) commitServers(cfg *config.Config, next *serversNext) {
 	}
 	switch t := cfg.Toxiproxy; {
 	case t == nil:
-		d.closeToxiproxy()
-		s.toxiAPI = nil // its proxies are gone with it
-		d.toxiGen++     // and its host with them
+		if s.toxiAPI != nil || s.toxi != nil {
+			d.closeToxiproxy()
+			s.toxiAPI = nil // its proxies are gone with it
+			d.toxiGen++     // and its host with them
+		}
 	case next.toxiLn != nil:
 		d.serveToxiproxy(t, next.toxiLn)
 	}

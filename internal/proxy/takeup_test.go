@@ -21,8 +21,10 @@ import (
 // These tests pin Server.FiltersChanged: a filter set stored for a route
 // reaches its idle sessions at once, where without the call an idle
 // session takes it up only when a byte next moves. "At once" is checked
-// against a bound of seconds (a loaded machine), and every test first
-// shows the old set still holding, so none can pass without the call.
+// against a bound of seconds (a loaded machine). The first two cannot
+// pass without the call (each first shows the old set still holding);
+// the mid-switch and half-closed ones are safety checks of a change
+// under way, which the sessions' own turns also reach.
 
 // promptly bounds how long an idle session may take to act on a change.
 const promptly = 3 * time.Second

@@ -28,8 +28,11 @@ func (l *Loop) wallNow() time.Time { return l.start.Add(l.now) }
 // can at once: the old chains see their input end, and what they forward
 // goes out as the destination takes it. A session still connecting takes
 // the set up when it connects; one a filter has ended, or that took the
-// set up already, is left as it is. Nothing is added to a turn that
-// moves bytes: the sessions' own turns find a change as they always did.
+// set up already, is left as it is. Nothing is added to the turns of the
+// data path: the sessions' own turns find a change as they always did.
+// The walk's own turns may move bytes (a busy session's pump moves what
+// it would have moved at its next event, only sooner), so one of them can
+// take longer than a listing's.
 func (l *Loop) TakeUpFilters(in *chain.InForce) bool {
 	if in == nil {
 		return true
