@@ -26,13 +26,14 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 const tooLarge = "request body larger than 1 MiB"
 
 // authenticate asks every request, probes and metrics included, for the
-// bearer token when one is set. The digests are compared, not the
+// bearer token when one is set; but for the dashboard's page and assets,
+// which must load for the page to ask for the token. The digests are compared, not the
 // tokens, so the comparison takes the same time whatever the length of
 // the token sent.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := s.token.Load()
-		if want == nil {
+		if want == nil || isPage(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

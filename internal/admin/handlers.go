@@ -52,6 +52,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/ends", s.listEnds)
 	mux.HandleFunc("GET /api/v1/filter_specs", s.listFilterSpecs)
 
+	ui := s.serveUI()
+	mux.Handle("GET /{$}", ui)
+	mux.Handle("GET "+uiPath, ui)
+
 	// The mux's own 404 and 405 are text: answer JSON like every other error.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {

@@ -1,0 +1,572 @@
+package admin_test
+
+// The dashboard, tested in a real browser: headless Chromium driven by
+// chromedp over a real pier (app.Start) with echo upstreams on
+// 127.0.0.1:0. Every wait polls the DOM or a socket with a deadline.
+//
+// Without chromium the tests skip, unless PIER_REQUIRE_CHROMIUM=1 (CI),
+// where they fail. PIER_SCREENSHOTS=DIR writes the screenshots there
+// (docs/img for the README's); else to a temporary directory.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/internal/app"
+	"github.com/pierproxy/pier/internal/testutil"
+)
+
+// within bounds every wait of a browser test: generous for two shared
+// cores, while the page itself polls once a second.
+const within = 10 * time.Second
+
+// chromiumPath finds the browser, or skips (fails under
+// PIER_REQUIRE_CHROMIUM=1).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("PIER_REQUIRE_CHROMIUM") == "1" {
+		t.Fatal("chromium not found in PATH and PIER_REQUIRE_CHROMIUM=1")
+	}
+	t.Skip("chromium not found (install it, or set PIER_REQUIRE_CHROMIUM=1 to fail instead)")
+	return ""
+}
+
+// browser starts headless Chromium for the test; tabs share it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := chromiumPath(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // as root in a container
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// tab is one page of the browser, with what its console said.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+	mu  sync.Mutex
+	// problems are console errors, uncaught exceptions and the browser's
+	// own error entries (a CSP violation, a failed load).
+	problems []string
+}
+
+func openTab(t *testing.T, b context.Context, url string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b)
+	t.Cleanup(cancel)
+	tb := &tab{t: t, ctx: ctx}
+	err := chromedp.Listen(ctx, func(ev any) {
+		var p string
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				p = "console." + string(ev.Type) + ": " + strings.Join(args, " ")
+			}
+		case *runtime.EventExceptionThrown:
+			p = "exception: " + ev.ExceptionDetails.Text
+			if ev.ExceptionDetails.Exception != nil {
+				p += " " + ev.ExceptionDetails.Exception.Description
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError || ev.Entry.Level == cdplog.EntryLevelWarning {
+				p = "log " + string(ev.Entry.Source) + ": " + ev.Entry.Text + " " + ev.Entry.URL
+			}
+		}
+		if p != "" {
+			tb.mu.Lock()
+			tb.problems = append(tb.problems, p)
+			tb.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.do(chromedp.Navigate(url))
+	return tb
+}
+
+// do runs actions with the tab's deadline.
+func (tb *tab) do(actions ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, within)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		tb.t.Fatalf("browser: %v", err)
+	}
+}
+
+// eval evaluates a JavaScript expression and decodes its value into T.
+func eval[T any](tb *tab, js string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, within)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		tb.t.Fatalf("evaluating %s: %v", js, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition until it holds, at most d; it
+// returns how long that took.
+func (tb *tab) waitFor(what, js string, d time.Duration) time.Duration {
+	tb.t.Helper()
+	start := time.Now()
+	for {
+		if eval[bool](tb, "!!("+js+")") {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			tb.screenshot("failed-" + strings.NewReplacer(" ", "-", "/", "-").Replace(what))
+			tb.t.Fatalf("waited %v for %s (%s)", d, what, js)
+		}
+		time.Sleep(50 * time.Millisecond) // a poll of the DOM, not a wait for a server
+	}
+}
+
+// click clicks an element the page does not re-render (a dialog's
+// button) as a person would: the mouse at its place.
+func (tb *tab) click(sel string) {
+	tb.t.Helper()
+	tb.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+// press clicks an element of a table or card the page re-renders every
+// second, through the DOM (a mouse click could land on its successor
+// mid-render); it fails if there is none.
+func (tb *tab) press(sel string) {
+	tb.t.Helper()
+	q, _ := json.Marshal(sel)
+	tb.waitFor("an element "+sel, "document.querySelector("+string(q)+")", within)
+	if !eval[bool](tb, "(() => { const e = document.querySelector("+string(q)+"); if (!e) return false; e.click(); return true })()") {
+		tb.t.Fatalf("no element %s to click", sel)
+	}
+}
+
+// confirm waits for the confirmation dialog, checks its title says want,
+// and accepts it.
+func (tb *tab) confirm(want string) {
+	tb.t.Helper()
+	tb.waitFor("the confirmation", `document.querySelector("#ask").open`, within)
+	if title := eval[string](tb, `document.querySelector("#ask-title").textContent`); !strings.Contains(title, want) {
+		tb.t.Fatalf("confirmation %q, want it to say %q", title, want)
+	}
+	tb.click("#ask-ok")
+	tb.waitFor("the confirmation to close", `!document.querySelector("#ask").open`, within)
+}
+
+// screenshot writes the whole page as NAME.png to $PIER_SCREENSHOTS or
+// the test's temporary directory.
+func (tb *tab) screenshot(name string) { tb.capture(name, chromedp.FullScreenshot(100)) }
+
+// capture writes what shot takes as NAME.png.
+func (tb *tab) capture(name string, shot chromedp.Action[[]byte]) {
+	dir := os.Getenv("PIER_SCREENSHOTS")
+	if dir == "" {
+		dir = tb.t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, within)
+	defer cancel()
+	png, err := chromedp.Run(ctx, shot)
+	if err != nil {
+		tb.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		tb.t.Errorf("screenshot: %v", err)
+		return
+	}
+	tb.t.Logf("screenshot %s", path)
+}
+
+// noProblems fails the test if the page logged an error, but for those
+// the test expects (allowed substrings).
+func (tb *tab) noProblems(allowed ...string) {
+	tb.t.Helper()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+next:
+	for _, p := range tb.problems {
+		for _, a := range allowed {
+			if strings.Contains(p, a) {
+				continue next
+			}
+		}
+		tb.t.Errorf("the page logged: %s", p)
+	}
+}
+
+// testPier is a running pier with its admin server, two echo members on
+// route web and a route whose member refuses.
+type testPier struct {
+	d       *app.Daemon
+	admin   string // http://127.0.0.1:port
+	web     string // route web's address
+	members [2]string
+	dialed  [2]*atomic.Int64 // sessions each member accepted
+}
+
+func startPier(t *testing.T, token string) *testPier {
+	t.Helper()
+	p := &testPier{}
+	for i := range p.members {
+		n := new(atomic.Int64)
+		p.dialed[i] = n
+		up := testutil.NewUpstream(t, func(c *net.TCPConn) { n.Add(1); testutil.Echo(c) })
+		p.members[i] = up.Addr()
+	}
+	dir := t.TempDir()
+	admin := `admin: {listen: "127.0.0.1:0"}`
+	if token != "" {
+		file := filepath.Join(dir, "admin.token")
+		if err := os.WriteFile(file, []byte(token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		admin = fmt.Sprintf("admin: {listen: \"127.0.0.1:0\", token_file: %q}", file)
+	}
+	doc := fmt.Sprintf(`%s
+routes:
+  - name: web
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}, {address: %q}]
+  - name: legacy
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+`, admin, p.members[0], p.members[1], testutil.RefusedAddr(t))
+	file := filepath.Join(dir, "pier.yaml")
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(file, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := app.Start(cfg, app.Options{Log: slog.New(slog.DiscardHandler), Loops: 1, ConfigFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		d.Stop(ctx)
+	})
+	p.d = d
+	p.admin = "http://" + d.AdminAddr().String()
+	p.web = d.Addrs("web")[0].String()
+	return p
+}
+
+func (p *testPier) route(name string) string { return p.d.Addrs(name)[0].String() }
+
+// dial opens a session through addr; the test's end closes it.
+func dial(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, within)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// echo writes n bytes and reads them back, and says how long it took.
+func echo(t *testing.T, c net.Conn, n int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetDeadline(time.Now().Add(within))
+	msg := []byte(strings.Repeat("p", n))
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, msg); err != nil {
+		t.Fatalf("echo: %v", err)
+	}
+	return time.Since(start)
+}
+
+// get asks the admin API without a token and answers the status.
+func get(t *testing.T, url string) (int, http.Header) {
+	t.Helper()
+	c := &http.Client{Timeout: within, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+func q(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestDashboardInBrowser runs the issue's browser checks against one
+// pier and one browser, each check in its own tab.
+func TestDashboardInBrowser(t *testing.T) {
+	b := browser(t)
+	p := startPier(t, "")
+
+	t.Run("PageLoadsWithoutErrors", func(t *testing.T) {
+		start := time.Now()
+		tb := openTab(t, b, p.admin+"/")
+		tb.waitFor("route web's card", `document.querySelector('.route[data-route="web"] table.members tbody tr')`, within)
+		tb.waitFor("the ready status", `document.querySelector("#status").textContent === "ready"`, within)
+		if !eval[bool](tb, `document.querySelector("#login").hidden`) {
+			t.Error("the login form shows on a pier without a token")
+		}
+		t.Logf("page ready in %v", time.Since(start))
+		// A few polls, so an error of a later render would show too.
+		tb.waitFor("three polls", `Number(document.body.dataset.polls) >= 3`, within)
+		tb.noProblems()
+		status, h := get(t, p.admin+"/")
+		csp := h.Get("Content-Security-Policy")
+		if status != 200 || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			!strings.Contains(csp, "frame-ancestors 'none'") || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("GET /: %d, headers %v", status, h)
+		}
+	})
+
+	t.Run("SessionAppearsAndGrowsThenEnds", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		tb.waitFor("route web's card", `document.querySelector('.route[data-route="web"]')`, within)
+		c := dial(t, p.web)
+		echo(t, c, 100)
+		row := `#sessions-table tr[data-client=` + q(c.LocalAddr().String()) + `]`
+		took := tb.waitFor("the session's row", `document.querySelector(`+q(row)+`)`, within)
+		t.Logf("the session appeared in the table after %v", took)
+		if took > 2*time.Second {
+			t.Errorf("the session took %v to appear, want ≤ 2 s", took)
+		}
+		upBytes := `Number(document.querySelector(` + q(row+" td.up") + `).dataset.bytes)`
+		before := eval[float64](tb, upBytes)
+		echo(t, c, 5000)
+		tb.waitFor("the session's bytes to grow", upBytes+` >= `+fmt.Sprint(before+5000), within)
+
+		tb.press(row + ` button.end-session[data-mode="close"]`)
+		tb.confirm("Close session")
+		c.SetReadDeadline(time.Now().Add(within))
+		if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !testutil.IsReset(err) {
+			t.Fatalf("the client read %d bytes, %v after the end, want EOF or a reset", n, err)
+		}
+		tb.waitFor("the row to go", `!document.querySelector(`+q(row)+`)`, within)
+		tb.waitFor("the result shown", `document.querySelector("#toasts").textContent.includes("ended")`, within)
+		tb.waitFor("the end in recent ends", `[...document.querySelectorAll("#ends-table td .pill")].some(e => e.textContent === "admin")`, within)
+		tb.noProblems()
+	})
+
+	t.Run("DrainStopsNewSessions", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		member := p.members[0]
+		btn := `.route[data-route="web"] button.member-act[data-member=` + q(member) + `]`
+		tb.press(btn + `[data-act="drain"]`)
+		tb.confirm("Drain")
+		tb.waitFor("the member draining", `document.querySelector(`+q(`.route[data-route="web"] tr[data-member=`+q(member)+`] .health`)+`).textContent === "draining"`, within)
+		tb.waitFor("the change highlighted", `document.querySelector(`+q(`.route[data-route="web"] tr[data-member=`+q(member)+`].flash`)+`)`, within)
+		drained, other := p.dialed[0].Load(), p.dialed[1].Load()
+		for range 4 {
+			echo(t, dial(t, p.web), 10)
+		}
+		if got := p.dialed[0].Load(); got != drained {
+			t.Errorf("the drained member got %d new sessions, want 0", got-drained)
+		}
+		if got := p.dialed[1].Load(); got != other+4 {
+			t.Errorf("the other member got %d new sessions, want 4", got-other)
+		}
+		tb.press(btn + `[data-act="undrain"]`)
+		tb.waitFor("the member up", `document.querySelector(`+q(`.route[data-route="web"] tr[data-member=`+q(member)+`] .health`)+`).textContent === "up"`, within)
+		tb.noProblems()
+	})
+
+	t.Run("LatencyFilterFromTheForm", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		base := echo(t, dial(t, p.web), 10)
+		if base >= 150*time.Millisecond {
+			t.Fatalf("echo without a filter took %v", base)
+		}
+		tb.press(`.route[data-route="web"] button.add-filter`)
+		tb.waitFor("the filter form", `document.querySelector("#filter-dialog").open && document.querySelector("#opt-delay")`, within)
+		if name := eval[string](tb, `document.querySelector("#filter-name").value`); name != "latency" {
+			t.Fatalf("the form starts on %q, want latency", name)
+		}
+		tb.screenshot("filter-form")
+		tb.do(chromedp.SendKeys(chromedp.CSS("#opt-delay"), "200ms"))
+		tb.click("#filter-add")
+		tb.confirm("Add latency to web")
+		tb.waitFor("the form to close", `!document.querySelector("#filter-dialog").open`, within)
+		tb.waitFor("the latency chip", `document.querySelector('.route[data-route="web"] .chip[data-filter="latency"]')`, within)
+		if d := echo(t, dial(t, p.web), 10); d < 200*time.Millisecond {
+			t.Errorf("echo with a 200ms latency took %v, want ≥ 200ms", d)
+		} else {
+			t.Logf("echo with the filter: %v (without: %v)", d, base)
+		}
+		tb.press(`.route[data-route="web"] .chip[data-filter="latency"] button.remove-filter`)
+		tb.confirm("Remove latency")
+		tb.waitFor("the chip to go", `!document.querySelector('.route[data-route="web"] .chip[data-filter="latency"]')`, within)
+		if d := echo(t, dial(t, p.web), 10); d >= 200*time.Millisecond {
+			t.Errorf("echo after removing the filter took %v, want < 200ms", d)
+		}
+		tb.noProblems()
+	})
+
+	t.Run("BadOptionShownAtItsField", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		tb.press(`.route[data-route="web"] button.add-filter`)
+		tb.waitFor("the filter form", `document.querySelector("#filter-dialog").open && document.querySelector("#opt-delay")`, within)
+		tb.do(chromedp.SendKeys(chromedp.CSS("#opt-delay"), "soon"))
+		tb.click("#filter-add")
+		tb.confirm("Add latency to web")
+		tb.waitFor("the error at the delay field", `document.querySelector("#opt-delay-err").textContent !== ""`, within)
+		msg := eval[string](tb, `document.querySelector("#opt-delay-err").textContent`)
+		if !strings.Contains(msg, "soon") && !strings.Contains(strings.ToLower(msg), "duration") {
+			t.Errorf("the delay field's error %q does not say what is wrong", msg)
+		}
+		if !eval[bool](tb, `document.querySelector("#filter-dialog").open && document.querySelector("#opt-delay").getAttribute("aria-invalid") === "true"`) {
+			t.Error("the form closed, or the field is not marked invalid")
+		}
+		if other := eval[string](tb, `document.querySelector("#opt-jitter-err").textContent`); other != "" {
+			t.Errorf("another field shows an error: %q", other)
+		}
+		t.Logf("the delay field says: %s", msg)
+		tb.screenshot("filter-form-error")
+		tb.click("#filter-cancel")
+		tb.noProblems("status of 400")
+	})
+
+	t.Run("ReloadAfterItsPreview", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		tb.waitFor("route web's card", `document.querySelector('.route[data-route="web"]')`, within)
+		tb.click("#reload-open")
+		tb.waitFor("the config in force", `document.querySelector("#config-text").value.includes("web")`, within)
+		if !eval[bool](tb, `document.querySelector("#reload-btn").disabled`) {
+			t.Error("reload is offered before a preview")
+		}
+		tb.do(chromedp.Evaluate[chromedp.Void](`(() => { const t = document.querySelector("#config-text");
+			t.value = t.value.replace(/name: legacy/, "name: legacy2"); })()`))
+		tb.click("#preview-btn")
+		tb.waitFor("the preview", `document.querySelector(".preview-changes, .preview-problems, .preview-none")`, within)
+		if !eval[bool](tb, `[...document.querySelectorAll(".preview-changes td")].some(td => td.textContent === "legacy2")`) {
+			t.Errorf("the preview does not show the new route: %s", eval[string](tb, `document.querySelector("#preview").textContent`))
+		}
+		tb.screenshot("reload-preview")
+		tb.click("#reload-btn")
+		tb.confirm("Reload")
+		tb.waitFor("the reload's result", `document.querySelector("#reload-result").textContent.includes("reloaded")`, within)
+		tb.click("#reload-close")
+		tb.noProblems()
+	})
+
+	t.Run("Screenshots", func(t *testing.T) {
+		// Traffic for the views: live sessions on web, ends of several
+		// kinds (done, connect_failed on legacy).
+		for range 3 {
+			echo(t, dial(t, p.web), 30000)
+		}
+		for range 3 {
+			c := dial(t, p.route("legacy"))
+			c.SetReadDeadline(time.Now().Add(within))
+			c.Read(make([]byte, 1))
+		}
+		for range 2 {
+			c := dial(t, p.web)
+			echo(t, c, 2000)
+			c.Close()
+		}
+		tb := openTab(t, b, p.admin+"/")
+		tb.do(chromedp.EmulateViewport(1280, 900))
+		tb.waitFor("sessions", `document.querySelectorAll("#sessions-table tbody tr[data-id]").length >= 3`, within)
+		tb.waitFor("ends", `[...document.querySelectorAll("#ends-table td .pill")].some(e => e.textContent === "connect_failed")`, within)
+		tb.screenshot("dashboard-laptop")
+		tb.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+			chromedp.Action[chromedp.Void](func(ctx context.Context, _ *chromedp.Target) (chromedp.Void, error) {
+				_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+				return chromedp.Void{}, err
+			}))
+		tb.waitFor("a render in the phone's width", `document.documentElement.clientWidth <= 400`, within)
+		tb.capture("dashboard-phone-dark", chromedp.CaptureScreenshot()) // the first screen
+		tb.noProblems()
+	})
+}
+
+// With a token, the page and its assets load without it and show the
+// login form; the API refuses without it; the token typed in opens the
+// dashboard, kept in sessionStorage, never in the URL.
+func TestDashboardAsksForTheToken(t *testing.T) {
+	b := browser(t)
+	const token = "dashboard-test-token-0123456789"
+	p := startPier(t, token)
+	tb := openTab(t, b, p.admin+"/")
+	tb.waitFor("the login form", `!document.querySelector("#login").hidden`, within)
+	if !eval[bool](tb, `document.querySelector("#app").hidden`) {
+		t.Error("the dashboard shows without the token")
+	}
+	for _, path := range []string{"/api/v1/routes", "/api/v1/sessions", "/api/v1/history", "/api/v1/ends", "/api/v1/filter_specs"} {
+		if status, _ := get(t, p.admin+path); status != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %d, want 401", path, status)
+		}
+	}
+	for _, path := range []string{"/", "/ui/app.js", "/ui/app.css"} {
+		if status, h := get(t, p.admin+path); status != http.StatusOK || h.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s without the token: %d (CSP %q), want 200 with a CSP", path, status, h.Get("Content-Security-Policy"))
+		}
+	}
+	tb.screenshot("login")
+	tb.do(chromedp.SendKeys(chromedp.CSS("#token"), "wrong"))
+	tb.click("#login-submit")
+	tb.waitFor("the refusal", `document.querySelector("#login-error").textContent.includes("refused")`, within)
+	tb.do(chromedp.SendKeys(chromedp.CSS("#token"), token))
+	tb.click("#login-submit")
+	tb.waitFor("the dashboard", `document.querySelector('.route[data-route="web"]') && !document.querySelector("#app").hidden`, within)
+	if got := eval[string](tb, `sessionStorage.getItem("pier.token")`); got != token {
+		t.Errorf("sessionStorage holds %q, want the token", got)
+	}
+	if href := eval[string](tb, `location.href`); strings.Contains(href, token) {
+		t.Errorf("the token is in the URL: %s", href)
+	}
+	tb.click("#logout")
+	tb.waitFor("the login form again", `!document.querySelector("#login").hidden && !sessionStorage.getItem("pier.token")`, within)
+	tb.noProblems("status of 401")
+}

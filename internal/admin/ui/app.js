@@ -1,0 +1,727 @@
+// pier's dashboard. It reads the running pier through the admin API once a
+// second and steers it through the same API, with the token kept for this
+// tab (sessionStorage). No framework, no build step: the DOM is built with
+// createElement and textContent, so nothing the proxy reports (a client's
+// address, an error) is ever parsed as HTML, and no inline script or style
+// is needed (the Content-Security-Policy forbids both).
+"use strict";
+
+(() => {
+  const POLL_MS = 1000; // the issue's bound: at most a poll a second
+  const PAGE = 50; // sessions per page
+  const TOKEN_KEY = "pier.token";
+  const FLASH_MS = 3000; // how long a member's changed row stays highlighted
+  const KNOWN_REASONS = ["done", "client_reset", "upstream_reset", "idle_timeout", "connect_failed",
+    "no_upstream", "admin", "local_error", "shutdown"];
+
+  const $ = (sel) => document.querySelector(sel);
+
+  // el builds an element: attrs are attributes (class, data-*, ...) or
+  // properties for on*, children are nodes or text.
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k === "text") e.textContent = v;
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  // ---- formatting: units and relative times ----
+
+  function bytes(n) {
+    if (!isFinite(n)) return "–";
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let i = 0;
+    while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    return (i === 0 ? Math.round(n) : n.toFixed(n < 10 ? 1 : 0)) + " " + units[i];
+  }
+  const rate = (n) => bytes(n) + "/s";
+  function perSec(n) {
+    if (!isFinite(n)) return "–";
+    return (n >= 10 ? Math.round(n) : Math.round(n * 10) / 10) + "/s";
+  }
+  function duration(s) {
+    if (!isFinite(s)) return "–";
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 60) return (s < 10 ? s.toFixed(1) : Math.round(s)) + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
+    if (s < 86400) return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
+    return Math.floor(s / 86400) + " d " + Math.round((s % 86400) / 3600) + " h";
+  }
+  function ago(when) {
+    const s = Math.max(0, (Date.now() - when) / 1000);
+    if (s < 1) return "just now";
+    if (s < 60) return Math.floor(s) + " s ago";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    if (s < 86400) return Math.floor(s / 3600) + " h ago";
+    return Math.floor(s / 86400) + " d ago";
+  }
+  const human = (s) => s.replace(/_/g, " ");
+
+  // ---- the API ----
+
+  class APIError extends Error {
+    constructor(status, body) {
+      super((body && body.error) || ("HTTP " + status));
+      this.status = status;
+      this.problems = (body && body.problems) || [];
+    }
+  }
+
+  const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
+
+  async function api(method, path, body) {
+    const headers = {};
+    const t = token();
+    if (t) headers["Authorization"] = "Bearer " + t;
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      init.body = typeof body === "string" ? body : JSON.stringify(body);
+    }
+    const res = await fetch("api/v1/" + path, init);
+    const type = res.headers.get("Content-Type") || "";
+    let data = null;
+    if (res.status !== 204) data = type.startsWith("application/json") ? await res.json() : await res.text();
+    if (res.status === 401) {
+      showLogin(t ? "That token was refused." : "");
+      throw new APIError(401, data);
+    }
+    if (!res.ok) throw new APIError(res.status, data);
+    return data;
+  }
+
+  const enc = encodeURIComponent;
+  const memberPath = (route, member) => "routes/" + enc(route) + "/members/" + enc(member);
+
+  // ---- toasts and dialogs ----
+
+  function toast(msg, bad) {
+    const t = el("div", { class: "toast" + (bad ? " bad" : "") }, msg);
+    $("#toasts").append(t);
+    setTimeout(() => t.remove(), bad ? 8000 : 4000);
+  }
+
+  // ask shows the confirmation dialog and resolves to true (or the input's
+  // value when input is given) or null when cancelled.
+  function ask({ title, body, ok = "OK", danger = true, input }) {
+    const d = $("#ask");
+    $("#ask-title").textContent = title;
+    $("#ask-body").replaceChildren(...(Array.isArray(body) ? body : [body || ""]).map((b) => b instanceof Node ? b : el("p", {}, b)));
+    $("#ask-ok").textContent = ok;
+    $("#ask-ok").className = danger ? "danger" : "primary";
+    const label = $("#ask-input-label"), field = $("#ask-input");
+    label.hidden = !input;
+    if (input) {
+      $("#ask-input-name").textContent = input.name;
+      field.type = input.type || "text";
+      field.value = input.value;
+      for (const [k, v] of Object.entries(input.attrs || {})) field.setAttribute(k, v);
+    }
+    return new Promise((resolve) => {
+      d.addEventListener("close", () => {
+        if (d.returnValue !== "ok") resolve(null);
+        else resolve(input ? field.value : true);
+      }, { once: true });
+      d.returnValue = "";
+      d.showModal();
+      (input ? field : $("#ask-cancel")).focus();
+    });
+  }
+
+  // act runs one state change and shows its result.
+  async function act(what, fn) {
+    try {
+      const msg = await fn();
+      toast(msg || what + ": done");
+      poll();
+      return true;
+    } catch (e) {
+      if (e.status !== 401) toast(what + " failed: " + e.message, true);
+      return false;
+    }
+  }
+
+  // ---- state ----
+
+  const state = {
+    routes: [],
+    history: null,
+    specs: null,
+    sessions: { after: "", stack: [], next: null, sort: "", dir: 1, route: "", client: "", member: "" },
+    ends: { reason: "", route: "" },
+    seenReasons: new Set(KNOWN_REASONS),
+    health: new Map(), // route/member -> health last seen
+    changed: new Map(), // route/member -> when its health changed
+    timer: 0,
+    busy: false,
+  };
+
+  // ---- login ----
+
+  function showLogin(msg) {
+    stop();
+    $("#app").hidden = true;
+    $("#login").hidden = false;
+    $("#logout").hidden = true;
+    $("#status").textContent = "signed out";
+    $("#status").className = "pill warn";
+    $("#login-error").textContent = msg || "";
+    $("#token").focus();
+  }
+
+  async function signIn(ev) {
+    ev.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#token").value = "";
+    $("#login-error").textContent = "";
+    start();
+  }
+
+  function signOut() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin("");
+  }
+
+  // ---- polling ----
+
+  function start() {
+    $("#login").hidden = true;
+    stop();
+    poll();
+  }
+  function stop() {
+    clearTimeout(state.timer);
+    state.timer = 0;
+  }
+
+  // poll reads everything the page shows, renders it, and schedules the
+  // next poll a second after this one ends (never two at once).
+  async function poll() {
+    clearTimeout(state.timer);
+    if (state.busy) { state.again = true; return; }
+    state.busy = true;
+    try {
+      const [routes, history, sessions, ends, ready] = await Promise.all([
+        api("GET", "routes"),
+        api("GET", "history"),
+        api("GET", sessionsQuery()),
+        api("GET", endsQuery()),
+        readiness(),
+      ]);
+      if (!state.specs) state.specs = (await api("GET", "filter_specs")).filters;
+      $("#app").hidden = false;
+      $("#login").hidden = true;
+      $("#logout").hidden = !token();
+      state.routes = routes.routes;
+      state.history = history;
+      renderStatus(ready);
+      renderRoutes();
+      renderSessions(sessions);
+      renderEnds(ends.ends);
+      document.body.dataset.polls = Number(document.body.dataset.polls || 0) + 1;
+    } catch (e) {
+      if (e.status === 401) { state.busy = false; return; }
+      $("#status").textContent = "unreachable: " + e.message;
+      $("#status").className = "pill bad";
+    }
+    state.busy = false;
+    if (state.again) { state.again = false; return poll(); }
+    state.timer = setTimeout(poll, document.hidden ? POLL_MS * 5 : POLL_MS);
+  }
+
+  async function readiness() {
+    try {
+      await api("GET", "../../readyz");
+      return { ready: true };
+    } catch (e) {
+      if (e.status === 401) throw e;
+      return { ready: false, why: e.message };
+    }
+  }
+
+  function renderStatus(r) {
+    const s = $("#status");
+    s.textContent = r.ready ? "ready" : "not ready";
+    s.className = "pill " + (r.ready ? "ok" : "warn");
+    $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+  }
+
+  // ---- routes and members ----
+
+  // spark draws one series as an SVG sparkline (attributes only: no
+  // inline style).
+  function spark(values, cls, label) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    const w = 300, h = 30;
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("class", "spark " + (cls || ""));
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", label);
+    const n = values.length;
+    if (n < 2) return svg;
+    const max = Math.max(...values, 1e-9);
+    const pts = values.map((v, i) => `${((i / (n - 1)) * w).toFixed(1)},${(h - 1 - (v / max) * (h - 3)).toFixed(1)}`);
+    const area = document.createElementNS(NS, "polygon");
+    area.setAttribute("points", `0,${h} ${pts.join(" ")} ${w},${h}`);
+    const line = document.createElementNS(NS, "polyline");
+    line.setAttribute("points", pts.join(" "));
+    svg.append(area, line);
+    return svg;
+  }
+
+  function health(m) {
+    if (m.disabled) return ["disabled", "bad"];
+    if (m.draining) return ["draining", "warn"];
+    if (m.ejected) return ["ejected", "bad"];
+    if (!m.up) return ["down", "bad"];
+    return ["up", "ok"];
+  }
+
+  const last = (a) => (a && a.length ? a[a.length - 1] : 0);
+
+  function renderRoutes() {
+    const hist = new Map(((state.history && state.history.routes) || []).map((r) => [r.name, r]));
+    const now = Date.now();
+    const cards = state.routes.map((r) => {
+      const h = hist.get(r.name) || { sessions_per_second: [], bytes_to_upstream_per_second: [], bytes_to_client_per_second: [], live: [] };
+      const st = r.stats || { refused: {}, ended: {} };
+      const refused = Object.values(st.refused || {}).reduce((a, b) => a + b, 0);
+      const failed = (st.ended || {}).connect_failed || 0;
+      const minutes = Math.max(1, Math.round(h.live.length / 60));
+      const stat = (label, value, series, cls) => el("div", { class: "stat" },
+        el("div", { class: "label" }, label), el("div", { class: "value" }, value),
+        series ? spark(series.slice(-300), cls, label + ", last " + minutes + " min") : null);
+      const counts = el("div", { class: "counts" },
+        el("span", { class: "pill " + (refused ? "warn" : "") , title: "clients refused: limit, no_upstream, local_error" },
+          "refused " + refused + (refused ? " (" + Object.entries(st.refused).filter(([, v]) => v).map(([k, v]) => human(k) + " " + v).join(", ") + ")" : "")),
+        el("span", { class: "pill " + (failed ? "bad" : "") }, "connect failed " + failed),
+        el("span", { class: "pill" }, "started " + (st.started || 0)),
+        el("span", { class: "pill" }, "total ↑ " + bytes(st.to_upstream || 0) + " ↓ " + bytes(st.to_client || 0)));
+      const filters = el("div", { class: "filters", "data-route": r.name },
+        el("span", { class: "muted" }, "Filters:"),
+        r.filters.length ? null : el("span", { class: "muted" }, "none"),
+        r.filters.map((f, i) => el("span", { class: "chip" + (f.overlay ? " overlay" : ""), "data-filter": f.name, title: f.overlay ? "set at run time" : "from the file" },
+          f.name + optionsText(f.options),
+          el("button", { type: "button", class: "remove-filter", "aria-label": "remove " + f.name, "data-route": r.name, "data-index": i, "data-name": f.name }, "×"))),
+        el("button", { type: "button", class: "small add-filter", "data-route": r.name }, "+ Add filter"));
+      const rows = r.members.map((m) => {
+        const key = r.name + "/" + m.name + "/" + m.addr;
+        const [hl, hc] = health(m);
+        const prev = state.health.get(key);
+        if (prev !== undefined && prev !== hl) state.changed.set(key, now);
+        state.health.set(key, hl);
+        const flash = now - (state.changed.get(key) || 0) < FLASH_MS;
+        const data = { "data-route": r.name, "data-member": m.name };
+        return el("tr", { class: flash ? "flash" : "", "data-member": m.name, "data-addr": m.addr },
+          el("td", {}, m.name, m.name !== m.addr ? el("div", { class: "muted" }, m.addr) : null, m.backup ? el("span", { class: "pill" }, "backup") : null),
+          el("td", {}, el("span", { class: "pill health " + hc }, hl)),
+          el("td", { class: "reason" }, m.last_check_error || ""),
+          el("td", { class: "num" }, m.weight, m.weight !== m.file_weight ? el("span", { class: "muted" }, " (file " + m.file_weight + ")") : null),
+          el("td", { class: "num" }, m.live),
+          el("td", { class: "num" }, m.connect_failures),
+          el("td", {}, el("span", { class: "actions" },
+            el("button", { type: "button", class: "small member-act", ...data, "data-act": m.draining ? "undrain" : "drain" }, m.draining ? "Undrain" : "Drain"),
+            el("button", { type: "button", class: "small member-act", ...data, "data-act": m.disabled ? "enable" : "disable" }, m.disabled ? "Enable" : "Disable"),
+            el("button", { type: "button", class: "small member-act", ...data, "data-act": "weight", "data-weight": m.weight }, "Weight…"))));
+      });
+      return el("article", { class: "card route", "data-route": r.name },
+        el("div", { class: "route-head" }, el("h3", {}, r.name),
+          el("span", { class: "muted" }, (r.addrs.length ? r.addrs : r.listen).join(", ")),
+          r.max_connections ? el("span", { class: "muted" }, "max " + r.max_connections) : null,
+          r.overlay ? el("span", { class: "pill" }, "runtime changes") : null),
+        el("div", { class: "stats" },
+          stat("Live sessions", String(r.live), h.live),
+          stat("Sessions/s", perSec(last(h.sessions_per_second)), h.sessions_per_second),
+          stat("↑ to upstream", rate(last(h.bytes_to_upstream_per_second)), h.bytes_to_upstream_per_second),
+          stat("↓ to client", rate(last(h.bytes_to_client_per_second)), h.bytes_to_client_per_second, "down")),
+        counts, filters,
+        el("div", { class: "table-wrap" }, el("table", { class: "members" },
+          el("thead", {}, el("tr", {}, ["Member", "Health", "Last check", "Weight", "Live", "Connect failures", ""].map((t, i) =>
+            el("th", { class: i >= 3 && i <= 5 ? "num" : "" }, t)))),
+          el("tbody", {}, rows))));
+    });
+    $("#route-list").replaceChildren(...cards);
+    const names = state.routes.map((r) => r.name);
+    fillSelect($("#sessions-route"), names);
+    fillSelect($("#ends-route"), names);
+  }
+
+  function optionsText(opts) {
+    const e = Object.entries(opts || {});
+    if (!e.length) return "";
+    return " (" + e.map(([k, v]) => k + "=" + (Array.isArray(v) ? v.join(",") : typeof v === "object" ? JSON.stringify(v) : v)).join(", ") + ")";
+  }
+
+  // fillSelect keeps a select's "all" option and choice, and lists values.
+  function fillSelect(sel, values) {
+    const have = [...sel.options].slice(1).map((o) => o.value);
+    if (have.join("\n") === values.join("\n")) return;
+    const v = sel.value;
+    sel.replaceChildren(sel.options[0], ...values.map((n) => el("option", { value: n }, n)));
+    sel.value = values.includes(v) ? v : "";
+  }
+
+  async function memberAction(b) {
+    const route = b.dataset.route, member = b.dataset.member, a = b.dataset.act;
+    if (a === "weight") {
+      const w = await ask({ title: "Weight of " + member, body: "Its share of new sessions on " + route + ", 1..1000 (to stop new sessions, drain).",
+        ok: "Set weight", danger: false, input: { name: "Weight", type: "number", value: b.dataset.weight, attrs: { min: 1, max: 1000 } } });
+      if (w === null) return;
+      return act("Weight", async () => {
+        const m = await api("PUT", memberPath(route, member) + "/weight", { weight: Number(w) });
+        return member + ": weight " + m.weight;
+      });
+    }
+    const breaks = a === "drain" || a === "disable";
+    if (breaks) {
+      const what = a === "drain"
+        ? "It keeps its live sessions but gets no new one."
+        : "It gets no new session and its health checks stop; its live sessions continue.";
+      if (!(await ask({ title: (a === "drain" ? "Drain " : "Disable ") + member + "?", body: [what, "Route: " + route], ok: a === "drain" ? "Drain" : "Disable" }))) return;
+    }
+    return act(a, async () => {
+      const m = await api("POST", memberPath(route, member) + "/" + a);
+      return member + " is now " + health(m)[0] + (a === "undrain" || a === "enable" ? " (" + a + "d)" : "");
+    });
+  }
+
+  async function removeFilter(b) {
+    const route = b.dataset.route, i = b.dataset.index, name = b.dataset.name;
+    if (!(await ask({ title: "Remove " + name + " from " + route + "?", body: "The route's live sessions stop running it at once.", ok: "Remove" }))) return;
+    return act("Remove filter", async () => {
+      const res = await api("DELETE", "routes/" + enc(route) + "/filters/" + enc(i));
+      return "Filters of " + route + ": " + (res.filters.map((f) => f.name).join(", ") || "none");
+    });
+  }
+
+  // ---- the filter form, built from /api/v1/filter_specs ----
+
+  let formRoute = "";
+
+  function openFilterForm(route) {
+    formRoute = route;
+    $("#filter-route").textContent = route;
+    const sel = $("#filter-name");
+    if (!sel.options.length) {
+      sel.replaceChildren(...(state.specs || []).map((s) => el("option", { value: s.name }, s.name)));
+      const lat = (state.specs || []).find((s) => s.name === "latency");
+      if (lat) sel.value = lat.name;
+    }
+    buildFields();
+    $("#filter-dialog").showModal();
+  }
+
+  function buildFields() {
+    const spec = (state.specs || []).find((s) => s.name === $("#filter-name").value);
+    $("#filter-error").textContent = "";
+    $("#filter-help").textContent = spec ? spec.help : "";
+    const fields = (spec ? spec.options : []).map((o) => {
+      const id = "opt-" + o.name;
+      let input;
+      const common = { id, name: o.name, "data-kind": o.kind, "aria-describedby": id + "-help " + id + "-err" };
+      if (o.kind === "enum" || o.kind === "direction" || o.kind === "bool") {
+        const choices = o.kind === "bool" ? ["true", "false"] : o.choices;
+        input = el("select", common, el("option", { value: "" }, o.default ? "default (" + o.default + ")" : "—"),
+          choices.map((c) => el("option", { value: c }, c)));
+      } else if (o.kind === "list") {
+        input = el("textarea", { ...common, rows: 2, placeholder: o.default || "one value a line" });
+      } else {
+        input = el("input", { ...common, type: "text", placeholder: o.default || (o.kind === "duration" ? "e.g. 200ms" : o.kind === "size" ? "e.g. 64KiB" : ""),
+          inputmode: o.kind === "number" ? "decimal" : null, required: o.required });
+      }
+      return el("div", { class: "field", "data-option": o.name },
+        el("label", { for: id }, o.name, o.required ? " *" : "", " ", el("span", { class: "kind" }, o.kind)),
+        input,
+        el("p", { class: "help", id: id + "-help" }, o.help),
+        el("p", { class: "error field-error", id: id + "-err", role: "alert" }));
+    });
+    if (spec && spec.options.length === 0) fields.push(el("p", { class: "muted" }, "This filter takes no options."));
+    $("#filter-fields").replaceChildren(...fields);
+  }
+
+  // filterBody is the form as the API's filter list of one: only the
+  // fields filled in (the rest take their defaults).
+  function filterBody() {
+    const name = $("#filter-name").value;
+    const opts = {};
+    for (const f of $("#filter-fields").querySelectorAll("[data-kind]")) {
+      const v = f.value.trim();
+      if (v === "") continue;
+      opts[f.name] = f.dataset.kind === "list" ? v.split(/[\n,]+/).map((s) => s.trim()).filter(Boolean) : v;
+    }
+    return [{ [name]: opts }];
+  }
+
+  function showFieldErrors(e) {
+    for (const f of $("#filter-fields").querySelectorAll(".field-error")) f.textContent = "";
+    for (const f of $("#filter-fields").querySelectorAll("[data-kind]")) f.removeAttribute("aria-invalid");
+    let general = [];
+    for (const p of e.problems) {
+      // filters[0].delay: the option's field; anything else: the form's.
+      const m = /^filters\[\d+\]\.(.+)$/.exec(p.field || "");
+      const err = m && document.getElementById("opt-" + m[1] + "-err");
+      if (err) {
+        err.textContent = p.message;
+        document.getElementById("opt-" + m[1]).setAttribute("aria-invalid", "true");
+      } else general.push(p.message);
+    }
+    if (!e.problems.length) general.push(e.message);
+    $("#filter-error").textContent = general.join("; ");
+  }
+
+  async function submitFilter(ev) {
+    ev.preventDefault();
+    const body = filterBody();
+    const name = $("#filter-name").value;
+    const route = state.routes.find((r) => r.name === formRoute);
+    const live = route ? route.live : 0;
+    if (!(await ask({ title: "Add " + name + " to " + formRoute + "?", body: [
+      el("code", {}, JSON.stringify(body)),
+      "The route's " + live + " live session" + (live === 1 ? "" : "s") + " take it up at once, and every new one.",
+    ], ok: "Add filter" }))) return;
+    try {
+      const res = await api("POST", "routes/" + enc(formRoute) + "/filters", body);
+      $("#filter-dialog").close();
+      toast("Filters of " + formRoute + ": " + res.filters.map((f) => f.name + optionsText(f.options)).join(", "));
+      poll();
+    } catch (e) {
+      if (e.status !== 401) showFieldErrors(e);
+    }
+  }
+
+  // ---- sessions ----
+
+  function sessionsQuery() {
+    const s = state.sessions;
+    const q = new URLSearchParams({ limit: PAGE });
+    if (s.route) q.set("route", s.route);
+    if (s.client) q.set("client", s.client);
+    if (s.member) q.set("member", s.member);
+    if (s.after) q.set("after", s.after);
+    return "sessions?" + q;
+  }
+
+  const stateLabel = {
+    connecting: ["connecting", "warn"], open: ["open", "ok"],
+    half_closed_client: ["half-closed: client done", "warn"], half_closed_upstream: ["half-closed: upstream done", "warn"],
+  };
+
+  function renderSessions(page) {
+    const s = state.sessions;
+    s.next = page.next;
+    const rows = page.sessions.slice();
+    const key = { age: (x) => x.age_seconds, up: (x) => x.bytes_to_upstream, down: (x) => x.bytes_to_client }[s.sort];
+    if (key) rows.sort((a, b) => (key(a) - key(b)) * s.dir);
+    $("#sessions-table tbody").replaceChildren(...rows.map((x) => {
+      const [label, cls] = stateLabel[x.state] || [x.state, ""];
+      return el("tr", { "data-id": x.id, "data-client": x.client, "data-member": x.upstream },
+        el("td", {}, x.id), el("td", {}, x.route), el("td", {}, x.client),
+        el("td", { class: "wide" }, x.upstream || el("span", { class: "muted" }, "—")),
+        el("td", {}, el("span", { class: "pill " + cls }, label)),
+        el("td", { class: "age" }, duration(x.age_seconds)),
+        el("td", { class: "num up", "data-bytes": x.bytes_to_upstream }, bytes(x.bytes_to_upstream)),
+        el("td", { class: "num down", "data-bytes": x.bytes_to_client }, bytes(x.bytes_to_client)),
+        el("td", {}, el("span", { class: "actions" },
+          el("button", { type: "button", class: "small end-session", "data-id": x.id, "data-mode": "close" }, "Close"),
+          el("button", { type: "button", class: "small end-session", "data-id": x.id, "data-mode": "reset" }, "Reset"))));
+    }));
+    if (!rows.length) {
+      $("#sessions-table tbody").append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No live session" + (s.route || s.client || s.member ? " matches." : "."))));
+    }
+    const pageNo = s.stack.length + 1;
+    $("#sessions-count").textContent = "(" + page.matched + (page.partial ? "+, a relay loop did not answer" : "") + ")";
+    $("#sessions-page").textContent = "page " + pageNo + (s.sort ? " · sorted within the page" : "");
+    $("#sessions-prev").disabled = s.stack.length === 0;
+    $("#sessions-next").disabled = !page.next;
+    for (const b of document.querySelectorAll("th button.sort")) {
+      b.classList.toggle("asc", b.dataset.sort === s.sort && s.dir > 0);
+      b.classList.toggle("desc", b.dataset.sort === s.sort && s.dir < 0);
+    }
+  }
+
+  async function endSession(b) {
+    const id = b.dataset.id, mode = b.dataset.mode;
+    const row = b.closest("tr");
+    const who = row ? row.children[2].textContent + " → " + row.children[3].textContent : "";
+    if (!(await ask({ title: (mode === "reset" ? "Reset" : "Close") + " session " + id + "?", body: [who,
+      mode === "reset" ? "Both sides get a reset." : "Both sides get a FIN, then the connections close."], ok: mode === "reset" ? "Reset" : "Close" }))) return;
+    return act("End session", async () => {
+      await api("DELETE", "sessions/" + enc(id) + "?mode=" + mode);
+      return "Session " + id + " ended (" + mode + ")";
+    });
+  }
+
+  // ---- ends ----
+
+  function endsQuery() {
+    const q = new URLSearchParams({ limit: 200 });
+    if (state.ends.reason) q.set("reason", state.ends.reason);
+    if (state.ends.route) q.set("route", state.ends.route);
+    return "ends?" + q;
+  }
+
+  function reasonClass(r) {
+    if (r === "done") return "ok";
+    if (r === "connect_failed" || r === "no_upstream" || r === "local_error" || r.endsWith("_reset")) return "bad";
+    return "warn";
+  }
+
+  function renderEnds(ends) {
+    const counts = new Map();
+    for (const e of ends) counts.set(e.reason, (counts.get(e.reason) || 0) + 1);
+    for (const r of counts.keys()) state.seenReasons.add(r);
+    fillSelect($("#ends-reason"), [...state.seenReasons].sort());
+    const chips = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([r, n]) =>
+      el("button", { type: "button", class: "small reason-chip" + (state.ends.reason === r ? " active" : ""), "data-reason": r },
+        el("span", { class: "pill " + reasonClass(r) }, r), " " + n));
+    if (state.ends.reason) chips.push(el("button", { type: "button", class: "small reason-chip", "data-reason": "" }, "show all"));
+    $("#ends-summary").replaceChildren(el("span", { class: "muted" }, "last " + ends.length + ":"), ...chips);
+    $("#ends-table tbody").replaceChildren(...ends.map((e) => el("tr", {},
+      el("td", { title: e.time }, ago(Date.parse(e.time))), el("td", {}, e.id), el("td", {}, e.route), el("td", {}, e.client),
+      el("td", { class: "wide" }, e.upstream), el("td", {}, el("span", { class: "pill " + reasonClass(e.reason) }, e.reason)),
+      el("td", { class: "num" }, duration(e.duration_seconds)), el("td", { class: "num" }, bytes(e.bytes_to_upstream)),
+      el("td", { class: "num" }, bytes(e.bytes_to_client)), el("td", { class: "err wide" }, e.error))));
+    if (!ends.length) $("#ends-table tbody").append(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No session has ended yet.")));
+  }
+
+  // ---- reload with its preview ----
+
+  async function openReload() {
+    $("#preview").replaceChildren();
+    $("#reload-result").replaceChildren();
+    $("#reload-btn").disabled = true;
+    $("#reload-dialog").showModal();
+    try {
+      $("#config-text").value = await api("GET", "config?format=yaml");
+    } catch (e) {
+      $("#config-text").value = "";
+      if (e.status !== 401) $("#preview").replaceChildren(el("p", { class: "error" }, "Reading the config in force: " + e.message));
+    }
+  }
+
+  async function preview() {
+    $("#reload-result").replaceChildren();
+    try {
+      const p = await api("POST", "config/check", $("#config-text").value);
+      $("#preview").replaceChildren(renderPreview(p));
+      $("#reload-btn").disabled = false;
+    } catch (e) {
+      if (e.status !== 401) $("#preview").replaceChildren(el("p", { class: "error" }, e.message));
+    }
+  }
+
+  function renderPreview(p) {
+    if (!p.ok) {
+      return el("div", { class: "preview-problems" }, el("h3", {}, "Mistakes"),
+        el("ul", { class: "plain" }, p.problems.map((x) => el("li", { class: "error" },
+          (x.line ? "line " + x.line + ":" + x.col + ": " : "") + (x.field ? x.field + ": " : "") + x.message))));
+    }
+    if (!p.changes.length) return el("p", { class: "preview-none" }, "No change: this config is the one in force.");
+    return el("div", { class: "table-wrap" }, el("table", { class: "preview-changes" },
+      el("thead", {}, el("tr", {}, ["Kind", "Action", "Route", "Name", "Fields", "Live", "Effect"].map((t) => el("th", {}, t)))),
+      el("tbody", {}, p.changes.map((c) => el("tr", {},
+        el("td", {}, c.kind), el("td", {}, c.action), el("td", {}, c.route), el("td", {}, c.name),
+        el("td", {}, c.fields.join(", ")), el("td", { class: "num" }, c.live_sessions), el("td", { class: "reason" }, c.effect))))));
+  }
+
+  async function reload() {
+    if (!(await ask({ title: "Reload the config file?", body: ["pier reads its file again and applies it as the preview above says, if the file holds that text.",
+      "Runtime changes whose route and member remain are kept."], ok: "Reload" }))) return;
+    try {
+      const r = await api("POST", "reload");
+      showReload(r);
+      toast("Reloaded: the new config is in force");
+      poll();
+    } catch (e) {
+      if (e.status === 401) return;
+      showReload(null, e);
+      toast("Reload failed: " + e.message, true);
+    }
+  }
+
+  function showReload(r, err) {
+    const out = [];
+    if (r) {
+      out.push(el("p", { class: "pill ok" }, "reloaded"));
+      if (r.overlay.kept.length) out.push(el("p", {}, "Runtime changes kept: " + r.overlay.kept.join(", ")));
+      if (r.overlay.dropped.length) out.push(el("p", {}, "Runtime changes dropped: " + r.overlay.dropped.join(", ")));
+    } else {
+      out.push(el("p", { class: "pill bad" }, "not reloaded: pier keeps the config it had"));
+      out.push(el("p", { class: "error" }, err.message));
+    }
+    $("#reload-result").replaceChildren(...out);
+  }
+
+  // ---- wiring: one listener per container, so re-rendering keeps them ----
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#login-form").addEventListener("submit", signIn);
+    $("#logout").addEventListener("click", signOut);
+    $("#route-list").addEventListener("click", (ev) => {
+      const b = ev.target.closest("button");
+      if (!b) return;
+      if (b.classList.contains("member-act")) memberAction(b);
+      else if (b.classList.contains("add-filter")) openFilterForm(b.dataset.route);
+      else if (b.classList.contains("remove-filter")) removeFilter(b);
+    });
+    $("#sessions-table").addEventListener("click", (ev) => {
+      const b = ev.target.closest("button");
+      if (!b) return;
+      if (b.classList.contains("end-session")) endSession(b);
+      else if (b.classList.contains("sort")) {
+        const s = state.sessions;
+        if (s.sort === b.dataset.sort) s.dir = -s.dir;
+        else { s.sort = b.dataset.sort; s.dir = -1; }
+        poll();
+      }
+    });
+    $("#sessions-filter").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const s = state.sessions;
+      s.route = $("#sessions-route").value;
+      s.client = $("#sessions-client").value.trim();
+      s.member = $("#sessions-member").value.trim();
+      s.after = ""; s.stack = [];
+      $("#sessions-filter-error").textContent = "";
+      api("GET", sessionsQuery()).then(() => poll(), (e) => { if (e.status !== 401) $("#sessions-filter-error").textContent = e.message; });
+    });
+    $("#sessions-route").addEventListener("change", () => $("#sessions-filter").requestSubmit());
+    $("#sessions-next").addEventListener("click", () => {
+      const s = state.sessions;
+      if (!s.next) return;
+      s.stack.push(s.after); s.after = s.next; poll();
+    });
+    $("#sessions-prev").addEventListener("click", () => {
+      const s = state.sessions;
+      if (!s.stack.length) return;
+      s.after = s.stack.pop(); poll();
+    });
+    $("#ends-reason").addEventListener("change", () => { state.ends.reason = $("#ends-reason").value; poll(); });
+    $("#ends-route").addEventListener("change", () => { state.ends.route = $("#ends-route").value; poll(); });
+    $("#ends-summary").addEventListener("click", (ev) => {
+      const b = ev.target.closest("button.reason-chip");
+      if (!b) return;
+      state.ends.reason = b.dataset.reason;
+      $("#ends-reason").value = b.dataset.reason;
+      poll();
+    });
+    $("#filter-name").addEventListener("change", buildFields);
+    $("#filter-form").addEventListener("submit", submitFilter);
+    $("#filter-cancel").addEventListener("click", () => $("#filter-dialog").close());
+    $("#reload-open").addEventListener("click", openReload);
+    $("#preview-btn").addEventListener("click", preview);
+    $("#reload-btn").addEventListener("click", reload);
+    $("#reload-close").addEventListener("click", () => $("#reload-dialog").close());
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && state.timer) poll(); });
+    start();
+  });
+})();
