@@ -156,7 +156,9 @@ func TestApplyWatchFailureUndoesEverything(t *testing.T) {
 		c.Close()
 		t.Errorf("%s still accepts after a failed Apply", next.Listen[0])
 	}
-	if after := testutil.OpenFDs(t); after != before {
+	// More after is a leak; fewer is an earlier test's connection that
+	// finished closing meanwhile (its upstream's handler), not this one's.
+	if after := testutil.OpenFDs(t); after > before {
 		t.Errorf("%d descriptors open after a failed Apply, %d before", after, before)
 	}
 	// The old table is in force, and its route serves.
