@@ -5,8 +5,9 @@ package admin_test
 // 127.0.0.1:0. Every wait polls the DOM or a socket with a deadline.
 //
 // Without chromium the tests skip, unless PIER_REQUIRE_CHROMIUM=1 (CI),
-// where they fail. PIER_SCREENSHOTS=DIR writes the screenshots there
-// (docs/img for the README's); else to a temporary directory.
+// where they fail. PIER_SCREENSHOTS=DIR writes the screenshots there (a
+// relative DIR from the repository's root: docs/img for the README's);
+// else to a temporary directory.
 
 import (
 	"context"
@@ -204,8 +205,11 @@ func (tb *tab) screenshot(name string) { tb.capture(name, chromedp.FullScreensho
 // capture writes what shot takes as NAME.png.
 func (tb *tab) capture(name string, shot chromedp.Action[[]byte]) {
 	dir := os.Getenv("PIER_SCREENSHOTS")
-	if dir == "" {
+	switch {
+	case dir == "":
 		dir = tb.t.TempDir()
+	case !filepath.IsAbs(dir):
+		dir = filepath.Join("..", "..", dir) // from the repository's root, not this package's
 	}
 	ctx, cancel := context.WithTimeout(tb.ctx, within)
 	defer cancel()
@@ -519,6 +523,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		tb.waitFor("sessions", `document.querySelectorAll("#sessions-table tbody tr[data-id]").length >= 3`, within)
 		tb.waitFor("ends", `[...document.querySelectorAll("#ends-table td .pill")].some(e => e.textContent === "connect_failed")`, within)
 		tb.screenshot("dashboard-laptop")
+		// Recent ends filtered by reason: only that reason's rows.
+		tb.do(chromedp.SetValue(chromedp.CSS("#ends-reason"), "connect_failed"),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("#ends-reason").dispatchEvent(new Event("change"))`))
+		tb.waitFor("only connect_failed ends", `(() => { const p = [...document.querySelectorAll("#ends-table td .pill")];
+			return p.length >= 3 && p.every(e => e.textContent === "connect_failed") })()`, within)
 		tb.do(chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 			chromedp.Action[chromedp.Void](func(ctx context.Context, _ *chromedp.Target) (chromedp.Void, error) {
 				_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{

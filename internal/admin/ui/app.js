@@ -11,8 +11,6 @@
   const PAGE = 50; // sessions per page
   const TOKEN_KEY = "pier.token";
   const FLASH_MS = 3000; // how long a member's changed row stays highlighted
-  const KNOWN_REASONS = ["done", "client_reset", "upstream_reset", "idle_timeout", "connect_failed",
-    "no_upstream", "admin", "local_error", "shutdown"];
 
   const $ = (sel) => document.querySelector(sel);
 
@@ -156,7 +154,7 @@
     specs: null,
     sessions: { after: "", stack: [], next: null, sort: "", dir: 1, route: "", client: "", member: "" },
     ends: { reason: "", route: "" },
-    seenReasons: new Set(KNOWN_REASONS),
+    seenReasons: new Set(), // close reasons: the routes' stats name every one
     health: new Map(), // route/member -> health last seen
     changed: new Map(), // route/member -> when its health changed
     timer: 0,
@@ -313,6 +311,8 @@
           f.name + optionsText(f.options),
           el("button", { type: "button", class: "remove-filter", "aria-label": "remove " + f.name, "data-route": r.name, "data-index": i, "data-name": f.name }, "×"))),
         el("button", { type: "button", class: "small add-filter", "data-route": r.name }, "+ Add filter"));
+      // The last check's column only when a check failed: it is empty else.
+      const checked = r.members.some((m) => m.last_check_error);
       const rows = r.members.map((m) => {
         const key = r.name + "/" + m.name + "/" + m.addr;
         const [hl, hc] = health(m);
@@ -324,7 +324,7 @@
         return el("tr", { class: flash ? "flash" : "", "data-member": m.name, "data-addr": m.addr },
           el("td", {}, m.name, m.name !== m.addr ? el("div", { class: "muted" }, m.addr) : null, m.backup ? el("span", { class: "pill" }, "backup") : null),
           el("td", {}, el("span", { class: "pill health " + hc }, hl)),
-          el("td", { class: "reason" }, m.last_check_error || ""),
+          checked ? el("td", { class: "reason" }, m.last_check_error || "") : null,
           el("td", { class: "num" }, m.weight, m.weight !== m.file_weight ? el("span", { class: "muted" }, " (file " + m.file_weight + ")") : null),
           el("td", { class: "num" }, m.live),
           el("td", { class: "num" }, m.connect_failures),
@@ -345,8 +345,8 @@
           stat("↓ to client", rate(last(h.bytes_to_client_per_second)), h.bytes_to_client_per_second, "down")),
         counts, filters,
         el("div", { class: "table-wrap" }, el("table", { class: "members" },
-          el("thead", {}, el("tr", {}, ["Member", "Health", "Last check", "Weight", "Live", "Connect failures", ""].map((t, i) =>
-            el("th", { class: i >= 3 && i <= 5 ? "num" : "" }, t)))),
+          el("thead", {}, el("tr", {}, ["Member", "Health", checked ? "Last check" : null, "Weight", "Live", "Dial failures", ""]
+            .filter((t) => t !== null).map((t) => el("th", { class: ["Weight", "Live", "Dial failures"].includes(t) ? "num" : "" }, t)))),
           el("tbody", {}, rows))));
     });
     $("#route-list").replaceChildren(...cards);
@@ -571,7 +571,7 @@
 
   function reasonClass(r) {
     if (r === "done") return "ok";
-    if (r === "connect_failed" || r === "no_upstream" || r === "local_error" || r.endsWith("_reset")) return "bad";
+    if (/^(connect_|no_upstream|local_error|filter_error)|_reset$/.test(r)) return "bad";
     return "warn";
   }
 
@@ -579,6 +579,7 @@
     const counts = new Map();
     for (const e of ends) counts.set(e.reason, (counts.get(e.reason) || 0) + 1);
     for (const r of counts.keys()) state.seenReasons.add(r);
+    for (const rt of state.routes) for (const r of Object.keys((rt.stats && rt.stats.ended) || {})) state.seenReasons.add(r);
     fillSelect($("#ends-reason"), [...state.seenReasons].sort());
     const chips = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([r, n]) =>
       el("button", { type: "button", class: "small reason-chip" + (state.ends.reason === r ? " active" : ""), "data-reason": r },
