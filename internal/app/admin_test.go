@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pierproxy/pier/internal/admin"
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
@@ -463,5 +464,38 @@ func TestAdminDashboardViews(t *testing.T) {
 	}
 	if !slices.Contains(names, "latency") || !slices.Contains(names, "dump") {
 		t.Fatalf("filter specs: %v", names)
+	}
+}
+
+// The reload's preview reads the file as a reload would, and plans it;
+// without a file it says there is none.
+func TestPreviewReloadReadsTheFile(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pier.yaml")
+	doc := routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), ""))
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startAdmin(t, doc, Options{ConfigFile: file})
+	if pv := (control{p.d}).PreviewReload(); !pv.OK || len(pv.Changes) != 0 {
+		t.Fatalf("preview of the unchanged file: %+v", pv)
+	}
+	if err := os.WriteFile(file, []byte(routeDoc(`listen: "127.0.0.1:0"`, oneRoute("r", up.Addr(), ""), oneRoute("b", up.Addr(), ""))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pv := (control{p.d}).PreviewReload()
+	if !pv.OK || !slices.ContainsFunc(pv.Changes, func(c admin.Change) bool { return c.Kind == "route" && c.Action == "add" && c.Route == "b" }) {
+		t.Fatalf("preview of the file with a new route: %+v", pv)
+	}
+	if err := os.WriteFile(file, []byte("routes: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pv := (control{p.d}).PreviewReload(); pv.OK || len(pv.Problems) == 0 || pv.Problems[0].Line == 0 {
+		t.Fatalf("preview of a broken file: %+v", pv)
+	}
+	q := startAdmin(t, doc, Options{})
+	if pv := (control{q.d}).PreviewReload(); pv.OK || len(pv.Problems) != 1 {
+		t.Fatalf("preview without a file: %+v", pv)
 	}
 }

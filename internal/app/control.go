@@ -438,6 +438,26 @@ func (c control) Check(data []byte) admin.Preview {
 	if err != nil {
 		return refused(err)
 	}
+	return c.preview(next)
+}
+
+// PreviewReload answers what a reload of the configuration file (SIGHUP,
+// POST /api/v1/reload) would change now, or the file's errors, placed in
+// it; without a file, an error that says so.
+func (c control) PreviewReload() admin.Preview {
+	path := c.d.opts.ConfigFile
+	if path == "" {
+		return admin.Preview{Problems: []admin.Problem{{Message: ErrNoFile.Error()}}}
+	}
+	next, err := config.Load(path)
+	if err != nil {
+		return refused(err)
+	}
+	return c.preview(next)
+}
+
+// preview plans next against the configuration in force.
+func (c control) preview(next *config.Config) admin.Preview {
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
