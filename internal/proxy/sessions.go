@@ -21,15 +21,29 @@ type listReply struct {
 }
 
 // Sessions pages the live sessions matching m with ID > after, in ID
-// order, at most limit; matched counts every match (whatever its ID) on
-// the loops that answered; partial reports a loop that did not answer
-// before ctx ended. Pass the last ID of a page as after for the next.
+// order, at most limit: ListSessions by ID.
 func (s *Server) Sessions(ctx context.Context, m relay.Match, after uint64, limit int) (page []relay.SessionInfo, matched int, partial bool) {
-	limit = max(limit, 0)
+	return s.ListSessions(ctx, m, relay.Paging{Order: relay.ByID, Cursor: after, Limit: limit})
+}
+
+// ListSessions pages the live sessions matching m as p says, in p.Order:
+// by ID, those after p.Cursor (pass a page's last ID for the next); by
+// age, newest first, those before p.Cursor (0: from the newest; pass a
+// page's last ID for the next); by bytes, each way summed, heaviest
+// first, the p.Limit after the p.Offset heaviest. Each loop keeps its
+// own first p.Offset+p.Limit; merged and sorted here, they hold the
+// page. Bytes change while loops are read, so pages by bytes may overlap
+// or skip a session. matched counts every match on the loops that
+// answered; partial reports a loop that did not answer before ctx ended.
+func (s *Server) ListSessions(ctx context.Context, m relay.Match, p relay.Paging) (page []relay.SessionInfo, matched int, partial bool) {
+	p.Limit, p.Offset = max(p.Limit, 0), max(p.Offset, 0)
+	if p.Order != relay.ByBytes {
+		p.Offset = 0
+	}
 	replies := make(chan listReply, len(s.loops))
 	asked := 0
 	for _, l := range s.loops {
-		if l.List(m, after, limit, func(p []relay.SessionInfo, n int) { replies <- listReply{p, n} }) {
+		if l.List(m, p, func(p []relay.SessionInfo, n int) { replies <- listReply{p, n} }) {
 			asked++
 		}
 	}
@@ -45,17 +59,10 @@ func (s *Server) Sessions(ctx context.Context, m relay.Match, after uint64, limi
 			break
 		}
 	}
-	slices.SortFunc(page, func(a, b relay.SessionInfo) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
-	if len(page) > limit {
-		page = page[:limit]
+	slices.SortFunc(page, func(a, b relay.SessionInfo) int { return p.Order.Compare(&a, &b) })
+	page = page[min(p.Offset, len(page)):]
+	if len(page) > p.Limit {
+		page = page[:p.Limit]
 	}
 	return page, matched, partial
 }

@@ -1,10 +1,13 @@
 package proxy_test
 
 import (
+	"cmp"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -256,5 +259,83 @@ func TestEndSessionsByRoute(t *testing.T) {
 	}
 	if page := listAll(t, srv, relay.Match{}); len(page) != 1 || page[0].Route != "b" {
 		t.Errorf("left %+v, want b's session", page)
+	}
+}
+
+// Sessions with known bytes, spread over three loops, come back heaviest
+// first (bytes each way summed), and paging by offset walks that order;
+// by age they come newest first, paged before the last ID.
+func TestSessionsByBytesAndByAge(t *testing.T) {
+	echo := testutil.NewUpstream(t, testutil.Echo)
+	rt := newRoute(t, "r", echo.Addr())
+	srv, err := proxy.New(proxy.Options{Log: slog.New(slog.DiscardHandler), Loops: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Stats = stats.NewRoute(rt.Name, srv.Loops())
+	if err := srv.Apply(table(t, rt)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	// Session k (opened k-th) echoes sizes[k] bytes: each way that many.
+	sizes := []int{700, 100, 1300, 0, 900, 1200, 300, 1100, 500, 200, 1000, 400}
+	byClient := make(map[netip.AddrPort]int)
+	for _, n := range sizes {
+		c := dial(t, srv, "r")
+		msg := make([]byte, n)
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, msg); err != nil {
+			t.Fatal(err)
+		}
+		byClient[c.LocalAddr().(*net.TCPAddr).AddrPort()] = n
+	}
+	waitOpen(t, rt, int64(len(sizes)))
+	t.Logf("sessions per loop: %v", proxy.LoopSessions(srv))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+
+	var got []int
+	for offset := 0; ; offset += 5 {
+		page, matched, partial := srv.ListSessions(ctx, relay.Match{}, relay.Paging{Order: relay.ByBytes, Offset: offset, Limit: 5})
+		if partial || matched != len(sizes) {
+			t.Fatalf("offset %d: matched %d, partial %v", offset, matched, partial)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, s := range page {
+			n := byClient[s.Client]
+			if s.ToUpstream != int64(n) || s.ToClient != int64(n) {
+				t.Errorf("session from %v: %d↑ %d↓ bytes, want %d each way", s.Client, s.ToUpstream, s.ToClient, n)
+			}
+			got = append(got, n)
+		}
+	}
+	want := slices.Sorted(slices.Values(sizes))
+	slices.Reverse(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("by bytes, pages of 5: %v, want %v", got, want)
+	}
+
+	var ids []uint64
+	var before uint64
+	for {
+		page, _, _ := srv.ListSessions(ctx, relay.Match{}, relay.Paging{Order: relay.ByAge, Cursor: before, Limit: 5})
+		if len(page) == 0 {
+			break
+		}
+		for _, s := range page {
+			ids = append(ids, s.ID)
+		}
+		before = page[len(page)-1].ID
+	}
+	if len(ids) != len(sizes) || !slices.IsSortedFunc(ids, func(a, b uint64) int { return cmp.Compare(b, a) }) {
+		t.Errorf("by age, pages of 5: %v, want every session once, newest first", ids)
 	}
 }

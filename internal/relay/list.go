@@ -71,33 +71,116 @@ func (l *Loop) walkFrom(i int, visit func(*conn) bool, done func()) {
 	}
 }
 
-// List pages the loop's live sessions that match m: of those with an ID
-// above after, the limit lowest, in no particular order; matched counts
-// every session that matches m, whatever its ID. reply gets them on the
-// loop's goroutine, once, and must not block (hand them to a buffered
-// channel). List reports false, and reply never runs, when the loop has
-// been closed. The page is allocated here, on the caller's goroutine: the
-// walk allocates nothing per session.
-func (l *Loop) List(m Match, after uint64, limit int, reply func(page []SessionInfo, matched int)) bool {
-	limit = max(limit, 0)
-	page := make([]SessionInfo, 0, limit)
+// Order is the order a listing pages live sessions in.
+type Order uint8
+
+const (
+	// ByID is ascending ID, oldest first: IDs grow as clients are
+	// accepted. A page is the sessions after a cursor ID, so a session is
+	// on at most one page while sessions come and go.
+	ByID Order = iota
+	// ByAge is descending ID, newest first, paged before a cursor ID.
+	ByAge
+	// ByBytes is most bytes first, both ways summed, then ascending ID.
+	// It pages by offset over a set whose bytes change between two reads:
+	// pages may overlap or skip a session.
+	ByBytes
+)
+
+// Paging says which matching sessions a listing keeps.
+type Paging struct {
+	Order Order
+	// Cursor is, for ByID, the ID the page starts after (0: the first
+	// page); for ByAge, the ID it starts before (0: the newest first).
+	// ByBytes has none.
+	Cursor uint64
+	// Offset is, for ByBytes, how many of the heaviest the caller skips:
+	// a loop keeps its Offset+Limit heaviest, since any of them may be on
+	// the page once every loop's are merged. ByID and ByAge have none.
+	Offset int
+	Limit  int
+}
+
+// keep is how many sessions a loop keeps for p.
+func (p Paging) keep() int {
+	k := max(p.Limit, 0)
+	if p.Order == ByBytes && k > 0 {
+		k += max(p.Offset, 0)
+	}
+	return k
+}
+
+// eligible reports whether a session with that ID is past p's cursor.
+func (p Paging) eligible(id uint64) bool {
+	switch p.Order {
+	case ByID:
+		return id > p.Cursor
+	case ByAge:
+		return p.Cursor == 0 || id < p.Cursor
+	}
+	return true
+}
+
+// Compare orders a before b as o lists them: negative when a comes first.
+// Sessions of equal bytes come in ID order, so that ByBytes is a total
+// order and two loops' pages merge the same way every time.
+func (o Order) Compare(a, b *SessionInfo) int {
+	switch o {
+	case ByAge:
+		return cmpUint(b.ID, a.ID)
+	case ByBytes:
+		if ab, bb := a.ToUpstream+a.ToClient, b.ToUpstream+b.ToClient; ab != bb {
+			if ab > bb {
+				return -1
+			}
+			return 1
+		}
+	}
+	return cmpUint(a.ID, b.ID)
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// List pages the loop's live sessions that match m as p says: of those
+// past p's cursor, the first p.keep() in p.Order, in no particular order;
+// matched counts every session that matches m, wherever it stands. reply
+// gets them on the loop's goroutine, once, and must not block (hand them
+// to a buffered channel). List reports false, and reply never runs, when
+// the loop has been closed. The page is allocated here, on the caller's
+// goroutine, as large as it may grow: the walk allocates nothing per
+// session, and a session the page cannot take costs one comparison.
+func (l *Loop) List(m Match, p Paging, reply func(page []SessionInfo, matched int)) bool {
+	keep := p.keep()
+	page := make([]SessionInfo, 0, keep)
 	matched := 0
 	var names namesCache
+	var probe SessionInfo // the candidate, read without its names
 	return l.walk(func(c *conn) bool {
 		r := c.p.Record
 		if !m.matches(r) {
 			return false
 		}
 		matched++
-		if r.ID <= after || limit == 0 {
+		if keep == 0 || !p.eligible(r.ID) {
 			return false
 		}
-		if len(page) < limit {
+		if len(page) < keep {
 			page = append(page, c.sessionInfo(&names))
-			siftUp(page, len(page)-1)
-		} else if r.ID < page[0].ID {
+			siftUp(page, p.Order, len(page)-1)
+			return false
+		}
+		probe.ID, probe.ToUpstream, probe.ToClient = r.ID, c.toUpstream.bytes, c.toClient.bytes
+		if p.Order.Compare(&probe, &page[0]) < 0 {
 			page[0] = c.sessionInfo(&names)
-			siftDown(page, 0)
+			siftDown(page, p.Order, 0)
 		}
 		return false
 	}, func() { reply(page, matched) })
@@ -199,12 +282,12 @@ func (n *namesCache) of(s *chain.Set) []string {
 	return names
 }
 
-// siftUp and siftDown keep page a max-heap by ID, so that the walk keeps
-// the limit lowest IDs it has seen with page[0] the one to drop next.
-func siftUp(page []SessionInfo, i int) {
+// siftUp and siftDown keep page a heap whose root, page[0], comes last
+// in order o: the one to drop when a session that comes before it is met.
+func siftUp(page []SessionInfo, o Order, i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
-		if page[parent].ID >= page[i].ID {
+		if o.Compare(&page[parent], &page[i]) >= 0 {
 			return
 		}
 		page[parent], page[i] = page[i], page[parent]
@@ -212,19 +295,19 @@ func siftUp(page []SessionInfo, i int) {
 	}
 }
 
-func siftDown(page []SessionInfo, i int) {
+func siftDown(page []SessionInfo, o Order, i int) {
 	for {
-		largest := i
-		if l := 2*i + 1; l < len(page) && page[l].ID > page[largest].ID {
-			largest = l
+		last := i
+		if l := 2*i + 1; l < len(page) && o.Compare(&page[l], &page[last]) > 0 {
+			last = l
 		}
-		if r := 2*i + 2; r < len(page) && page[r].ID > page[largest].ID {
-			largest = r
+		if r := 2*i + 2; r < len(page) && o.Compare(&page[r], &page[last]) > 0 {
+			last = r
 		}
-		if largest == i {
+		if last == i {
 			return
 		}
-		page[i], page[largest] = page[largest], page[i]
-		i = largest
+		page[i], page[last] = page[last], page[i]
+		i = last
 	}
 }

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -49,12 +50,18 @@ func onLoop(tb testing.TB, l *Loop, f func()) {
 // list runs List on l and waits for its reply.
 func list(tb testing.TB, l *Loop, m Match, after uint64, limit int) ([]SessionInfo, int) {
 	tb.Helper()
+	return listBy(tb, l, m, Paging{Order: ByID, Cursor: after, Limit: limit})
+}
+
+// listBy runs List on l with p and waits for its reply.
+func listBy(tb testing.TB, l *Loop, m Match, p Paging) ([]SessionInfo, int) {
+	tb.Helper()
 	type reply struct {
 		page    []SessionInfo
 		matched int
 	}
 	replies := make(chan reply, 1)
-	if !l.List(m, after, limit, func(p []SessionInfo, n int) { replies <- reply{p, n} }) {
+	if !l.List(m, p, func(p []SessionInfo, n int) { replies <- reply{p, n} }) {
 		tb.Fatal("loop closed")
 	}
 	select {
@@ -90,6 +97,143 @@ func TestListKeepsLowestIDsAcrossChunks(t *testing.T) {
 			t.Errorf("id %d, want each of 1001..1050 once", s.ID)
 		}
 		seen[s.ID] = true
+	}
+}
+
+// shuffleIDs swaps the IDs over l's slots, so slot order is not ID order,
+// and gives each session bytes each way from a fixed pseudo-random
+// sequence with many ties (sums from a small range), so the order's tie
+// break by ID is exercised.
+func shuffleIDs(tb testing.TB, l *Loop) {
+	tb.Helper()
+	onLoop(tb, l, func() {
+		for i := range l.slots {
+			j := (i*7919 + 13) % len(l.slots)
+			l.slots[i].p.Record.ID, l.slots[j].p.Record.ID = l.slots[j].p.Record.ID, l.slots[i].p.Record.ID
+		}
+		x := uint32(2463534242)
+		for _, c := range l.slots {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			c.toUpstream.bytes = int64(x % 200)
+			c.toClient.bytes = int64(x / 200 % 300)
+		}
+	})
+}
+
+// everySession is what a listing of every session would hold, read on
+// the loop in one turn, sorted by o: the brute force a walk is checked
+// against.
+func everySession(tb testing.TB, l *Loop, o Order) []SessionInfo {
+	tb.Helper()
+	var all []SessionInfo
+	onLoop(tb, l, func() {
+		var names namesCache
+		for _, c := range l.slots {
+			if c != nil && c.state != closed {
+				all = append(all, c.sessionInfo(&names))
+			}
+		}
+	})
+	slices.SortFunc(all, func(a, b SessionInfo) int { return o.Compare(&a, &b) })
+	return all
+}
+
+// sortedIDs is page's IDs in o's order.
+func sortedIDs(page []SessionInfo, o Order) []uint64 {
+	page = slices.Clone(page)
+	slices.SortFunc(page, func(a, b SessionInfo) int { return o.Compare(&a, &b) })
+	ids := make([]uint64, len(page))
+	for i, s := range page {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// The heaviest sessions across several posted turns are exactly those a
+// sort of every session puts first: the walk's bounded heap keeps the top
+// Offset+Limit by bytes each way summed, ties by ID, whatever slot and
+// chunk each sits in.
+func TestListByBytesKeepsTheHeaviestAcrossChunks(t *testing.T) {
+	l, stop := startLoop(t)
+	defer stop()
+	const n = 3*walkChunk + 17
+	fakeSessions(t, l, n)
+	shuffleIDs(t, l)
+	all := everySession(t, l, ByBytes)
+	for _, p := range []Paging{
+		{Order: ByBytes, Limit: 50},
+		{Order: ByBytes, Offset: 100, Limit: 25},
+		{Order: ByBytes, Offset: n - 10, Limit: 25}, // past the end: the last 10 and the rest
+		{Order: ByBytes, Limit: 1},
+	} {
+		page, matched := listBy(t, l, Match{}, p)
+		k := min(p.Offset+p.Limit, n)
+		if matched != n || len(page) != k {
+			t.Fatalf("%+v: matched %d, %d kept; want %d, %d", p, matched, len(page), n, k)
+		}
+		if got, want := sortedIDs(page, ByBytes), sortedIDs(all[:k], ByBytes); !slices.Equal(got, want) {
+			t.Errorf("%+v: kept %v, want %v", p, got[:min(10, len(got))], want[:min(10, len(want))])
+		}
+	}
+	// A heavier session after the others were read: first on the next listing.
+	onLoop(t, l, func() { l.slots[len(l.slots)-1].toClient.bytes = 1 << 40 })
+	page, _ := listBy(t, l, Match{}, Paging{Order: ByBytes, Limit: 3})
+	if first := sortedIDs(page, ByBytes)[0]; first != lastSlotID(t, l) {
+		t.Errorf("the heaviest session is %d, want %d", first, lastSlotID(t, l))
+	}
+}
+
+// lastSlotID is the ID of the session in l's last slot.
+func lastSlotID(tb testing.TB, l *Loop) uint64 {
+	var id uint64
+	onLoop(tb, l, func() { id = l.slots[len(l.slots)-1].p.Record.ID })
+	return id
+}
+
+// ByAge keeps the newest IDs below its cursor, across chunks.
+func TestListByAgeKeepsTheNewestBeforeTheCursor(t *testing.T) {
+	l, stop := startLoop(t)
+	defer stop()
+	const n = 3*walkChunk + 17
+	fakeSessions(t, l, n)
+	shuffleIDs(t, l)
+	for _, tc := range []struct {
+		cursor uint64
+		from   uint64 // the newest kept
+	}{{0, n}, {n + 5, n}, {1000, 999}} {
+		page, matched := listBy(t, l, Match{}, Paging{Order: ByAge, Cursor: tc.cursor, Limit: 40})
+		if matched != n || len(page) != 40 {
+			t.Fatalf("before %d: matched %d, %d kept; want %d, 40", tc.cursor, matched, len(page), n)
+		}
+		for i, id := range sortedIDs(page, ByAge) {
+			if want := tc.from - uint64(i); id != want {
+				t.Fatalf("before %d: #%d is %d, want %d", tc.cursor, i, id, want)
+			}
+		}
+	}
+	if page, _ := listBy(t, l, Match{}, Paging{Order: ByAge, Cursor: 3, Limit: 40}); len(page) != 2 {
+		t.Errorf("before 3: %d kept, want 2 (IDs 2 and 1)", len(page))
+	}
+}
+
+// A listing by bytes allocates its page before the walk and nothing per
+// session on the loop: the allocations of a listing of 4k sessions do not
+// grow with them.
+func TestListByBytesAllocatesNothingPerSession(t *testing.T) {
+	l, stop := startLoop(t)
+	defer stop()
+	fakeSessions(t, l, 4*walkChunk)
+	shuffleIDs(t, l)
+	allocs := testing.AllocsPerRun(5, func() {
+		listBy(t, l, Match{Route: "r"}, Paging{Order: ByBytes, Offset: 10, Limit: 20})
+	})
+	// The page, the closures, the reply channel, the posts of 4 chunks, a
+	// timer: a few dozen at most; one per session would be 4096.
+	t.Logf("%v allocations", allocs)
+	if allocs > 64 {
+		t.Errorf("%v allocations a listing of %d sessions, want a few, none per session", allocs, 4*walkChunk)
 	}
 }
 
