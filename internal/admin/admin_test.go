@@ -136,6 +136,7 @@ var endpoints = []endpoint{
 	{"GET", "/api/v1/overlay", ""},
 	{"DELETE", "/api/v1/overlay", ""},
 	{"POST", "/api/v1/reload", ""},
+	{"GET", "/api/v1/reload/preview", ""},
 	{"POST", "/api/v1/config/check", "routes: []\n"},
 	{"GET", "/api/v1/config", ""},
 	{"GET", "/api/v1/log_level", ""},

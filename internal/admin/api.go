@@ -45,6 +45,10 @@ type Control interface {
 	// DropOverlay drops every runtime change and answers what it dropped.
 	DropOverlay() (Overlay, error)
 	Reload() ReloadResult
+	// PreviewReload answers what a reload of the config file would change
+	// now, or the file's mistakes (a missing file, errors placed in it)
+	// as problems. It changes nothing.
+	PreviewReload() Preview
 	Check(yaml []byte) Preview
 	Config(format string) ([]byte, error) // "yaml" | "json"
 	LogLevel() slog.Level
@@ -95,16 +99,36 @@ type SessionQuery struct {
 	Route  string
 	Member string       // the upstream the session dialed, as the access log's upstream
 	Client netip.Prefix // the client's address is in it
-	After  uint64       // only sessions with a greater ID
-	Limit  int          // at most this many (1..1000)
+	// Sort is the page's order: SortID (also ""), SortAge or SortBytes.
+	// Each pages by its own cursor: After, Before, Offset.
+	Sort   string
+	After  uint64 // SortID: only sessions with a greater ID
+	Before uint64 // SortAge: only sessions with a smaller ID; 0: from the newest
+	Offset int    // SortBytes: skip this many of the heaviest (0..10000)
+	Limit  int    // at most this many (1..1000)
 }
 
-// SessionPage is one page of live sessions, in ID order.
+// The orders of a sessions page (SessionQuery.Sort, the query's sort).
+const (
+	// SortID is ascending ID, oldest first, paged by after: a session is
+	// on at most one page while sessions come and go.
+	SortID = "id"
+	// SortAge is descending ID, newest first, paged by before.
+	SortAge = "age"
+	// SortBytes is most bytes first (both ways summed; equal bytes in ID
+	// order), paged by offset: the heaviest sessions now. Bytes move
+	// between two pages, so a session may be on two pages, or none.
+	SortBytes = "bytes"
+)
+
+// SessionPage is one page of live sessions, in the query's order.
 type SessionPage struct {
 	Sessions []Session
-	Matched  int    // sessions that matched on the loops that answered
-	Next     uint64 // the After of the next page; 0: this is the last
-	Partial  bool   // a loop did not answer in time
+	Matched  int // sessions that matched on the loops that answered
+	// Next is the next page's cursor: its After (SortID), Before
+	// (SortAge) or Offset (SortBytes); 0: this is the last.
+	Next    uint64
+	Partial bool // a loop did not answer in time
 }
 
 // Session is one live session.
@@ -200,6 +224,10 @@ type FilterSpec struct {
 	Help    string       `json:"help"`
 	FlagKey string       `json:"flag_key"`
 	Options []OptionSpec `json:"options"`
+	// OptionsDeclared tells a filter with no options (true, Options
+	// empty) from one that does not declare them (false: a filter of a
+	// user's that takes options no form can know).
+	OptionsDeclared bool `json:"options_declared"`
 }
 
 // OptionSpec is one option of a filter.
@@ -397,16 +425,18 @@ func (c Change) MarshalJSON() ([]byte, error) {
 }
 
 // sessionPage is a SessionPage as JSON: next is a string (an ID may not
-// fit a JavaScript number) or null on the last page.
+// fit a JavaScript number) or null on the last page; sort says the order
+// in force, which the next page's cursor belongs to.
 type sessionPage struct {
 	Sessions []Session `json:"sessions"`
+	Sort     string    `json:"sort"`
 	Matched  int       `json:"matched"`
 	Next     *string   `json:"next"`
 	Partial  bool      `json:"partial"`
 }
 
-func pageJSON(p SessionPage) sessionPage {
-	out := sessionPage{Sessions: list(p.Sessions), Matched: p.Matched, Partial: p.Partial}
+func pageJSON(p SessionPage, sort string) sessionPage {
+	out := sessionPage{Sessions: list(p.Sessions), Sort: sort, Matched: p.Matched, Partial: p.Partial}
 	if p.Next != 0 {
 		next := strconv.FormatUint(p.Next, 10)
 		out.Next = &next

@@ -114,18 +114,24 @@ func TestEnds(t *testing.T) {
 }
 
 // The filter specs answer {"filters":[...]}, each option with every key
-// and choices [] when it has none.
+// and choices [] when it has none; options_declared tells a filter that
+// takes no options from one that declares none.
 func TestFilterSpecs(t *testing.T) {
-	ctl := &fakeControl{specs: []FilterSpec{{Name: "latency", Help: "delays bytes", FlagKey: "latency",
+	ctl := &fakeControl{specs: []FilterSpec{{Name: "latency", Help: "delays bytes", FlagKey: "latency", OptionsDeclared: true,
 		Options: []OptionSpec{{Name: "delay", Kind: "duration", Default: "", Help: "how long", Required: true},
 			{Name: "direction", Kind: "direction", Default: "both", Help: "which way", Choices: []string{"up", "down", "both"}}}},
-		{Name: "bare"}}}
+		{Name: "bare"}, {Name: "none", OptionsDeclared: true}}}
 	s := serve(t, ctl, Options{})
 	a := s.do(t, "GET", "/api/v1/filter_specs", "")
 	m := a.json(t)
 	wantKeys(t, "answer", m, "filters")
 	fs := m["filters"].([]any)
-	wantKeys(t, "spec", fs[0], "name", "help", "flag_key", "options")
+	wantKeys(t, "spec", fs[0], "name", "help", "flag_key", "options", "options_declared")
+	for i, want := range []bool{true, false, true} {
+		if got := fs[i].(map[string]any)["options_declared"]; got != want {
+			t.Errorf("spec %d: options_declared %v, want %v", i, got, want)
+		}
+	}
 	opts := fs[0].(map[string]any)["options"].([]any)
 	wantKeys(t, "option", opts[0], "name", "kind", "default", "help", "required", "choices")
 	if o := opts[0].(map[string]any); o["required"] != true || o["kind"] != "duration" || len(o["choices"].([]any)) != 0 {
@@ -142,4 +148,31 @@ func TestFilterSpecs(t *testing.T) {
 	if a := s.do(t, "GET", "/api/v1/filter_specs", ""); string(a.body) != `{"filters":[]}`+"\n" {
 		t.Fatalf("no specs: %s", a.body)
 	}
+}
+
+// GET /api/v1/reload/preview answers the Control's preview of the file,
+// 200 whether the file loads or not (ok and problems say), and changes
+// nothing: only PreviewReload is called. POST is not it.
+func TestReloadPreview(t *testing.T) {
+	ctl := &fakeControl{filePreview: Preview{OK: true, Changes: []Change{{Kind: "route", Action: "add", Name: "extra", LiveSessions: 0}}}}
+	s := serve(t, ctl, Options{})
+	a := s.do(t, "GET", "/api/v1/reload/preview", "")
+	m := a.json(t)
+	if a.status != http.StatusOK || m["ok"] != true {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	wantKeys(t, "preview", m, "ok", "problems", "changes")
+	if c := m["changes"].([]any); len(c) != 1 || c[0].(map[string]any)["name"] != "extra" {
+		t.Fatalf("changes %s", a.body)
+	}
+	wantCalls(t, ctl, "PreviewReload")
+
+	ctl.filePreview = Preview{Problems: []Problem{{Message: "open /etc/pier.yaml: no such file or directory"}}}
+	a = s.do(t, "GET", "/api/v1/reload/preview", "")
+	if m := a.json(t); a.status != http.StatusOK || m["ok"] != false || len(m["problems"].([]any)) != 1 || len(m["changes"].([]any)) != 0 {
+		t.Fatalf("missing file: %d %s", a.status, a.body)
+	}
+	wantCalls(t, ctl, "PreviewReload")
+	wantError(t, s.do(t, "POST", "/api/v1/reload/preview", ""), http.StatusMethodNotAllowed, "")
+	wantCalls(t, ctl)
 }

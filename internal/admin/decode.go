@@ -52,12 +52,32 @@ func parseQuery(raw string, allowed ...string) (url.Values, *Error) {
 	return v, nil
 }
 
-// parseSessionQuery reads GET /api/v1/sessions' query (paged: after and
-// limit allowed) or DELETE /api/v1/sessions' (mode allowed instead).
+// maxSessionOffset bounds a page by bytes' offset: each loop keeps
+// offset+limit candidates while it walks its sessions, and the heaviest
+// ten thousand are more than a person pages through.
+const maxSessionOffset = 10000
+
+// sessionCursors are the sorts and the cursor parameter each pages by,
+// in the order a mistake is reported.
+var sessionCursors = [...]struct{ sort, cursor string }{{SortID, "after"}, {SortAge, "before"}, {SortBytes, "offset"}}
+
+// cursorOf is the parameter sort pages by; "" for an unknown sort.
+func cursorOf(sort string) string {
+	for _, c := range sessionCursors {
+		if c.sort == sort {
+			return c.cursor
+		}
+	}
+	return ""
+}
+
+// parseSessionQuery reads GET /api/v1/sessions' query (paged: sort, its
+// cursor and limit allowed) or DELETE /api/v1/sessions' (mode allowed
+// instead).
 func parseSessionQuery(raw string, paged bool) (SessionQuery, *Error) {
 	allowed := []string{"route", "member", "client", "mode"}
 	if paged {
-		allowed = []string{"route", "member", "client", "after", "limit"}
+		allowed = []string{"route", "member", "client", "sort", "after", "before", "offset", "limit"}
 	}
 	v, err := parseQuery(raw, allowed...)
 	if err != nil {
@@ -74,12 +94,38 @@ func parseSessionQuery(raw string, paged bool) (SessionQuery, *Error) {
 	if !paged {
 		return q, nil
 	}
+	q.Sort = SortID
+	if s := v.Get("sort"); v.Has("sort") {
+		if cursorOf(s) == "" {
+			return SessionQuery{}, badField("sort", "want id (oldest first), age (newest first) or bytes (most first), got "+quote(s))
+		}
+		q.Sort = s
+	}
+	for _, c := range sessionCursors {
+		if c.sort != q.Sort && v.Has(c.cursor) {
+			return SessionQuery{}, badField(c.cursor, fmt.Sprintf("only with sort=%s (sort=%s pages by %s)", c.sort, q.Sort, cursorOf(q.Sort)))
+		}
+	}
 	if a := v.Get("after"); v.Has("after") {
 		after, aerr := strconv.ParseUint(a, 10, 64)
 		if aerr != nil {
 			return SessionQuery{}, badField("after", "want a session id (an integer, the next of the previous page), got "+quote(a))
 		}
 		q.After = after
+	}
+	if b := v.Get("before"); v.Has("before") {
+		before, berr := strconv.ParseUint(b, 10, 64)
+		if berr != nil {
+			return SessionQuery{}, badField("before", "want a session id (an integer, the next of the previous page), got "+quote(b))
+		}
+		q.Before = before
+	}
+	if o := v.Get("offset"); v.Has("offset") {
+		offset, oerr := strconv.Atoi(o)
+		if oerr != nil || offset < 0 || offset > maxSessionOffset {
+			return SessionQuery{}, badField("offset", fmt.Sprintf("want an integer 0..%d (the next of the previous page), got %s", maxSessionOffset, quote(o)))
+		}
+		q.Offset = offset
 	}
 	q.Limit = defaultSessionPage
 	if l := v.Get("limit"); v.Has("limit") {

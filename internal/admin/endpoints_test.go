@@ -113,14 +113,14 @@ func TestSessionsList(t *testing.T) {
 	s := serve(t, ctl, Options{})
 	a := s.do(t, "GET", "/api/v1/sessions?route=db&member=db1%3A5432&client=10.1.2.3&after=5&limit=1", "")
 	m := a.json(t)
-	wantKeys(t, "page", m, "sessions", "matched", "next", "partial")
-	if m["matched"] != 7.0 || m["next"] != "9" || m["partial"] != false {
+	wantKeys(t, "page", m, "sessions", "sort", "matched", "next", "partial")
+	if m["matched"] != 7.0 || m["next"] != "9" || m["partial"] != false || m["sort"] != "id" {
 		t.Fatalf("page %s", a.body)
 	}
 	sess := m["sessions"].([]any)[0]
 	wantKeys(t, "session", sess, "id", "route", "client", "upstream", "dialed", "age_seconds", "bytes_to_upstream",
 		"bytes_to_client", "state", "filters")
-	want := SessionQuery{Route: "db", Member: "db1:5432", Client: netip.MustParsePrefix("10.1.2.3/32"), After: 5, Limit: 1}
+	want := SessionQuery{Route: "db", Member: "db1:5432", Client: netip.MustParsePrefix("10.1.2.3/32"), Sort: SortID, After: 5, Limit: 1}
 	if ctl.query != want {
 		t.Fatalf("query %+v, want %+v", ctl.query, want)
 	}
@@ -130,10 +130,10 @@ func TestSessionsList(t *testing.T) {
 
 	ctl.page = SessionPage{Partial: true}
 	a = s.do(t, "GET", "/api/v1/sessions?client=10.9.0.0/16", "")
-	if string(a.body) != `{"sessions":[],"matched":0,"next":null,"partial":true}`+"\n" {
+	if string(a.body) != `{"sessions":[],"sort":"id","matched":0,"next":null,"partial":true}`+"\n" {
 		t.Fatalf("last page: %s", a.body)
 	}
-	want = SessionQuery{Client: netip.MustParsePrefix("10.9.0.0/16"), Limit: 100}
+	want = SessionQuery{Client: netip.MustParsePrefix("10.9.0.0/16"), Sort: SortID, Limit: 100}
 	if ctl.query != want {
 		t.Fatalf("query %+v, want %+v", ctl.query, want)
 	}
@@ -149,6 +149,43 @@ func TestSessionsList(t *testing.T) {
 	wantCalls(t, ctl)
 	ctl.err = &Error{Status: 404, Msg: "no route \"x\""}
 	wantError(t, s.do(t, "GET", "/api/v1/sessions?route=x", ""), http.StatusNotFound, "")
+}
+
+// sort picks the order and the one cursor it pages by: after (id, the
+// default), before (age), offset (bytes, 0..10000); a cursor of another
+// sort, an unknown sort or an offset out of range is a 400 naming the
+// parameter, and reaches no loop. The answer says the sort in force.
+func TestSessionsSort(t *testing.T) {
+	ctl := &fakeControl{page: SessionPage{Sessions: []Session{{ID: 3}}, Matched: 40, Next: 150}}
+	s := serve(t, ctl, Options{})
+	for raw, want := range map[string]SessionQuery{
+		"sort=id&after=4":                  {Sort: SortID, After: 4, Limit: 100},
+		"sort=age":                         {Sort: SortAge, Limit: 100},
+		"sort=age&before=77&limit=50":      {Sort: SortAge, Before: 77, Limit: 50},
+		"sort=bytes":                       {Sort: SortBytes, Limit: 100},
+		"sort=bytes&offset=100&limit=50":   {Sort: SortBytes, Offset: 100, Limit: 50},
+		"sort=bytes&offset=10000&route=db": {Route: "db", Sort: SortBytes, Offset: 10000, Limit: 100},
+	} {
+		a := s.do(t, "GET", "/api/v1/sessions?"+raw, "")
+		m := a.json(t)
+		if a.status != 200 || m["sort"] != want.Sort || m["next"] != "150" {
+			t.Fatalf("%s: %d %s", raw, a.status, a.body)
+		}
+		if ctl.query != want {
+			t.Errorf("%s: query %+v, want %+v", raw, ctl.query, want)
+		}
+	}
+	ctl.Calls()
+	for raw, field := range map[string]string{
+		"sort=size": "sort", "sort=": "sort", "sort=AGE": "sort", "sort=id&sort=age": "sort",
+		"sort=age&after=3": "after", "sort=bytes&after=3": "after", "before=3": "before", "sort=bytes&before=3": "before",
+		"offset=5": "offset", "sort=age&offset=5": "offset", "sort=bytes&offset=-1": "offset",
+		"sort=bytes&offset=10001": "offset", "sort=bytes&offset=x": "offset", "sort=age&before=-2": "before",
+	} {
+		m := wantError(t, s.do(t, "GET", "/api/v1/sessions?"+raw, ""), http.StatusBadRequest, field)
+		t.Logf("%s: %v", raw, m["error"])
+	}
+	wantCalls(t, ctl)
 }
 
 // DELETE of one session: 204 with the mode passed (close by default),

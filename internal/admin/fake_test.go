@@ -42,12 +42,14 @@ type fakeControl struct {
 	reload   ReloadResult
 	checked  []byte // the last Check's
 	preview  Preview
-	config   map[string][]byte
-	level    slog.Level
-	history  History
-	ends     EndsPage
-	endsQ    EndsQuery // the last Ends query
-	specs    []FilterSpec
+	// filePreview is PreviewReload's answer.
+	filePreview Preview
+	config      map[string][]byte
+	level       slog.Level
+	history     History
+	ends        EndsPage
+	endsQ       EndsQuery // the last Ends query
+	specs       []FilterSpec
 }
 
 func (f *fakeControl) record(format string, args ...any) {
@@ -136,6 +138,11 @@ func (f *fakeControl) Check(yaml []byte) Preview {
 	f.checked = yaml
 	f.mu.Unlock()
 	return f.preview
+}
+
+func (f *fakeControl) PreviewReload() Preview {
+	f.record("PreviewReload")
+	return f.filePreview
 }
 
 func (f *fakeControl) Config(format string) ([]byte, error) {

@@ -3,6 +3,8 @@ package admin
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -27,7 +29,10 @@ func wantClear4xx(t *testing.T, in []byte, e *Error) {
 func FuzzSessionQuery(f *testing.F) {
 	for _, s := range []string{"", "route=db&member=db1%3A5432&client=10.0.0.0/8&after=5&limit=100",
 		"client=::1", "client=10.1.2.3/8", "limit=0", "limit=1001", "after=-1", "route=a&route=b", "x=1",
-		"%zz", "client=fe80::1%25eth0", "mode=reset", "limit=1e3", ";", "client=", "after=18446744073709551615"} {
+		"%zz", "client=fe80::1%25eth0", "mode=reset", "limit=1e3", ";", "client=", "after=18446744073709551615",
+		"sort=age&before=42&limit=50", "sort=age", "sort=bytes&offset=100&limit=1000", "sort=bytes&offset=10001",
+		"sort=bytes&offset=-1", "sort=id&after=7", "sort=bytes&after=7", "sort=age&offset=1", "before=3", "sort=size",
+		"sort=", "sort=AGE", "sort=bytes&offset=10000&route=db"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -43,14 +48,66 @@ func FuzzSessionQuery(f *testing.F) {
 			if paged && (q.Limit < 1 || q.Limit > maxSessionPage) {
 				t.Fatalf("%q: limit %d", raw, q.Limit)
 			}
-			if !paged && (q.Limit != 0 || q.After != 0) {
+			if !paged && (q.Limit != 0 || q.After != 0 || q.Before != 0 || q.Offset != 0 || q.Sort != "") {
 				t.Fatalf("%q: paging in an unpaged query: %+v", raw, q)
+			}
+			if paged {
+				wantOneCursor(t, raw, q)
+				again := sessionQueryString(q)
+				q2, err := parseSessionQuery(again, true)
+				if err != nil || q2 != q {
+					t.Fatalf("%q: %+v written as %q reads back as %+v (%v)", raw, q, again, q2, err)
+				}
 			}
 			if q.Client.IsValid() && q.Client != q.Client.Masked() {
 				t.Fatalf("%q: client %v not masked", raw, q.Client)
 			}
 		}
 	})
+}
+
+// wantOneCursor checks a paged query: a known sort, and no cursor but
+// the sort's, within bounds.
+func wantOneCursor(t *testing.T, raw string, q SessionQuery) {
+	t.Helper()
+	ok := q.Offset >= 0 && q.Offset <= maxSessionOffset
+	switch q.Sort {
+	case SortID:
+		ok = ok && q.Before == 0 && q.Offset == 0
+	case SortAge:
+		ok = ok && q.After == 0 && q.Offset == 0
+	case SortBytes:
+		ok = ok && q.After == 0 && q.Before == 0
+	default:
+		ok = false
+	}
+	if !ok {
+		t.Fatalf("%q: %+v", raw, q)
+	}
+}
+
+// sessionQueryString writes a paged query as a client would.
+func sessionQueryString(q SessionQuery) string {
+	v := url.Values{}
+	for k, s := range map[string]string{"route": q.Route, "member": q.Member} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Client.IsValid() {
+		v.Set("client", q.Client.String())
+	}
+	v.Set("sort", q.Sort)
+	switch q.Sort {
+	case SortID:
+		v.Set("after", strconv.FormatUint(q.After, 10))
+	case SortAge:
+		v.Set("before", strconv.FormatUint(q.Before, 10))
+	case SortBytes:
+		v.Set("offset", strconv.Itoa(q.Offset))
+	}
+	v.Set("limit", strconv.Itoa(q.Limit))
+	return v.Encode()
 }
 
 // The steering bodies (PATCH's and PUT weight's) never panic; they refuse

@@ -43,6 +43,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/overlay", s.getOverlay)
 	mux.HandleFunc("DELETE /api/v1/overlay", s.dropOverlay)
 	mux.HandleFunc("POST /api/v1/reload", s.reload)
+	mux.HandleFunc("GET /api/v1/reload/preview", s.previewReload)
 	mux.HandleFunc("POST /api/v1/config/check", s.checkConfig)
 	mux.HandleFunc("GET /api/v1/config", s.getConfig)
 	mux.HandleFunc("GET /api/v1/log_level", s.getLogLevel)
@@ -128,7 +129,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, pageJSON(page))
+	writeJSON(w, http.StatusOK, pageJSON(page, q.Sort))
 }
 
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
@@ -306,6 +307,12 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, status, res)
+}
+
+// previewReload answers what POST /api/v1/reload would change now: 200
+// either way, the preview's ok and problems say whether the file loads.
+func (s *Server) previewReload(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.ctl.PreviewReload())
 }
 
 func (s *Server) checkConfig(w http.ResponseWriter, r *http.Request) {

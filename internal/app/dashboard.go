@@ -109,7 +109,7 @@ func (c control) FilterSpecs() []admin.FilterSpec {
 		if !ok {
 			continue
 		}
-		fs := admin.FilterSpec{Name: spec.Name, Help: spec.Short, FlagKey: spec.FlagKey}
+		fs := admin.FilterSpec{Name: spec.Name, Help: spec.Short, FlagKey: spec.FlagKey, OptionsDeclared: spec.Options != nil}
 		for _, o := range spec.Options {
 			fs.Options = append(fs.Options, admin.OptionSpec{
 				Name: o.Name, Kind: o.Kind, Default: o.Default, Help: o.Help, Required: o.Required, Choices: o.Choices,

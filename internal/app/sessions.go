@@ -10,15 +10,18 @@ import (
 	"github.com/pierproxy/pier/internal/relay"
 )
 
-// Sessions pages the live sessions; a loop that does not answer before
-// ctx ends makes the page partial rather than late.
+// Sessions pages the live sessions in the query's order; a loop that
+// does not answer before ctx ends makes the page partial rather than
+// late.
 func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.SessionPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	// One more than the page: whether it is there says if a next page is.
-	page, matched, partial := c.d.srv.Sessions(ctx, match(q), q.After, limit+1)
+	p := paging(q)
+	p.Limit = limit + 1
+	page, matched, partial := c.d.srv.ListSessions(ctx, match(q), p)
 	more := len(page) > limit
 	if more {
 		page = page[:limit]
@@ -38,9 +41,25 @@ func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.Sess
 		out.Sessions = append(out.Sessions, v)
 	}
 	if more {
-		out.Next = page[len(page)-1].ID
+		switch p.Order {
+		case relay.ByBytes:
+			out.Next = uint64(q.Offset + limit)
+		default: // the last ID: after it by ID, before it by age
+			out.Next = page[len(page)-1].ID
+		}
 	}
 	return out, nil
+}
+
+// paging is q's order and cursor, as the relay loops page.
+func paging(q admin.SessionQuery) relay.Paging {
+	switch q.Sort {
+	case admin.SortAge:
+		return relay.Paging{Order: relay.ByAge, Cursor: q.Before}
+	case admin.SortBytes:
+		return relay.Paging{Order: relay.ByBytes, Offset: q.Offset}
+	}
+	return relay.Paging{Order: relay.ByID, Cursor: q.After}
 }
 
 func match(q admin.SessionQuery) relay.Match {
