@@ -10,6 +10,7 @@ package admin_test
 // else to a temporary directory.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +35,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pierproxy/pier/config"
+	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/app"
 	"github.com/pierproxy/pier/internal/testutil"
 )
@@ -247,6 +250,8 @@ next:
 // route web and a route whose member refuses.
 type testPier struct {
 	d       *app.Daemon
+	file    string // the config file, which a reload reads
+	doc     string // what the file held at the start
 	admin   string // http://127.0.0.1:port
 	web     string // route web's address
 	members [2]string
@@ -297,7 +302,7 @@ routes:
 		defer cancel()
 		d.Stop(ctx)
 	})
-	p.d = d
+	p.d, p.file, p.doc = d, file, doc
 	p.admin = "http://" + d.AdminAddr().String()
 	p.web = d.Addrs("web")[0].String()
 	return p
@@ -346,6 +351,31 @@ func get(t *testing.T, url string) (int, http.Header) {
 }
 
 func q(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// freeFilter is a filter that declares no options (Spec.Options nil), as
+// a user's own may: the form offers it a list of option=value lines.
+// freeSeen is what it last read: "TAG SIZE".
+const freeFilter = "test_undeclared"
+
+var freeSeen atomic.Pointer[string]
+
+func init() {
+	filter.Register(filter.Spec{Name: freeFilter, Short: "passes bytes; reads tag and size", New: func(o *filter.Options) (filter.Filter, error) {
+		seen := fmt.Sprintf("%s %d", o.String("tag", ""), o.Int("size", 0, 0, 100))
+		if err := o.Err(); err != nil {
+			return nil, err
+		}
+		if !o.DryRun() {
+			freeSeen.Store(&seen)
+		}
+		return passFilter{}, nil
+	}})
+}
+
+// passFilter passes every byte: no Stream either way.
+type passFilter struct{}
+
+func (passFilter) Streams(*filter.Session) (toUpstream, toClient filter.Stream) { return nil, nil }
 
 // TestDashboardInBrowser runs the issue's browser checks against one
 // pier and one browser, each check in its own tab.
@@ -480,25 +510,163 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 
 	t.Run("ReloadAfterItsPreview", func(t *testing.T) {
+		// The file on disk changes: a route more.
+		extra := p.doc + fmt.Sprintf(`  - name: extra
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+`, p.members[0])
+		if err := os.WriteFile(p.file, []byte(extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		tb := openTab(t, b, p.admin+"/")
 		tb.waitFor("route web's card", `document.querySelector('.route[data-route="web"]')`, within)
 		tb.click("#reload-open")
-		tb.waitFor("the config in force", `document.querySelector("#config-text").value.includes("web")`, within)
-		if !eval[bool](tb, `document.querySelector("#reload-btn").disabled`) {
-			t.Error("reload is offered before a preview")
+		// The file's preview comes first, and lists the change.
+		tb.waitFor("the file's preview", `document.querySelector("#file-preview .preview-changes, #file-preview .preview-problems, #file-preview .preview-none")`, within)
+		if !eval[bool](tb, `[...document.querySelectorAll("#file-preview .preview-changes tr")].some(tr => tr.textContent.includes("extra") && tr.textContent.includes("add"))`) {
+			t.Fatalf("the file's preview does not show the new route: %s", eval[string](tb, `document.querySelector("#file-preview").textContent`))
 		}
+		if eval[bool](tb, `document.querySelector("#reload-btn").disabled`) {
+			t.Fatal("reload is not offered after the file's preview")
+		}
+		if eval[bool](tb, `document.querySelector("#check-details").open`) {
+			t.Error("the editor's preview shows before the file's")
+		}
+		tb.screenshot("reload-preview")
+
+		// The editor's preview, the second option: an edited text.
+		tb.click("#check-details summary")
+		tb.waitFor("the config in force", `document.querySelector("#config-text").value.includes("legacy")`, within)
 		tb.do(chromedp.Evaluate[chromedp.Void](`(() => { const t = document.querySelector("#config-text");
 			t.value = t.value.replace(/name: legacy/, "name: legacy2"); })()`))
 		tb.click("#preview-btn")
-		tb.waitFor("the preview", `document.querySelector(".preview-changes, .preview-problems, .preview-none")`, within)
-		if !eval[bool](tb, `[...document.querySelectorAll(".preview-changes td")].some(td => td.textContent === "legacy2")`) {
-			t.Errorf("the preview does not show the new route: %s", eval[string](tb, `document.querySelector("#preview").textContent`))
-		}
-		tb.screenshot("reload-preview")
+		tb.waitFor("the editor's preview", `[...document.querySelectorAll("#preview .preview-changes td")].some(td => td.textContent === "legacy2")`, within)
+
 		tb.click("#reload-btn")
 		tb.confirm("Reload")
 		tb.waitFor("the reload's result", `document.querySelector("#reload-result").textContent.includes("reloaded")`, within)
+		if addrs := p.d.Addrs("extra"); len(addrs) == 0 {
+			t.Fatal("route extra is not listening after the reload")
+		}
+		echo(t, dial(t, p.route("extra")), 10)
+		// The file's preview again: nothing left to change.
+		tb.waitFor("no change left", `document.querySelector("#file-preview .preview-none")`, within)
 		tb.click("#reload-close")
+		tb.waitFor("route extra's card", `document.querySelector('.route[data-route="extra"]')`, within)
+
+		// A missing file: the preview says so, and no reload is offered.
+		if err := os.Rename(p.file, p.file+".away"); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(p.file+".away", p.file)
+		tb.click("#reload-open")
+		tb.waitFor("the file's mistakes", `document.querySelector("#file-preview .preview-problems")`, within)
+		if msg := eval[string](tb, `document.querySelector("#file-preview").textContent`); !strings.Contains(msg, "no such file") {
+			t.Errorf("the missing file's preview says %q", msg)
+		}
+		if !eval[bool](tb, `document.querySelector("#reload-btn").disabled`) {
+			t.Error("reload is offered for a missing file")
+		}
+		tb.click("#reload-close")
+		tb.noProblems()
+	})
+
+	t.Run("SortByBytesOnTheServer", func(t *testing.T) {
+		// 60 sessions, more than a page (50), each with its own bytes
+		// (at least 10 KB each way, more than any other session of these
+		// tests), opened in an order that is not their bytes' order.
+		const n = 60
+		clients := make(map[string]int64)
+		for k := range n {
+			size := 10000 + 100*((k*37)%n)
+			c := dial(t, p.web)
+			echo(t, c, size)
+			clients[c.LocalAddr().String()] = int64(2 * size)
+		}
+		var want []int64 // the sums, heaviest first
+		for _, b := range clients {
+			want = append(want, b)
+		}
+		slices.Sort(want)
+		slices.Reverse(want)
+
+		tb := openTab(t, b, p.admin+"/")
+		tb.waitFor("a full page", `document.querySelectorAll("#sessions-table tbody tr[data-id]").length === 50`, within)
+		tb.press(`#sessions-table th button.sort[data-sort="bytes"]`)
+		tb.waitFor("the sort in force", `document.querySelector("#sessions-table").dataset.sort === "bytes" &&
+			document.querySelector("#sessions-page").textContent.includes("most bytes first")`, within)
+		if !eval[bool](tb, `document.querySelector('th button.sort[data-sort="bytes"]').classList.contains("desc")`) {
+			t.Error("the bytes header does not show the sort")
+		}
+		rows := `[...document.querySelectorAll("#sessions-table tbody tr[data-id]")].map(tr =>
+			[tr.dataset.client, Number(tr.querySelector("td.up").dataset.bytes) + Number(tr.querySelector("td.down").dataset.bytes)])`
+		// mine is this page's sessions of this test, in the table's order.
+		mine := func(page [][]any) (sums []int64) {
+			for _, r := range page {
+				if b, ok := clients[r[0].(string)]; ok {
+					if got := int64(r[1].(float64)); got != b {
+						t.Errorf("session from %s: %d bytes shown, want %d", r[0], got, b)
+					}
+					sums = append(sums, b)
+				}
+			}
+			return sums
+		}
+		page1 := mine(eval[[][]any](tb, rows))
+		if !slices.Equal(page1, want[:50]) {
+			t.Errorf("page 1 by bytes: %v, want the heaviest 50: %v", page1, want[:50])
+		}
+		tb.screenshot("sessions-by-bytes")
+		tb.click("#sessions-next")
+		tb.waitFor("page 2", `document.querySelector("#sessions-page").textContent.startsWith("page 2")`, within)
+		tb.waitFor("page 2's rows", `document.querySelectorAll("#sessions-table tbody tr[data-id]").length >= 10`, within)
+		if page2 := mine(eval[[][]any](tb, rows)); !slices.Equal(page2, want[50:]) {
+			t.Errorf("page 2 by bytes: %v, want %v", page2, want[50:])
+		}
+		// Age: newest first, from the first page.
+		tb.press(`#sessions-table th button.sort[data-sort="age"]`)
+		tb.waitFor("newest first", `document.querySelector("#sessions-table").dataset.sort === "age" &&
+			document.querySelector("#sessions-page").textContent.startsWith("page 1 · newest first")`, within)
+		ids := eval[[]float64](tb, `[...document.querySelectorAll("#sessions-table tbody tr[data-id]")].map(tr => Number(tr.dataset.id))`)
+		if len(ids) != 50 || !slices.IsSortedFunc(ids, func(a, b float64) int { return cmp.Compare(b, a) }) {
+			t.Errorf("by age: ids %v, want 50 newest first", ids)
+		}
+		tb.noProblems()
+	})
+
+	t.Run("UndeclaredOptionsAsAList", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		tb.press(`.route[data-route="web"] button.add-filter`)
+		tb.waitFor("the filter form", `document.querySelector("#filter-dialog").open`, within)
+		tb.do(chromedp.SetValue(chromedp.CSS("#filter-name"), freeFilter),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("#filter-name").dispatchEvent(new Event("change"))`))
+		tb.waitFor("the free options field", `document.querySelector("#opt-free")`, within)
+		if eval[bool](tb, `!!document.querySelector("#filter-fields [data-kind]") || document.querySelector("#filter-fields").textContent.includes("takes no options")`) {
+			t.Error("an undeclared filter shows option fields, or says it takes none")
+		}
+		tb.screenshot("filter-form-undeclared")
+		// A line that is not option=value: an error at the field, no request.
+		tb.do(chromedp.SetValue(chromedp.CSS("#opt-free"), "tag=blue\ncolour"))
+		tb.click("#filter-add")
+		tb.waitFor("the line's error", `document.querySelector("#opt-free-err").textContent.includes("line 2")`, within)
+		if eval[bool](tb, `document.querySelector("#ask").open`) {
+			t.Fatal("a bad line asked for confirmation")
+		}
+		tb.do(chromedp.SetValue(chromedp.CSS("#opt-free"), "tag = blue\n\nsize=3"))
+		tb.click("#filter-add")
+		tb.confirm("Add " + freeFilter + " to web")
+		tb.waitFor("the form to close", `!document.querySelector("#filter-dialog").open`, within)
+		chip := `.route[data-route="web"] .chip[data-filter="` + freeFilter + `"]`
+		tb.waitFor("the filter's chip", `document.querySelector(`+q(chip)+`)`, within)
+		if got := freeSeen.Load(); got == nil || *got != "blue 3" {
+			t.Errorf("the filter read %v, want tag blue and size 3", got)
+		}
+		if text := eval[string](tb, `document.querySelector(`+q(chip)+`).textContent`); !strings.Contains(text, "tag=blue") || !strings.Contains(text, "size=3") {
+			t.Errorf("the chip says %q", text)
+		}
+		tb.press(chip + ` button.remove-filter`)
+		tb.confirm("Remove " + freeFilter)
+		tb.waitFor("the chip to go", `!document.querySelector(`+q(chip)+`)`, within)
 		tb.noProblems()
 	})
 

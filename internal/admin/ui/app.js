@@ -152,7 +152,10 @@
     routes: [],
     history: null,
     specs: null,
-    sessions: { after: "", stack: [], next: null, sort: "", dir: 1, route: "", client: "", member: "" },
+    // sort is the server's order (id, age, bytes); cursor the page's
+    // place in it (after, before, offset: see CURSOR), stack the cursors
+    // of the pages before.
+    sessions: { sort: "id", cursor: "", stack: [], next: null, route: "", client: "", member: "" },
     ends: { reason: "", route: "" },
     seenReasons: new Set(), // close reasons: the routes' stats name every one
     health: new Map(), // route/member -> health last seen
@@ -444,15 +447,48 @@
         el("p", { class: "help", id: id + "-help" }, o.help),
         el("p", { class: "error field-error", id: id + "-err", role: "alert" }));
     });
-    if (spec && spec.options.length === 0) fields.push(el("p", { class: "muted" }, "This filter takes no options."));
+    if (spec && !spec.options_declared) fields.push(freeOptions());
+    else if (spec && spec.options.length === 0) fields.push(el("p", { class: "muted" }, "This filter takes no options."));
     $("#filter-fields").replaceChildren(...fields);
   }
+
+  // freeOptions is the field of a filter that declares no options (a
+  // user's own): option=value, one a line, sent as strings, which the
+  // filter reads as it reads a config file's.
+  function freeOptions() {
+    const id = "opt-free";
+    return el("div", { class: "field", "data-option": "" },
+      el("label", { for: id }, "Options ", el("span", { class: "kind" }, "option=value, one a line")),
+      el("textarea", { id, class: "free-options", rows: 4, "data-free": "", placeholder: "option=value", "aria-describedby": id + "-help " + id + "-err" }),
+      el("p", { class: "help", id: id + "-help" }, "This filter does not declare its options, so the form cannot list them: see its documentation."),
+      el("p", { class: "error field-error", id: id + "-err", role: "alert" }));
+  }
+
+  // freeOptionsValue reads the free options field: an object, or an
+  // error naming the line that is not option=value.
+  function freeOptionsValue(text) {
+    const opts = {};
+    const lines = text.split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i].trim();
+      if (line === "") continue;
+      const eq = line.indexOf("=");
+      const key = eq < 0 ? "" : line.slice(0, eq).trim();
+      if (key === "") throw new FormError("line " + (i + 1) + ": want option=value, got " + JSON.stringify(line));
+      if (key in opts) throw new FormError("line " + (i + 1) + ": " + key + " given twice");
+      opts[key] = line.slice(eq + 1).trim();
+    }
+    return opts;
+  }
+
+  class FormError extends Error {}
 
   // filterBody is the form as the API's filter list of one: only the
   // fields filled in (the rest take their defaults).
   function filterBody() {
     const name = $("#filter-name").value;
-    const opts = {};
+    const free = $("#filter-fields [data-free]");
+    const opts = free ? freeOptionsValue(free.value) : {};
     for (const f of $("#filter-fields").querySelectorAll("[data-kind]")) {
       const v = f.value.trim();
       if (v === "") continue;
@@ -461,18 +497,30 @@
     return [{ [name]: opts }];
   }
 
-  function showFieldErrors(e) {
+  function clearFieldErrors() {
     for (const f of $("#filter-fields").querySelectorAll(".field-error")) f.textContent = "";
-    for (const f of $("#filter-fields").querySelectorAll("[data-kind]")) f.removeAttribute("aria-invalid");
-    let general = [];
+    for (const f of $("#filter-fields").querySelectorAll("[data-kind], [data-free]")) f.removeAttribute("aria-invalid");
+    $("#filter-error").textContent = "";
+  }
+
+  // markField shows msg under the field with that id, after any other.
+  function markField(id, msg) {
+    const err = document.getElementById(id + "-err");
+    err.textContent = (err.textContent ? err.textContent + "; " : "") + msg;
+    document.getElementById(id).setAttribute("aria-invalid", "true");
+  }
+
+  function showFieldErrors(e) {
+    clearFieldErrors();
+    const general = [];
+    const free = $("#filter-fields [data-free]");
     for (const p of e.problems) {
-      // filters[0].delay: the option's field; anything else: the form's.
+      // filters[0].delay: the option's field (or the free options', with
+      // the option's name); anything else: the form's.
       const m = /^filters\[\d+\]\.(.+)$/.exec(p.field || "");
-      const err = m && document.getElementById("opt-" + m[1] + "-err");
-      if (err) {
-        err.textContent = p.message;
-        document.getElementById("opt-" + m[1]).setAttribute("aria-invalid", "true");
-      } else general.push(p.message);
+      if (m && document.getElementById("opt-" + m[1] + "-err")) markField("opt-" + m[1], p.message);
+      else if (m && free) markField("opt-free", m[1] + ": " + p.message);
+      else general.push(p.message);
     }
     if (!e.problems.length) general.push(e.message);
     $("#filter-error").textContent = general.join("; ");
@@ -480,7 +528,15 @@
 
   async function submitFilter(ev) {
     ev.preventDefault();
-    const body = filterBody();
+    let body;
+    try {
+      body = filterBody();
+    } catch (e) {
+      if (!(e instanceof FormError)) throw e;
+      clearFieldErrors();
+      markField("opt-free", e.message);
+      return;
+    }
     const name = $("#filter-name").value;
     const route = state.routes.find((r) => r.name === formRoute);
     const live = route ? route.live : 0;
@@ -500,14 +556,31 @@
 
   // ---- sessions ----
 
+  // The server sorts and pages the live sessions: by id (oldest first,
+  // paged after an id), by age (newest first, before an id) or by bytes
+  // (most first, both ways summed, by offset). A page is never sorted
+  // here: with thousands of sessions, only the server sees them all.
+  const CURSOR = { id: "after", age: "before", bytes: "offset" };
+  const SORTED = { id: "oldest first", age: "newest first", bytes: "most bytes first (both ways)" };
+
   function sessionsQuery() {
     const s = state.sessions;
-    const q = new URLSearchParams({ limit: PAGE });
+    const q = new URLSearchParams({ sort: s.sort, limit: PAGE });
     if (s.route) q.set("route", s.route);
     if (s.client) q.set("client", s.client);
     if (s.member) q.set("member", s.member);
-    if (s.after) q.set("after", s.after);
+    if (s.cursor) q.set(CURSOR[s.sort], s.cursor);
     return "sessions?" + q;
+  }
+
+  // sortBy asks the server for another order, from its first page.
+  function sortBy(sort) {
+    const s = state.sessions;
+    // Age again: oldest first, which is the id order.
+    const next = sort === "age" && s.sort === "age" ? "id" : sort;
+    if (next === s.sort) return;
+    s.sort = next; s.cursor = ""; s.stack = []; s.next = null;
+    poll();
   }
 
   const stateLabel = {
@@ -517,10 +590,12 @@
 
   function renderSessions(page) {
     const s = state.sessions;
+    // A page asked for before the sort changed: its next is another
+    // sort's cursor. The poll the change started brings the right one.
+    if (page.sort !== s.sort) return;
     s.next = page.next;
-    const rows = page.sessions.slice();
-    const key = { age: (x) => x.age_seconds, up: (x) => x.bytes_to_upstream, down: (x) => x.bytes_to_client }[s.sort];
-    if (key) rows.sort((a, b) => (key(a) - key(b)) * s.dir);
+    const rows = page.sessions;
+    $("#sessions-table").dataset.sort = page.sort;
     $("#sessions-table tbody").replaceChildren(...rows.map((x) => {
       const [label, cls] = stateLabel[x.state] || [x.state, ""];
       return el("tr", { "data-id": x.id, "data-client": x.client, "data-member": x.upstream },
@@ -539,12 +614,17 @@
     }
     const pageNo = s.stack.length + 1;
     $("#sessions-count").textContent = "(" + page.matched + (page.partial ? "+, a relay loop did not answer" : "") + ")";
-    $("#sessions-page").textContent = "page " + pageNo + (s.sort ? " · sorted within the page" : "");
+    $("#sessions-page").textContent = "page " + pageNo + " · " + SORTED[s.sort] +
+      (s.sort === "bytes" ? " (bytes move: pages may overlap)" : "");
     $("#sessions-prev").disabled = s.stack.length === 0;
     $("#sessions-next").disabled = !page.next;
+    // The arrows say the order in force: ▲ ascending, ▼ descending.
+    const arrows = { id: { id: "asc", age: "desc" }, age: { age: "asc" }, bytes: { bytes: "desc" } }[s.sort];
     for (const b of document.querySelectorAll("th button.sort")) {
-      b.classList.toggle("asc", b.dataset.sort === s.sort && s.dir > 0);
-      b.classList.toggle("desc", b.dataset.sort === s.sort && s.dir < 0);
+      const a = arrows[b.dataset.sort];
+      b.classList.toggle("asc", a === "asc");
+      b.classList.toggle("desc", a === "desc");
+      b.closest("th").setAttribute("aria-sort", a === "asc" ? "ascending" : a === "desc" ? "descending" : "none");
     }
   }
 
@@ -596,37 +676,54 @@
 
   // ---- reload with its preview ----
 
+  // openReload shows what a reload would change, read from the file by
+  // pier (GET reload/preview), and fills the editor with the config in
+  // force for a preview of an edited text.
   async function openReload() {
+    $("#file-preview").replaceChildren(el("p", { class: "muted" }, "Reading the file…"));
     $("#preview").replaceChildren();
     $("#reload-result").replaceChildren();
     $("#reload-btn").disabled = true;
     $("#reload-dialog").showModal();
+    await Promise.all([previewFile(), (async () => {
+      try {
+        $("#config-text").value = await api("GET", "config?format=yaml");
+      } catch (e) {
+        $("#config-text").value = "";
+        if (e.status !== 401) $("#preview").replaceChildren(el("p", { class: "error" }, "Reading the config in force: " + e.message));
+      }
+    })()]);
+  }
+
+  // previewFile shows the file's preview; a reload is offered when the
+  // file loads.
+  async function previewFile() {
+    $("#reload-btn").disabled = true;
     try {
-      $("#config-text").value = await api("GET", "config?format=yaml");
+      const p = await api("GET", "reload/preview");
+      $("#file-preview").replaceChildren(renderPreview(p, "The file's mistakes: a reload would keep the config in force"));
+      $("#reload-btn").disabled = !p.ok;
     } catch (e) {
-      $("#config-text").value = "";
-      if (e.status !== 401) $("#preview").replaceChildren(el("p", { class: "error" }, "Reading the config in force: " + e.message));
+      if (e.status !== 401) $("#file-preview").replaceChildren(el("p", { class: "error" }, "Reading the file's preview: " + e.message));
     }
   }
 
   async function preview() {
-    $("#reload-result").replaceChildren();
     try {
       const p = await api("POST", "config/check", $("#config-text").value);
-      $("#preview").replaceChildren(renderPreview(p));
-      $("#reload-btn").disabled = false;
+      $("#preview").replaceChildren(renderPreview(p, "Mistakes"));
     } catch (e) {
       if (e.status !== 401) $("#preview").replaceChildren(el("p", { class: "error" }, e.message));
     }
   }
 
-  function renderPreview(p) {
+  function renderPreview(p, mistakes) {
     if (!p.ok) {
-      return el("div", { class: "preview-problems" }, el("h3", {}, "Mistakes"),
+      return el("div", { class: "preview-problems" }, el("h3", {}, mistakes),
         el("ul", { class: "plain" }, p.problems.map((x) => el("li", { class: "error" },
           (x.line ? "line " + x.line + ":" + x.col + ": " : "") + (x.field ? x.field + ": " : "") + x.message))));
     }
-    if (!p.changes.length) return el("p", { class: "preview-none" }, "No change: this config is the one in force.");
+    if (!p.changes.length) return el("p", { class: "preview-none" }, "No change: it is the config in force.");
     return el("div", { class: "table-wrap" }, el("table", { class: "preview-changes" },
       el("thead", {}, el("tr", {}, ["Kind", "Action", "Route", "Name", "Fields", "Live", "Effect"].map((t) => el("th", {}, t)))),
       el("tbody", {}, p.changes.map((c) => el("tr", {},
@@ -635,13 +732,14 @@
   }
 
   async function reload() {
-    if (!(await ask({ title: "Reload the config file?", body: ["pier reads its file again and applies it as the preview above says, if the file holds that text.",
+    if (!(await ask({ title: "Reload the config file?", body: ["pier reads its file again and applies it: the changes listed, if the file has not changed since.",
       "Runtime changes whose route and member remain are kept."], ok: "Reload" }))) return;
     try {
       const r = await api("POST", "reload");
       showReload(r);
       toast("Reloaded: the new config is in force");
       poll();
+      previewFile(); // now: no change, or what changed in the file since
     } catch (e) {
       if (e.status === 401) return;
       showReload(null, e);
@@ -678,12 +776,7 @@
       const b = ev.target.closest("button");
       if (!b) return;
       if (b.classList.contains("end-session")) endSession(b);
-      else if (b.classList.contains("sort")) {
-        const s = state.sessions;
-        if (s.sort === b.dataset.sort) s.dir = -s.dir;
-        else { s.sort = b.dataset.sort; s.dir = -1; }
-        poll();
-      }
+      else if (b.classList.contains("sort")) sortBy(b.dataset.sort);
     });
     $("#sessions-filter").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -691,7 +784,7 @@
       s.route = $("#sessions-route").value;
       s.client = $("#sessions-client").value.trim();
       s.member = $("#sessions-member").value.trim();
-      s.after = ""; s.stack = [];
+      s.cursor = ""; s.stack = [];
       $("#sessions-filter-error").textContent = "";
       api("GET", sessionsQuery()).then(() => poll(), (e) => { if (e.status !== 401) $("#sessions-filter-error").textContent = e.message; });
     });
@@ -699,12 +792,12 @@
     $("#sessions-next").addEventListener("click", () => {
       const s = state.sessions;
       if (!s.next) return;
-      s.stack.push(s.after); s.after = s.next; poll();
+      s.stack.push(s.cursor); s.cursor = s.next; poll();
     });
     $("#sessions-prev").addEventListener("click", () => {
       const s = state.sessions;
       if (!s.stack.length) return;
-      s.after = s.stack.pop(); poll();
+      s.cursor = s.stack.pop(); poll();
     });
     $("#ends-reason").addEventListener("change", () => { state.ends.reason = $("#ends-reason").value; poll(); });
     $("#ends-route").addEventListener("change", () => { state.ends.route = $("#ends-route").value; poll(); });
@@ -720,6 +813,7 @@
     $("#filter-cancel").addEventListener("click", () => $("#filter-dialog").close());
     $("#reload-open").addEventListener("click", openReload);
     $("#preview-btn").addEventListener("click", preview);
+    $("#file-preview-btn").addEventListener("click", previewFile);
     $("#reload-btn").addEventListener("click", reload);
     $("#reload-close").addEventListener("click", () => $("#reload-dialog").close());
     document.addEventListener("visibilitychange", () => { if (!document.hidden && state.timer) poll(); });
