@@ -12,9 +12,10 @@ import (
 // are the loop's alone, so every look goes through post: a walk over the
 // loop's slots, walkChunk slots per posted turn, which posts itself again
 // for the next chunk. A turn of the loop is then held up by at most
-// walkChunk comparisons and copies (~100µs), and the sessions between two
-// chunks keep moving. There is no index by id or route: the walk costs the
-// hot path nothing, and a listing is rare.
+// walkChunk comparisons and copies (~40µs; a listing by bytes that keeps
+// 11,000, each session heavier than the last, ~160µs), and the sessions
+// between two chunks keep moving. There is no index by id, route or
+// bytes: the walk costs the hot path nothing, and a listing is rare.
 
 // walkChunk is how many slots one posted turn of a walk looks at.
 const walkChunk = 1024

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -252,6 +253,27 @@ func BenchmarkListSessions(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+}
+
+// BenchmarkListSessionsByBytes lists the heaviest of 10k sessions whose
+// bytes come in no order: the heap's sifts on top of the walk.
+func BenchmarkListSessionsByBytes(b *testing.B) {
+	for _, keep := range []int{100, 1100} {
+		b.Run(fmt.Sprint("keep=", keep), func(b *testing.B) {
+			l, stop := startLoop(b)
+			defer stop()
+			const n = 10000
+			fakeSessions(b, l, n)
+			shuffleIDs(b, l)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, matched := listBy(b, l, Match{Route: "r"}, Paging{Order: ByBytes, Limit: keep}); matched != n {
+					b.Fatalf("matched %d", matched)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+		})
+	}
 }
 
 // BenchmarkEndByID looks for an ID no session has among 100k: the whole
