@@ -175,6 +175,11 @@ func TestSessionsSort(t *testing.T) {
 			t.Errorf("%s: query %+v, want %+v", raw, ctl.query, want)
 		}
 	}
+	// The page after offset 10000 is not one a query may ask for: none.
+	ctl.page.Next = 10100
+	if m := s.do(t, "GET", "/api/v1/sessions?sort=bytes&offset=10000", "").json(t); m["next"] != nil {
+		t.Errorf("next after offset 10000: %v, want null", m["next"])
+	}
 	ctl.Calls()
 	for raw, field := range map[string]string{
 		"sort=size": "sort", "sort=": "sort", "sort=AGE": "sort", "sort=id&sort=age": "sort",

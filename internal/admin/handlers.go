@@ -129,6 +129,9 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	if q.Sort == SortBytes && page.Next > maxSessionOffset {
+		page.Next = 0 // beyond the heaviest pages a query may ask for
+	}
 	writeJSON(w, http.StatusOK, pageJSON(page, q.Sort))
 }
 
