@@ -686,11 +686,33 @@ func TestDashboardInBrowser(t *testing.T) {
 			echo(t, c, 2000)
 			c.Close()
 		}
+		// Sessions keep coming while the page is shot, so that the
+		// sparklines have a few seconds of history to draw.
+		stop := make(chan struct{})
+		traffic := make(chan struct{})
+		go func() {
+			defer close(traffic)
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if c, err := net.DialTimeout("tcp", p.web, within); err == nil {
+						c.Write(make([]byte, 4000))
+						c.Close()
+					}
+				}
+			}
+		}()
+		defer func() { close(stop); <-traffic }()
 		tb := openTab(t, b, p.admin+"/")
 		tb.do(chromedp.EmulateViewport(1280, 900))
 		tb.waitFor("sessions", `document.querySelectorAll("#sessions-table tbody tr[data-id]").length >= 3`, within)
+		tb.waitFor("sparklines with a few seconds to draw", `[...document.querySelectorAll("svg.spark polyline")].some(l => l.getAttribute("points").split(" ").length >= 4)`, within)
 		tb.waitFor("ends", `[...document.querySelectorAll("#ends-table td .pill")].some(e => e.textContent === "connect_failed")`, within)
-		tb.screenshot("dashboard-laptop")
+		tb.capture("dashboard-laptop", chromedp.CaptureScreenshot()) // the first screen, as the README shows it
 		// Recent ends filtered by reason: only that reason's rows.
 		tb.do(chromedp.SetValue(chromedp.CSS("#ends-reason"), "connect_failed"),
 			chromedp.Evaluate[chromedp.Void](`document.querySelector("#ends-reason").dispatchEvent(new Event("change"))`))
