@@ -22,6 +22,7 @@ type history struct {
 	times  []int64 // unix seconds, oldest first
 	routes map[string]*routeHistory
 	last   map[string]routeSample // the previous sample's totals, for rates
+	lastAt time.Time              // when it was taken
 
 	started bool // under mu: start ran, close waits for done
 	stopped bool // under mu: close ran
@@ -98,6 +99,16 @@ func (h *history) close() {
 func (h *history) add(now time.Time, rs []routeTotals) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// Rates are over the time since the previous sample, not the
+	// nominal interval: a tick late (the sampler waited for a reload) must
+	// not show as a burst.
+	secs := historyInterval.Seconds()
+	if !h.lastAt.IsZero() {
+		if d := now.Sub(h.lastAt).Seconds(); d > 0 {
+			secs = d
+		}
+	}
+	h.lastAt = now
 	h.times = append(h.times, now.Unix())
 	drop := len(h.times) > historyLength
 	if drop {
@@ -118,7 +129,6 @@ func (h *history) add(now time.Time, rs []routeTotals) {
 			// between two samples): no rate for this interval.
 			prev = routeSample{r.started, r.up, r.down}
 		}
-		secs := historyInterval.Seconds()
 		rh.sessions = push(rh.sessions, float64(r.started-prev.started)/secs, drop)
 		rh.up = push(rh.up, float64(r.up-prev.up)/secs, drop)
 		rh.down = push(rh.down, float64(r.down-prev.down)/secs, drop)

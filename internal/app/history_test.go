@@ -31,7 +31,13 @@ func TestHistoryRatesAndBounds(t *testing.T) {
 	if got := routes["a"].sessions[2]; got != 0 {
 		t.Fatalf("rate after the totals went back: %v", got)
 	}
-	for i := 3; i < historyLength+20; i++ {
+	// A tick two seconds late: the rate is over the time that passed.
+	h.add(t0.Add(4*time.Second), []routeTotals{{name: "b", started: 10}})
+	_, routes = h.snapshot()
+	if got := routes["b"].sessions[len(routes["b"].sessions)-1]; got != 2 {
+		t.Fatalf("4 sessions over 2 s: %v a second, want 2", got)
+	}
+	for i := 5; i < historyLength+20; i++ {
 		h.add(t0.Add(time.Duration(i)*time.Second), []routeTotals{{name: "b", started: uint64(6 + i)}})
 	}
 	times, routes = h.snapshot()

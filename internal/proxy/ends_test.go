@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/session"
@@ -49,5 +50,33 @@ func TestRecentEnds(t *testing.T) {
 	got, _ = srv.RecentEnds(ctx, proxy.EndsMatch{Route: "a"}, 2)
 	if len(got) != 2 || got[0].Reason != session.Done {
 		t.Fatalf("route a's last two: %+v", got)
+	}
+}
+
+// A client refused by max_connections is among the recent ends too, as
+// its access log line is.
+func TestRecentEndsShowRefusals(t *testing.T) {
+	hold := testutil.NewUpstream(t, testutil.Hold)
+	r := newRoute(t, "r", hold.Addr())
+	r.Limit.SetMax(1)
+	srv, recs := start(t, r)
+	dial(t, srv, "r") // holds the only place
+	deadline := time.Now().Add(wait)
+	for srv.Live() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first session never began")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	refused := dial(t, srv, "r")
+	if n, err := refused.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("a client beyond max_connections read %d bytes", n)
+	}
+	wantReason(t, recs.Next(t, wait), "limit")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	got, _ := srv.RecentEnds(ctx, proxy.EndsMatch{Reason: session.Limit}, 10)
+	if len(got) != 1 || got[0].Route != "r" {
+		t.Fatalf("limit ends: %+v", got)
 	}
 }

@@ -312,6 +312,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		rec.Reason = session.Limit
 		st.refused.Add(1)
 		counts.Refuse(stats.RefusedLimit)
+		s.ends[s.loopIndex[accepted]].add(rec) // a burst of refusals shows among the recent ends
 		s.logRecord(rec)
 		return
 	}

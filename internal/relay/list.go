@@ -156,11 +156,14 @@ func cmpUint(a, b uint64) int {
 // gets them on the loop's goroutine, once, and must not block (hand them
 // to a buffered channel). List reports false, and reply never runs, when
 // the loop has been closed. The page is allocated here, on the caller's
-// goroutine, as large as it may grow: the walk allocates nothing per
-// session, and a session the page cannot take costs one comparison.
+// goroutine, as large as it may grow: as many as it keeps, or as the loop
+// holds sessions (with room for those that begin meanwhile), whichever is
+// fewer, so a deep page of an idle loop costs nothing; the walk allocates
+// nothing per session (but when more sessions began than the room), and a
+// session the page cannot take costs one comparison.
 func (l *Loop) List(m Match, p Paging, reply func(page []SessionInfo, matched int)) bool {
 	keep := p.keep()
-	page := make([]SessionInfo, 0, keep)
+	page := make([]SessionInfo, 0, min(keep, int(l.Live())+listRoom))
 	matched := 0
 	var names namesCache
 	var probe SessionInfo // the candidate, read without its names
@@ -186,6 +189,10 @@ func (l *Loop) List(m Match, p Paging, reply func(page []SessionInfo, matched in
 		return false
 	}, func() { reply(page, matched) })
 }
+
+// listRoom is the room a page leaves for sessions that begin between
+// List's call and its walk.
+const listRoom = 64
 
 // End ends the session with that ID, with session.Admin (see endAdmin).
 // reply tells, on the loop, whether the loop held it. End reports false,

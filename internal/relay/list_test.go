@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -291,4 +292,19 @@ func BenchmarkEndByID(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+}
+
+// A deep page of a loop with few sessions costs what those sessions
+// need, not the depth: a page is sized by the loop's live sessions.
+func TestListDeepPageOfAnIdleLoopIsSmall(t *testing.T) {
+	l, stop := startLoop(t)
+	defer stop()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	listBy(t, l, Match{}, Paging{Order: ByBytes, Offset: 10000, Limit: 1000})
+	runtime.ReadMemStats(&after)
+	// 11,001 SessionInfos would be about 1.9 MB.
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 256<<10 {
+		t.Errorf("listing an idle loop 10,000 deep allocated %d bytes", grew)
+	}
 }
