@@ -31,6 +31,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -92,7 +93,9 @@ type tab struct {
 	problems []string
 }
 
-func openTab(t *testing.T, b context.Context, url string) *tab {
+// openTab opens url in a new tab; each of init runs in the page before
+// any of the page's own scripts.
+func openTab(t *testing.T, b context.Context, url string, init ...string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b)
 	t.Cleanup(cancel)
@@ -126,6 +129,12 @@ func openTab(t *testing.T, b context.Context, url string) *tab {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, js := range init {
+		tb.do(chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js})
+			return err
+		}))
 	}
 	tb.do(chromedp.Navigate(url))
 	return tb
@@ -178,15 +187,46 @@ func (tb *tab) click(sel string) {
 }
 
 // press clicks an element of a table or card the page re-renders every
-// second, through the DOM (a mouse click could land on its successor
-// mid-render); it fails if there is none.
-func (tb *tab) press(sel string) {
+// second as a person does: the mouse pressed at its place, then released.
+func (tb *tab) press(sel string) { tb.pressHolding(sel, nil) }
+
+// pressHolding presses the mouse on the element sel names, runs hold
+// with the button down (nil: none), and releases it at the same place.
+// The element's place is read before the press: should a render move
+// it in between (the page holds its renders only once the button is
+// down), the mouse is released away from it and the press tried again.
+func (tb *tab) pressHolding(sel string, hold func()) {
 	tb.t.Helper()
-	q, _ := json.Marshal(sel)
-	tb.waitFor("an element "+sel, "document.querySelector("+string(q)+")", within)
-	if !eval[bool](tb, "(() => { const e = document.querySelector("+string(q)+"); if (!e) return false; e.click(); return true })()") {
-		tb.t.Fatalf("no element %s to click", sel)
+	tb.waitFor("an element "+sel, "document.querySelector("+q(sel)+")", within)
+	for attempt := 1; ; attempt++ {
+		xy := eval[[]float64](tb, `(() => { const e = document.querySelector(`+q(sel)+`); if (!e) return [];
+			e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect();
+			return [r.left + r.width / 2, r.top + r.height / 2] })()`)
+		if len(xy) != 2 {
+			tb.t.Fatalf("no element %s to press", sel)
+		}
+		x, y := xy[0], xy[1]
+		tb.do(chromedp.MouseEvent(chromedp.MousePressed, x, y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+		if eval[bool](tb, fmt.Sprintf(`(() => { const e = document.elementFromPoint(%g, %g); return !!e && !!e.closest(%s) })()`, x, y, q(sel))) {
+			if hold != nil {
+				hold()
+			}
+			tb.do(chromedp.MouseEvent(chromedp.MouseReleased, x, y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+			return
+		}
+		// Not on it: release on the page's margin, where a click does nothing.
+		tb.do(chromedp.MouseEvent(chromedp.MouseReleased, 2, 2, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+		if attempt == 3 {
+			tb.t.Fatalf("pressed %s %d times, and each time another element was under the mouse", sel, attempt)
+		}
 	}
+}
+
+// afterPolls waits until the page has had n more poll answers.
+func (tb *tab) afterPolls(n int) {
+	tb.t.Helper()
+	now := eval[float64](tb, `Number(document.body.dataset.polls || 0)`)
+	tb.waitFor(fmt.Sprintf("%d polls", n), fmt.Sprintf(`Number(document.body.dataset.polls || 0) >= %d`, int(now)+n), within)
 }
 
 // confirm waits for the confirmation dialog, checks its title says want,
@@ -351,6 +391,25 @@ func get(t *testing.T, url string) (int, http.Header) {
 }
 
 func q(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// send asks the admin API without a token and answers the status.
+func send(t *testing.T, method, url, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	c := &http.Client{Timeout: within, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
 
 // freeFilter is a filter that declares no options (Spec.Options nil), as
 // a user's own may: the form offers it a list of option=value lines.
@@ -670,6 +729,158 @@ func TestDashboardInBrowser(t *testing.T) {
 		tb.noProblems()
 	})
 
+	t.Run("ClickHeldAcrossPolls", func(t *testing.T) {
+		// A person's click is a press and a release; a poll's render in
+		// between must not lose it. The mouse stays down over two polls.
+		c := dial(t, p.web)
+		echo(t, c, 10)
+		tb := openTab(t, b, p.admin+"/")
+		row := `#sessions-table tr[data-client=` + q(c.LocalAddr().String()) + `]`
+		tb.waitFor("the session's row", `document.querySelector(`+q(row)+`)`, within)
+
+		tb.pressHolding(`.route[data-route="web"] button.add-filter`, func() { tb.afterPolls(2) })
+		tb.waitFor("the filter form after a click held over two polls", `document.querySelector("#filter-dialog").open`, within)
+		tb.click("#filter-cancel")
+		tb.waitFor("the form to close", `!document.querySelector("#filter-dialog").open`, within)
+
+		tb.pressHolding(row+` button.end-session[data-mode="close"]`, func() { tb.afterPolls(2) })
+		tb.waitFor("the confirmation after a click held over two polls", `document.querySelector("#ask").open`, within)
+		tb.click("#ask-cancel")
+		tb.waitFor("the confirmation to close", `!document.querySelector("#ask").open`, within)
+		echo(t, c, 10) // cancelled: the session lives on
+		// The renders held by the press came after it: the page is live.
+		renders := eval[float64](tb, `Number(document.body.dataset.renders)`)
+		tb.waitFor("renders again", fmt.Sprintf(`Number(document.body.dataset.renders) > %d`, int(renders)), within)
+		tb.noProblems()
+	})
+
+	t.Run("RowsUpdatedInPlace", func(t *testing.T) {
+		// A poll changes a button's row, not the button: the element a
+		// person presses is the element that gets the release.
+		c := dial(t, p.web)
+		echo(t, c, 10)
+		tb := openTab(t, b, p.admin+"/")
+		row := `#sessions-table tr[data-client=` + q(c.LocalAddr().String()) + `]`
+		member := `.route[data-route="web"] tr[data-member=` + q(p.members[1]) + `]`
+		tb.waitFor("the session's row", `document.querySelector(`+q(row)+`)`, within)
+		tb.do(chromedp.Evaluate[chromedp.Void](`window.kept = [` + q(row+" button.end-session") + `, ` + q(member+" button.member-act") +
+			`, '.route[data-route="web"] button.add-filter', '.route[data-route="web"]'].map(s => document.querySelector(s))`))
+		tb.afterPolls(2)
+		before := eval[float64](tb, `Number(document.querySelector(`+q(row+" td.up")+`).dataset.bytes)`)
+		echo(t, c, 3000)
+		tb.waitFor("the row's bytes to grow", fmt.Sprintf(`Number(document.querySelector(%s).dataset.bytes) >= %d`, q(row+" td.up"), int(before)+3000), within)
+		if lost := eval[[]float64](tb, `window.kept.map((e, i) => e.isConnected ? -1 : i).filter(i => i >= 0)`); len(lost) > 0 {
+			t.Errorf("elements %v (session button, member button, add filter, card) were replaced by a poll", lost)
+		}
+		tb.noProblems()
+	})
+
+	t.Run("WeightChangeHighlighted", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		member := p.members[1]
+		tr := `.route[data-route="web"] tr[data-member=` + q(member) + `]`
+		tb.waitFor("the member's row", `document.querySelector(`+q(tr)+`)`, within)
+		tb.afterPolls(1)
+		if eval[bool](tb, `!!document.querySelector(`+q(tr+".flash")+`)`) {
+			t.Fatal("the row is highlighted before any change")
+		}
+		weight := p.admin + "/api/v1/routes/web/members/" + member + "/weight"
+		if status := send(t, "PUT", weight, `{"weight": 7}`); status != http.StatusOK {
+			t.Fatalf("PUT weight: %d", status)
+		}
+		defer send(t, "PUT", weight, `{"weight": 1}`)
+		tb.waitFor("the weight highlighted", `document.querySelector(`+q(tr+".flash")+`) && document.querySelector(`+q(tr)+`).children[2].textContent.startsWith("7")`, within)
+		tb.noProblems()
+	})
+
+	t.Run("EndsFailureStaysInItsSection", func(t *testing.T) {
+		tb := openTab(t, b, p.admin+"/")
+		tb.waitFor("the ready status", `document.querySelector("#status").textContent === "ready"`, within)
+		// Ends answers as it does when a relay loop is slow (503,
+		// partial); the page's own fetch for everything else. History
+		// reads are counted.
+		tb.do(chromedp.Evaluate[chromedp.Void](`(() => {
+			const real = window.fetch; window.realFetch = real; window.historyReads = 0;
+			window.fetch = (url, init) => {
+				if (String(url).includes("api/v1/history")) window.historyReads++;
+				if (!String(url).includes("api/v1/ends")) return real(url, init);
+				return Promise.resolve(new Response(JSON.stringify({error: "admin: a relay loop did not answer in time", partial: true}),
+					{status: 503, headers: {"Content-Type": "application/json"}}));
+			};
+		})()`))
+		tb.waitFor("the ends' error", `document.querySelector("#ends-error").textContent === "ends: a relay loop did not answer; retrying"`, within)
+		if status := eval[string](tb, `document.querySelector("#status").textContent`); status != "ready" {
+			t.Errorf("the status says %q while only ends fails, want ready", status)
+		}
+		// The rest stays live: a new session shows up.
+		c := dial(t, p.web)
+		echo(t, c, 10)
+		tb.waitFor("a new session's row while ends fails", `document.querySelector(`+q(`#sessions-table tr[data-client=`+q(c.LocalAddr().String())+`]`)+`)`, within)
+		if msg := eval[string](tb, `document.querySelector("#routes-error").textContent + document.querySelector("#sessions-error").textContent`); msg != "" {
+			t.Errorf("other sections say %q", msg)
+		}
+		// History is read every 5 s, not each poll: over 6 polls, at most 2.
+		reads := eval[float64](tb, `window.historyReads`)
+		tb.afterPolls(6)
+		if n := eval[float64](tb, `window.historyReads`) - reads; n > 2 || n < 1 {
+			t.Errorf("history read %v times over 6 polls, want 1 or 2", n)
+		}
+		tb.do(chromedp.Evaluate[chromedp.Void](`window.fetch = window.realFetch`))
+		tb.waitFor("the ends' error to go", `document.querySelector("#ends-error").textContent === ""`, within)
+		tb.noProblems()
+	})
+
+	t.Run("DialFailuresCountTimeouts", func(t *testing.T) {
+		// A route's stats as pier would give them after 3 refused dials
+		// and 4 timed out (a timeout is hard to make on loopback).
+		tb := openTab(t, b, p.admin+"/", `(() => { const real = window.fetch;
+			window.fetch = (url, init) => !/api\/v1\/routes$/.test(String(url)) ? real(url, init) :
+				real(url, init).then(r => r.json()).then(j => {
+					for (const rt of j.routes) if (rt.name === "legacy") rt.stats.ended = {...rt.stats.ended, connect_failed: 3, connect_timeout: 4};
+					return new Response(JSON.stringify(j), {status: 200, headers: {"Content-Type": "application/json"}});
+				}); })();`)
+		pill := `document.querySelector('.route[data-route="legacy"] .dial-failed')`
+		tb.waitFor("legacy's dial failures", pill, within)
+		if got := eval[string](tb, pill+`.textContent`); got != "dial failed 7 (4 timed out)" {
+			t.Errorf("legacy's card says %q, want the 3 failed and 4 timed out dials: dial failed 7 (4 timed out)", got)
+		}
+		tb.noProblems()
+	})
+
+	t.Run("FormatsAndServerClock", func(t *testing.T) {
+		// The browser's clock is an hour fast; the page's relative times
+		// are measured against the server's (its Date header).
+		tb := openTab(t, b, p.admin+"/", `window.pierTest = {};
+			(() => { const real = Date.now; Date.now = () => real.call(Date) + 3600e3; })();`)
+		tb.waitFor("the ready status", `document.querySelector("#status").textContent === "ready"`, within)
+		for _, c := range []struct {
+			js, want string
+		}{
+			{"bytes(0)", "0 B"}, {"bytes(999.4)", "999 B"}, {"bytes(999.7)", "1.0 KB"}, {"bytes(1500)", "1.5 KB"},
+			{"bytes(9960)", "10 KB"}, {"bytes(999999)", "1.0 MB"}, {"bytes(123456789)", "123 MB"}, {"rate(2048)", "2.0 KB/s"},
+			{"perSec(9.96)", "10/s"}, {"perSec(0.25)", "0.3/s"}, {"perSec(42.4)", "42/s"},
+			{"duration(0.0004)", "0 ms"}, {"duration(0.9996)", "1.0 s"}, {"duration(9.96)", "10 s"}, {"duration(59.6)", "1 min 0 s"},
+			{"duration(119.6)", "2 min 0 s"}, {"duration(3599.6)", "1 h 0 min"}, {"duration(7199)", "2 h 0 min"},
+			{"duration(5400)", "1 h 30 min"}, {"duration(86399)", "1 d 0 h"}, {"duration(90000)", "1 d 1 h"},
+			{"ago(serverNow() - 5500)", "5 s ago"}, {"ago(serverNow() + 2000)", "just now"}, {"ago(serverNow() - 7200e3)", "2 h ago"},
+		} {
+			if got := eval[string](tb, "(({bytes, rate, perSec, duration, ago, serverNow}) => "+c.js+")(pierTest.format)"); got != c.want {
+				t.Errorf("%s = %q, want %q", c.js, got, c.want)
+			}
+		}
+		// A session that ends now shows as ended seconds ago, not an hour.
+		c := dial(t, p.web)
+		echo(t, c, 10)
+		client := c.LocalAddr().String()
+		c.Close()
+		cell := `[...document.querySelectorAll("#ends-table tbody tr")].find(tr => tr.children[3] && tr.children[3].textContent === ` + q(client) + `)`
+		tb.waitFor("the end's row", cell, within)
+		if ago := eval[string](tb, cell+`.children[0].textContent`); ago != "just now" && !strings.HasSuffix(ago, " s ago") {
+			t.Errorf("an end of now shows %q with the browser's clock an hour fast", ago)
+		}
+		tb.noProblems()
+	})
+
 	t.Run("Screenshots", func(t *testing.T) {
 		// Traffic for the views: live sessions on web, ends of several
 		// kinds (done, connect_failed on legacy).
@@ -765,7 +976,39 @@ func TestDashboardAsksForTheToken(t *testing.T) {
 	if href := eval[string](tb, `location.href`); strings.Contains(href, token) {
 		t.Errorf("the token is in the URL: %s", href)
 	}
+	if name, auto := eval[string](tb, `document.querySelector("#token").name`), eval[string](tb, `document.querySelector("#token").getAttribute("autocomplete")`); name != "" || auto != "off" {
+		t.Errorf("the token's input: name %q, autocomplete %q; want no name (a native submit would put it in the URL) and off", name, auto)
+	}
+	if named := eval[int](tb, `document.querySelectorAll("#login-form [name]").length`); named != 0 {
+		t.Errorf("the login form has %d named fields, want none", named)
+	}
+	// Sign out while a poll is on its way: its answer, arriving after,
+	// must not show. The page's requests take 600 ms here; a watcher
+	// notes any moment the dashboard shows after the sign-out.
+	tb.do(chromedp.Evaluate[chromedp.Void](`(() => {
+		const real = window.fetch; window.inFlight = 0;
+		window.fetch = (url, init) => { window.inFlight++;
+			return new Promise(r => setTimeout(r, 600)).then(() => real(url, init)).finally(() => window.inFlight--); };
+	})()`))
+	tb.waitFor("a poll on its way", `window.inFlight > 0`, within)
 	tb.click("#logout")
+	tb.do(chromedp.Evaluate[chromedp.Void](`(() => { window.shownAfter = "";
+		const look = () => { if (!document.querySelector("#app").hidden) window.shownAfter = "the dashboard";
+			else if (document.querySelector("#route-list").children.length || document.querySelector("#sessions-table tbody").children.length ||
+				document.querySelector("#ends-table tbody").children.length) window.shownAfter = "data left in the page"; };
+		look(); new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true}); })()`))
 	tb.waitFor("the login form again", `!document.querySelector("#login").hidden && !sessionStorage.getItem("pier.token")`, within)
+	tb.waitFor("the poll's answer", `window.inFlight === 0`, within)
+	tb.afterRenderTurn()
+	if shown := eval[string](tb, `window.shownAfter`); shown != "" {
+		t.Errorf("after the sign-out, the page showed %s", shown)
+	}
 	tb.noProblems("status of 401")
+}
+
+// afterRenderTurn lets the page run what it has queued (a held render
+// runs on the task after a release).
+func (tb *tab) afterRenderTurn() {
+	tb.t.Helper()
+	tb.do(chromedp.Evaluate[chromedp.Void](`new Promise(r => setTimeout(r, 50))`, chromedp.EvalAwaitPromise))
 }

@@ -11,6 +11,8 @@
   const PAGE = 50; // sessions per page
   const TOKEN_KEY = "pier.token";
   const FLASH_MS = 3000; // how long a member's changed row stays highlighted
+  const HISTORY_MS = 5000; // how often the sparklines' history is read
+  const HOLD_MAX_MS = 10000; // the longest a press holds the renders
 
   const $ = (sel) => document.querySelector(sel);
 
@@ -31,30 +33,100 @@
     return e;
   }
 
+  // patch makes the children of live look like nodes, reusing live's
+  // elements: the same element (by data-key, else the same tag in the same
+  // place) keeps its identity and gets only its attributes and text
+  // changed. A person's click on a button is a press and a release on
+  // the same element: a button replaced between the two is a click lost,
+  // so a poll never replaces what it can update.
+  function patch(live, nodes) {
+    const keyed = new Map();
+    for (const c of live.children) {
+      const k = c.getAttribute("data-key");
+      if (k !== null) keyed.set(k, c);
+    }
+    let cur = live.firstChild;
+    for (const n of nodes) {
+      const k = n.nodeType === 1 ? n.getAttribute("data-key") : null;
+      let match = null;
+      if (k !== null) {
+        match = keyed.get(k) || null;
+        if (match && match.nodeName !== n.nodeName) match = null;
+        keyed.delete(k);
+      } else if (cur && cur.nodeType === n.nodeType && cur.nodeName === n.nodeName &&
+        !(cur.nodeType === 1 && cur.hasAttribute("data-key"))) {
+        match = cur;
+      }
+      if (!match) { live.insertBefore(n, cur); continue; }
+      if (match === cur) cur = cur.nextSibling;
+      else live.insertBefore(match, cur);
+      morph(match, n);
+    }
+    // Whatever is left from cur on was not matched: every match was
+    // placed before cur.
+    while (cur) { const next = cur.nextSibling; cur.remove(); cur = next; }
+  }
+
+  // morph makes live (the same tag as next) look like next.
+  function morph(live, next) {
+    if (live.nodeType !== 1) {
+      if (live.nodeValue !== next.nodeValue) live.nodeValue = next.nodeValue;
+      return;
+    }
+    for (const a of [...live.attributes]) if (!next.hasAttribute(a.name)) live.removeAttribute(a.name);
+    for (const a of next.attributes) if (live.getAttribute(a.name) !== a.value) live.setAttribute(a.name, a.value);
+    patch(live, [...next.childNodes]);
+  }
+
   // ---- formatting: units and relative times ----
 
+  // Each formatter rounds once, to what it shows, and then picks the
+  // unit: 999.7 B shows as "1.0 KB", not "1000 B", and 119.6 s as
+  // "2 min 0 s", not "1 min 60 s".
   function bytes(n) {
     if (!isFinite(n)) return "–";
     const units = ["B", "KB", "MB", "GB", "TB"];
-    let i = 0;
-    while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-    return (i === 0 ? Math.round(n) : n.toFixed(n < 10 ? 1 : 0)) + " " + units[i];
+    for (let i = 0; ; i++, n /= 1000) {
+      let shown;
+      if (i === 0) shown = String(Math.round(n));
+      else shown = Math.abs(Number(n.toFixed(1))) < 10 ? n.toFixed(1) : String(Math.round(n));
+      if (Math.abs(Number(shown)) < 1000 || i === units.length - 1) return shown + " " + units[i];
+    }
   }
   const rate = (n) => bytes(n) + "/s";
   function perSec(n) {
     if (!isFinite(n)) return "–";
-    return (n >= 10 ? Math.round(n) : Math.round(n * 10) / 10) + "/s";
+    const tenths = Math.round(n * 10) / 10;
+    return (Math.abs(tenths) >= 10 ? Math.round(n) : tenths) + "/s";
   }
   function duration(s) {
     if (!isFinite(s)) return "–";
-    if (s < 1) return Math.round(s * 1000) + " ms";
-    if (s < 60) return (s < 10 ? s.toFixed(1) : Math.round(s)) + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
-    if (s < 86400) return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
-    return Math.floor(s / 86400) + " d " + Math.round((s % 86400) / 3600) + " h";
+    s = Math.max(0, s);
+    if (Math.round(s * 1000) < 1000) return Math.round(s * 1000) + " ms";
+    if (Math.round(s * 10) < 100) return (Math.round(s * 10) / 10).toFixed(1) + " s";
+    const sec = Math.round(s);
+    if (sec < 60) return sec + " s";
+    if (sec < 3600) return Math.floor(sec / 60) + " min " + (sec % 60) + " s";
+    const min = Math.round(s / 60);
+    if (min < 1440) return Math.floor(min / 60) + " h " + (min % 60) + " min";
+    const hours = Math.round(s / 3600);
+    return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
   }
+
+  // serverNow is the server's clock, as its last answer's Date header
+  // told it, so that "3 s ago" is measured between two times of the
+  // same clock however wrong the browser's is. The header counts whole
+  // seconds (truncated): half a second more centres the error. Before
+  // any answer: the browser's clock.
+  let clockOffset = 0;
+  const serverNow = () => Date.now() + clockOffset;
+  function noteServerDate(header) {
+    const d = Date.parse(header || "");
+    if (isFinite(d)) clockOffset = d + 500 - Date.now();
+  }
+
   function ago(when) {
-    const s = Math.max(0, (Date.now() - when) / 1000);
+    const s = Math.max(0, (serverNow() - when) / 1000);
     if (s < 1) return "just now";
     if (s < 60) return Math.floor(s) + " s ago";
     if (s < 3600) return Math.floor(s / 60) + " min ago";
@@ -84,6 +156,7 @@
       init.body = typeof body === "string" ? body : JSON.stringify(body);
     }
     const res = await fetch("api/v1/" + path, init);
+    noteServerDate(res.headers.get("Date"));
     const type = res.headers.get("Content-Type") || "";
     let data = null;
     if (res.status !== 204) data = type.startsWith("application/json") ? await res.json() : await res.text();
@@ -151,6 +224,7 @@
   const state = {
     routes: [],
     history: null,
+    historyAt: 0, // when history was last read (the browser's clock)
     specs: null,
     // sort is the server's order (id, age, bytes); cursor the page's
     // place in it (after, before, offset: see CURSOR), stack the cursors
@@ -158,16 +232,29 @@
     sessions: { sort: "id", cursor: "", stack: [], next: null, route: "", client: "", member: "" },
     ends: { reason: "", route: "" },
     seenReasons: new Set(), // close reasons: the routes' stats name every one
-    health: new Map(), // route/member -> health last seen
-    changed: new Map(), // route/member -> when its health changed
+    seen: new Map(), // route/member -> its health and weight last seen
+    changed: new Map(), // route/member -> when its health or weight changed
     timer: 0,
     busy: false,
+    again: false,
+    // epoch counts sign-outs: a poll's answer of an older epoch arrives
+    // after the sign-out and is dropped, never shown.
+    epoch: 0,
+    polls: 0,
+    renders: 0,
+    // pressedAt is when a pointer went down on the page (0: none is);
+    // pending the render held until it comes up.
+    pressedAt: 0,
+    pending: null,
   };
 
   // ---- login ----
 
   function showLogin(msg) {
     stop();
+    state.epoch++;
+    state.again = false;
+    clearData();
     $("#app").hidden = true;
     $("#login").hidden = false;
     $("#logout").hidden = true;
@@ -175,6 +262,25 @@
     $("#status").className = "pill warn";
     $("#login-error").textContent = msg || "";
     $("#token").focus();
+  }
+
+  // clearData removes from the page everything read from pier, so that
+  // none of it stays after sign-out (behind the form, or in a dialog).
+  function clearData() {
+    state.pending = null;
+    state.routes = [];
+    state.history = null;
+    state.historyAt = 0;
+    state.specs = null;
+    state.seen.clear();
+    state.changed.clear();
+    state.seenReasons.clear();
+    for (const d of document.querySelectorAll("dialog[open]")) d.close();
+    for (const sel of ["#route-list", "#sessions-table tbody", "#ends-table tbody", "#ends-summary", "#toasts",
+      "#file-preview", "#preview", "#reload-result", "#filter-fields", "#filter-name"]) $(sel).replaceChildren();
+    for (const sel of ["#sessions-count", "#sessions-page", "#updated", "#routes-error", "#sessions-error", "#ends-error"]) $(sel).textContent = "";
+    for (const sel of ["#sessions-route", "#ends-route", "#ends-reason"]) fillSelect($(sel), []);
+    $("#config-text").value = "";
   }
 
   async function signIn(ev) {
@@ -203,38 +309,92 @@
   }
 
   // poll reads everything the page shows, renders it, and schedules the
-  // next poll a second after this one ends (never two at once).
+  // next poll a second after this one ends (never two at once). Each
+  // section stands alone: one endpoint's failure (ends answers 503 when a
+  // relay loop is slow) shows in its section, and the others stay live.
   async function poll() {
     clearTimeout(state.timer);
     if (state.busy) { state.again = true; return; }
     state.busy = true;
-    try {
-      const [routes, history, sessions, ends, ready] = await Promise.all([
-        api("GET", "routes"),
-        api("GET", "history"),
-        api("GET", sessionsQuery()),
-        api("GET", endsQuery()),
-        readiness(),
-      ]);
-      if (!state.specs) state.specs = (await api("GET", "filter_specs")).filters;
-      $("#app").hidden = false;
-      $("#login").hidden = true;
-      $("#logout").hidden = !token();
-      state.routes = routes.routes;
-      state.history = history;
-      renderStatus(ready);
-      renderRoutes();
-      renderSessions(sessions);
-      renderEnds(ends.ends);
-      document.body.dataset.polls = Number(document.body.dataset.polls || 0) + 1;
-    } catch (e) {
-      if (e.status === 401) { state.busy = false; return; }
-      $("#status").textContent = "unreachable: " + e.message;
-      $("#status").className = "pill bad";
+    const epoch = state.epoch;
+    // The history moves by a sample a second and is five minutes long:
+    // read whole every HISTORY_MS, not every poll.
+    const wantHistory = !state.history || Date.now() - state.historyAt >= HISTORY_MS;
+    const got = await Promise.allSettled([
+      api("GET", "routes"),
+      wantHistory ? api("GET", "history") : null,
+      api("GET", sessionsQuery()),
+      api("GET", endsQuery()),
+      readiness(),
+    ]);
+    if (epoch === state.epoch && !got.some((g) => g.status === "rejected" && g.reason.status === 401) && !state.specs) {
+      try {
+        state.specs = (await api("GET", "filter_specs")).filters;
+      } catch (e) { /* the form asks again on the next poll */ }
     }
     state.busy = false;
+    // Signed out meanwhile, or refused (the login form shows): drop it.
+    if (epoch !== state.epoch || got.some((g) => g.status === "rejected" && g.reason.status === 401)) {
+      if (state.again && epoch === state.epoch) { state.again = false; poll(); }
+      return;
+    }
+    state.polls++;
+    document.body.dataset.polls = state.polls;
+    if (wantHistory && got[1].status === "fulfilled") state.historyAt = Date.now();
+    renderWhenFree(() => render(got));
     if (state.again) { state.again = false; return poll(); }
     state.timer = setTimeout(poll, document.hidden ? POLL_MS * 5 : POLL_MS);
+  }
+
+  // renderWhenFree renders now, or, while a pointer is down on the page,
+  // when it comes up: a click is a press and a release on the same
+  // element, and a render between the two could move it. HOLD_MAX_MS
+  // bounds the wait (a release the page never saw).
+  function renderWhenFree(fn) {
+    const epoch = state.epoch;
+    state.pending = () => { if (epoch === state.epoch) fn(); };
+    if (state.pressedAt && Date.now() - state.pressedAt < HOLD_MAX_MS) return;
+    flush();
+  }
+  function flush() {
+    const fn = state.pending;
+    state.pending = null;
+    if (fn) fn();
+  }
+
+  // sectionError says why a section's data is stale, or nothing.
+  function sectionError(sel, what, r) {
+    let msg = "";
+    if (r && r.status === "rejected") {
+      const e = r.reason;
+      msg = what + ": " + (e.status === 503 ? "a relay loop did not answer" : e.message) + "; retrying";
+    }
+    $(sel).textContent = msg;
+  }
+
+  function render([routes, history, sessions, ends, ready]) {
+    $("#app").hidden = false;
+    $("#login").hidden = true;
+    $("#logout").hidden = !token();
+    const answered = [routes, sessions, ends].filter((r) => r.status === "fulfilled").length;
+    if (answered === 0) {
+      $("#status").textContent = "unreachable: " + routes.reason.message;
+      $("#status").className = "pill bad";
+    } else {
+      renderStatus(ready.value);
+    }
+    if (history.status === "fulfilled" && history.value) state.history = history.value;
+    if (routes.status === "fulfilled") {
+      state.routes = routes.value.routes;
+      renderRoutes();
+    }
+    sectionError("#routes-error", "routes", routes.status === "rejected" ? routes : history);
+    if (sessions.status === "fulfilled") renderSessions(sessions.value);
+    sectionError("#sessions-error", "sessions", sessions);
+    if (ends.status === "fulfilled") renderEnds(ends.value.ends);
+    sectionError("#ends-error", "ends", ends);
+    state.renders++;
+    document.body.dataset.renders = state.renders;
   }
 
   async function readiness() {
@@ -296,7 +456,10 @@
       const h = hist.get(r.name) || { sessions_per_second: [], bytes_to_upstream_per_second: [], bytes_to_client_per_second: [], live: [] };
       const st = r.stats || { refused: {}, ended: {} };
       const refused = Object.values(st.refused || {}).reduce((a, b) => a + b, 0);
-      const failed = (st.ended || {}).connect_failed || 0;
+      // A dial that failed, refused or timed out: both end a session
+      // before it reached a member.
+      const ended = st.ended || {};
+      const failed = (ended.connect_failed || 0) + (ended.connect_timeout || 0);
       const minutes = Math.max(1, Math.round(h.live.length / 60));
       const stat = (label, value, series, cls) => el("div", { class: "stat" },
         el("div", { class: "label" }, label), el("div", { class: "value" }, value),
@@ -304,13 +467,14 @@
       const counts = el("div", { class: "counts" },
         el("span", { class: "pill " + (refused ? "warn" : "") , title: "clients refused: limit, no_upstream, local_error" },
           "refused " + refused + (refused ? " (" + Object.entries(st.refused).filter(([, v]) => v).map(([k, v]) => human(k) + " " + v).join(", ") + ")" : "")),
-        el("span", { class: "pill " + (failed ? "bad" : "") }, "connect failed " + failed),
+        el("span", { class: "pill dial-failed " + (failed ? "bad" : ""), title: "sessions ended by connect_failed or connect_timeout" },
+          "dial failed " + failed + (ended.connect_timeout ? " (" + ended.connect_timeout + " timed out)" : "")),
         el("span", { class: "pill" }, "started " + (st.started || 0)),
         el("span", { class: "pill" }, "total ↑ " + bytes(st.to_upstream || 0) + " ↓ " + bytes(st.to_client || 0)));
       const filters = el("div", { class: "filters", "data-route": r.name },
         el("span", { class: "muted" }, "Filters:"),
         r.filters.length ? null : el("span", { class: "muted" }, "none"),
-        r.filters.map((f, i) => el("span", { class: "chip" + (f.overlay ? " overlay" : ""), "data-filter": f.name, title: f.overlay ? "set at run time" : "from the file" },
+        r.filters.map((f, i) => el("span", { class: "chip" + (f.overlay ? " overlay" : ""), "data-filter": f.name, "data-key": i + "/" + f.name, title: f.overlay ? "set at run time" : "from the file" },
           f.name + optionsText(f.options),
           el("button", { type: "button", class: "remove-filter", "aria-label": "remove " + f.name, "data-route": r.name, "data-index": i, "data-name": f.name }, "×"))),
         el("button", { type: "button", class: "small add-filter", "data-route": r.name }, "+ Add filter"));
@@ -319,12 +483,13 @@
       const rows = r.members.map((m) => {
         const key = r.name + "/" + m.name + "/" + m.addr;
         const [hl, hc] = health(m);
-        const prev = state.health.get(key);
-        if (prev !== undefined && prev !== hl) state.changed.set(key, now);
-        state.health.set(key, hl);
+        const seen = hl + " " + m.weight;
+        const prev = state.seen.get(key);
+        if (prev !== undefined && prev !== seen) state.changed.set(key, now);
+        state.seen.set(key, seen);
         const flash = now - (state.changed.get(key) || 0) < FLASH_MS;
         const data = { "data-route": r.name, "data-member": m.name };
-        return el("tr", { class: flash ? "flash" : "", "data-member": m.name, "data-addr": m.addr },
+        return el("tr", { class: flash ? "flash" : null, "data-key": m.name + " " + m.addr, "data-member": m.name, "data-addr": m.addr },
           el("td", {}, m.name, m.name !== m.addr ? el("div", { class: "muted" }, m.addr) : null, m.backup ? el("span", { class: "pill" }, "backup") : null),
           el("td", {}, el("span", { class: "pill health " + hc }, hl)),
           checked ? el("td", { class: "reason" }, m.last_check_error || "") : null,
@@ -336,7 +501,7 @@
             el("button", { type: "button", class: "small member-act", ...data, "data-act": m.disabled ? "enable" : "disable" }, m.disabled ? "Enable" : "Disable"),
             el("button", { type: "button", class: "small member-act", ...data, "data-act": "weight", "data-weight": m.weight }, "Weight…"))));
       });
-      return el("article", { class: "card route", "data-route": r.name },
+      return el("article", { class: "card route", "data-key": r.name, "data-route": r.name },
         el("div", { class: "route-head" }, el("h3", {}, r.name),
           el("span", { class: "muted" }, (r.addrs.length ? r.addrs : r.listen).join(", ")),
           r.max_connections ? el("span", { class: "muted" }, "max " + r.max_connections) : null,
@@ -352,7 +517,7 @@
             .filter((t) => t !== null).map((t) => el("th", { class: ["Weight", "Live", "Dial failures"].includes(t) ? "num" : "" }, t)))),
           el("tbody", {}, rows))));
     });
-    $("#route-list").replaceChildren(...cards);
+    patch($("#route-list"), cards);
     const names = state.routes.map((r) => r.name);
     fillSelect($("#sessions-route"), names);
     fillSelect($("#ends-route"), names);
@@ -596,9 +761,9 @@
     s.next = page.next;
     const rows = page.sessions;
     $("#sessions-table").dataset.sort = page.sort;
-    $("#sessions-table tbody").replaceChildren(...rows.map((x) => {
+    const trs = rows.map((x) => {
       const [label, cls] = stateLabel[x.state] || [x.state, ""];
-      return el("tr", { "data-id": x.id, "data-client": x.client, "data-member": x.upstream },
+      return el("tr", { "data-key": x.id, "data-id": x.id, "data-client": x.client, "data-member": x.upstream },
         el("td", {}, x.id), el("td", {}, x.route), el("td", {}, x.client),
         el("td", { class: "wide" }, x.upstream || el("span", { class: "muted" }, "—")),
         el("td", {}, el("span", { class: "pill " + cls }, label)),
@@ -608,10 +773,11 @@
         el("td", {}, el("span", { class: "actions" },
           el("button", { type: "button", class: "small end-session", "data-id": x.id, "data-mode": "close" }, "Close"),
           el("button", { type: "button", class: "small end-session", "data-id": x.id, "data-mode": "reset" }, "Reset"))));
-    }));
+    });
     if (!rows.length) {
-      $("#sessions-table tbody").append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No live session" + (s.route || s.client || s.member ? " matches." : "."))));
+      trs.push(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No live session" + (s.route || s.client || s.member ? " matches." : "."))));
     }
+    patch($("#sessions-table tbody"), trs);
     const pageNo = s.stack.length + 1;
     $("#sessions-count").textContent = "(" + page.matched + (page.partial ? "+, a relay loop did not answer" : "") + ")";
     $("#sessions-page").textContent = "page " + pageNo + " · " + SORTED[s.sort] +
@@ -662,16 +828,17 @@
     for (const rt of state.routes) for (const r of Object.keys((rt.stats && rt.stats.ended) || {})) state.seenReasons.add(r);
     fillSelect($("#ends-reason"), [...state.seenReasons].sort());
     const chips = [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([r, n]) =>
-      el("button", { type: "button", class: "small reason-chip" + (state.ends.reason === r ? " active" : ""), "data-reason": r },
+      el("button", { type: "button", class: "small reason-chip" + (state.ends.reason === r ? " active" : ""), "data-key": r, "data-reason": r },
         el("span", { class: "pill " + reasonClass(r) }, r), " " + n));
-    if (state.ends.reason) chips.push(el("button", { type: "button", class: "small reason-chip", "data-reason": "" }, "show all"));
-    $("#ends-summary").replaceChildren(el("span", { class: "muted" }, "last " + ends.length + ":"), ...chips);
-    $("#ends-table tbody").replaceChildren(...ends.map((e) => el("tr", {},
+    if (state.ends.reason) chips.push(el("button", { type: "button", class: "small reason-chip", "data-key": "", "data-reason": "" }, "show all"));
+    patch($("#ends-summary"), [el("span", { class: "muted" }, "last " + ends.length + ":"), ...chips]);
+    const trs = ends.map((e) => el("tr", { "data-key": e.id + " " + e.time },
       el("td", { title: e.time }, ago(Date.parse(e.time))), el("td", {}, e.id), el("td", {}, e.route), el("td", {}, e.client),
       el("td", { class: "wide" }, e.upstream), el("td", {}, el("span", { class: "pill " + reasonClass(e.reason) }, e.reason)),
       el("td", { class: "num" }, duration(e.duration_seconds)), el("td", { class: "num" }, bytes(e.bytes_to_upstream)),
-      el("td", { class: "num" }, bytes(e.bytes_to_client)), el("td", { class: "err wide" }, e.error))));
-    if (!ends.length) $("#ends-table tbody").append(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No session has ended yet.")));
+      el("td", { class: "num" }, bytes(e.bytes_to_client)), el("td", { class: "err wide" }, e.error)));
+    if (!ends.length) trs.push(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "No session has ended yet.")));
+    patch($("#ends-table tbody"), trs);
   }
 
   // ---- reload with its preview ----
@@ -817,6 +984,17 @@
     $("#reload-btn").addEventListener("click", reload);
     $("#reload-close").addEventListener("click", () => $("#reload-dialog").close());
     document.addEventListener("visibilitychange", () => { if (!document.hidden && state.timer) poll(); });
+    // A press holds the renders (renderWhenFree); its release lets the
+    // held one through on the next task, after the click it makes.
+    document.addEventListener("pointerdown", () => { state.pressedAt = Date.now(); }, true);
+    const released = () => { state.pressedAt = 0; setTimeout(() => { if (!state.pressedAt) flush(); }, 0); };
+    document.addEventListener("pointerup", released, true);
+    document.addEventListener("pointercancel", released, true);
+    // The browser tests' hook: set by the test before the page loads, it
+    // gets the formatters to check. A page nobody tests has no hook.
+    if (window.pierTest && typeof window.pierTest === "object") {
+      window.pierTest.format = { bytes, rate, perSec, duration, ago, serverNow };
+    }
     start();
   });
 })();
