@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"time"
 
@@ -32,6 +33,16 @@ const (
 	DefaultPassiveFailures = 3
 	DefaultBackoff         = 2 * time.Second
 	DefaultMaxBackoff      = time.Minute
+
+	// The edge: peeking at a client's first bytes, PROXY headers,
+	// per-client tracking.
+	DefaultPeekTimeout  = 5 * time.Second
+	DefaultProxyTimeout = 3 * time.Second
+	MaxEdgeTimeout      = time.Minute // peek_timeout and proxy_protocol.timeout are (0, MaxEdgeTimeout]
+	DefaultIPv4Prefix   = 32
+	DefaultIPv6Prefix   = 64 // one IPv6 subscriber owns a /64 and picks any address in it
+	DefaultMaxTracked   = 65536
+	MaxMaxTracked       = 10_000_000
 )
 
 // Config is a whole configuration file.
@@ -55,6 +66,14 @@ type Config struct {
 	// Toxiproxy, if set, serves Toxiproxy's HTTP API beside the routes.
 	// Nil: not served.
 	Toxiproxy *Toxiproxy
+	// Allow and Deny are the top level's address lists, checked for
+	// every client of every route before the route's own: a client in
+	// Deny is refused; with Allow non-empty, so is one outside it. Empty:
+	// everyone. Prefixes are canonical (no host bits), never IPv4-mapped.
+	Allow, Deny []netip.Prefix
+	// Limits are the top level's: an accept rate over every route, and
+	// per-client limits counted across every route. Nil: none.
+	Limits *Limits
 	// File is the name the configuration was parsed under (Load: its
 	// path), for log lines. Empty for a Config built in code.
 	File string
@@ -163,6 +182,27 @@ type Route struct {
 	// toward the upstream's. Each names a filter registered with package
 	// filter; its options were checked (filter.Options.DryRun) at load.
 	Filters []Filter
+	// Match, if set, lets the route share its listen addresses with other
+	// routes that have one: a client takes the route whose Match fits it
+	// best. Nil: the route owns its addresses alone.
+	Match *Match
+	// PeekTimeout bounds waiting for a client's TLS ClientHello on a
+	// shared address, since accept. Absent: DefaultPeekTimeout; (0,
+	// MaxEdgeTimeout]. Routes sharing an address must agree.
+	PeekTimeout time.Duration
+	// ProxyProtocol, if set, accepts a PROXY protocol header from trusted
+	// clients. Nil: none is accepted (one is plain data). Routes sharing
+	// an address must agree.
+	ProxyProtocol *ProxyProtocol
+	// SendProxy is the PROXY header written to every upstream before any
+	// client byte: "v1", "v2"; "" none. A member may override it.
+	SendProxy string
+	// Allow and Deny are the route's address lists, checked after the top
+	// level's (a top-level deny wins over a route's allow). Empty:
+	// everyone the top level lets in.
+	Allow, Deny []netip.Prefix
+	// Limits are the route's accept rate and per-client limits. Nil: none.
+	Limits *Limits
 	// Pos is where the route is listed in the file (for a YAML alias, the
 	// alias). Zero for a Route built in code.
 	Pos Pos
@@ -188,6 +228,9 @@ type Upstream struct {
 	MaxConnections int
 	// Drain: the member gets no new sessions; live ones finish.
 	Drain bool
+	// SendProxy overrides the route's SendProxy for this member: "v1",
+	// "v2", or "none"; "" the route's.
+	SendProxy string
 	// Pos is where the upstream is listed in the file.
 	Pos Pos
 }
@@ -219,7 +262,89 @@ type HealthCheck struct {
 	// must match this Go regexp; "" none. It compiled at load. At most one
 	// of Expect and ExpectRegexp is set.
 	ExpectRegexp string
+	// SendProxy is the PROXY header a check writes first: "auto" (or "",
+	// absent: a LOCAL header of the member's version when the member is
+	// sent one and Port is 0, else none), "none", "v1", "v2".
+	SendProxy string
 	// Pos is where the health_check mapping is written.
+	Pos Pos
+}
+
+// Match is what a client must show to take a route on a shared listen
+// address: `match: {sni: [...], alpn: [...], source: [...], default: true}`.
+// Within one criterion any entry fits; an empty criterion fits everyone.
+// At least one criterion or Default is set.
+type Match struct {
+	// SNI: server names from the TLS ClientHello, lowercase LDH, no
+	// trailing dot: exact ("db.example.com") or a wildcard
+	// ("*.example.com": one or more labels, never example.com itself).
+	SNI []string
+	// ALPN: protocols the client offers in its ClientHello (1..255 bytes).
+	ALPN []string
+	// Source: the client's address (after a PROXY header) is in one.
+	Source []netip.Prefix
+	// Default: the route takes the clients no other route of its address
+	// fits; at most one per address.
+	Default bool
+	// Pos is where the match mapping is written.
+	Pos Pos
+}
+
+// ProxyProtocol accepts PROXY protocol headers from trusted clients:
+// `proxy_protocol: {accept: v2, trusted: [CIDR...], required: true, timeout: 3s}`.
+type ProxyProtocol struct {
+	// Accept is the version believed: "v1", "v2" or "any". Absent: "any".
+	Accept string
+	// Trusted are the socket addresses a header is believed from; at
+	// least one. From any other, a header ends the session
+	// (proxy_untrusted).
+	Trusted []netip.Prefix
+	// Required: a trusted client that sends no header is refused.
+	Required bool
+	// Timeout bounds waiting for the header, since accept. Absent:
+	// DefaultProxyTimeout; (0, MaxEdgeTimeout].
+	Timeout time.Duration
+	// Pos is where the proxy_protocol mapping is written.
+	Pos Pos
+}
+
+// Limits are a scope's (the top level's or a route's) accept rate and
+// per-client limits: `limits: {accept_rate: {...}, per_client: {...}}`.
+type Limits struct {
+	// AcceptRate bounds how fast the scope accepts clients. Nil: no bound.
+	AcceptRate *Rate
+	// PerClient bounds each client (address or prefix). Nil: none.
+	PerClient *PerClient
+	// Pos is where the limits mapping is written.
+	Pos Pos
+}
+
+// Rate is a token bucket: `rate: 20/s, burst: 40` ("20/s", "1200/m",
+// "10/h").
+type Rate struct {
+	// PerSecond is the refill rate, > 0.
+	PerSecond float64
+	// Burst is the bucket's size, ≥ 1. Absent: ceil(PerSecond), at least 1.
+	Burst int
+}
+
+// PerClient limits each client of a scope, clients being grouped by
+// address prefix: `per_client: {max_connections: 200, rate: 50/s,
+// burst: 100, ipv4_prefix: 32, ipv6_prefix: 64, max_tracked: 65536}`.
+type PerClient struct {
+	// MaxConnections caps a client's live sessions; 0 (absent): no cap.
+	MaxConnections int
+	// Rate bounds a client's new connections (written flat: rate and
+	// burst beside the other keys). Nil: no rate.
+	Rate *Rate
+	// IPv4Prefix and IPv6Prefix group clients: 1..32 (absent:
+	// DefaultIPv4Prefix) and 1..128 (absent: DefaultIPv6Prefix).
+	IPv4Prefix, IPv6Prefix int
+	// MaxTracked bounds the clients tracked at once (the least recently
+	// seen without a live session is dropped first): 1..MaxMaxTracked,
+	// absent DefaultMaxTracked; more than a route's MaxConnections.
+	MaxTracked int
+	// Pos is where the per_client mapping is written.
 	Pos Pos
 }
 

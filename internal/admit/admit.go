@@ -9,6 +9,16 @@
 //	lim := admit.NewLimit(10000)
 //	if !lim.Acquire() { /* close the client */ }
 //	defer lim.Release()
+//
+// An ACL says which client addresses may connect at all (deny wins), a
+// Rate caps how fast a route (or pier) accepts, and Clients caps each
+// client address (or prefix): its live sessions and its connection rate,
+// in a table of bounded size. None of them blocks.
+//
+//	if !acl.Allows(ip) { /* close: denied */ }
+//	if !rt.Allow(now) { /* close: rate_limit */ }
+//	t, v := clients.Admit(ip, now) // v != Admitted: close
+//	defer clients.Release(t)
 package admit
 
 import "sync/atomic"

@@ -555,7 +555,7 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 	if len(errs) > 0 {
 		return nil, nil, made, errs
 	}
-	t, err := route.NewTable(routes)
+	t, err := route.NewTable(routes, route.Global{})
 	if err != nil {
 		return nil, nil, made, err
 	}

@@ -49,7 +49,7 @@ func lateRoute(t *testing.T, name string) *route.Route {
 
 func lateApply(t *testing.T, s *Server, routes ...*route.Route) {
 	t.Helper()
-	tb, err := route.NewTable(routes)
+	tb, err := route.NewTable(routes, route.Global{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func listenerOf(t *testing.T, s *Server, name string) *listener {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ln, ok := s.listeners[route.Key(name, "127.0.0.1:0")]
+	ln, ok := s.listeners[route.Key(name, false, "127.0.0.1:0")]
 	if !ok {
 		t.Fatalf("no listener for route %s", name)
 	}

@@ -57,7 +57,7 @@ func newRoute(t testing.TB, name string, upstreams ...string) *route.Route {
 
 func table(t testing.TB, routes ...*route.Route) *route.Table {
 	t.Helper()
-	tb, err := route.NewTable(routes)
+	tb, err := route.NewTable(routes, route.Global{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/dial"
+	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/sockopt"
 	"github.com/pierproxy/pier/internal/stats"
@@ -65,6 +66,57 @@ type Params struct {
 	// route's counters: its states, its bytes as they move, its connect
 	// time, and its end. Nil counts nothing.
 	Stats *stats.Shard
+	// Peek, if set, makes the session read the client's first bytes
+	// before anything is dialed, and lets Peek.Peeked choose what
+	// happens next (see Peek). Nil: dial at once, as always.
+	Peek *Peek
+	// ProxyOut, with a PROXY version to send (SendProxy, or the member's
+	// through MemberProxy), is the PROXY header written to the upstream
+	// before any client byte. An invalid Dst is filled with the address
+	// the client connected to. Nil: no header.
+	ProxyOut *peek.Out
+	// SendProxy is the route's PROXY version for upstreams (peek.V1,
+	// peek.V2); 0 none. A member's MemberProxy overrides it.
+	SendProxy uint8
+}
+
+// Peek is the pre-dial phase of a session whose route depends on its
+// first bytes (a PROXY header, a TLS ClientHello).
+type Peek struct {
+	// Max is the most bytes read before deciding; at most peek.Max.
+	Max int
+	// Timeout is the first deadline, counted from accept
+	// (Record.Start); a Decision's Wait moves it.
+	Timeout time.Duration
+	// Peeked runs on the loop after each read that returned bytes or
+	// EOF, and at the deadline it asked for. buf is every byte read so
+	// far, from the first; it is valid only during the call. It must
+	// not block.
+	Peeked func(buf []byte, eof bool, elapsed time.Duration) Decision
+}
+
+// Decision is what Peek.Peeked decided.
+type Decision struct {
+	// Wait > 0: read more, and call Peeked again no later than this long
+	// after accept.
+	Wait time.Duration
+	// Next (Wait == 0): dial with these Params. Their Client and Record
+	// are ignored: the session keeps its socket and its Record.
+	Next *Params
+	// End and Err (Wait == 0, Next == nil): end the session for End; the
+	// first Params' Done gets the Record.
+	End session.Reason
+	Err error
+	// Skip is how many leading bytes were the PROXY header: they are
+	// never passed on to the upstream.
+	Skip int
+}
+
+// MemberProxy, when a session's Upstreams implements it, gives the PROXY
+// version (peek.V1, peek.V2; 0 none) for the member just dialed,
+// overriding Params.SendProxy. It runs on the loop and must not block.
+type MemberProxy interface {
+	SendProxy() uint8
 }
 
 // Upstreams is what a session dials: *pool.Attempt is one. Its methods

@@ -2,6 +2,14 @@
 // client that arrived on a given listen address, and everything the rest
 // of the data path needs to serve it.
 //
+// Routes may share a listen address when each has a Match: they form a
+// Group, which chooses a route for each client from its address and the
+// TLS ClientHello it sent (SNI, ALPN), most specific match first.
+//
+//	g := t.Group(key)
+//	rt, i := g.Choose(client, hello) // nil: no route (no_route)
+//	rec.Edge.Matched = rt.KeyName(i)
+//
 // A Table is immutable once built. The proxy keeps the table in force
 // behind one atomic pointer; a new session loads it once and keeps what it
 // found, and a reload swaps in a whole new table, so live sessions finish
@@ -11,10 +19,12 @@ package route
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/pierproxy/pier/internal/admit"
 	"github.com/pierproxy/pier/internal/chain"
+	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/stats"
 )
@@ -41,6 +51,141 @@ type Route struct {
 	ConnectBudget    time.Duration
 	IdleTimeout      time.Duration
 	HalfCloseTimeout time.Duration
+
+	// Match, if set, is what a client must show to take this route on a
+	// listen address it shares with other routes. Nil: the route owns
+	// its addresses alone.
+	Match *Match
+	// Proxy is the PROXY protocol accepted from clients; nil: none (a
+	// header is plain data). Routes of one group carry equal settings.
+	Proxy *ProxyIn
+	// PeekTimeout bounds waiting for a ClientHello on a shared address
+	// (since accept); routes of one group carry the same. Zero: 5s.
+	PeekTimeout time.Duration
+	// ACL is the route's allow/deny list, checked after the top level's.
+	// Nil: everyone.
+	ACL *admit.ACL
+	// Rate is the route's accept rate; nil: no bound. It carries over
+	// reloads.
+	Rate *admit.Rate
+	// Clients is the route's per-client table; nil: no per-client
+	// limits. It carries over reloads.
+	Clients *admit.Clients
+	// SendProxy is the PROXY version written to upstreams (peek.V1,
+	// peek.V2); 0: none. A member may override it (pool.Spec.SendProxy).
+	SendProxy uint8
+	// Matches counts the route's sessions by the match key that chose
+	// them (index i of Choose and KeyName), one shard per loop; made
+	// with stats.NewMatches(r.Match.KeyNames(), loops). Nil: not counted.
+	Matches *stats.Matches
+
+	keys []string // Match.KeyNames(), for KeyName without allocating
+}
+
+// KeyName names the match key i that chose the route (as Group.Choose
+// returned it): "sni:*.example.com", "alpn:h2", "source:10.0.0.0/8" or
+// "default". "" for i < 0 (the route has no Match).
+func (r *Route) KeyName(i int) string {
+	if i < 0 || i >= len(r.keys) {
+		return ""
+	}
+	return r.keys[i]
+}
+
+// Match is what a client must show to take a route on a shared address.
+// Within one criterion any entry matches; a criterion left empty matches
+// everyone.
+type Match struct {
+	// SNI: server names, lowercase, exact ("db.example.com") or wildcard
+	// ("*.example.com": one or more labels before example.com, never
+	// example.com itself).
+	SNI []string
+	// ALPN: protocols the client offers (any of them).
+	ALPN []string
+	// Source: the client's address (after a PROXY header) is in one.
+	Source []netip.Prefix
+	// Default: the route takes every client no other route matches.
+	Default bool
+}
+
+// KeyNames lists the match's keys in the order Choose indexes them: each
+// SNI pattern ("sni:…"), each ALPN protocol ("alpn:…"), each source
+// prefix ("source:…"), then "default" if set. Nil m: none.
+func (m *Match) KeyNames() []string {
+	if m == nil {
+		return nil
+	}
+	var keys []string
+	for _, s := range m.SNI {
+		keys = append(keys, "sni:"+s)
+	}
+	for _, a := range m.ALPN {
+		keys = append(keys, "alpn:"+a)
+	}
+	for _, p := range m.Source {
+		keys = append(keys, "source:"+p.String())
+	}
+	if m.Default {
+		keys = append(keys, "default")
+	}
+	return keys
+}
+
+// ProxyIn is the PROXY protocol a listener accepts from its clients.
+type ProxyIn struct {
+	// Accept is the versions believed: peek.V1, peek.V2 or peek.Any.
+	Accept uint8
+	// Trusted is the socket addresses a header is believed from; from
+	// any other a PROXY signature ends the session (proxy_untrusted).
+	Trusted *admit.ACL
+	// Required: a trusted client without a header is refused.
+	Required bool
+	// Timeout bounds waiting for the header, since accept. Zero: 3s.
+	Timeout time.Duration
+}
+
+// A Group is the routes on one listen key: one route, as always, or
+// several that each carry a Match.
+type Group struct {
+	Key, Addr string
+	Routes    []*Route
+	// Proxy is the PROXY protocol accepted on the address (the routes'
+	// common setting); nil: none.
+	Proxy *ProxyIn
+	// PeekTimeout bounds waiting for a ClientHello (the routes' common
+	// setting).
+	PeekTimeout time.Duration
+	// NeedsHello: some route matches on SNI or ALPN, so a client's
+	// ClientHello must be peeked before a route is chosen.
+	NeedsHello bool
+}
+
+// Choose returns the route for a client at address client that sent the
+// ClientHello h (nil: none was peeked, or it was not TLS), and the index
+// of the route's match key that chose it (Route.KeyName; -1 when the
+// route has no Match). Nil: no route matches and none is the default.
+// Most specific wins: SNI exact, then the longest wildcard, then none;
+// then ALPN in the client's order of preference; then the longest source
+// prefix; then the default.
+func (g *Group) Choose(client netip.Addr, h *peek.Hello) (*Route, int) {
+	if len(g.Routes) == 1 && g.Routes[0].Match == nil {
+		return g.Routes[0], -1
+	}
+	for _, r := range g.Routes {
+		if r.Match != nil && r.Match.Default {
+			return r, len(r.keys) - 1
+		}
+	}
+	return nil, -1
+}
+
+// Global is what applies to every client before any route: the top
+// level's allow/deny list, accept rate and per-client table. Nil fields
+// apply nothing.
+type Global struct {
+	ACL     *admit.ACL
+	Rate    *admit.Rate
+	Clients *admit.Clients
 }
 
 // A Listen is one listening address and the key the table knows it by.
@@ -49,24 +194,35 @@ type Listen struct {
 	Addr string // host:port to listen on
 }
 
-// A Table maps listen keys to routes.
+// A Table maps listen keys to groups of routes.
 type Table struct {
-	routes   []*Route
-	listens  []Listen
-	byListen map[string]*Route
+	routes  []*Route
+	listens []Listen
+	groups  map[string]*Group
+	global  Global
 }
 
-// NewTable builds a table. Two routes may not share a listen address.
-func NewTable(routes []*Route) (*Table, error) {
-	t := &Table{routes: routes, byListen: make(map[string]*Route)}
+// NewTable builds a table of routes under the top level's g. Routes share
+// a listen address only when every one of them has a Match (config's
+// check refuses the rest; NewTable refuses them again, as a defence).
+func NewTable(routes []*Route, g Global) (*Table, error) {
+	t := &Table{routes: routes, groups: make(map[string]*Group), global: g}
 	for _, r := range routes {
+		r.keys = r.Match.KeyNames()
 		for _, addr := range r.Listen {
-			key := Key(r.Name, addr)
-			if other, ok := t.byListen[key]; ok {
+			key := Key(r.Name, r.Match != nil, addr)
+			grp, ok := t.groups[key]
+			if !ok {
+				grp = &Group{Key: key, Addr: addr, Proxy: r.Proxy, PeekTimeout: r.PeekTimeout}
+				t.groups[key] = grp
+				t.listens = append(t.listens, Listen{Key: key, Addr: addr})
+			} else if other := grp.Routes[0]; r.Match == nil || other.Match == nil {
 				return nil, fmt.Errorf("route %s: listen %s is taken by route %s", r.Name, addr, other.Name)
 			}
-			t.byListen[key] = r
-			t.listens = append(t.listens, Listen{Key: key, Addr: addr})
+			grp.Routes = append(grp.Routes, r)
+			if m := r.Match; m != nil && (len(m.SNI) > 0 || len(m.ALPN) > 0) {
+				grp.NeedsHello = true
+			}
 		}
 	}
 	return t, nil
@@ -75,16 +231,33 @@ func NewTable(routes []*Route) (*Table, error) {
 // Key names a listen address across reloads. An address is its own key,
 // so a listener moves between routes without closing; an address on port
 // 0 (any free port, as tests use) gets a fresh port per route, so it is
-// keyed by route too.
-func Key(route, addr string) string {
+// keyed by route too ("route|addr"), unless the route shares it (shared:
+// it has a Match), when every sharing route writes it the same and the
+// key is "*|addr": one listener for the group.
+func Key(route string, shared bool, addr string) string {
 	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		if shared {
+			return "*|" + addr
+		}
 		return route + "|" + addr
 	}
 	return addr
 }
 
-// Lookup returns the route for a listen key, or nil.
-func (t *Table) Lookup(key string) *Route { return t.byListen[key] }
+// Group returns the routes on a listen key, or nil.
+func (t *Table) Group(key string) *Group { return t.groups[key] }
+
+// Global returns what applies to every client before any route.
+func (t *Table) Global() Global { return t.global }
+
+// Lookup returns the (first) route on a listen key, or nil: the one that
+// names the listener in log lines.
+func (t *Table) Lookup(key string) *Route {
+	if g := t.groups[key]; g != nil {
+		return g.Routes[0]
+	}
+	return nil
+}
 
 // Routes returns the table's routes in configuration order.
 func (t *Table) Routes() []*Route { return t.routes }

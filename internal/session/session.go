@@ -9,6 +9,7 @@ package session
 import (
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,12 @@ const (
 	FilterError                    // a filter failed or panicked
 	NoUpstream                     // no member of the pool could take the session
 	Admin                          // an operator ended it through the admin API
+	Denied                         // an allow/deny list refused the client's address
+	NoRoute                        // no route on the shared address matched the client (and none is the default)
+	ProxyUntrusted                 // a PROXY header came from a socket address outside the trusted list
+	ProxyError                     // a PROXY header was malformed, of a version not accepted, required and missing, or late
+	ClientLimit                    // the client (its address or prefix) was at its max_connections
+	RateLimit                      // an accept rate (global, route or the client's) was spent
 
 	// NumReasons is one past the last reason, for arrays indexed by Reason.
 	NumReasons = iota
@@ -57,6 +64,12 @@ var reasonNames = [...]string{
 	FilterError:      "filter_error",
 	NoUpstream:       "no_upstream",
 	Admin:            "admin",
+	Denied:           "denied",
+	NoRoute:          "no_route",
+	ProxyUntrusted:   "proxy_untrusted",
+	ProxyError:       "proxy_error",
+	ClientLimit:      "client_limit",
+	RateLimit:        "rate_limit",
 }
 
 func (r Reason) String() string {
@@ -83,11 +96,18 @@ const (
 	NumStates = iota
 )
 
+// Peeking is a session still reading its first bytes (a PROXY header, a
+// TLS ClientHello) before its route is chosen. It sits past NumStates on
+// purpose: no route has such a session yet, so the per-route counts
+// indexed by State never hold it; only the admin list shows it.
+const Peeking State = NumStates
+
 var stateNames = [...]string{
 	Connecting:         "connecting",
 	Open:               "open",
 	HalfClosedClient:   "half_closed_client",
 	HalfClosedUpstream: "half_closed_upstream",
+	Peeking:            "peeking",
 }
 
 func (s State) String() string {
@@ -114,7 +134,42 @@ type Record struct {
 	Duration   time.Duration // from accept to close
 	Reason     Reason        // why it ended
 	Err        error         // the error behind Reason, if any
+
+	// Edge is what the listener's edge learned before the route was
+	// chosen: a PROXY header, a ClientHello, the match, a limit. Nil for
+	// a session on a plain listener (8 bytes of idle cost).
+	Edge *Edge
 }
+
+// Edge is what pier learned about a client at the edge, before dialing.
+// Every field is optional: zero means unknown or not applicable.
+type Edge struct {
+	// Peer is the socket's address when a PROXY header replaced Client.
+	Peer netip.AddrPort
+	// Proxy is the header received: "v1", "v2" or "local" (v2 LOCAL or
+	// v1 UNKNOWN: the real endpoints stand); "" none.
+	Proxy string
+	// SNI and ALPN are the TLS ClientHello's server name and protocols.
+	SNI  string
+	ALPN []string
+	// Matched is the match key that chose the route: "sni:*.example.com",
+	// "alpn:h2", "source:10.0.0.0/8" or "default".
+	Matched string
+	// TLVs of a v2 header: PP2_TYPE_AUTHORITY, UNIQUE_ID (as received,
+	// printable or hex), ALPN, and the SSL TLV's version and client CN.
+	Authority, UniqueID, ProxyALPN, SSLVersion, SSLCN string
+	// Limit names the limit that refused the client: "global_rate",
+	// "route_rate", "client_connections", "client_rate", the last two
+	// prefixed "global_" for the top-level table.
+	Limit string
+	// Suppressed counts refusal log lines skipped (rate-limited) since
+	// the last one written; this line carries the count.
+	Suppressed uint64
+}
+
+// maxALPNAttr bounds the alpn attribute: a client may offer many
+// protocols, the log line should not grow with them.
+const maxALPNAttr = 128
 
 // Attrs renders the record as the attributes of one access log line.
 func (r *Record) Attrs() []slog.Attr {
@@ -138,6 +193,42 @@ func (r *Record) Attrs() []slog.Attr {
 	)
 	if r.Err != nil {
 		attrs = append(attrs, slog.String("error", r.Err.Error()))
+	}
+	if e := r.Edge; e != nil {
+		attrs = e.appendAttrs(attrs)
+	}
+	return attrs
+}
+
+// appendAttrs appends the edge's attributes that are set, in a fixed
+// order.
+func (e *Edge) appendAttrs(attrs []slog.Attr) []slog.Attr {
+	str := func(key, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(key, v))
+		}
+	}
+	if e.Peer.IsValid() {
+		attrs = append(attrs, slog.String("peer", e.Peer.String()))
+	}
+	str("proxy", e.Proxy)
+	str("sni", e.SNI)
+	if len(e.ALPN) > 0 {
+		alpn := strings.Join(e.ALPN, ",")
+		if len(alpn) > maxALPNAttr {
+			alpn = alpn[:maxALPNAttr]
+		}
+		attrs = append(attrs, slog.String("alpn", alpn))
+	}
+	str("match", e.Matched)
+	str("tlv_authority", e.Authority)
+	str("tlv_unique_id", e.UniqueID)
+	str("tlv_alpn", e.ProxyALPN)
+	str("tlv_ssl_version", e.SSLVersion)
+	str("tlv_ssl_cn", e.SSLCN)
+	str("limit", e.Limit)
+	if e.Suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", e.Suppressed))
 	}
 	return attrs
 }

@@ -1,6 +1,10 @@
 package session
 
-import "testing"
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
 
 // TestReasonNamesDistinct pins that every reason has a name of its own:
 // the access log and the metrics label sessions by it, and two reasons
@@ -18,8 +22,14 @@ func TestReasonNamesDistinct(t *testing.T) {
 		}
 		seen[name] = r
 	}
-	if got := Admin.String(); got != "admin" {
-		t.Errorf("Admin = %q, want admin", got)
+	// The access log and the metrics spell the reasons so.
+	for r, want := range map[Reason]string{
+		Admin: "admin", Denied: "denied", NoRoute: "no_route", ProxyUntrusted: "proxy_untrusted",
+		ProxyError: "proxy_error", ClientLimit: "client_limit", RateLimit: "rate_limit",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("reason %d = %q, want %q", r, got, want)
+		}
 	}
 	if got := Reason(NumReasons).String(); got != "unknown" {
 		t.Errorf("one past the last reason = %q, want unknown", got)
@@ -43,7 +53,37 @@ func TestStateNamesDistinct(t *testing.T) {
 		}
 		seen[name] = s
 	}
-	if got := State(NumStates).String(); got != "unknown" {
-		t.Errorf("one past the last state = %q, want unknown", got)
+	// Peeking sits just past the states the route counts index.
+	if got := Peeking.String(); got != "peeking" {
+		t.Errorf("Peeking = %q, want peeking", got)
+	}
+	if got := State(Peeking + 1).String(); got != "unknown" {
+		t.Errorf("one past Peeking = %q, want unknown", got)
+	}
+}
+
+// TestEdgeAttrs pins that a record's edge adds its set fields to the
+// access log line, in order, and a nil edge adds nothing.
+func TestEdgeAttrs(t *testing.T) {
+	r := &Record{Route: "db"}
+	plain := len(r.Attrs())
+	r.Edge = &Edge{
+		Peer: netip.MustParseAddrPort("127.0.0.1:4000"), Proxy: "v2", SNI: "db.example.com",
+		ALPN: []string{"h2", "http/1.1"}, Matched: "sni:db.example.com", Authority: "db.example.com",
+		UniqueID: "7", ProxyALPN: "h2", SSLVersion: "TLSv1.3", SSLCN: "client", Limit: "client_rate", Suppressed: 3,
+	}
+	var keys []string
+	for _, a := range r.Attrs()[plain:] {
+		keys = append(keys, a.Key+"="+a.Value.String())
+	}
+	want := "peer=127.0.0.1:4000 proxy=v2 sni=db.example.com alpn=h2,http/1.1 match=sni:db.example.com " +
+		"tlv_authority=db.example.com tlv_unique_id=7 tlv_alpn=h2 tlv_ssl_version=TLSv1.3 tlv_ssl_cn=client " +
+		"limit=client_rate suppressed=3"
+	if got := strings.Join(keys, " "); got != want {
+		t.Errorf("edge attrs = %q, want %q", got, want)
+	}
+	r.Edge = &Edge{SNI: "a.example.com"}
+	if got := len(r.Attrs()) - plain; got != 1 {
+		t.Errorf("an edge with only sni adds %d attrs, want 1", got)
 	}
 }

@@ -1,6 +1,7 @@
-// Package stats holds the data path's counters per route: one Shard per
-// relay loop, written only by that loop, summed by Totals when someone
-// reads them (a Prometheus scrape, the admin API).
+// Package stats holds the data path's counters per route (and, for the
+// edge, per listener and per match key): one Shard per relay loop,
+// written only by that loop, summed by Totals when someone reads them (a
+// Prometheus scrape, the admin API).
 //
 // The hot path pays one uncontended atomic add per event on a cache line
 // no other loop writes, and nothing per byte beyond one add per direction
@@ -29,18 +30,24 @@ type Refusal uint8
 
 // The reasons a client is refused, in the words the metrics use.
 const (
-	RefusedLimit      Refusal = iota // the route was at max_connections
-	RefusedNoUpstream                // no member of the pool could take it
-	RefusedLocalError                // pier ran out of something before a byte moved
+	RefusedLimit       Refusal = iota // the route was at max_connections
+	RefusedNoUpstream                 // no member of the pool could take it
+	RefusedLocalError                 // pier ran out of something before a byte moved
+	RefusedDenied                     // the route's allow/deny list refused the client's address
+	RefusedClientLimit                // the client was at the route's per-client max_connections
+	RefusedRateLimit                  // the route's accept rate or the client's rate was spent
 
 	// NumRefusals is one past the last refusal, for arrays indexed by it.
 	NumRefusals = iota
 )
 
 var refusalNames = [...]string{
-	RefusedLimit:      "limit",
-	RefusedNoUpstream: "no_upstream",
-	RefusedLocalError: "local_error",
+	RefusedLimit:       "limit",
+	RefusedNoUpstream:  "no_upstream",
+	RefusedLocalError:  "local_error",
+	RefusedDenied:      "denied",
+	RefusedClientLimit: "client_limit",
+	RefusedRateLimit:   "rate_limit",
 }
 
 func (r Refusal) String() string {

@@ -159,7 +159,10 @@ func TestNilShardCountsNothing(t *testing.T) {
 }
 
 func TestRefusalNames(t *testing.T) {
-	want := []string{"limit", "no_upstream", "local_error"}
+	want := []string{"limit", "no_upstream", "local_error", "denied", "client_limit", "rate_limit"}
+	if NumRefusals != len(want) {
+		t.Fatalf("NumRefusals = %d, want %d", NumRefusals, len(want))
+	}
 	for i := range Refusal(NumRefusals) {
 		if got := i.String(); got != want[i] {
 			t.Errorf("refusal %d = %q, want %q", i, got, want[i])
