@@ -72,6 +72,11 @@ type Check struct {
 	// matches, the peer closes, 4 KiB are read, or the timeout. If Expect
 	// is set too, the reply must satisfy both.
 	ExpectRE *regexp.Regexp
+	// Preface, if set, gives the bytes written first on connecting to the
+	// member at addr (its own address, before Port replaces the port),
+	// before Send: a PROXY protocol header for a member that reads one
+	// first. Nil, or nil bytes: nothing. It must not block.
+	Preface func(addr netip.AddrPort) []byte
 }
 
 func (c *Check) timeout() time.Duration {
@@ -100,6 +105,10 @@ func (c *Check) timeout() time.Duration {
 // The connection is closed normally (a FIN, not a RST) so that members do
 // not log resets; bytes of the reply that were not needed are left unread.
 func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
+	var preface []byte
+	if c.Preface != nil {
+		preface = c.Preface(addr)
+	}
 	if c.Port != 0 {
 		addr = netip.AddrPortFrom(addr.Addr(), c.Port)
 	}
@@ -117,8 +126,10 @@ func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	if len(c.Send) > 0 {
-		if _, err := conn.Write(c.Send); err != nil {
+	// One write, so that a member reading a PROXY header first finds
+	// the check's bytes right behind it, in one segment.
+	if out := append(preface[:len(preface):len(preface)], c.Send...); len(out) > 0 {
+		if _, err := conn.Write(out); err != nil {
 			return c.failed(ctx, "send", err)
 		}
 	}

@@ -409,3 +409,35 @@ func TestProbeTimesOutConnecting(t *testing.T) {
 		t.Fatalf("Probe: %v, want connect: timeout after 100ms", err)
 	}
 }
+
+// TestProbeWritesPrefaceFirst pins Check.Preface: its bytes reach the
+// member before Send, in order, and Preface is asked with the member's
+// own address even when Port probes another port (the pool decides by
+// the member, not by the port probed).
+func TestProbeWritesPrefaceFirst(t *testing.T) {
+	preface := []byte("PROXY UNKNOWN\r\n")
+	got := make(chan []byte, 1)
+	addr := serve(t, func(c *net.TCPConn) {
+		b := make([]byte, len(preface)+len(ping))
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- nil
+			return
+		}
+		got <- b
+		c.Write([]byte("+PONG\r\n"))
+		io.Copy(io.Discard, c)
+	})
+	member := netip.AddrPortFrom(addr.Addr(), 1) // Port sends the probe to addr
+	var asked netip.AddrPort
+	c := &Check{Timeout: wait, Port: addr.Port(), Send: ping, Expect: []byte("+PONG"),
+		Preface: func(a netip.AddrPort) []byte { asked = a; return preface }}
+	if err := c.Probe(context.Background(), member); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; string(b) != string(preface)+string(ping) {
+		t.Errorf("member read %q, want the preface then the ping", b)
+	}
+	if asked != member {
+		t.Errorf("Preface asked for %v, want the member's own address %v", asked, member)
+	}
+}
