@@ -43,6 +43,19 @@ type Snapshot struct {
 	// is then not emitted rather than claiming 1970.
 	LastReloadOK                      time.Time
 	LogDroppedAccess, LogDroppedOther uint64
+	// Clients is the top level's per-client table; nil: the top level has no per_client
+	// limits, and its series are not emitted.
+	Clients *Clients
+	// LogRefusalsSuppressed counts refusal log lines not written because refusals came
+	// faster than the log's rate for them (every refusal is still counted).
+	LogRefusalsSuppressed uint64
+}
+
+// Clients is a per-client table's counts (a scope's: the top level's or a route's).
+type Clients struct {
+	Tracked   int    // clients (addresses or prefixes) in the table now
+	Evicted   uint64 // least recently seen clients dropped to make room
+	Untracked uint64 // clients admitted untracked: the table was full of live clients
 }
 
 // Route is one route's totals, summed over the relay loops.
@@ -58,6 +71,11 @@ type Route struct {
 	Refused               map[string]uint64 // by why: limit, no_upstream, local_error
 	Retries               uint64            // dials beyond the first
 	Members               []Member
+	// Matched counts sessions by the configured match key that chose the route
+	// ("sni:*.example.com", "default"); nil: the route has no match.
+	Matched map[string]uint64
+	// Clients is the route's per-client table; nil: the route has no per_client limits.
+	Clients *Clients
 }
 
 // Histogram is a histogram's buckets as the data path keeps them: per bucket, not
@@ -84,6 +102,13 @@ type Member struct {
 type Listener struct {
 	Route, Addr string
 	Pauses      map[string]uint64 // by why: accept_error, descriptors, local_error
+	// The edge's counts: clients refused before a route by why (denied, no_route,
+	// proxy_untrusted, proxy_error, rate_limit, client_limit), ClientHello peeks by
+	// result (tls, not_tls, timeout, too_large, closed), PROXY headers from trusted
+	// clients by result (v1, v2, local, absent), and sessions reading their first bytes
+	// now. Nil maps emit nothing.
+	Refused, Peeks, Headers map[string]uint64
+	Peeking                 int64
 }
 
 // Filter is one filter of a route that can drop what it could not write (dump, pcap).
@@ -122,6 +147,11 @@ type collector struct {
 	acceptPauses                            *prometheus.Desc
 	reloads, lastReload                     *prometheus.Desc
 	filterBytes, filterWrites, logDropped   *prometheus.Desc
+
+	listenerRefused, peeks, headers, peeking             *prometheus.Desc
+	matched                                              *prometheus.Desc
+	tracked, evicted, untracked                          *prometheus.Desc
+	routeTracked, routeEvicted, routeUntracked, suppress *prometheus.Desc
 }
 
 // NewCollector returns a collector that calls src.Snapshot once per scrape. Its metrics
@@ -145,7 +175,7 @@ func NewCollector(src Source) prometheus.Collector {
 		duration: newDesc("pier_route_session_duration_seconds",
 			"Duration of finished sessions.", routeLabels...),
 		refused: newDesc("pier_route_clients_refused_total",
-			"Clients refused, by why: limit (max_connections), no_upstream, local_error.", with(routeLabels, "why")...),
+			"Clients refused once the route was known, by why: limit (max_connections), no_upstream, local_error, denied, client_limit, rate_limit.", with(routeLabels, "why")...),
 		retries: newDesc("pier_route_connect_retries_total",
 			"Upstream dials beyond each session's first.", routeLabels...),
 
@@ -169,6 +199,31 @@ func NewCollector(src Source) prometheus.Collector {
 		acceptPauses: newDesc("pier_listener_accept_pauses_total",
 			"Times the listener stopped accepting for a while, by why: accept_error, descriptors (EMFILE and friends), local_error.", listenerLabels...),
 
+		listenerRefused: newDesc("pier_listener_clients_refused_total",
+			"Clients the listener refused before a route took them, by why: denied, no_route, proxy_untrusted, proxy_error, rate_limit, client_limit.", "listener", "why"),
+		peeks: newDesc("pier_listener_peeks_total",
+			"TLS ClientHello peeks on the listener, by result: tls, not_tls, timeout, too_large, closed.", "listener", "result"),
+		headers: newDesc("pier_listener_proxy_headers_total",
+			"What trusted clients sent for a PROXY protocol header, by result: v1, v2, local, absent.", "listener", "result"),
+		peeking: newDesc("pier_listener_sessions_peeking",
+			"Sessions on the listener reading their first bytes (PROXY header, ClientHello) before a route is chosen.", "listener"),
+		matched: newDesc("pier_route_sessions_matched_total",
+			"Sessions the route took on a shared address, by the configured match key that chose it (sni:..., alpn:..., source:..., default).", with(routeLabels, "match")...),
+		tracked: newDesc("pier_clients_tracked",
+			"Clients (addresses or prefixes) in the top level's per-client table now."),
+		evicted: newDesc("pier_clients_evicted_total",
+			"Least recently seen clients the top level's per-client table dropped to make room."),
+		untracked: newDesc("pier_clients_untracked_total",
+			"Clients admitted untracked because the top level's per-client table was full of clients with live sessions."),
+		routeTracked: newDesc("pier_route_clients_tracked",
+			"Clients (addresses or prefixes) in the route's per-client table now.", routeLabels...),
+		routeEvicted: newDesc("pier_route_clients_evicted_total",
+			"Least recently seen clients the route's per-client table dropped to make room.", routeLabels...),
+		routeUntracked: newDesc("pier_route_clients_untracked_total",
+			"Clients admitted untracked because the route's per-client table was full of clients with live sessions.", routeLabels...),
+		suppress: newDesc("pier_log_refusals_suppressed_total",
+			"Refusal log lines not written because refusals came faster than their log rate (10/s, burst 100); each refusal is still counted."),
+
 		reloads: newDesc("pier_config_reloads_total",
 			"Configuration reloads, by result: ok, error.", "result"),
 		lastReload: newDesc("pier_config_last_reload_success_timestamp_seconds",
@@ -188,6 +243,8 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.started, c.ended, c.live, c.states, c.bytes, c.connectTime, c.duration, c.refused, c.retries,
 		c.up, c.ejected, c.draining, c.disabled, c.weight, c.memberLive, c.connectFailures, c.checks,
 		c.acceptPauses, c.reloads, c.lastReload, c.filterBytes, c.filterWrites, c.logDropped,
+		c.listenerRefused, c.peeks, c.headers, c.peeking, c.matched,
+		c.tracked, c.evicted, c.untracked, c.routeTracked, c.routeEvicted, c.routeUntracked, c.suppress,
 	}
 }
 
@@ -210,7 +267,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for why, n := range l.Pauses {
 			e.counter(c.acceptPauses, n, l.Route, l.Addr, why)
 		}
+		for why, n := range l.Refused {
+			e.counter(c.listenerRefused, n, l.Addr, why)
+		}
+		for result, n := range l.Peeks {
+			e.counter(c.peeks, n, l.Addr, result)
+		}
+		for result, n := range l.Headers {
+			e.counter(c.headers, n, l.Addr, result)
+		}
+		if l.Refused != nil {
+			e.gauge(c.peeking, float64(l.Peeking), l.Addr)
+		}
 	}
+	if t := s.Clients; t != nil {
+		e.gauge(c.tracked, float64(t.Tracked))
+		e.counter(c.evicted, t.Evicted)
+		e.counter(c.untracked, t.Untracked)
+	}
+	e.counter(c.suppress, s.LogRefusalsSuppressed)
 	for _, f := range s.Filters {
 		index := strconv.Itoa(f.Index)
 		e.counter(c.filterBytes, f.DroppedBytes, f.Route, f.Name, index)
@@ -243,6 +318,14 @@ func (c *collector) collectRoute(e emitter, r *Route) {
 		e.counter(c.refused, n, name, why)
 	}
 	e.counter(c.retries, r.Retries, name)
+	for key, n := range r.Matched {
+		e.counter(c.matched, n, name, key)
+	}
+	if t := r.Clients; t != nil {
+		e.gauge(c.routeTracked, float64(t.Tracked), name)
+		e.counter(c.routeEvicted, t.Evicted, name)
+		e.counter(c.routeUntracked, t.Untracked, name)
+	}
 	for i := range r.Members {
 		m := &r.Members[i]
 		e.gauge(c.up, bit(m.Up), name, m.Name, m.Addr)

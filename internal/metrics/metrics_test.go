@@ -53,23 +53,32 @@ func fullSnapshot() Snapshot {
 			ToUpstream: 1234, ToClient: 5678,
 			ConnectTime: Histogram{Bounds: []float64{0.001, 0.01, 0.1}, Counts: []uint64{3, 4, 1, 1}, Sum: 0.75},
 			Duration:    Histogram{Bounds: []float64{1, 60}, Counts: []uint64{5, 2, 1}, Sum: 300.5},
-			Refused:     map[string]uint64{"limit": 2, "no_upstream": 1, "local_error": 0},
-			Retries:     3,
+			Refused: map[string]uint64{"limit": 2, "no_upstream": 1, "local_error": 0,
+				"denied": 4, "client_limit": 1, "rate_limit": 0},
+			Retries: 3,
 			Members: []Member{
 				{Name: "a", Addr: "127.0.0.1:8001", Up: true, Weight: 2, Live: 2,
 					ConnectFailures: 1, ChecksPassed: 40, ChecksFailed: 1},
 				{Name: "b", Addr: "127.0.0.1:8002", Ejected: true, Draining: true, Disabled: true, Weight: 1,
 					ConnectFailures: 5, ChecksPassed: 0, ChecksFailed: 41},
 			},
+			Matched: map[string]uint64{"sni:*.example.com": 7, "default": 3},
+			Clients: &Clients{Tracked: 3, Evicted: 1, Untracked: 0},
 		}},
 		Listeners: []Listener{{Route: "web", Addr: "127.0.0.1:8080",
-			Pauses: map[string]uint64{"accept_error": 0, "descriptors": 3, "local_error": 1}}},
-		Filters:          []Filter{{Route: "web", Name: "pcap", Index: 1, DroppedBytes: 4096, DroppedWrites: 2}},
-		ReloadsOK:        4,
-		ReloadsFailed:    1,
-		LastReloadOK:     reloadTime,
-		LogDroppedAccess: 7,
-		LogDroppedOther:  0,
+			Pauses:  map[string]uint64{"accept_error": 0, "descriptors": 3, "local_error": 1},
+			Refused: map[string]uint64{"denied": 5, "no_route": 1, "proxy_untrusted": 0, "proxy_error": 0, "rate_limit": 0, "client_limit": 0},
+			Peeks:   map[string]uint64{"tls": 9, "not_tls": 1, "timeout": 0, "too_large": 0, "closed": 0},
+			Headers: map[string]uint64{"v1": 0, "v2": 10, "local": 2, "absent": 0},
+			Peeking: 1}},
+		Clients:               &Clients{Tracked: 5, Evicted: 0, Untracked: 0},
+		LogRefusalsSuppressed: 2,
+		Filters:               []Filter{{Route: "web", Name: "pcap", Index: 1, DroppedBytes: 4096, DroppedWrites: 2}},
+		ReloadsOK:             4,
+		ReloadsFailed:         1,
+		LastReloadOK:          reloadTime,
+		LogDroppedAccess:      7,
+		LogDroppedOther:       0,
 	}
 }
 
@@ -86,7 +95,7 @@ func pedanticGather(t *testing.T, s Snapshot) []*dto.MetricFamily {
 
 // pierName is the naming rule every pier metric follows: the pier_ prefix, a subsystem,
 // lower-case snake case.
-var pierName = regexp.MustCompile(`^pier_(route|member|listener|config|filter|log)_[a-z_]+$`)
+var pierName = regexp.MustCompile(`^pier_(route|member|listener|clients|config|filter|log)_[a-z_]+$`)
 
 func TestMetricNamesFollowPrometheusConventions(t *testing.T) {
 	mfs := pedanticGather(t, fullSnapshot())
@@ -221,12 +230,26 @@ func TestDocExampleScrapeIsReal(t *testing.T) {
 // buckets are cumulative sums of the per-bucket counts and _count is their total, so
 // the +Inf bucket equals _count.
 func TestExposition(t *testing.T) {
-	const want = `# HELP pier_config_last_reload_success_timestamp_seconds Unix time of the last configuration load that succeeded (the start's included).
+	const want = `# HELP pier_clients_tracked Clients (addresses or prefixes) in the top level's per-client table now.
+# TYPE pier_clients_tracked gauge
+pier_clients_tracked 5
+# HELP pier_config_last_reload_success_timestamp_seconds Unix time of the last configuration load that succeeded (the start's included).
 # TYPE pier_config_last_reload_success_timestamp_seconds gauge
 pier_config_last_reload_success_timestamp_seconds 1.7041646455e+09
 # HELP pier_filter_dropped_bytes_total Bytes a filter (dump, pcap) could not write to its output and dropped.
 # TYPE pier_filter_dropped_bytes_total counter
 pier_filter_dropped_bytes_total{filter="pcap",index="1",route="web"} 4096
+# HELP pier_listener_clients_refused_total Clients the listener refused before a route took them, by why: denied, no_route, proxy_untrusted, proxy_error, rate_limit, client_limit.
+# TYPE pier_listener_clients_refused_total counter
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="client_limit"} 0
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="denied"} 5
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="no_route"} 1
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="proxy_error"} 0
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="proxy_untrusted"} 0
+pier_listener_clients_refused_total{listener="127.0.0.1:8080",why="rate_limit"} 0
+# HELP pier_listener_sessions_peeking Sessions on the listener reading their first bytes (PROXY header, ClientHello) before a route is chosen.
+# TYPE pier_listener_sessions_peeking gauge
+pier_listener_sessions_peeking{listener="127.0.0.1:8080"} 1
 # HELP pier_member_health_checks_total Health checks of the member, by result: pass, fail.
 # TYPE pier_member_health_checks_total counter
 pier_member_health_checks_total{addr="127.0.0.1:8001",member="a",result="fail",route="web"} 1
@@ -237,11 +260,14 @@ pier_member_health_checks_total{addr="127.0.0.1:8002",member="b",result="pass",r
 # TYPE pier_member_up gauge
 pier_member_up{addr="127.0.0.1:8001",member="a",route="web"} 1
 pier_member_up{addr="127.0.0.1:8002",member="b",route="web"} 0
-# HELP pier_route_clients_refused_total Clients refused, by why: limit (max_connections), no_upstream, local_error.
+# HELP pier_route_clients_refused_total Clients refused once the route was known, by why: limit (max_connections), no_upstream, local_error, denied, client_limit, rate_limit.
 # TYPE pier_route_clients_refused_total counter
+pier_route_clients_refused_total{route="web",why="client_limit"} 1
+pier_route_clients_refused_total{route="web",why="denied"} 4
 pier_route_clients_refused_total{route="web",why="limit"} 2
 pier_route_clients_refused_total{route="web",why="local_error"} 0
 pier_route_clients_refused_total{route="web",why="no_upstream"} 1
+pier_route_clients_refused_total{route="web",why="rate_limit"} 0
 # HELP pier_route_connect_duration_seconds Time from the start of the dial that succeeded to the upstream connection being ready.
 # TYPE pier_route_connect_duration_seconds histogram
 pier_route_connect_duration_seconds_bucket{route="web",le="0.001"} 3
@@ -262,6 +288,10 @@ pier_route_sessions_ended_total{reason="admin",route="web"} 0
 pier_route_sessions_ended_total{reason="client_reset",route="web"} 1
 pier_route_sessions_ended_total{reason="done",route="web"} 6
 pier_route_sessions_ended_total{reason="no_upstream",route="web"} 1
+# HELP pier_route_sessions_matched_total Sessions the route took on a shared address, by the configured match key that chose it (sni:..., alpn:..., source:..., default).
+# TYPE pier_route_sessions_matched_total counter
+pier_route_sessions_matched_total{match="default",route="web"} 3
+pier_route_sessions_matched_total{match="sni:*.example.com",route="web"} 7
 `
 	names := []string{
 		"pier_config_last_reload_success_timestamp_seconds",
@@ -272,6 +302,10 @@ pier_route_sessions_ended_total{reason="no_upstream",route="web"} 1
 		"pier_route_connect_duration_seconds",
 		"pier_route_sessions",
 		"pier_route_sessions_ended_total",
+		"pier_route_sessions_matched_total",
+		"pier_listener_clients_refused_total",
+		"pier_listener_sessions_peeking",
+		"pier_clients_tracked",
 	}
 	got := exposition(t, pedanticGather(t, fullSnapshot()), names...)
 	if diff := cmp.Diff(strings.Split(want, "\n"), strings.Split(got, "\n")); diff != "" {
