@@ -1,8 +1,17 @@
 package admit
 
 import (
+	"cmp"
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
+	"golang.org/x/time/rate"
 )
 
 // ClientLimits are the per-client limits of one scope (pier's top level or
@@ -10,10 +19,34 @@ import (
 type ClientLimits struct {
 	MaxConns   int     // live sessions per client; 0: no cap
 	PerSecond  float64 // new connections a second per client; 0: no rate
-	Burst      int     // the rate's bucket size (≥ 1 when PerSecond > 0)
-	V4Bits     int     // IPv4 clients are grouped by this prefix length (1..32)
-	V6Bits     int     // IPv6 clients by this one (1..128)
-	MaxTracked int     // most clients tracked at once (≥ 1)
+	Burst      int     // the rate's bucket size (≥ 1 when PerSecond > 0; less is taken as 1)
+	V4Bits     int     // IPv4 clients are grouped by this prefix length (1..32); 0: 32
+	V6Bits     int     // IPv6 clients by this one (1..128); 0: 64
+	MaxTracked int     // most clients tracked at once (≥ 1); 0: 65536
+}
+
+// The defaults of ClientLimits' zero fields (config's defaults too).
+const (
+	defaultV4Bits     = 32
+	defaultV6Bits     = 64
+	defaultMaxTracked = 65536
+)
+
+// resolved returns l with its zero fields set to the defaults and its
+// prefix lengths within their family's range.
+func (l ClientLimits) resolved() ClientLimits {
+	if l.V4Bits <= 0 {
+		l.V4Bits = defaultV4Bits
+	}
+	if l.V6Bits <= 0 {
+		l.V6Bits = defaultV6Bits
+	}
+	l.V4Bits, l.V6Bits = min(l.V4Bits, 32), min(l.V6Bits, 128)
+	if l.MaxTracked <= 0 {
+		l.MaxTracked = defaultMaxTracked
+	}
+	l.Burst = max(l.Burst, 1)
+	return l
 }
 
 // Verdict is what Admit decided.
@@ -44,39 +77,297 @@ func (v Verdict) String() string {
 type Ticket struct {
 	shard uint8
 	slot  int32
-	gen   uint32
+	gen   uint32 // the entry's generation when admitted; never 0 in a real ticket
 }
 
 // Clients tracks clients (grouped by prefix) of one scope: their live
 // sessions and their connection rate. Its size is bounded by MaxTracked:
-// the least recently seen client with no live session is evicted. A nil
-// *Clients admits everyone and tracks no one. Safe for concurrent use.
+// the least recently active client with no live session (active: admitted,
+// refused or its last session ended) is evicted to make room; a client with
+// live sessions is never evicted, and when every tracked client has some,
+// a new client is admitted untracked (and counted). A nil *Clients admits
+// everyone and tracks no one. Safe for concurrent use: the table is split
+// into up to 64 shards, each under its own lock, held for one map lookup
+// and a few field updates, so loops contend only when two admit clients of
+// one shard at the same instant. Nothing blocks beyond that lock.
 type Clients struct {
-	limits ClientLimits
+	cfg atomic.Pointer[clientConfig]
+	tab atomic.Pointer[clientTable]
+	// gens numbers entries as they are filled, across the tables Set
+	// starts, so a Ticket of an evicted entry or of a replaced table
+	// never matches the entry now in its slot.
+	gens      atomic.Uint32
+	evicted   atomic.Uint64
+	untracked atomic.Uint64
+}
+
+// clientConfig is the limits in force and their version: an entry whose
+// limiter was tuned under an older version retunes it when next seen.
+type clientConfig struct {
+	ClientLimits
+	version uint32
+}
+
+// clientTable is the tracked clients under one choice of prefix lengths
+// and size.
+type clientTable struct {
+	v4Bits, v6Bits int
+	shardShift     uint // 64 - log2(len(shards)); 64 for one shard
+	seed           uint64
+	shards         []clientShard
+}
+
+// minPerShard keeps small tables in few shards, so that their bound and
+// their eviction order stay close to exact (a shard evicts only among its
+// own clients; one shard is a true least-recently-active table).
+const minPerShard = 256
+
+// maxShards bounds the shards (a Ticket holds the index in a byte).
+const maxShards = 64
+
+type clientShard struct {
+	mu    sync.Mutex
+	index map[[16]byte]int32 // masked address (IPv4 in the mapped form) → slab slot
+	slab  []clientEntry
+	// head and tail are the idle list: the entries with no live session,
+	// most recently active first. Eviction takes the tail. -1: empty.
+	head, tail int32
+	max        int32 // most entries this shard holds
+	_          cpu.CacheLinePad
+}
+
+// clientEntry is one tracked client: 64 bytes in the slab, plus its
+// limiter (80 bytes, only when a rate is set) and its map slot.
+type clientEntry struct {
+	key      [16]byte
+	lim      *rate.Limiter // kept with the slot when the entry is reused
+	lastSeen int64         // Unix ns of its last Admit
+	live     int32
+	gen      uint32
+	prev     int32 // idle list links; -1: none
+	next     int32
+	version  uint32 // the clientConfig version lim is tuned to
 }
 
 // NewClients returns an empty table under l.
 func NewClients(l ClientLimits) *Clients {
-	return &Clients{limits: l}
+	c := &Clients{}
+	l = l.resolved()
+	c.cfg.Store(&clientConfig{ClientLimits: l, version: 1})
+	c.tab.Store(newClientTable(l))
+	return c
+}
+
+func newClientTable(l ClientLimits) *clientTable {
+	n := 1
+	for n < maxShards && l.MaxTracked/(n*2) >= minPerShard {
+		n *= 2
+	}
+	t := &clientTable{v4Bits: l.V4Bits, v6Bits: l.V6Bits, seed: rand.Uint64(), shards: make([]clientShard, n)}
+	t.shardShift = 64
+	for m := n; m > 1; m /= 2 {
+		t.shardShift--
+	}
+	per := int32((l.MaxTracked + n - 1) / n)
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.index = make(map[[16]byte]int32)
+		s.head, s.tail, s.max = -1, -1, per
+	}
+	return t
 }
 
 // Set applies new limits (a reload). It keeps the tracked clients, and
 // reports kept, unless the prefix lengths or MaxTracked changed; then the
-// table starts empty. Rates are retuned as each client is next seen.
+// table starts empty (tickets of the old one are ignored by Release).
+// Rates are retuned as each client is next seen, keeping its tokens.
 func (c *Clients) Set(l ClientLimits) (kept bool) {
-	c.limits = l
-	return true
+	if c == nil {
+		return false
+	}
+	l = l.resolved()
+	old := c.cfg.Load()
+	c.cfg.Store(&clientConfig{ClientLimits: l, version: old.version + 1})
+	if old.V4Bits == l.V4Bits && old.V6Bits == l.V6Bits && old.MaxTracked == l.MaxTracked {
+		return true
+	}
+	c.tab.Store(newClientTable(l))
+	return false
+}
+
+// key is ip masked to the table's prefix length for its family, as 16
+// bytes (IPv4 in the IPv4-mapped form); ok is false for an invalid ip.
+func (t *clientTable) key(ip netip.Addr) (k [16]byte, ok bool) {
+	if !ip.IsValid() {
+		return k, false
+	}
+	ip = ip.Unmap()
+	bits := t.v6Bits
+	if ip.Is4() {
+		bits = 96 + t.v4Bits
+	}
+	k = ip.As16()
+	if bits < 128 {
+		k[bits/8] &= ^byte(0xff >> (bits % 8))
+		clear(k[bits/8+1:])
+	}
+	return k, true
+}
+
+// shard picks a key's shard by a seeded multiply-shift hash.
+func (t *clientTable) shard(k *[16]byte) int {
+	h := (binary.LittleEndian.Uint64(k[:8]) ^ t.seed) * 0x9e3779b97f4a7c15
+	h = (h ^ binary.LittleEndian.Uint64(k[8:])) * 0xbf58476d1ce4e5b9
+	h ^= h >> 29
+	return int(h >> t.shardShift)
 }
 
 // Admit counts a new connection from ip at now. A count refusal spends no
 // token. A nil Clients admits with the zero Ticket.
 func (c *Clients) Admit(ip netip.Addr, now time.Time) (Ticket, Verdict) {
-	return Ticket{}, Admitted
+	if c == nil {
+		return Ticket{}, Admitted
+	}
+	cfg, t := c.cfg.Load(), c.tab.Load()
+	k, ok := t.key(ip)
+	if !ok {
+		return Ticket{}, Admitted
+	}
+	si := t.shard(&k)
+	s := &t.shards[si]
+	s.mu.Lock()
+	i, found := s.index[k]
+	if !found {
+		if i = c.insert(s, k, cfg); i < 0 {
+			s.mu.Unlock()
+			c.untracked.Add(1)
+			return Ticket{}, Admitted
+		}
+	}
+	e := &s.slab[i]
+	e.lastSeen = now.UnixNano()
+	if cfg.MaxConns > 0 && int(e.live) >= cfg.MaxConns {
+		s.mu.Unlock()
+		return Ticket{}, TooManyConns
+	}
+	if cfg.PerSecond > 0 {
+		switch {
+		case e.lim == nil:
+			e.lim = rate.NewLimiter(rate.Limit(cfg.PerSecond), cfg.Burst)
+		case e.version != cfg.version:
+			e.lim.SetLimitAt(now, rate.Limit(cfg.PerSecond))
+			e.lim.SetBurstAt(now, cfg.Burst)
+		}
+		e.version = cfg.version
+		if !e.lim.AllowN(now, 1) {
+			if e.live == 0 {
+				s.unlink(i)
+				s.pushFront(i)
+			}
+			s.mu.Unlock()
+			return Ticket{}, TooFast
+		}
+	}
+	if e.live == 0 {
+		s.unlink(i)
+	}
+	e.live++
+	tk := Ticket{shard: uint8(si), slot: i, gen: e.gen}
+	s.mu.Unlock()
+	return tk, Admitted
 }
 
-// Release gives back the place t holds. Any goroutine may call it; a zero
-// or stale Ticket (its entry was evicted and reused) is ignored.
-func (c *Clients) Release(t Ticket) {}
+// insert makes room for k in s (the lock held), evicting the least
+// recently active idle entry when s is full, and returns its slot, on the
+// idle list; -1 when every entry of s has live sessions.
+func (c *Clients) insert(s *clientShard, k [16]byte, cfg *clientConfig) int32 {
+	var i int32
+	switch {
+	case int32(len(s.slab)) < s.max:
+		if len(s.slab) == cap(s.slab) {
+			// Grow by doubling up to the shard's bound, never past it.
+			want := min(max(2*len(s.slab), 16), int(s.max))
+			s.slab = slices.Grow(s.slab, want-len(s.slab))
+		}
+		i = int32(len(s.slab))
+		s.slab = append(s.slab, clientEntry{})
+	case s.tail >= 0:
+		i = s.tail
+		s.unlink(i)
+		delete(s.index, s.slab[i].key)
+		c.evicted.Add(1)
+	default:
+		return -1
+	}
+	gen := c.gens.Add(1)
+	if gen == 0 { // 0 marks the empty Ticket
+		gen = c.gens.Add(1)
+	}
+	e := &s.slab[i]
+	lim := e.lim
+	*e = clientEntry{key: k, gen: gen, prev: -1, next: -1, version: cfg.version}
+	if lim != nil && cfg.PerSecond > 0 {
+		// Reuse the slot's limiter, full: with its last update at the
+		// zero time, the next AllowN refills it to the burst.
+		lim.SetBurstAt(time.Time{}, cfg.Burst)
+		lim.SetLimitAt(time.Time{}, rate.Limit(cfg.PerSecond))
+		e.lim = lim
+	}
+	s.index[k] = i
+	s.pushFront(i)
+	return i
+}
+
+// pushFront puts idle entry i at the head of the idle list.
+func (s *clientShard) pushFront(i int32) {
+	e := &s.slab[i]
+	e.prev, e.next = -1, s.head
+	if s.head >= 0 {
+		s.slab[s.head].prev = i
+	} else {
+		s.tail = i
+	}
+	s.head = i
+}
+
+// unlink takes entry i off the idle list (it must be on it).
+func (s *clientShard) unlink(i int32) {
+	e := &s.slab[i]
+	if e.prev >= 0 {
+		s.slab[e.prev].next = e.next
+	} else {
+		s.head = e.next
+	}
+	if e.next >= 0 {
+		s.slab[e.next].prev = e.prev
+	} else {
+		s.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
+}
+
+// Release gives back the place t holds; call it once per admitted
+// session. Any goroutine may call it; a zero or stale Ticket (its table
+// was replaced by Set) is ignored.
+func (c *Clients) Release(t Ticket) {
+	if c == nil || t.gen == 0 {
+		return
+	}
+	tab := c.tab.Load()
+	if int(t.shard) >= len(tab.shards) {
+		return
+	}
+	s := &tab.shards[t.shard]
+	s.mu.Lock()
+	if int(t.slot) < len(s.slab) {
+		if e := &s.slab[t.slot]; e.gen == t.gen && e.live > 0 {
+			if e.live--; e.live == 0 {
+				s.pushFront(t.slot)
+			}
+		}
+	}
+	s.mu.Unlock()
+}
 
 // ClientStats are a table's counts.
 type ClientStats struct {
@@ -85,9 +376,21 @@ type ClientStats struct {
 	Untracked uint64 // clients admitted untracked: the table was full of live clients
 }
 
-// Stats returns the table's counts. A nil Clients has none.
+// Stats returns the table's counts. A nil Clients has none. It locks one
+// shard at a time, briefly.
 func (c *Clients) Stats() ClientStats {
-	return ClientStats{}
+	if c == nil {
+		return ClientStats{}
+	}
+	st := ClientStats{Evicted: c.evicted.Load(), Untracked: c.untracked.Load()}
+	tab := c.tab.Load()
+	for i := range tab.shards {
+		s := &tab.shards[i]
+		s.mu.Lock()
+		st.Tracked += len(s.index)
+		s.mu.Unlock()
+	}
+	return st
 }
 
 // ClientInfo is one tracked client, for the admin API.
@@ -98,8 +401,41 @@ type ClientInfo struct {
 	LastSeen time.Time    // its last Admit
 }
 
-// Top returns up to n clients with the most live sessions. It locks one
-// shard at a time: call it off the relay loops.
+// Top returns up to n clients with the most live sessions (then the most
+// recently seen). It locks one shard at a time: call it off the relay
+// loops.
 func (c *Clients) Top(n int) []ClientInfo {
-	return nil
+	if c == nil || n <= 0 {
+		return nil
+	}
+	tab, cfg, now := c.tab.Load(), c.cfg.Load(), time.Now()
+	var all []ClientInfo
+	for i := range tab.shards {
+		s := &tab.shards[i]
+		s.mu.Lock()
+		for j := range s.slab {
+			e := &s.slab[j]
+			if e.gen == 0 {
+				continue
+			}
+			a := netip.AddrFrom16(e.key)
+			bits := tab.v6Bits
+			if a.Is4In6() {
+				a, bits = a.Unmap(), tab.v4Bits
+			}
+			info := ClientInfo{Prefix: netip.PrefixFrom(a, bits), Live: int(e.live), LastSeen: time.Unix(0, e.lastSeen)}
+			if e.lim != nil && cfg.PerSecond > 0 {
+				info.Tokens = e.lim.TokensAt(now)
+			}
+			all = append(all, info)
+		}
+		s.mu.Unlock()
+	}
+	slices.SortFunc(all, func(a, b ClientInfo) int {
+		if c := cmp.Compare(b.Live, a.Live); c != 0 {
+			return c
+		}
+		return b.LastSeen.Compare(a.LastSeen)
+	})
+	return all[:min(n, len(all))]
 }
