@@ -34,6 +34,9 @@ type Member struct {
 	// sessions, not health checked. Each is the configuration's or the
 	// steering's (see Steering).
 	Drain, Disabled bool
+	// SendProxy is the PROXY version written to the member before any
+	// client byte (peek.V1, peek.V2; 0 none): its Spec's, or the route's.
+	SendProxy uint8
 
 	h   *Health
 	v   *verdict

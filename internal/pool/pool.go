@@ -50,6 +50,7 @@ import (
 	"github.com/pierproxy/pier/internal/dial"
 	"github.com/pierproxy/pier/internal/discover"
 	"github.com/pierproxy/pier/internal/health"
+	"github.com/pierproxy/pier/internal/peek"
 )
 
 // A Spec is one configured member: an address (Host and Port) or an SRV
@@ -64,7 +65,15 @@ type Spec struct {
 	Backup   bool
 	MaxConns int
 	Drain    bool
+	// SendProxy is the PROXY protocol version written to this member
+	// before any client byte (peek.V1, peek.V2); 0 takes the route's
+	// (Config.SendProxy); NoProxy sends none even when the route does.
+	SendProxy uint8
 }
+
+// NoProxy, as a Spec's SendProxy or a Config's CheckProxy, sends no PROXY
+// header whatever the route says.
+const NoProxy uint8 = 255
 
 // Name is how logs call the spec: host:port or the SRV name.
 func (s *Spec) Name() string { return source(s).String() }
@@ -112,6 +121,16 @@ type Config struct {
 	CheckInterval time.Duration
 	Rise, Fall    int
 	Passive       Passive
+	// SendProxy is the route's PROXY version for its members (peek.V1,
+	// peek.V2; 0 none), which a Spec's own SendProxy overrides. An
+	// Attempt reports the result (relay.MemberProxy).
+	SendProxy uint8
+	// CheckProxy is what the active check writes before Check.Send:
+	// 0 (auto) the member's own PROXY version as a LOCAL header
+	// (spec §2.1, §2.2.: a balancer's health check), unless Check.Port
+	// probes another port; peek.V1 or peek.V2 that version's LOCAL
+	// header to every member; NoProxy nothing.
+	CheckProxy uint8
 	// Retries is how many more members a session may try after a dial
 	// fails.
 	Retries int
@@ -234,7 +253,13 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 	}
 	wg.Wait()
 	if cfg.Check != nil {
-		p.checker = health.NewChecker(cfg.Check, cfg.CheckInterval, p.log, p.report)
+		// A copy: the Preface is the pool's, and sameCheck compares
+		// the configured check without it.
+		check := *cfg.Check
+		if check.Preface == nil {
+			check.Preface = p.checkPreface
+		}
+		p.checker = health.NewChecker(&check, cfg.CheckInterval, p.log, p.report)
 	}
 	p.setMu.Lock()
 	p.mu.Lock()
@@ -345,7 +370,7 @@ func (p *Pool) rebuild() []netip.AddrPort {
 			}
 			members = append(members, &Member{
 				Addr: ep.Addr, Name: name, Weight: w, FileWeight: fw, Tier: tier, Backup: s.Backup,
-				MaxConns: s.MaxConns, Drain: drain, Disabled: disabled, h: h, v: v,
+				MaxConns: s.MaxConns, Drain: drain, Disabled: disabled, SendProxy: p.memberProxy(s), h: h, v: v,
 			})
 		}
 	}
@@ -392,9 +417,15 @@ func sameCheck(a, b *Config) bool {
 	if a.Check == nil {
 		return true
 	}
+	if a.CheckProxy != b.CheckProxy || a.SendProxy != b.SendProxy {
+		return false
+	}
 	ca, cb := *a.Check, *b.Check
 	reA, reB := ca.ExpectRE, cb.ExpectRE
 	ca.ExpectRE, cb.ExpectRE = nil, nil
+	// Funcs are never DeepEqual; a caller's own Preface is taken to
+	// stay the same.
+	ca.Preface, cb.Preface = nil, nil
 	if (reA == nil) != (reB == nil) || reA != nil && reA.String() != reB.String() {
 		return false
 	}
@@ -564,6 +595,68 @@ func take(m *Member) bool {
 
 // Member returns the member the session is on.
 func (a *Attempt) Member() *Member { return a.m }
+
+// SendProxy returns the PROXY version to write to the member the session
+// is on (peek.V1, peek.V2; 0 none): relay.MemberProxy, so that a retry
+// to another member writes that member's.
+func (a *Attempt) SendProxy() uint8 {
+	if a.m == nil {
+		return 0
+	}
+	return a.m.SendProxy
+}
+
+// memberProxy resolves a spec's PROXY version against the route's.
+func (p *Pool) memberProxy(s *Spec) uint8 {
+	switch s.SendProxy {
+	case 0:
+		return p.cfg.SendProxy
+	case NoProxy:
+		return 0
+	}
+	return s.SendProxy
+}
+
+// SendsProxy reports whether some member may be sent a PROXY header, so
+// that a session needs one built (relay.Params.ProxyOut).
+func (p *Pool) SendsProxy() bool {
+	if p.cfg.SendProxy != 0 {
+		return true
+	}
+	for i := range p.cfg.Members {
+		if v := p.cfg.Members[i].SendProxy; v != 0 && v != NoProxy {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPreface is the health.Check.Preface of the pool's active check: a
+// PROXY LOCAL header of the version CheckProxy says, or nil. A member
+// that reads a PROXY header first must get one from its checks too, or it
+// would take their bytes for a malformed header; LOCAL says "not a
+// client: use the connection's own endpoints", as HAProxy's checks do.
+func (p *Pool) checkPreface(addr netip.AddrPort) []byte {
+	v := p.cfg.CheckProxy
+	switch v {
+	case NoProxy:
+		return nil
+	case 0:
+		if p.cfg.Check != nil && p.cfg.Check.Port != 0 {
+			return nil // another port: not the one that reads headers
+		}
+		for _, m := range p.set.Load().members {
+			if m.Addr == addr {
+				v = m.SendProxy
+				break
+			}
+		}
+	}
+	if v == 0 || v == NoProxy {
+		return nil
+	}
+	return peek.AppendLocal(nil, v)
+}
 
 // Retry records that the dial to the current member failed with err and
 // returns the address and name of the next member to try, if the session

@@ -40,9 +40,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/listen"
+	"github.com/pierproxy/pier/internal/peek"
+	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/relay"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/session"
@@ -78,15 +81,22 @@ type Options struct {
 // session admitted and ended (refused clients are not sessions: they are
 // Refused); the byte counts are what was delivered by the sessions that
 // have ended (a live session's bytes are added when it ends, so they are
-// not in the totals yet); FailedDials counts the
+// not in the totals yet); Refused counts the clients turned away before
+// they were sessions (every reason of refusal), and
+// RefusalLogsSuppressed the access log lines of refusals skipped to keep
+// a flood of them from flooding the log; FailedDials counts the
 // sessions that ended without an upstream (connect_failed,
 // connect_timeout, no_upstream, and local_error while dialing).
 type Stats struct {
 	Sessions    uint64 // sessions admitted and ended
 	ToUpstream  uint64 // bytes delivered to upstreams, by ended sessions
 	ToClient    uint64 // bytes delivered to clients, by ended sessions
-	Refused     uint64 // clients refused by a route's max_connections (reason=limit)
+	Refused     uint64 // clients refused: limit, denied, rate_limit, client_limit, proxy_untrusted, proxy_error, no_route
 	FailedDials uint64 // sessions that never got an upstream connection
+	// RefusalLogsSuppressed counts refusals' access log lines not
+	// written (more than 10 a second, after a burst of 100); the next
+	// line written says how many it follows (suppressed=N).
+	RefusalLogsSuppressed uint64
 }
 
 // loopStats are the Stats one loop's sessions added, bumped once per
@@ -117,6 +127,12 @@ type Server struct {
 	stopped   bool
 
 	localErrors atomic.Uint64 // dials that failed for pier's own lack of resources
+
+	// refusalLog limits refusals' access log lines (see logRefusal);
+	// suppressed counts the lines skipped since the last one written,
+	// suppressedTotal all of them.
+	refusalLog                  *rate.Limiter
+	suppressed, suppressedTotal atomic.Uint64
 
 	stats     []loopStats                                            // by loop index
 	ends      []endRing                                              // by loop index; each its loop's only
@@ -149,6 +165,9 @@ type listener struct {
 	// Why accepting paused, for ListenerStats: rare events, so shared
 	// atomics cost nothing that matters.
 	acceptErrors, descriptorPauses, localErrorPauses atomic.Uint64
+	// edge counts what happened before a route took a client: refusals,
+	// peeks, PROXY headers, one shard per loop.
+	edge *stats.Listener
 }
 
 // acceptBatch bounds the clients one loop accepts per turn, so that a
@@ -261,7 +280,8 @@ func New(opts Options) (*Server, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	s := &Server{log: log, listeners: make(map[string]*listener), loopIndex: make(map[*relay.Loop]int)}
+	s := &Server{log: log, listeners: make(map[string]*listener), loopIndex: make(map[*relay.Loop]int),
+		refusalLog: rate.NewLimiter(refusalLogRate, refusalLogBurst)}
 	s.watch = (*relay.Loop).Watch
 	for range n {
 		l, err := relay.New(log)
@@ -286,37 +306,61 @@ func New(opts Options) (*Server, error) {
 
 // serve is the data path for one accepted client. It runs on the relay
 // loop that accepted the client; the session then runs on the least
-// loaded loop (leastLoaded), which dials, relays and finishes it. Nothing
-// in it blocks.
+// loaded loop (leastLoaded), which peeks if it must, dials, relays and
+// finishes it. Nothing in it blocks.
 func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.AddrPort) {
 	// route: the table in force when the client arrived decides everything
 	// that follows, even if a reload swaps it a moment later.
-	rt := s.table.Load().Lookup(ln.key)
-	if rt == nil {
+	t := s.table.Load()
+	g := t.Group(ln.key)
+	if g == nil {
 		unix.Close(fd) // the listener is closing in a reload
 		return
 	}
-	st := &s.stats[s.loopIndex[accepted]]
-	counts := rt.Stats.Shard(s.loopIndex[accepted]) // nil: the route is not counted
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
-		Route:    rt.Name,
 		Client:   client,
 		Listener: ln.Addr(),
 		Start:    time.Now(),
 	}
-	// admit: a client beyond the route's limit costs one accept, one
-	// close and its own access log line.
-	if !rt.Limit.Acquire() {
-		unix.Close(fd)
-		rec.Reason = session.Limit
-		st.refused.Add(1)
-		counts.Refuse(stats.RefusedLimit)
-		s.ends[s.loopIndex[accepted]].add(rec) // a burst of refusals shows among the recent ends
-		s.logRecord(rec)
+	if len(g.Routes) == 1 {
+		rec.Route = g.Routes[0].Name
+	}
+	// admit, top level: right after accept, before any upstream work,
+	// so that a refused client costs one accept and one close. A trusted
+	// balancer's own address is not its clients': theirs is checked
+	// once its PROXY header is read.
+	trusted := g.Proxy != nil && g.Proxy.Trusted.Contains(client.Addr())
+	h, ref := admitTop(t.Global(), rec, true, !trusted)
+	if ref != nil {
+		s.refuse(ln, accepted, fd, rec, ref)
 		return
 	}
+	// peek: a PROXY header or a ClientHello decides the client address
+	// or the route; the session reads them on its loop before dialing
+	// (decide.go). Other listeners never wait for a byte.
+	if g.Proxy != nil || g.NeedsHello {
+		s.peekFirst(ln, accepted, fd, t, g, rec, trusted, h)
+		return
+	}
+	// route: the group's only route, or the one its match chooses by
+	// the client's address.
+	rt, key := g.Choose(client.Addr(), nil)
+	if rt == nil {
+		h.release()
+		s.refuse(ln, accepted, fd, rec, &refusal{reason: session.NoRoute})
+		return
+	}
+	// admit, route: its allow/deny list, accept rate, per-client table
+	// and live-session limit.
+	if ref := admitRoute(rt, rec, &h); ref != nil {
+		h.release()
+		s.refuse(ln, accepted, fd, rec, ref)
+		return
+	}
+	s.matched(rt, key, rec, s.loopIndex[accepted])
 	// pick: the route's pool chooses the member.
+	counts := rt.Stats.Shard(s.loopIndex[accepted]) // nil: the route is not counted
 	counts.Start()
 	a := rt.Pool.Pick(client.Addr())
 	s.sessions.add()
@@ -326,38 +370,47 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		unix.Close(fd)
 		rec.Reason = session.NoUpstream
 		counts.End(rec)
-		s.finish(rt, accepted, st, rec)
+		h.release()
+		s.finish(rt, accepted, &s.stats[s.loopIndex[accepted]], rec)
 		return
 	}
-	m := a.Member()
-	rec.Upstream = m.Name
 	// dial, relay, finish: on the least loaded loop, which connects
 	// without blocking, moves the bytes until both sides are done, and
 	// calls Done with the record on its own goroutine.
-	params := func(loop *relay.Loop) *relay.Params {
-		st := &s.stats[s.loopIndex[loop]]
-		return &relay.Params{
-			Client:           fd,
-			Target:           m.Addr,
-			ConnectBudget:    rt.ConnectBudget,
-			TryTimeout:       rt.ConnectTimeout,
-			Upstreams:        a,
-			IdleTimeout:      rt.IdleTimeout,
-			HalfCloseTimeout: rt.HalfCloseTimeout,
-			Record:           rec,
-			Done: func(r *session.Record) {
-				a.Done()
-				s.finish(rt, loop, st, r)
-			},
-			LocalError: ln.pause,
-			Filters:    rt.Filters,
-			Stats:      rt.Stats.Shard(s.loopIndex[loop]),
-		}
-	}
-	if loop := s.leastLoaded(accepted); loop != accepted && loop.Start(params(loop)) {
+	out := proxyOut(rt, rec, nil, nil)
+	if loop := s.leastLoaded(accepted); loop != accepted && loop.Start(s.params(ln, loop, fd, rt, a, rec, h, out)) {
 		return
 	}
-	accepted.Begin(params(accepted)) // the least loaded, or the others are closing
+	accepted.Begin(s.params(ln, accepted, fd, rt, a, rec, h, out)) // the least loaded, or the others are closing
+}
+
+// params are the relay's Params of a session admitted to rt, on a
+// member a picked, run on loop.
+func (s *Server) params(ln *listener, loop *relay.Loop, fd int, rt *route.Route, a *pool.Attempt, rec *session.Record, h *held, out *peek.Out) *relay.Params {
+	li := s.loopIndex[loop]
+	st := &s.stats[li]
+	m := a.Member()
+	rec.Upstream = m.Name
+	return &relay.Params{
+		Client:           fd,
+		Target:           m.Addr,
+		ConnectBudget:    rt.ConnectBudget,
+		TryTimeout:       rt.ConnectTimeout,
+		Upstreams:        a,
+		IdleTimeout:      rt.IdleTimeout,
+		HalfCloseTimeout: rt.HalfCloseTimeout,
+		Record:           rec,
+		Done: func(r *session.Record) {
+			a.Done()
+			h.release()
+			s.finish(rt, loop, st, r)
+		},
+		LocalError: ln.pause,
+		Filters:    rt.Filters,
+		Stats:      rt.Stats.Shard(li),
+		ProxyOut:   out,
+		SendProxy:  rt.SendProxy,
+	}
 }
 
 // leastLoaded returns the loop a new client's session should run on:
@@ -410,7 +463,8 @@ func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *ses
 func (s *Server) logRecord(r *session.Record) {
 	level := slog.LevelInfo
 	switch r.Reason {
-	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream, session.Limit:
+	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream, session.Limit,
+		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit:
 		level = slog.LevelWarn
 	}
 	ctx := context.Background()
@@ -432,6 +486,7 @@ func (s *Server) Stats() Stats {
 		t.Refused += st.refused.Load()
 		t.FailedDials += st.failedDials.Load()
 	}
+	t.RefusalLogsSuppressed = s.suppressedTotal.Load()
 	return t
 }
 
@@ -619,7 +674,7 @@ func waitOrStop(done, stop <-chan struct{}) bool {
 }
 
 func (s *Server) newListener(ln *listen.Listener, key string) *listener {
-	l := &listener{Listener: ln, key: key}
+	l := &listener{Listener: ln, key: key, edge: stats.NewListener(len(s.loops))}
 	l.ready = func(loop *relay.Loop) { s.accept(l, loop) }
 	l.pause = func(loop *relay.Loop, err error) {
 		// A dial failed for pier's own lack of resources: accepting more
@@ -658,14 +713,24 @@ func (s *Server) Addrs(route string) []netip.AddrPort {
 	defer s.mu.Unlock()
 	var addrs []netip.AddrPort
 	for _, l := range t.Listens() {
-		if t.Lookup(l.Key).Name != route {
-			continue
+		if !groupHas(t.Group(l.Key), route) {
+			continue // an address routes share is every one's
 		}
 		if ln, ok := s.listeners[l.Key]; ok {
 			addrs = append(addrs, ln.Addr())
 		}
 	}
 	return addrs
+}
+
+// groupHas reports whether a route named name is in g.
+func groupHas(g *route.Group, name string) bool {
+	for _, r := range g.Routes {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // FiltersChanged tells every relay loop that a new set was stored in
@@ -686,9 +751,12 @@ func (s *Server) FiltersChanged(filters *chain.InForce) {
 // counters have one shard per loop.
 func (s *Server) Loops() int { return len(s.loops) }
 
-// ListenerStats are one open listener's counts of why it stopped
-// accepting for a while, since it opened.
+// ListenerStats are one open listener's counts since it opened: why it
+// stopped accepting for a while, and what happened to clients before a
+// route took them.
 type ListenerStats struct {
+	// Route names the listener: its route, or the first of the routes
+	// that share its address.
 	Route string
 	Addr  netip.AddrPort
 	// AcceptErrors counts accepts that failed for lack of resources (out
@@ -701,6 +769,16 @@ type ListenerStats struct {
 	// own lack of resources (ephemeral ports, descriptors) and accepting
 	// paused.
 	LocalErrorPauses uint64
+	// Refused counts clients refused before a route took them, by why
+	// (stats.ListenerRefusal): the top level's allow/deny list, accept
+	// rate and per-client table, PROXY header errors, no route.
+	Refused [stats.NumListenerRefusals]uint64
+	// Peeks counts ClientHellos peeked, by result (stats.PeekResult);
+	// ProxyHeaders PROXY headers read, by result (stats.HeaderResult).
+	Peeks        [stats.NumPeekResults]uint64
+	ProxyHeaders [stats.NumHeaderResults]uint64
+	// Peeking is the sessions reading their first bytes now.
+	Peeking int64
 }
 
 // ListenerStats returns the open listeners' counts, by route and address.
@@ -716,12 +794,17 @@ func (s *Server) ListenerStats() []ListenerStats {
 				name = rt.Name
 			}
 		}
+		edge := ln.edge.Totals()
 		out = append(out, ListenerStats{
 			Route:            name,
 			Addr:             ln.Addr(),
 			AcceptErrors:     ln.acceptErrors.Load(),
 			DescriptorPauses: ln.descriptorPauses.Load(),
 			LocalErrorPauses: ln.localErrorPauses.Load(),
+			Refused:          edge.Refused,
+			Peeks:            edge.Peeks,
+			ProxyHeaders:     edge.Headers,
+			Peeking:          edge.Peeking,
 		})
 	}
 	s.mu.Unlock()

@@ -1,0 +1,481 @@
+package proxy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pierproxy/pier/internal/admit"
+	"github.com/pierproxy/pier/internal/peek"
+	"github.com/pierproxy/pier/internal/relay"
+	"github.com/pierproxy/pier/internal/route"
+	"github.com/pierproxy/pier/internal/session"
+	"github.com/pierproxy/pier/internal/stats"
+)
+
+// Bounds of a peek when the routes leave them zero (route.Route's
+// PeekTimeout and ProxyIn.Timeout say so): HAProxy's and caddy-l4's
+// figures for a client that has not said who it is yet.
+const (
+	defaultPeekTimeout  = 5 * time.Second
+	defaultProxyTimeout = 3 * time.Second
+)
+
+// Refusals' access log lines: at most 10 a second after a burst of 100.
+// A flood of denied clients must cost pier an accept and a close each,
+// not a log write each; every refusal is still counted.
+const (
+	refusalLogRate  = 10
+	refusalLogBurst = 100
+)
+
+// A refusal is why a client was turned away before it was a session.
+type refusal struct {
+	reason session.Reason
+	limit  string       // session.Edge.Limit: the limit that refused; "" none
+	rt     *route.Route // counted on this route; nil: on the listener
+}
+
+// held is what a session holds in per-client tables, released when it
+// ends. A nil *held holds nothing: sessions of routes without per-client
+// limits allocate none.
+type held struct {
+	global, route     *admit.Clients
+	globalTk, routeTk admit.Ticket
+}
+
+func (h *held) release() {
+	if h == nil {
+		return
+	}
+	if h.global != nil {
+		h.global.Release(h.globalTk)
+	}
+	if h.route != nil {
+		h.route.Release(h.routeTk)
+	}
+	*h = held{}
+}
+
+// admitTop applies the top level to a client: its allow/deny list and
+// per-client table (addr: the client's address is known and not a trusted
+// balancer's) and its accept rate (accepting: at accept only). Deny is
+// checked first so that denied clients spend no one's rate.
+func admitTop(g route.Global, rec *session.Record, accepting, addr bool) (*held, *refusal) {
+	ip := rec.Client.Addr()
+	if addr && !g.ACL.Allows(ip) {
+		return nil, &refusal{reason: session.Denied}
+	}
+	if accepting && !g.Rate.Allow(rec.Start) {
+		return nil, &refusal{reason: session.RateLimit, limit: "global_rate"}
+	}
+	if !addr || g.Clients == nil {
+		return nil, nil
+	}
+	tk, v := g.Clients.Admit(ip, rec.Start)
+	if ref := clientRefusal(v, "global_", nil); ref != nil {
+		return nil, ref
+	}
+	return &held{global: g.Clients, globalTk: tk}, nil
+}
+
+// admitRoute applies rt's own rules to a client, after the top level's:
+// allow/deny, accept rate, per-client table, live sessions. What it takes
+// in rt's per-client table is added to *h.
+func admitRoute(rt *route.Route, rec *session.Record, h **held) *refusal {
+	ip := rec.Client.Addr()
+	if !rt.ACL.Allows(ip) {
+		return &refusal{reason: session.Denied, rt: rt}
+	}
+	if !rt.Rate.Allow(rec.Start) {
+		return &refusal{reason: session.RateLimit, limit: "route_rate", rt: rt}
+	}
+	var tk admit.Ticket
+	if rt.Clients != nil {
+		var v admit.Verdict
+		tk, v = rt.Clients.Admit(ip, rec.Start)
+		if ref := clientRefusal(v, "", rt); ref != nil {
+			return ref
+		}
+	}
+	if !rt.Limit.Acquire() {
+		if rt.Clients != nil {
+			rt.Clients.Release(tk)
+		}
+		return &refusal{reason: session.Limit, rt: rt}
+	}
+	if rt.Clients != nil {
+		if *h == nil {
+			*h = &held{}
+		}
+		(*h).route, (*h).routeTk = rt.Clients, tk
+	}
+	return nil
+}
+
+// clientRefusal words a per-client table's verdict.
+func clientRefusal(v admit.Verdict, scope string, rt *route.Route) *refusal {
+	switch v {
+	case admit.TooManyConns:
+		return &refusal{reason: session.ClientLimit, limit: scope + "client_connections", rt: rt}
+	case admit.TooFast:
+		return &refusal{reason: session.RateLimit, limit: scope + "client_rate", rt: rt}
+	}
+	return nil
+}
+
+// edge returns rec's edge facts, made on first use: plain sessions carry
+// none.
+func edge(rec *session.Record) *session.Edge {
+	if rec.Edge == nil {
+		rec.Edge = &session.Edge{}
+	}
+	return rec.Edge
+}
+
+// count counts a refusal, on the route that refused or the listener, on
+// loop li's shards, and notes it in rec.
+func (s *Server) count(ln *listener, li int, rec *session.Record, r *refusal) {
+	rec.Reason = r.reason
+	if r.limit != "" {
+		edge(rec).Limit = r.limit
+	}
+	s.stats[li].refused.Add(1)
+	if r.rt != nil {
+		r.rt.Stats.Shard(li).Refuse(routeRefusal[r.reason])
+		return
+	}
+	ln.edge.Shard(li).Refuse(listenerRefusal[r.reason])
+}
+
+// The counters of each reason of refusal.
+var (
+	routeRefusal = map[session.Reason]stats.Refusal{
+		session.Limit:       stats.RefusedLimit,
+		session.Denied:      stats.RefusedDenied,
+		session.ClientLimit: stats.RefusedClientLimit,
+		session.RateLimit:   stats.RefusedRateLimit,
+	}
+	listenerRefusal = map[session.Reason]stats.ListenerRefusal{
+		session.Denied:         stats.ListenerDenied,
+		session.NoRoute:        stats.ListenerNoRoute,
+		session.ProxyUntrusted: stats.ListenerProxyUntrusted,
+		session.ProxyError:     stats.ListenerProxyError,
+		session.RateLimit:      stats.ListenerRateLimit,
+		session.ClientLimit:    stats.ListenerClientLimit,
+	}
+)
+
+// refuse turns a client away on the loop that accepted it, before any
+// session: one close, counted, and an access log line (rate-limited).
+func (s *Server) refuse(ln *listener, loop *relay.Loop, fd int, rec *session.Record, r *refusal) {
+	unix.Close(fd)
+	li := s.loopIndex[loop]
+	s.count(ln, li, rec, r)
+	s.ends[li].add(rec) // a burst of refusals shows among the recent ends
+	s.logRefusal(rec)
+}
+
+// logRefusal writes a refused client's access log line, unless refusals
+// come faster than refusalLogRate: then it only counts the line, and the
+// next one written says how many it follows. A route's max_connections
+// refusals (limit) are logged every one, as before the edge rules came.
+func (s *Server) logRefusal(rec *session.Record) {
+	if rec.Reason == session.Limit {
+		s.logRecord(rec)
+		return
+	}
+	if !s.refusalLog.Allow() {
+		s.suppressed.Add(1)
+		s.suppressedTotal.Add(1)
+		return
+	}
+	if n := s.suppressed.Swap(0); n > 0 {
+		edge(rec).Suppressed = n
+	}
+	s.logRecord(rec)
+}
+
+// matched notes the match key that chose rt, in the record and rt's
+// counts on loop li.
+func (s *Server) matched(rt *route.Route, key int, rec *session.Record, li int) {
+	rec.Route = rt.Name
+	if key < 0 {
+		return
+	}
+	edge(rec).Matched = rt.KeyName(key)
+	rt.Matches.Shard(li).Add(key)
+}
+
+// proxyOut is the PROXY header a session of rt sends its upstream, or nil
+// when no member of rt is sent one. h is the header the client's balancer
+// sent (nil: none), hello the client's ClientHello (nil: none).
+func proxyOut(rt *route.Route, rec *session.Record, h *peek.Header, hello *peek.Hello) *peek.Out {
+	if rt.SendProxy == 0 && !rt.Pool.SendsProxy() {
+		return nil
+	}
+	o := &peek.Out{Src: rec.Client, UniqueID: rec.ID}
+	if h != nil && !h.Local {
+		// Behind a balancer, the address the client dialed is the
+		// balancer's, not pier's listener: pass on what it said.
+		o.Dst, o.Authority, o.ALPN = h.Dst, h.Authority, h.ALPN
+	}
+	if hello != nil && hello.ServerName != "" {
+		o.Authority = hello.ServerName
+	}
+	return o
+}
+
+// peekFirst starts a session that reads its first bytes before a route is
+// chosen: the PROXY header its listener accepts, the ClientHello its
+// routes match on. An early decides what follows on the session's loop.
+func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, fd int, t *route.Table, g *route.Group, rec *session.Record, trusted bool, h *held) {
+	rec.Edge = &session.Edge{}
+	s.sessions.add()
+	p := func(loop *relay.Loop) *relay.Params {
+		e := &early{s: s, ln: ln, loop: loop, li: s.loopIndex[loop], t: t, g: g, rec: rec, trusted: trusted, h: h}
+		e.peeking = ln.edge.Shard(e.li)
+		e.peeking.EnterPeeking()
+		first := peekTimeout(g)
+		if g.Proxy != nil {
+			e.want = peek.Want{Proxy: g.Proxy.Accept, Hello: g.NeedsHello}
+			if e.want.Proxy == 0 {
+				e.want.Proxy = peek.Any
+			}
+			first = proxyTimeout(g)
+		}
+		return &relay.Params{
+			Client:     fd,
+			Record:     rec,
+			Peek:       &relay.Peek{Max: peek.Max, Timeout: first, Peeked: e.peeked},
+			Done:       e.done,
+			LocalError: ln.pause,
+		}
+	}
+	if loop := s.leastLoaded(accepted); loop != accepted {
+		if p := p(loop); loop.Start(p) {
+			return
+		}
+		ln.edge.Shard(s.loopIndex[loop]).LeavePeeking() // not started: the loop is closing
+	}
+	accepted.Begin(p(accepted))
+}
+
+func peekTimeout(g *route.Group) time.Duration {
+	if g.PeekTimeout > 0 {
+		return g.PeekTimeout
+	}
+	return defaultPeekTimeout
+}
+
+func proxyTimeout(g *route.Group) time.Duration {
+	if g.Proxy != nil && g.Proxy.Timeout > 0 {
+		return g.Proxy.Timeout
+	}
+	return defaultProxyTimeout
+}
+
+// An early is a session reading its first bytes on its loop, and what
+// serve knew of it. Its methods run on that loop.
+type early struct {
+	s       *Server
+	ln      *listener
+	loop    *relay.Loop
+	li      int // loop's index
+	t       *route.Table
+	g       *route.Group
+	rec     *session.Record
+	trusted bool // the socket peer may send a PROXY header
+	want    peek.Want
+	h       *held
+	peeking *stats.ListenerShard // counts the session as peeking until it decides
+
+	rt      *route.Route // admitted to it; nil until then
+	refused bool         // ended by a refusal (rate-limited log line)
+}
+
+// peeked decides, from the bytes a client sent first, what becomes of it
+// (relay.Peek.Peeked): wait for more, end it, or dial. In order: the
+// PROXY header (believed only from a trusted peer), the top level's rules
+// for the address it carries, the ClientHello, the route, the route's
+// rules, the member.
+func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decision {
+	g, rec := e.g, e.rec
+	var r peek.Result
+	var more bool
+	if g.Proxy != nil {
+		r, more = peek.Scan(buf, e.want, e.trusted, eof)
+	} else {
+		// No PROXY header is accepted here: one is plain data, and
+		// is not TLS.
+		r.ProxyStatus = peek.Absent
+		r.Hello, r.HelloStatus = peek.ParseClientHello(buf)
+		more = r.HelloStatus == peek.NeedMore && !eof && len(buf) < peek.Max
+	}
+	bound := peekTimeout(g)
+	if g.Proxy != nil && r.ProxyStatus == peek.NeedMore {
+		bound = proxyTimeout(g)
+	}
+	if more && elapsed < bound {
+		return relay.Decision{Wait: bound}
+	}
+
+	// The PROXY header.
+	var hdr *peek.Header
+	skip := 0
+	if g.Proxy != nil {
+		status := r.ProxyStatus
+		if status == peek.NeedMore && (len(buf) == 0 || !e.trusted) {
+			// Nothing came, or an untrusted peer's bytes only began
+			// like a signature: they are its data.
+			status = peek.Absent
+			r.Hello, r.HelloStatus = peek.ParseClientHello(buf)
+		}
+		switch status {
+		case peek.Complete:
+			hdr, skip = &r.Proxy, r.ProxyLen
+			e.header(hdr)
+		case peek.Absent:
+			e.peeking.Header(stats.HeaderAbsent)
+			if e.trusted && g.Proxy.Required {
+				return e.refuse(&refusal{reason: session.ProxyError}, peek.ErrMissing)
+			}
+		case peek.NeedMore:
+			return e.refuse(&refusal{reason: session.ProxyError},
+				fmt.Errorf("%w: incomplete after %v", peek.ErrMalformed, elapsed.Round(time.Millisecond)))
+		default: // Malformed, TooLarge
+			err := r.ProxyErr
+			if err == nil {
+				err = peek.ErrMalformed
+			}
+			if errors.Is(err, peek.ErrUntrusted) {
+				return e.refuse(&refusal{reason: session.ProxyUntrusted}, err)
+			}
+			return e.refuse(&refusal{reason: session.ProxyError}, err)
+		}
+		if e.trusted {
+			// The balancer's address passed at accept; its client's
+			// (or, with LOCAL or no header, its own) is checked now.
+			h, ref := admitTop(e.t.Global(), rec, false, true)
+			if ref != nil {
+				return e.refuse(ref, nil)
+			}
+			e.h = h
+		}
+	}
+
+	// The ClientHello.
+	var hello *peek.Hello
+	if g.NeedsHello {
+		switch r.HelloStatus {
+		case peek.Complete:
+			hello = &r.Hello
+			rec.Edge.SNI, rec.Edge.ALPN = r.Hello.ServerName, r.Hello.ALPN
+			e.peeking.Peek(stats.PeekTLS)
+		case peek.TooLarge:
+			e.peeking.Peek(stats.PeekTooLarge)
+		case peek.NeedMore:
+			if eof {
+				e.peeking.Peek(stats.PeekClosed)
+			} else {
+				e.peeking.Peek(stats.PeekTimeout)
+			}
+		default: // Absent, Malformed
+			e.peeking.Peek(stats.PeekNotTLS)
+		}
+	}
+
+	// route, admit, pick.
+	rt, key := g.Choose(rec.Client.Addr(), hello)
+	if rt == nil {
+		return e.refuse(&refusal{reason: session.NoRoute}, nil)
+	}
+	rec.Route = rt.Name
+	if ref := admitRoute(rt, rec, &e.h); ref != nil {
+		return e.refuse(ref, nil)
+	}
+	e.s.matched(rt, key, rec, e.li)
+	e.rt = rt
+	rt.Stats.Shard(e.li).Start()
+	a := rt.Pool.Pick(rec.Client.Addr()) // hash balancing sees the client behind a balancer
+	if a == nil {
+		rec.Reason = session.NoUpstream
+		return relay.Decision{End: session.NoUpstream} // done counts it as finish would
+	}
+	e.peeking.LeavePeeking()
+	next := e.s.params(e.ln, e.loop, -1, rt, a, rec, e.h, proxyOut(rt, rec, hdr, hello))
+	return relay.Decision{Next: next, Skip: skip}
+}
+
+// header takes a PROXY header in: the address it carries becomes the
+// client's everywhere (access log, balancing, access control, limits,
+// metrics, dumps), the socket's is kept as the peer. A LOCAL header (a
+// balancer's own health check) leaves the connection's endpoints, as the
+// spec says (§2.1 UNKNOWN, §2.2 LOCAL).
+func (e *early) header(h *peek.Header) {
+	ed := e.rec.Edge
+	if h.Local {
+		ed.Proxy = "local"
+		e.peeking.Header(stats.HeaderLocal)
+		return
+	}
+	ed.Peer = e.rec.Client
+	e.rec.Client = h.Src
+	if h.Version == peek.V1 {
+		ed.Proxy = "v1"
+		e.peeking.Header(stats.HeaderV1)
+	} else {
+		ed.Proxy = "v2"
+		e.peeking.Header(stats.HeaderV2)
+	}
+	ed.Authority, ed.ProxyALPN = h.Authority, h.ALPN
+	ed.UniqueID = printable(h.UniqueID)
+	if h.SSL != nil {
+		ed.SSLVersion, ed.SSLCN = h.SSL.Version, h.SSL.CN
+	}
+}
+
+// printable returns b as text when it is printable ASCII (HAProxy's
+// unique-id-format makes such ids), else as hex. It copies: b may be the
+// peek buffer, valid only during the call.
+func printable(b []byte) string {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return hex.EncodeToString(b)
+		}
+	}
+	return string(b)
+}
+
+// refuse ends the session for a refusal, counted now; done logs it.
+func (e *early) refuse(r *refusal, err error) relay.Decision {
+	e.s.count(e.ln, e.li, e.rec, r)
+	e.refused = true
+	e.rec.Err = err
+	return relay.Decision{End: r.reason, Err: err}
+}
+
+// done is the peeking session's end (relay.Params.Done of its first
+// Params): refused, admitted with no member to take it, or ended while
+// it peeked (shutdown, the admin API).
+func (e *early) done(rec *session.Record) {
+	e.peeking.LeavePeeking()
+	st := &e.s.stats[e.li]
+	if e.rt != nil {
+		e.rt.Stats.Shard(e.li).End(rec)
+		e.h.release()
+		e.s.finish(e.rt, e.loop, st, rec)
+		return
+	}
+	e.h.release()
+	e.s.ends[e.li].add(rec)
+	if e.refused {
+		e.s.logRefusal(rec)
+	} else {
+		e.s.logRecord(rec)
+	}
+	e.s.sessions.done()
+}
