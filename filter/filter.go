@@ -94,6 +94,44 @@ type Session struct {
 	Upstream, UpstreamLocal netip.AddrPort
 	// Start is when the client was accepted.
 	Start time.Time
+	// Peer is the socket's address when a PROXY header replaced Client
+	// (Client is then the address the header carried); zero otherwise.
+	Peer netip.AddrPort
+	// ServerName and ALPN are the TLS ClientHello's server name
+	// (lowercased) and protocols, in the client's order, when the
+	// listener peeked at it; empty otherwise.
+	ServerName string
+	ALPN       []string
+	// Proxy is the PROXY header the client's connection arrived with;
+	// nil when none did.
+	Proxy *ProxyInfo
+}
+
+// ProxyInfo is what a PROXY header received from a trusted balancer said
+// besides the addresses (which are in Session.Client and Session.Local).
+type ProxyInfo struct {
+	// Version is 1 or 2.
+	Version int
+	// Local is set for a v2 LOCAL or v1 UNKNOWN header: the balancer
+	// speaks for itself, and the socket's own addresses stand.
+	Local bool
+	// Authority, ALPN and UniqueID are a v2 header's TLVs of those types
+	// (PP2_TYPE_AUTHORITY, PP2_TYPE_ALPN, PP2_TYPE_UNIQUE_ID); empty when
+	// absent.
+	Authority, ALPN, UniqueID string
+	// SSL is a v2 header's SSL TLV: how the client reached the balancer;
+	// nil when absent.
+	SSL *SSLInfo
+}
+
+// SSLInfo is a v2 PROXY header's PP2_TYPE_SSL TLV.
+type SSLInfo struct {
+	// Version is the TLS version ("TLSv1.3"), CN the client
+	// certificate's common name, Cipher the cipher suite's name; empty
+	// when the balancer did not say.
+	Version, CN, Cipher string
+	// Verified: the client presented a certificate and it was verified.
+	Verified bool
 }
 
 // A Filter is one configured filter on a route. Streams is called once for

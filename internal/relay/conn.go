@@ -133,7 +133,7 @@ type Upstreams interface {
 	Failed(err error)
 }
 
-// Session states.
+// Session states (and peeking, early.go's).
 const (
 	dialing = iota
 	relaying
@@ -177,6 +177,11 @@ type conn struct {
 
 	filters *chain.Set      // the filter set the flows' chains come from
 	info    *filter.Session // what the filters know of the session
+
+	// early is the peeking state's, and the first bytes' that pier
+	// writes to the upstream before the client's (early.go); nil for a
+	// plain session.
+	early *early
 
 	// stopping is the flow whose filter ended the session with stop;
 	// the session lives on only to deliver what the filters forwarded
@@ -225,10 +230,19 @@ func (l *Loop) begin(p *Params) {
 	c.toClient = flow{src: &c.upstream, dst: &c.client}
 	c.startedWall = p.Record.Start
 	c.lastActive = l.now // the connect time starts: lastActive is unused while dialing
-	c.mstate = session.Connecting
-	p.Stats.Enter(session.Connecting)
 	l.allocSlot(c)
 	l.fds.Add(1) // the client socket
+	if p.Peek != nil {
+		c.mstate = session.Peeking
+		if err := l.add(c, clientSide, c.client.fd); err != nil {
+			c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
+			return
+		}
+		c.beginPeeking()
+		return
+	}
+	c.mstate = session.Connecting
+	p.Stats.Enter(session.Connecting)
 	if p.ConnectBudget > 0 {
 		c.connectBy = l.now + p.ConnectBudget
 		l.timers.schedule(c, c.connectBy)
@@ -275,7 +289,9 @@ func (c *conn) dialFailed(err error) {
 
 // retry moves the session to the next member after a failed try, if
 // Upstreams offers one. No byte has moved yet either way: the client's
-// bytes wait in its socket until the upstream connects.
+// bytes wait in its socket until the upstream connects (and those it
+// peeked at, in early.peeked); the PROXY header is built at the connect,
+// for the member that answered.
 func (c *conn) retry(err error) bool {
 	if c.p.Upstreams == nil {
 		return false
@@ -346,7 +362,11 @@ func (c *conn) ready(which int, events uint32) {
 			c.setState(session.Open)
 			c.lastActive = c.l.now
 			c.keepaliveAt = c.l.now + keepaliveDelay
-			if c.p.Filters != nil && c.p.Filters.Load() != nil {
+			filtered := c.p.Filters != nil && c.p.Filters.Load() != nil
+			if c.early != nil || c.p.ProxyOut != nil {
+				c.sendFirst(filtered)
+			}
+			if filtered {
 				// A route with no filters in force pays nothing here;
 				// pump notices a set that comes later.
 				c.beginSwitch()
@@ -359,6 +379,10 @@ func (c *conn) ready(which int, events uint32) {
 			return
 		}
 		c.pump()
+	case peeking:
+		if which == clientSide && s.readable {
+			c.peekRead()
+		}
 	}
 }
 
@@ -428,6 +452,10 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 			}
 		}
 		return due, reason
+	case peeking:
+		// The reason is expired's to find: Peeked decides at the
+		// deadline (see peekExpired).
+		return c.early.by, session.ProxyError
 	}
 	return never, session.NotEnded
 }
@@ -436,6 +464,10 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 // out moves on to the next member instead, if there is one and the
 // connect budget has time left.
 func (c *conn) expired(reason session.Reason) {
+	if c.state == peeking {
+		c.peekExpired()
+		return
+	}
 	if c.stopping != nil {
 		// Its destination took nothing for too long: the filter's
 		// ending, now, without the bytes it did not take.
@@ -512,6 +544,7 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 			f.chain = nil
 		}
 	}
+	c.early = nil
 	l.freeSlot(c)
 	l.live.Add(-1)
 

@@ -68,6 +68,9 @@ func (c *conn) beginSwitch() {
 		if a, err := dial.LocalAddr(c.upstream.fd); err == nil {
 			c.info.UpstreamLocal = a
 		}
+		if r.Edge != nil {
+			edgeInfo(c.info, r.Edge)
+		}
 	}
 	up, down := set.Chains(c.info)
 	for _, x := range [...]struct {
@@ -102,6 +105,9 @@ func (c *conn) attach(f *flow) {
 		c.l.putPipe(f.pipe, true)
 		f.pipe = nil
 	}
+	if f.chain == nil && c.early != nil {
+		c.unfilterPeeked(f)
+	}
 	f.bulk = false
 	if f.chain != nil && f.eof {
 		f.chain.CloseInput()
@@ -131,7 +137,13 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 				return false, c.sideError(f.dst, err)
 			}
 		}
-		if !f.eof && f.src.readable && !f.pending {
+		if !f.pending && c.peekedLeft(f) {
+			// The client's peeked bytes come before anything read now.
+			if n := c.feedPeeked(f); n > 0 {
+				moved += n
+				progress = true
+			}
+		} else if !f.eof && f.src.readable && !f.pending {
 			if space := ch.ReadSpace(); space != nil {
 				n, err := read(f.src.fd, space)
 				switch {
@@ -300,4 +312,24 @@ func (c *conn) stopDue() (time.Duration, session.Reason) {
 		due, reason = c.stopCheck, session.NotEnded
 	}
 	return due, reason
+}
+
+// edgeInfo tells the filters what the listener's edge learned of the
+// client: the socket's address behind a PROXY header, the ClientHello's
+// server name and protocols, the header's TLVs.
+func edgeInfo(s *filter.Session, e *session.Edge) {
+	s.Peer, s.ServerName, s.ALPN = e.Peer, e.SNI, e.ALPN
+	if e.ProxyVersion == 0 {
+		return
+	}
+	s.Proxy = &filter.ProxyInfo{
+		Version:   int(e.ProxyVersion),
+		Local:     e.Proxy == "local",
+		Authority: e.Authority,
+		ALPN:      e.ProxyALPN,
+		UniqueID:  e.UniqueID,
+	}
+	if e.SSL {
+		s.Proxy.SSL = &filter.SSLInfo{Version: e.SSLVersion, CN: e.SSLCN, Cipher: e.SSLCipher, Verified: e.SSLVerified}
+	}
 }

@@ -52,6 +52,12 @@ type side struct {
 //  8. Once a filter has ended the session (conn.stopping is set), no
 //     source is read and no filter runs: only what the stopping flow's
 //     chain forwarded is written out (drainStopped), then the session ends.
+//  9. Peeked bytes (conn.early.peeked: the client's, read before the
+//     dial) exist only for toUpstream, only while it has not read src,
+//     and never with eof: they go out before any byte read after them.
+//  10. A PROXY header pier writes is the first byte the upstream
+//     receives (it heads toUpstream's spill at connect, before a chain
+//     is attached), and is never counted in bytes.
 type flow struct {
 	src, dst *side
 	pipe     *pipe
@@ -201,6 +207,9 @@ func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 			f.spill = f.spill[n:]
 			if len(f.spill) == 0 {
 				f.spill = nil
+			}
+			if c.early != nil {
+				n = c.countSpill(f, n) // a PROXY header is not the client's
 			}
 			f.bytes += int64(n)
 			moved += n

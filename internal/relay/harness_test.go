@@ -211,6 +211,19 @@ func checkFlows(t *testing.T, c *conn) {
 			t.Fatalf("flow %s: %v: %+v", x.name, err, *x.f)
 		}
 	}
+	if e := c.early; e != nil {
+		f := &c.toUpstream
+		switch {
+		case e.peeked != nil && f.eof:
+			t.Fatalf("9: %d peeked bytes wait behind the client's FIN", len(e.peeked))
+		case e.peeked != nil && c.state == relaying && f.chain == nil && !f.pending:
+			t.Fatalf("9: %d peeked bytes kept from an unfiltered flow", len(e.peeked))
+		case e.hidden > len(f.spill):
+			t.Fatalf("10: %d header bytes to send, %d in the spill", e.hidden, len(f.spill))
+		case e.hidden > 0 && f.bytes > 0:
+			t.Fatalf("10: %d bytes delivered before the PROXY header", f.bytes)
+		}
+	}
 }
 
 // invariantsBroken returns which of flow's invariants f breaks, if any.

@@ -12,7 +12,9 @@
 // one timer heap per loop.
 //
 // Files: loop.go is the event loop, conn.go a session's life (dial,
-// retry, deadlines, finish), flow.go the flow engine that moves bytes
+// retry, deadlines, finish), early.go its peeking state (the client's
+// first bytes read before the route is chosen) and the PROXY header it
+// writes first, flow.go the flow engine that moves bytes
 // (splice, read and write) with its invariants, filtered.go the filtered
 // path, watch.go the listening sockets, list.go listing and ending live
 // sessions for the admin API, pipe.go and timer.go what the loop keeps,

@@ -149,6 +149,9 @@ type Edge struct {
 	// Proxy is the header received: "v1", "v2" or "local" (v2 LOCAL or
 	// v1 UNKNOWN: the real endpoints stand); "" none.
 	Proxy string
+	// ProxyVersion is the received header's version, 1 or 2, a local
+	// one's included; 0 none. For filters (filter.ProxyInfo), not logged.
+	ProxyVersion uint8
 	// SNI and ALPN are the TLS ClientHello's server name and protocols.
 	SNI  string
 	ALPN []string
@@ -158,6 +161,12 @@ type Edge struct {
 	// TLVs of a v2 header: PP2_TYPE_AUTHORITY, UNIQUE_ID (as received,
 	// printable or hex), ALPN, and the SSL TLV's version and client CN.
 	Authority, UniqueID, ProxyALPN, SSLVersion, SSLCN string
+	// SSL reports that a v2 header carried the SSL TLV; SSLCipher and
+	// SSLVerified are its cipher and whether the client's certificate
+	// was verified. For filters (filter.SSLInfo), not logged.
+	SSL         bool
+	SSLCipher   string
+	SSLVerified bool
 	// Limit names the limit that refused the client: "global_rate",
 	// "route_rate", "client_connections", "client_rate", the last two
 	// prefixed "global_" for the top-level table.
