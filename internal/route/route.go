@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,6 +163,34 @@ type Group struct {
 	NeedsHello bool
 
 	def *Route // the route with Match.Default, or nil
+	// Choose's tiers, in configuration order: the routes naming a server
+	// exactly, by name; those with a wildcard, by its suffix
+	// (".example.com"); those with criteria but no SNI.
+	exact, wild map[string][]*Route
+	noSNI       []*Route
+}
+
+// index files r under Choose's tiers.
+func (g *Group) index(r *Route) {
+	if r.m == nil {
+		return
+	}
+	if len(r.m.sni) == 0 {
+		g.noSNI = append(g.noSNI, r)
+		return
+	}
+	if g.exact == nil {
+		g.exact, g.wild = make(map[string][]*Route), make(map[string][]*Route)
+	}
+	for _, p := range r.m.sni {
+		tier := g.exact
+		if p.wildcard {
+			tier = g.wild
+		}
+		if !slices.Contains(tier[p.name], r) {
+			tier[p.name] = append(tier[p.name], r)
+		}
+	}
 }
 
 // Choose returns the route for a client at address client that sent the
@@ -184,27 +213,48 @@ func (g *Group) Choose(client netip.Addr, h *peek.Hello) (*Route, int) {
 		return g.Routes[0], -1
 	}
 	client = client.Unmap().WithZone("")
-	var (
-		best     *Route
-		bestKey  = -1
-		bestRank rank
-	)
-	for _, r := range g.Routes {
-		if r.m == nil {
-			continue
+	// The SNI rank dominates, so the routes are tried by tiers: those
+	// naming the server exactly, then those whose wildcard has the
+	// longest suffix of it, then those with no SNI criterion; the first
+	// tier with a match decides.
+	if h != nil && h.ServerName != "" {
+		name := h.ServerName
+		if r, key := best(g.exact[name], client, h); r != nil {
+			return r, key
 		}
-		rk, key, ok := r.m.rank(client, h)
-		if ok && (best == nil || bestRank.less(rk)) {
-			best, bestKey, bestRank = r, key, rk
+		for i := 1; i < len(name); i++ {
+			if name[i] != '.' {
+				continue
+			}
+			if r, key := best(g.wild[name[i:]], client, h); r != nil {
+				return r, key
+			}
 		}
 	}
-	if best != nil {
-		return best, bestKey
+	if r, key := best(g.noSNI, client, h); r != nil {
+		return r, key
 	}
 	if g.def != nil {
 		return g.def, len(g.def.keys) - 1
 	}
 	return nil, -1
+}
+
+// best returns the most specific of routes that matches, the first of
+// equals, or nil.
+func best(routes []*Route, client netip.Addr, h *peek.Hello) (*Route, int) {
+	var (
+		top     *Route
+		topKey  = -1
+		topRank rank
+	)
+	for _, r := range routes {
+		rk, key, ok := r.m.rank(client, h)
+		if ok && (top == nil || topRank.less(rk)) {
+			top, topKey, topRank = r, key, rk
+		}
+	}
+	return top, topKey
 }
 
 // rank is how specifically a route matched a client, criterion by
@@ -371,6 +421,7 @@ func NewTable(routes []*Route, g Global) (*Table, error) {
 				return nil, fmt.Errorf("route %s: listen %s is taken by route %s", r.Name, addr, other.Name)
 			}
 			grp.Routes = append(grp.Routes, r)
+			grp.index(r)
 			if r.Match != nil && r.Match.Default {
 				if grp.def != nil {
 					return nil, fmt.Errorf("route %s: listen %s already has a default route, %s", r.Name, addr, grp.def.Name)
