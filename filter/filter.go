@@ -110,7 +110,8 @@ type Session struct {
 // ProxyInfo is what a PROXY header received from a trusted balancer said
 // besides the addresses (which are in Session.Client and Session.Local).
 type ProxyInfo struct {
-	// Version is 1 or 2.
+	// Version is 1 or 2; 0 for a local header whose version pier was
+	// not told.
 	Version int
 	// Local is set for a v2 LOCAL or v1 UNKNOWN header: the balancer
 	// speaks for itself, and the socket's own addresses stand.

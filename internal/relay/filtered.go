@@ -319,17 +319,26 @@ func (c *conn) stopDue() (time.Duration, session.Reason) {
 // server name and protocols, the header's TLVs.
 func edgeInfo(s *filter.Session, e *session.Edge) {
 	s.Peer, s.ServerName, s.ALPN = e.Peer, e.SNI, e.ALPN
-	if e.ProxyVersion == 0 {
+	if e.Proxy == "" && e.ProxyVersion == 0 {
 		return
 	}
+	version := int(e.ProxyVersion)
+	if version == 0 {
+		switch e.Proxy {
+		case "v1":
+			version = 1
+		case "v2":
+			version = 2
+		}
+	}
 	s.Proxy = &filter.ProxyInfo{
-		Version:   int(e.ProxyVersion),
+		Version:   version,
 		Local:     e.Proxy == "local",
 		Authority: e.Authority,
 		ALPN:      e.ProxyALPN,
 		UniqueID:  e.UniqueID,
 	}
-	if e.SSL {
+	if e.SSL || e.SSLVersion != "" || e.SSLCN != "" || e.SSLCipher != "" {
 		s.Proxy.SSL = &filter.SSLInfo{Version: e.SSLVersion, CN: e.SSLCN, Cipher: e.SSLCipher, Verified: e.SSLVerified}
 	}
 }
