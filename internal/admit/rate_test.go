@@ -10,6 +10,7 @@ import (
 // TestRateBurstThenRate pins the accept rate: burst at once, then
 // perSecond a second; Set keeps the tokens; nil allows all.
 func TestRateBurstThenRate(t *testing.T) {
+	t0 := time.Now() // Set retunes at the clock's now
 	r := NewRate(10, 3)
 	for i := range 3 {
 		if !r.Allow(t0) {
