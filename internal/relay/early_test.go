@@ -17,6 +17,7 @@ import (
 
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/chain"
+	"github.com/pierproxy/pier/internal/nonblock"
 	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/session"
 )
@@ -250,7 +251,24 @@ func TestPeekOneReadWhenHelloQueued(t *testing.T) {
 	if ps.c.mstate != session.Connecting || ps.c.p.Record.ID != 7 || ps.c.p.Client != ps.fd {
 		t.Fatalf("after the decision: state %v, record %d, client fd %d", ps.c.mstate, ps.c.p.Record.ID, ps.c.p.Client)
 	}
-	h.connect(ps)
+	// The loop's own epoll events from here: the client's first (from
+	// its epoll entry, made before the read) must not say readable once
+	// the read drained the socket, and the upstream's says connected.
+	for deadline := time.Now().Add(10 * time.Second); ps.c.state == dialing; {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream never connected")
+		}
+		h.l.now = time.Since(h.l.start)
+		n, _ := nonblock.EpollPoll(h.l.epfd, h.l.events[:])
+		for i := range n {
+			h.l.dispatch(&h.l.events[i])
+		}
+		unix.Poll(nil, 1)
+	}
+	if ps.c.state != relaying || ps.c.client.readable {
+		t.Fatalf("after connect: state %d, client readable %v: the relay would read again with no new byte", ps.c.state, ps.c.client.readable)
+	}
+	checkFlows(t, ps.c)
 	u := up.accepted(t)
 	if got := readN(t, u, len("HELLO-queued")); got != "HELLO-queued" {
 		t.Fatalf("the upstream's first bytes: %q", got)
