@@ -144,6 +144,7 @@ var endpoints = []endpoint{
 	{"GET", "/api/v1/history", ""},
 	{"GET", "/api/v1/ends", ""},
 	{"GET", "/api/v1/filter_specs", ""},
+	{"GET", "/api/v1/clients", ""},
 	{"GET", "/no/such/endpoint", ""},
 }
 

@@ -63,6 +63,37 @@ type Control interface {
 	// FilterSpecs answers every filter pier knows with its options, for
 	// the dashboard's filter form.
 	FilterSpecs() []FilterSpec
+	// Clients answers a per-client table: the top level's (q.Route "")
+	// or a route's, its q.Limit clients with the most live sessions
+	// first. ErrNotFound for an unknown route; a scope without per_client
+	// limits answers an empty table with Limits nil.
+	Clients(q ClientsQuery) (ClientsPage, error)
+}
+
+// ClientsQuery selects a per-client table and how much of it to show.
+type ClientsQuery struct {
+	Route string // "": the top level's table
+	Limit int    // at most this many clients (1..1000)
+}
+
+// ClientsPage is one per-client table: its counts, its limits, and its
+// clients with the most live sessions (then the most recently seen).
+type ClientsPage struct {
+	Scope     string     `json:"scope"` // "global" or the route's name
+	Limits    *PerClient `json:"limits"`
+	Tracked   int        `json:"tracked"`   // clients in the table now
+	Evicted   uint64     `json:"evicted"`   // least recently seen clients dropped to make room
+	Untracked uint64     `json:"untracked"` // clients admitted untracked: the table was full of live ones
+	Clients   []Client   `json:"clients"`
+}
+
+// Client is one tracked client (an address, or a prefix when clients are
+// grouped).
+type Client struct {
+	Prefix   string    `json:"prefix"`
+	Live     int       `json:"live"`   // its live sessions
+	Tokens   float64   `json:"tokens"` // its rate's bucket now; 0 without a rate
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // ErrNotFound is what a Control returns for an unknown route, member,
@@ -141,8 +172,28 @@ type Session struct {
 	AgeSeconds      float64  `json:"age_seconds"`
 	BytesToUpstream int64    `json:"bytes_to_upstream"`
 	BytesToClient   int64    `json:"bytes_to_client"`
-	State           string   `json:"state"` // connecting, open, half_closed_client, half_closed_upstream
+	State           string   `json:"state"` // peeking, connecting, open, half_closed_client, half_closed_upstream
 	Filters         []string `json:"filters"`
+	// What the edge learned before the route was chosen; zero on a plain
+	// listener. Peer is the socket's address when a PROXY header gave
+	// Client; Proxy the header ("v1", "v2", "local"); SNI and ALPN the
+	// ClientHello's; Match the route's match key that chose it; TLVs the
+	// v2 header's (nil: none).
+	Peer  string   `json:"peer"`
+	Proxy string   `json:"proxy"`
+	SNI   string   `json:"sni"`
+	ALPN  []string `json:"alpn"`
+	Match string   `json:"match"`
+	TLVs  *TLVs    `json:"tlvs"`
+}
+
+// TLVs are what a PROXY v2 header carried besides the addresses.
+type TLVs struct {
+	Authority  string `json:"authority,omitempty"`
+	UniqueID   string `json:"unique_id,omitempty"`
+	ALPN       string `json:"alpn,omitempty"`
+	SSLVersion string `json:"ssl_version,omitempty"`
+	SSLCN      string `json:"ssl_cn,omitempty"`
 }
 
 // Route is one route as it runs.
@@ -157,6 +208,60 @@ type Route struct {
 	Members        []Member   `json:"members"`
 	Overlay        bool       `json:"overlay"` // a runtime change applies to the route
 	Stats          RouteStats `json:"stats"`
+
+	// The edge: what a client must show to take the route on a shared
+	// address (nil: it owns its addresses), how long its ClientHello is
+	// waited for, the PROXY protocol both ways, its access lists and
+	// limits.
+	Match              *Match         `json:"match"`
+	PeekTimeoutSeconds float64        `json:"peek_timeout_seconds"`
+	ProxyProtocol      *ProxyProtocol `json:"proxy_protocol"`
+	SendProxy          string         `json:"send_proxy"` // "v1", "v2" or "none"
+	Allow              []string       `json:"allow"`
+	Deny               []string       `json:"deny"`
+	Limits             *Limits        `json:"limits"` // nil: none
+}
+
+// Match is a route's match, and how many sessions each key chose.
+type Match struct {
+	SNI     []string          `json:"sni"`
+	ALPN    []string          `json:"alpn"`
+	Source  []string          `json:"source"`
+	Default bool              `json:"default"`
+	Matched map[string]uint64 `json:"matched"` // sessions by key: "sni:...", "alpn:...", "source:...", "default"
+}
+
+// ProxyProtocol is the PROXY protocol a route accepts from its clients.
+type ProxyProtocol struct {
+	Accept         string   `json:"accept"` // v1, v2 or any
+	Trusted        []string `json:"trusted"`
+	Required       bool     `json:"required"`
+	TimeoutSeconds float64  `json:"timeout_seconds"`
+}
+
+// Limits are a scope's accept rate and per-client limits.
+type Limits struct {
+	AcceptRate *Rate      `json:"accept_rate"` // nil: none
+	PerClient  *PerClient `json:"per_client"`  // nil: none
+}
+
+// Rate is a token bucket.
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// PerClient is a scope's per-client limits (defaults filled) and its
+// table's counts now.
+type PerClient struct {
+	MaxConnections int    `json:"max_connections"` // 0: no cap
+	Rate           *Rate  `json:"rate"`            // nil: none
+	IPv4Prefix     int    `json:"ipv4_prefix"`
+	IPv6Prefix     int    `json:"ipv6_prefix"`
+	MaxTracked     int    `json:"max_tracked"`
+	Tracked        int    `json:"tracked"`
+	Evicted        uint64 `json:"evicted"`
+	Untracked      uint64 `json:"untracked"`
 }
 
 // RouteStats are a route's totals since pier started: the numbers
@@ -330,7 +435,7 @@ type Change struct {
 func (s Session) MarshalJSON() ([]byte, error) {
 	type plain Session
 	p := plain(s)
-	p.Filters = list(p.Filters)
+	p.Filters, p.ALPN = list(p.Filters), list(p.ALPN)
 	return json.Marshal(p)
 }
 
@@ -338,12 +443,37 @@ func (r Route) MarshalJSON() ([]byte, error) {
 	type plain Route
 	p := plain(r)
 	p.Listen, p.Addrs, p.Filters, p.Members = list(p.Listen), list(p.Addrs), list(p.Filters), list(p.Members)
+	p.Allow, p.Deny = list(p.Allow), list(p.Deny)
 	if p.Stats.Refused == nil {
 		p.Stats.Refused = map[string]uint64{}
 	}
 	if p.Stats.Ended == nil {
 		p.Stats.Ended = map[string]uint64{}
 	}
+	return json.Marshal(p)
+}
+
+func (m Match) MarshalJSON() ([]byte, error) {
+	type plain Match
+	p := plain(m)
+	p.SNI, p.ALPN, p.Source = list(p.SNI), list(p.ALPN), list(p.Source)
+	if p.Matched == nil {
+		p.Matched = map[string]uint64{}
+	}
+	return json.Marshal(p)
+}
+
+func (pp ProxyProtocol) MarshalJSON() ([]byte, error) {
+	type plain ProxyProtocol
+	p := plain(pp)
+	p.Trusted = list(p.Trusted)
+	return json.Marshal(p)
+}
+
+func (c ClientsPage) MarshalJSON() ([]byte, error) {
+	type plain ClientsPage
+	p := plain(c)
+	p.Clients = list(p.Clients)
 	return json.Marshal(p)
 }
 

@@ -176,3 +176,44 @@ func TestReloadPreview(t *testing.T) {
 	wantError(t, s.do(t, "POST", "/api/v1/reload/preview", ""), http.StatusMethodNotAllowed, "")
 	wantCalls(t, ctl)
 }
+
+// The clients query reaches the Control as parsed (the top level's table
+// without route, limit 100 by default); the page has every field, its
+// clients [] when empty and limits null without a table; a bad limit or
+// an unknown parameter is a 400 naming it, an unknown route a 404.
+func TestClients(t *testing.T) {
+	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ctl := &fakeControl{clients: ClientsPage{Scope: "db", Tracked: 2, Evicted: 1,
+		Limits:  &PerClient{MaxConnections: 3, Rate: &Rate{PerSecond: 20, Burst: 40}, IPv4Prefix: 32, IPv6Prefix: 64, MaxTracked: 100, Tracked: 2, Evicted: 1},
+		Clients: []Client{{Prefix: "2001:db8::/64", Live: 3, Tokens: 12.5, LastSeen: seen}, {Prefix: "10.0.0.1/32", Live: 0, Tokens: 40, LastSeen: seen}}}}
+	s := serve(t, ctl, Options{})
+	a := s.do(t, "GET", "/api/v1/clients?route=db&limit=1000", "")
+	m := a.json(t)
+	wantKeys(t, "page", m, "scope", "limits", "tracked", "evicted", "untracked", "clients")
+	c := m["clients"].([]any)[0]
+	wantKeys(t, "client", c, "prefix", "live", "tokens", "last_seen")
+	if m["scope"] != "db" || m["tracked"] != 2.0 || c.(map[string]any)["prefix"] != "2001:db8::/64" ||
+		c.(map[string]any)["last_seen"] != "2026-01-02T03:04:05Z" {
+		t.Fatalf("page %s", a.body)
+	}
+	if ctl.clientsQ != (ClientsQuery{Route: "db", Limit: 1000}) {
+		t.Fatalf("query %+v", ctl.clientsQ)
+	}
+	s.do(t, "GET", "/api/v1/clients", "")
+	if ctl.clientsQ != (ClientsQuery{Limit: defaultClientsPage}) {
+		t.Fatalf("default query %+v", ctl.clientsQ)
+	}
+	wantCalls(t, ctl, "Clients db 1000", "Clients  100")
+	for _, bad := range []struct{ query, field string }{
+		{"limit=0", "limit"}, {"limit=1001", "limit"}, {"limit=x", "limit"}, {"route=", "route"},
+		{"scope=global", "scope"}, {"route=a&route=b", "route"},
+	} {
+		wantError(t, s.do(t, "GET", "/api/v1/clients?"+bad.query, ""), http.StatusBadRequest, bad.field)
+	}
+	ctl.clients = ClientsPage{Scope: "global"}
+	if a := s.do(t, "GET", "/api/v1/clients", ""); string(a.body) != `{"scope":"global","limits":null,"tracked":0,"evicted":0,"untracked":0,"clients":[]}`+"\n" {
+		t.Fatalf("no table: %s", a.body)
+	}
+	ctl.err = ErrNotFound
+	wantError(t, s.do(t, "GET", "/api/v1/clients?route=nope", ""), http.StatusNotFound, "")
+}

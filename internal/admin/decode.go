@@ -162,6 +162,33 @@ func parseEndsQuery(raw string) (EndsQuery, *Error) {
 	return q, nil
 }
 
+// maxClientsPage bounds GET /api/v1/clients: a table holds up to ten
+// million clients, a page the heaviest thousand.
+const maxClientsPage = 1000
+
+// defaultClientsPage is a clients page's size when the query has no limit.
+const defaultClientsPage = 100
+
+// parseClientsQuery reads GET /api/v1/clients' query: route, limit.
+func parseClientsQuery(raw string) (ClientsQuery, *Error) {
+	v, err := parseQuery(raw, "route", "limit")
+	if err != nil {
+		return ClientsQuery{}, err
+	}
+	q := ClientsQuery{Route: v.Get("route"), Limit: defaultClientsPage}
+	if v.Has("route") && q.Route == "" {
+		return ClientsQuery{}, badField("route", "empty: leave it out for the top level's table")
+	}
+	if l := v.Get("limit"); v.Has("limit") {
+		limit, lerr := strconv.Atoi(l)
+		if lerr != nil || limit < 1 || limit > maxClientsPage {
+			return ClientsQuery{}, badField("limit", fmt.Sprintf("want an integer 1..%d, got %s", maxClientsPage, quote(l)))
+		}
+		q.Limit = limit
+	}
+	return q, nil
+}
+
 // parseClient reads a CIDR prefix or a single IP (its own /32 or /128).
 func parseClient(s string) (netip.Prefix, *Error) {
 	if strings.Contains(s, "/") {

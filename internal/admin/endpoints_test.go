@@ -53,7 +53,14 @@ func sampleRoute() Route {
 		Filters: []Filter{{Name: "latency", Options: map[string]any{"delay": "10ms"}, Overlay: true}},
 		Members: []Member{{Name: "[::1]:5432", Addr: "[::1]:5432", Weight: 3, FileWeight: 1, Up: true, Live: 3,
 			Overlay: &Steering{Weight: ptr(3)}}},
-		Overlay: true,
+		Overlay:            true,
+		Match:              &Match{SNI: []string{"db.example.com"}, Matched: map[string]uint64{"sni:db.example.com": 4}},
+		PeekTimeoutSeconds: 5,
+		ProxyProtocol:      &ProxyProtocol{Accept: "v2", Trusted: []string{"10.1.0.0/16"}, Required: true, TimeoutSeconds: 3},
+		SendProxy:          "v1",
+		Deny:               []string{"10.6.6.0/24"},
+		Limits: &Limits{AcceptRate: &Rate{PerSecond: 1000, Burst: 2000},
+			PerClient: &PerClient{MaxConnections: 20, IPv4Prefix: 32, IPv6Prefix: 64, MaxTracked: 65536, Tracked: 2}},
 	}
 }
 
@@ -74,8 +81,20 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("routes %s", a.body)
 	}
 	r := routes[0].(map[string]any)
-	wantKeys(t, "route", r, "name", "listen", "addrs", "max_connections", "live", "refused", "filters", "members", "overlay", "stats")
+	wantKeys(t, "route", r, "name", "listen", "addrs", "max_connections", "live", "refused", "filters", "members", "overlay", "stats",
+		"match", "peek_timeout_seconds", "proxy_protocol", "send_proxy", "allow", "deny", "limits")
 	if r["max_connections"] != 100.0 || r["live"] != 3.0 || r["refused"] != 2.0 || r["overlay"] != true {
+		t.Fatalf("route %s", a.body)
+	}
+	wantKeys(t, "match", r["match"], "sni", "alpn", "source", "default", "matched")
+	if r["match"].(map[string]any)["matched"].(map[string]any)["sni:db.example.com"] != 4.0 {
+		t.Fatalf("match %s", a.body)
+	}
+	wantKeys(t, "proxy_protocol", r["proxy_protocol"], "accept", "trusted", "required", "timeout_seconds")
+	wantKeys(t, "limits", r["limits"], "accept_rate", "per_client")
+	wantKeys(t, "per_client", r["limits"].(map[string]any)["per_client"], "max_connections", "rate", "ipv4_prefix",
+		"ipv6_prefix", "max_tracked", "tracked", "evicted", "untracked")
+	if r["send_proxy"] != "v1" || r["peek_timeout_seconds"] != 5.0 || r["limits"].(map[string]any)["per_client"].(map[string]any)["rate"] != nil {
 		t.Fatalf("route %s", a.body)
 	}
 	f := r["filters"].([]any)[0]
@@ -84,9 +103,14 @@ func TestRoutes(t *testing.T) {
 	wantKeys(t, "member", mem, memberKeys...)
 	wantKeys(t, "member overlay", mem["overlay"], "weight")
 	empty := routes[1].(map[string]any)
-	for _, k := range []string{"listen", "addrs", "filters", "members"} {
+	for _, k := range []string{"listen", "addrs", "filters", "members", "allow", "deny"} {
 		if l, ok := empty[k].([]any); !ok || len(l) != 0 {
 			t.Fatalf("empty route's %s: %v, want []", k, empty[k])
+		}
+	}
+	for _, k := range []string{"match", "proxy_protocol", "limits"} {
+		if v, ok := empty[k]; !ok || v != nil {
+			t.Fatalf("empty route's %s: %v, want null", k, empty[k])
 		}
 	}
 
@@ -107,7 +131,9 @@ func TestRoutes(t *testing.T) {
 func TestSessionsList(t *testing.T) {
 	ctl := &fakeControl{page: SessionPage{
 		Sessions: []Session{{ID: 9, Route: "db", Client: "10.1.2.3:40000", Upstream: "db1:5432", Dialed: "10.0.0.9:5432",
-			AgeSeconds: 1.5, BytesToUpstream: 10, BytesToClient: 20, State: "open", Filters: []string{"latency"}}},
+			AgeSeconds: 1.5, BytesToUpstream: 10, BytesToClient: 20, State: "open", Filters: []string{"latency"},
+			Peer: "127.0.0.1:6000", Proxy: "v2", SNI: "db.example.com", ALPN: []string{"postgresql"}, Match: "sni:db.example.com",
+			TLVs: &TLVs{Authority: "db.example.com"}}},
 		Matched: 7, Next: 9,
 	}}
 	s := serve(t, ctl, Options{})
@@ -119,7 +145,11 @@ func TestSessionsList(t *testing.T) {
 	}
 	sess := m["sessions"].([]any)[0]
 	wantKeys(t, "session", sess, "id", "route", "client", "upstream", "dialed", "age_seconds", "bytes_to_upstream",
-		"bytes_to_client", "state", "filters")
+		"bytes_to_client", "state", "filters", "peer", "proxy", "sni", "alpn", "match", "tlvs")
+	wantKeys(t, "tlvs", sess.(map[string]any)["tlvs"], "authority")
+	if se := sess.(map[string]any); se["peer"] != "127.0.0.1:6000" || se["sni"] != "db.example.com" || se["match"] != "sni:db.example.com" {
+		t.Fatalf("session %s", a.body)
+	}
 	want := SessionQuery{Route: "db", Member: "db1:5432", Client: netip.MustParsePrefix("10.1.2.3/32"), Sort: SortID, After: 5, Limit: 1}
 	if ctl.query != want {
 		t.Fatalf("query %+v, want %+v", ctl.query, want)

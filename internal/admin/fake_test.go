@@ -50,6 +50,8 @@ type fakeControl struct {
 	ends        EndsPage
 	endsQ       EndsQuery // the last Ends query
 	specs       []FilterSpec
+	clients     ClientsPage
+	clientsQ    ClientsQuery // the last Clients query
 }
 
 func (f *fakeControl) record(format string, args ...any) {
@@ -160,6 +162,14 @@ func (f *fakeControl) SetLogLevel(l slog.Level) {
 }
 
 func (f *fakeControl) History() History { f.record("History"); return f.history }
+
+func (f *fakeControl) Clients(q ClientsQuery) (ClientsPage, error) {
+	f.record("Clients %s %d", q.Route, q.Limit)
+	f.mu.Lock()
+	f.clientsQ = q
+	f.mu.Unlock()
+	return f.clients, f.err
+}
 
 func (f *fakeControl) Ends(ctx context.Context, q EndsQuery) (EndsPage, error) {
 	f.record("Ends")

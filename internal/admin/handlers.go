@@ -52,6 +52,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/history", s.getHistory)
 	mux.HandleFunc("GET /api/v1/ends", s.listEnds)
 	mux.HandleFunc("GET /api/v1/filter_specs", s.listFilterSpecs)
+	mux.HandleFunc("GET /api/v1/clients", s.listClients)
 
 	ui := s.serveUI()
 	mux.Handle("GET /{$}", ui)
@@ -392,6 +393,20 @@ func (s *Server) listEnds(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listFilterSpecs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string][]FilterSpec{"filters": list(s.ctl.FilterSpecs())})
+}
+
+func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
+	q, qerr := parseClientsQuery(r.URL.RawQuery)
+	if qerr != nil {
+		writeError(w, qerr)
+		return
+	}
+	page, err := s.ctl.Clients(q)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 // fail answers a Control's error: its own status for an *Error, 404 for

@@ -53,6 +53,7 @@ type Daemon struct {
 	cfg     *config.Config            // in force: file's routes and every owner's, the overlay's filters
 	over    overlay                   // the admin API's changes on top of file
 	routes  map[string]*carried       // by route name, carried over reloads
+	global  *scopeLimits              // the top level's limits, carried over reloads
 	stopped bool
 
 	// draining is set when Stop begins: readiness probes fail from then
@@ -102,6 +103,11 @@ type carried struct {
 	filters *chain.InForce
 	cfg     []config.Filter // the configuration of the set in filters
 	set     *chain.Set      // the set compiled from cfg
+	// limits are the route's accept rate and per-client table, which
+	// keep their tokens and live counts while the route's name stays;
+	// matches its sessions by match key, while its keys stay.
+	limits  *scopeLimits
+	matches *stats.Matches
 }
 
 // Start compiles cfg and starts serving it.
@@ -288,7 +294,7 @@ func (d *Daemon) Ready() (bool, string) {
 // it came from, before owners' routes were added.
 func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	cfg = over.apply(cfg)
-	t, routes, made, err := compile(cfg, d.routes, over.steering, d.srv.Loops(), d.log)
+	t, routes, global, made, err := compile(cfg, d.routes, d.global, over.steering, d.srv.Loops(), d.log)
 	if err != nil {
 		return err
 	}
@@ -306,6 +312,7 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	for i := range cfg.Routes {
 		c := routes[cfg.Routes[i].Name]
 		c.limit.SetMax(cfg.Routes[i].MaxConnections)
+		c.limits.retune(cfg.Routes[i].Name, d.log)
 		if c.filters.Load() != c.set {
 			c.filters.Store(c.set)
 			d.srv.FiltersChanged(c.filters)
@@ -315,8 +322,9 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	// not when the collector finds them). Sessions still draining an old
 	// set's streams finish harmlessly: a closed filter's streams count
 	// what they can no longer write.
+	global.retune("global", d.log)
 	closeSets(droppedSets(d.routes, routes), d.log)
-	d.file, d.cfg, d.over, d.routes = file, cfg, over, routes
+	d.file, d.cfg, d.over, d.routes, d.global = file, cfg, over, routes, global
 	return nil
 }
 
@@ -484,7 +492,11 @@ func (d *Daemon) Stop(ctx context.Context) error {
 //
 // made lists the filter sets compiled here, which the caller closes if the
 // table is not put in force. On error, compile closes them itself.
-func compile(cfg *config.Config, prev map[string]*carried, steering func(route string) map[string]pool.Steering, loops int, log *slog.Logger) (_ *route.Table, _ map[string]*carried, made []*chain.Set, err error) {
+//
+// The route's and the top level's accept rates and per-client tables
+// carry over the same way (prev, prevGlobal): compile reuses them, and
+// the caller retunes them once the table is in force.
+func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimits, steering func(route string) map[string]pool.Steering, loops int, log *slog.Logger) (_ *route.Table, _ map[string]*carried, global *scopeLimits, made []*chain.Set, err error) {
 	next := make(map[string]*carried, len(cfg.Routes))
 	defer func() {
 		if err != nil {
@@ -507,12 +519,12 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 		}
 		pc, err := poolConfig(cfg, rc, resolver, log)
 		if err != nil {
-			return nil, nil, made, err
+			return nil, nil, nil, made, err
 		}
 		pc.Steering = steering(rc.Name)
 		p, err := pool.New(pc, oldPool)
 		if err != nil {
-			return nil, nil, made, fmt.Errorf("route %s: %w", rc.Name, err)
+			return nil, nil, nil, made, fmt.Errorf("route %s: %w", rc.Name, err)
 		}
 		c := &carried{}
 		if old != nil {
@@ -539,7 +551,7 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 		}
 		c.pool = p
 		next[rc.Name] = c
-		routes = append(routes, &route.Route{
+		rt := &route.Route{
 			Name:             rc.Name,
 			Listen:           rc.Listen,
 			Pool:             p,
@@ -550,16 +562,19 @@ func compile(cfg *config.Config, prev map[string]*carried, steering func(route s
 			ConnectBudget:    rc.Budget(),
 			IdleTimeout:      rc.IdleTimeout,
 			HalfCloseTimeout: rc.HalfCloseTimeout,
-		})
+		}
+		edgeRoute(rt, rc, c, loops)
+		routes = append(routes, rt)
 	}
 	if len(errs) > 0 {
-		return nil, nil, made, errs
+		return nil, nil, nil, made, errs
 	}
-	t, err := route.NewTable(routes, route.Global{})
+	g, global := edgeGlobal(cfg, prevGlobal)
+	t, err := route.NewTable(routes, g)
 	if err != nil {
-		return nil, nil, made, err
+		return nil, nil, nil, made, err
 	}
-	return t, next, made, nil
+	return t, next, global, made, nil
 }
 
 // poolConfig is the pool of a route's configuration.
@@ -578,6 +593,7 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 		},
 		Retries:         rc.Retries,
 		TryAll:          rc.WhenAllDown == "try_all",
+		SendProxy:       proxyVersion(rc.SendProxy),
 		Resolver:        r,
 		ResolveInterval: cfg.Resolver.Interval,
 		ResolveTimeout:  cfg.Resolver.Timeout,
@@ -599,9 +615,11 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 			pc.Check.ExpectRE = re
 		}
 		pc.CheckInterval, pc.Rise, pc.Fall = hc.Interval, hc.Rise, hc.Fall
+		pc.CheckProxy = checkProxy(hc.SendProxy)
 	}
 	for _, u := range rc.Upstreams {
-		spec := pool.Spec{SRV: u.SRV, Weight: u.Weight, Backup: u.Backup, MaxConns: u.MaxConnections, Drain: u.Drain}
+		spec := pool.Spec{SRV: u.SRV, Weight: u.Weight, Backup: u.Backup, MaxConns: u.MaxConnections, Drain: u.Drain,
+			SendProxy: memberProxy(u.SendProxy)}
 		if u.Address != "" {
 			a, err := pool.ParseAddress(u.Address)
 			if err != nil {

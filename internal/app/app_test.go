@@ -280,7 +280,7 @@ func TestNewRouteFiltersInForceBeforeListening(t *testing.T) {
       - reset: {bytes: 100}
 `)
 	log := slog.New(slog.DiscardHandler)
-	_, routes, made, err := compile(cfg, nil, (&overlay{}).steering, 1, log)
+	_, routes, _, made, err := compile(cfg, nil, nil, (&overlay{}).steering, 1, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,7 @@ func (d *Daemon) routeView(rc *config.Route) admin.Route {
 	}
 	_, r.Overlay = d.over.filters[rc.Name]
 	c := d.routes[rc.Name]
+	edgeView(&r, rc, c)
 	if c == nil {
 		return r
 	}

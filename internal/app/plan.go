@@ -186,7 +186,88 @@ func routeFields(a, b *config.Route) []string {
 	add("idle_timeout", a.IdleTimeout != b.IdleTimeout)
 	add("half_close_timeout", a.HalfCloseTimeout != b.HalfCloseTimeout)
 	add("max_connections", a.MaxConnections != b.MaxConnections)
+	add("match", !sameMatch(a.Match, b.Match))
+	add("peek_timeout", peekTimeout(a) != peekTimeout(b))
+	add("proxy_protocol", !sameProxyProtocol(a.ProxyProtocol, b.ProxyProtocol))
+	add("send_proxy", a.SendProxy != b.SendProxy)
+	add("allow", !slices.Equal(a.Allow, b.Allow))
+	add("deny", !slices.Equal(a.Deny, b.Deny))
+	add("limits", !sameLimits(a.Limits, b.Limits))
 	return f
+}
+
+// sameMatch compares two matches as written, wherever in the file.
+func sameMatch(a, b *config.Match) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return slices.Equal(a.SNI, b.SNI) && slices.Equal(a.ALPN, b.ALPN) && slices.Equal(a.Source, b.Source) && a.Default == b.Default
+}
+
+// sameProxyProtocol compares two proxy_protocol settings as compile takes
+// them (an absent timeout is the default).
+func sameProxyProtocol(a, b *config.ProxyProtocol) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := proxyIn(a), proxyIn(b)
+	return x.Accept == y.Accept && x.Required == y.Required && x.Timeout == y.Timeout && slices.Equal(a.Trusted, b.Trusted)
+}
+
+// sameLimits compares two limits mappings as compile takes them (absent
+// values are their defaults).
+func sameLimits(a, b *config.Limits) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return sameRate(a.AcceptRate, b.AcceptRate) && samePerClient(a.PerClient, b.PerClient)
+}
+
+func sameRate(a, b *config.Rate) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return resolveRate(*a) == resolveRate(*b)
+}
+
+func samePerClient(a, b *config.PerClient) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return clientLimits(a) == clientLimits(b)
+}
+
+// limitsEffect says what a changed limits mapping does (n < 0: the
+// top level's, whose live sessions are every route's): the accept rate's
+// bucket and the per-client table carry over (compileLimits), so tokens
+// and live counts stand; a table whose grouping or bound changed starts
+// over.
+func limitsEffect(a, b *config.Limits, n int64) string {
+	s := "the new accept rate and per-client limits apply to new clients; live sessions are not ended"
+	if n >= 0 {
+		s = fmt.Sprintf("the new accept rate and per-client limits apply to new clients; the %d live sessions are not ended", n)
+	}
+	var was, is *config.PerClient
+	if a != nil {
+		was = a.PerClient
+	}
+	if b != nil {
+		is = b.PerClient
+	}
+	switch {
+	case was != nil && is != nil:
+		x, y := clientLimits(was), clientLimits(is)
+		if x.V4Bits != y.V4Bits || x.V6Bits != y.V6Bits || x.MaxTracked != y.MaxTracked {
+			s += "; the per-client table starts over (ipv4_prefix, ipv6_prefix or max_tracked changed): live sessions no longer count against max_connections"
+		} else {
+			s += "; each client keeps its live count and its rate's tokens"
+		}
+	case is != nil:
+		s += "; clients are tracked from the reload on: live sessions do not count against per_client max_connections"
+	case was != nil:
+		s += "; clients are no longer tracked"
+	}
+	return s
 }
 
 func sameSet(a, b []string) bool {
@@ -221,6 +302,8 @@ func routeEffect(a, b *config.Route, fields []string, n int64) string {
 		case "passive_check":
 			// pool.New carries each address's failures and ejection.
 			parts = append(parts, "dial failures count under the new passive_check from the reload on; ejections in force stay")
+		case "limits":
+			parts = append(parts, limitsEffect(a.Limits, b.Limits, n))
 		case "max_connections":
 			s := fmt.Sprintf("max_connections %s → %s applies to new clients and counts the %d live sessions, which are not ended",
 				maxText(a.MaxConnections), maxText(b.MaxConnections), n)
@@ -238,6 +321,14 @@ func routeEffect(a, b *config.Route, fields []string, n int64) string {
 		parts = append([]string{s}, parts...)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// sendProxyText is a member's send_proxy as a person reads it.
+func sendProxyText(s string) string {
+	if s == "" {
+		return "as the route"
+	}
+	return s
 }
 
 func maxText(m int) string {
@@ -341,6 +432,10 @@ func memberChange(a, b *config.Upstream, n int64) ([]string, string) {
 		} else {
 			parts = append(parts, "takes new sessions again")
 		}
+	}
+	if a.SendProxy != b.SendProxy {
+		fields = append(fields, "send_proxy")
+		parts = append(parts, fmt.Sprintf("new sessions to it send_proxy %s (was %s)", sendProxyText(b.SendProxy), sendProxyText(a.SendProxy)))
 	}
 	if a.MaxConnections != b.MaxConnections {
 		fields = append(fields, "max_connections")
@@ -529,6 +624,22 @@ func planSettings(cur, next *config.Config) []admin.Change {
 		// the addresses its names had until they are looked up again.
 		out = append(out, admin.Change{Kind: kindSetting, Action: actionChange, Name: "resolver", Fields: rf,
 			Effect: "every route's names are looked up with the new resolver from the reload on, their last addresses serving meanwhile; live sessions keep their upstream connections"})
+	}
+	var af []string
+	if !slices.Equal(cur.Allow, next.Allow) {
+		af = append(af, "allow")
+	}
+	if !slices.Equal(cur.Deny, next.Deny) {
+		af = append(af, "deny")
+	}
+	if len(af) > 0 {
+		// The lists are compiled anew and read by each new client.
+		out = append(out, admin.Change{Kind: kindSetting, Action: actionChange, Name: "access", Fields: af,
+			Effect: "new clients of every route are checked against the new lists; live sessions are not ended"})
+	}
+	if !sameLimits(cur.Limits, next.Limits) {
+		out = append(out, admin.Change{Kind: kindSetting, Action: actionChange, Name: "limits", Fields: []string{"limits"},
+			Effect: limitsEffect(cur.Limits, next.Limits, -1)})
 	}
 	if c, ok := optionalChange("admin", cur.Admin != nil, next.Admin != nil, adminFields(cur.Admin, next.Admin),
 		"the admin server's settings change; no proxied session is touched"); ok {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/metrics"
+	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/stats"
 )
@@ -17,7 +18,7 @@ type source struct{ d *Daemon }
 func (s source) Snapshot() metrics.Snapshot {
 	d := s.d
 	d.mu.Lock()
-	cfg, routes := d.cfg, d.routes
+	cfg, routes, global := d.cfg, d.routes, d.global
 	d.mu.Unlock()
 
 	var snap metrics.Snapshot
@@ -39,10 +40,10 @@ func (s source) Snapshot() metrics.Snapshot {
 		}
 	}
 	for _, l := range d.srv.ListenerStats() {
-		snap.Listeners = append(snap.Listeners, metrics.Listener{Route: l.Route, Addr: l.Addr.String(), Pauses: map[string]uint64{
-			"accept_error": l.AcceptErrors, "descriptors": l.DescriptorPauses, "local_error": l.LocalErrorPauses,
-		}})
+		snap.Listeners = append(snap.Listeners, listenerMetrics(&l))
 	}
+	snap.Clients = clientsMetrics(global)
+	snap.LogRefusalsSuppressed = d.srv.Stats().RefusalLogsSuppressed
 	snap.ReloadsOK, snap.ReloadsFailed = d.reloadsOK.Load(), d.reloadsFailed.Load()
 	if t := d.lastReloadOK.Load(); t != 0 {
 		snap.LastReloadOK = time.Unix(0, t)
@@ -62,6 +63,14 @@ func routeMetrics(name string, c *carried) metrics.Route {
 		Refused:    make(map[string]uint64, stats.NumRefusals),
 		ToUpstream: t.ToUpstream, ToClient: t.ToClient, Retries: t.Retries,
 		ConnectTime: histogram(t.ConnectTime), Duration: histogram(t.Duration),
+		Clients: clientsMetrics(c.limits),
+	}
+	if c.matches != nil {
+		r.Matched = make(map[string]uint64, len(c.matches.Keys()))
+		counts := c.matches.Totals()
+		for i, k := range c.matches.Keys() {
+			r.Matched[k] = counts[i]
+		}
 	}
 	for reason := session.Reason(1); reason < session.NumReasons; reason++ {
 		if reason == session.Limit { // a refused client is not a session
@@ -92,6 +101,40 @@ func routeMetrics(name string, c *carried) metrics.Route {
 		})
 	}
 	return r
+}
+
+// listenerMetrics is one listener's counts: its accept pauses, and every
+// edge series at zero included (a listener's edge may refuse any client:
+// the top level's lists and limits apply to all).
+func listenerMetrics(l *proxy.ListenerStats) metrics.Listener {
+	m := metrics.Listener{Route: l.Route, Addr: l.Addr.String(),
+		Pauses: map[string]uint64{
+			"accept_error": l.AcceptErrors, "descriptors": l.DescriptorPauses, "local_error": l.LocalErrorPauses,
+		},
+		Refused: make(map[string]uint64, stats.NumListenerRefusals),
+		Peeks:   make(map[string]uint64, stats.NumPeekResults),
+		Headers: make(map[string]uint64, stats.NumHeaderResults),
+		Peeking: l.Peeking,
+	}
+	for why := stats.ListenerRefusal(0); why < stats.NumListenerRefusals; why++ {
+		m.Refused[why.String()] = l.Refused[why]
+	}
+	for r := stats.PeekResult(0); r < stats.NumPeekResults; r++ {
+		m.Peeks[r.String()] = l.Peeks[r]
+	}
+	for r := stats.HeaderResult(0); r < stats.NumHeaderResults; r++ {
+		m.Headers[r.String()] = l.ProxyHeaders[r]
+	}
+	return m
+}
+
+// clientsMetrics is a scope's per-client table's counts; nil without one.
+func clientsMetrics(s *scopeLimits) *metrics.Clients {
+	if s == nil || s.clients == nil {
+		return nil
+	}
+	st := s.clients.Stats()
+	return &metrics.Clients{Tracked: st.Tracked, Evicted: st.Evicted, Untracked: st.Untracked}
 }
 
 func histogram(h stats.HistogramTotals) metrics.Histogram {
