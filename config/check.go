@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -54,7 +55,16 @@ func Check(cfg *Config) error {
 		if h, hc := cfg.Routes[i].HealthCheck, out.Routes[i].HealthCheck; h != nil && hc != nil {
 			hc.Pos = h.Pos
 		}
+		r, o := &cfg.Routes[i], &out.Routes[i]
+		if r.Match != nil && o.Match != nil {
+			o.Match.Pos = r.Match.Pos
+		}
+		if r.ProxyProtocol != nil && o.ProxyProtocol != nil {
+			o.ProxyProtocol.Pos = r.ProxyProtocol.Pos
+		}
+		keepLimitsPos(o.Limits, r.Limits)
 	}
+	keepLimitsPos(out.Limits, cfg.Limits)
 	if cfg.Admin != nil && out.Admin != nil {
 		out.Admin.Pos = cfg.Admin.Pos
 	}
@@ -64,6 +74,18 @@ func Check(cfg *Config) error {
 	out.File = cfg.File
 	*cfg = out
 	return nil
+}
+
+// keepLimitsPos gives the limits Check read the positions of those it
+// was given.
+func keepLimitsPos(out, in *Limits) {
+	if out == nil || in == nil {
+		return
+	}
+	out.Pos = in.Pos
+	if out.PerClient != nil && in.PerClient != nil {
+		out.PerClient.Pos = in.PerClient.Pos
+	}
 }
 
 // encoder turns a Config into YAML nodes; every node's line is the index,
@@ -137,7 +159,117 @@ func (e *encoder) config(c *Config) *yaml.Node {
 		}
 		set(top, "toxiproxy", m, m.Line)
 	}
+	e.access(top, c.Allow, c.Deny, c.Limits, "the config")
 	return top
+}
+
+// access adds allow, deny and limits, the top level's or a route's, to m.
+func (e *encoder) access(m *yaml.Node, allow, deny []netip.Prefix, l *Limits, where string) {
+	if len(allow) > 0 {
+		v := e.prefixes(allow, where, "allow")
+		set(m, "allow", v, v.Line)
+	}
+	if len(deny) > 0 {
+		v := e.prefixes(deny, where, "deny")
+		set(m, "deny", v, v.Line)
+	}
+	if l == nil {
+		return
+	}
+	lw := where + ": limits"
+	if where == "the config" {
+		lw = "limits"
+	}
+	lm := mapping(e.at(where, "limits"))
+	if r := l.AcceptRate; r != nil {
+		rw := lw + ": accept_rate"
+		rm := mapping(e.at(lw, "accept_rate"))
+		e.rate(rm, r, rw)
+		set(lm, "accept_rate", rm, rm.Line)
+	}
+	if c := l.PerClient; c != nil {
+		cw := lw + ": per_client"
+		cm := mapping(e.at(lw, "per_client"))
+		opt := func(key string, v int) {
+			if v != 0 {
+				n := e.number(v, cw, key)
+				set(cm, key, n, n.Line)
+			}
+		}
+		opt("max_connections", c.MaxConnections)
+		if c.Rate != nil {
+			e.rate(cm, c.Rate, cw)
+		}
+		opt("ipv4_prefix", c.IPv4Prefix)
+		opt("ipv6_prefix", c.IPv6Prefix)
+		opt("max_tracked", c.MaxTracked)
+		set(lm, "per_client", cm, cm.Line)
+	}
+	set(m, "limits", lm, lm.Line)
+}
+
+// rate adds a Rate's rate and burst to m: its own mapping (accept_rate)
+// or per_client, where they stand beside the other keys.
+func (e *encoder) rate(m *yaml.Node, r *Rate, where string) {
+	v := str(formatRate(r.PerSecond), e.at(where, "rate"))
+	set(m, "rate", v, v.Line)
+	if r.Burst != 0 {
+		b := e.number(r.Burst, where, "burst")
+		set(m, "burst", b, b.Line)
+	}
+}
+
+// edge adds a route's match, PROXY and peek settings to m.
+func (e *encoder) edge(m *yaml.Node, r *Route, where string) {
+	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
+	if mt := r.Match; mt != nil {
+		mw := where + ": match"
+		mm := mapping(e.at(where, "match"))
+		if len(mt.SNI) > 0 {
+			set(mm, "sni", e.strings(mt.SNI, mw, "sni"), mm.Line)
+		}
+		if len(mt.ALPN) > 0 {
+			set(mm, "alpn", e.strings(mt.ALPN, mw, "alpn"), mm.Line)
+		}
+		if len(mt.Source) > 0 {
+			set(mm, "source", e.prefixes(mt.Source, mw, "source"), mm.Line)
+		}
+		if mt.Default {
+			set(mm, "default", e.boolean(mw, "default"), mm.Line)
+		}
+		field("match", mm)
+	}
+	if r.PeekTimeout != 0 {
+		field("peek_timeout", e.duration(r.PeekTimeout, where, "peek_timeout"))
+	}
+	if pp := r.ProxyProtocol; pp != nil {
+		pw := where + ": proxy_protocol"
+		pm := mapping(e.at(where, "proxy_protocol"))
+		opt := func(key string, v *yaml.Node) { set(pm, key, v, v.Line) }
+		if pp.Accept != "" {
+			opt("accept", e.scalar(pp.Accept, pw, "accept"))
+		}
+		opt("trusted", e.prefixes(pp.Trusted, pw, "trusted"))
+		if pp.Required {
+			opt("required", e.boolean(pw, "required"))
+		}
+		if pp.Timeout != 0 {
+			opt("timeout", e.duration(pp.Timeout, pw, "timeout"))
+		}
+		field("proxy_protocol", pm)
+	}
+	if r.SendProxy != "" {
+		field("send_proxy", e.scalar(r.SendProxy, where, "send_proxy"))
+	}
+	e.access(m, r.Allow, r.Deny, r.Limits, where)
+}
+
+func (e *encoder) prefixes(ps []netip.Prefix, where, key string) *yaml.Node {
+	ss := make([]string, len(ps))
+	for i, p := range ps {
+		ss[i] = p.String()
+	}
+	return e.strings(ss, where, key)
 }
 
 // place adds a place named name whose errors begin with key (the servers'
@@ -188,6 +320,9 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		if h.ExpectRegexp != "" {
 			opt("expect_regexp", e.scalar(h.ExpectRegexp, hw, "expect_regexp"))
 		}
+		if h.SendProxy != "" {
+			opt("send_proxy", e.scalar(h.SendProxy, hw, "send_proxy"))
+		}
 		field("health_check", hm)
 	}
 	pc := r.PassiveCheck
@@ -221,6 +356,7 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		}
 		field("filters", fs)
 	}
+	e.edge(m, r, where)
 	return m
 }
 
@@ -244,6 +380,9 @@ func (e *encoder) upstream(u *Upstream, where string) *yaml.Node {
 	}
 	if u.Drain {
 		field("drain", e.boolean(where, "drain"))
+	}
+	if u.SendProxy != "" {
+		field("send_proxy", e.scalar(u.SendProxy, where, "send_proxy"))
 	}
 	return m
 }

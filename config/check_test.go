@@ -80,6 +80,7 @@ func TestCheckFillsDefaults(t *testing.T) {
 			ConnectBudget:  DefaultConnectTimeout,
 			WhenAllDown:    "fail",
 			Filters:        []Filter{{Name: "pass"}},
+			PeekTimeout:    DefaultPeekTimeout,
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {
@@ -140,7 +141,7 @@ func TestCheckNamesEarlierRoutesByPlace(t *testing.T) {
 		{"same name", []Route{r("db", "127.0.0.1:1"), r("db", "127.0.0.1:2")},
 			`routes[1]: name: route "db" is already defined as routes[0]`},
 		{"listens overlap", []Route{r("db", ":1"), r("web", "127.0.0.1:1")},
-			`route "web": listen: "127.0.0.1:1" overlaps ":1" of route "db"`},
+			`route "web": listen: "127.0.0.1:1" overlaps ":1" of route "db"; write the same address in both routes, each with a match, to share it`},
 		{"listed twice", []Route{{Name: "db", Listen: []string{":1", ":1"}, Upstreams: []Upstream{{Address: "127.0.0.1:5432"}}}},
 			`route "db": listen: ":1" is listed twice in this route`},
 	} {

@@ -199,12 +199,23 @@ func clearPositions(cfg *Config) {
 	if cfg.Admin != nil {
 		cfg.Admin.Pos = Pos{}
 	}
+	clearLimitsPos(cfg.Limits)
 	if cfg.Toxiproxy != nil {
 		cfg.Toxiproxy.Pos = Pos{}
 	}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
 		r.Pos = Pos{}
+		if r.HealthCheck != nil {
+			r.HealthCheck.Pos = Pos{}
+		}
+		if r.Match != nil {
+			r.Match.Pos = Pos{}
+		}
+		if r.ProxyProtocol != nil {
+			r.ProxyProtocol.Pos = Pos{}
+		}
+		clearLimitsPos(r.Limits)
 		for j := range r.Upstreams {
 			r.Upstreams[j].Pos = Pos{}
 		}
@@ -216,5 +227,15 @@ func clearPositions(cfg *Config) {
 				f.Options[k] = v
 			}
 		}
+	}
+}
+
+func clearLimitsPos(l *Limits) {
+	if l == nil {
+		return
+	}
+	l.Pos = Pos{}
+	if l.PerClient != nil {
+		l.PerClient.Pos = Pos{}
 	}
 }

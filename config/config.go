@@ -410,6 +410,9 @@ var (
 		}),
 		opt("admin", (*parser).admin, func(c *Config) **Admin { return &c.Admin }, nil),
 		opt("toxiproxy", (*parser).toxiproxy, func(c *Config) **Toxiproxy { return &c.Toxiproxy }, nil),
+		opt("allow", (*parser).prefixes, func(c *Config) *[]netip.Prefix { return &c.Allow }, nil),
+		opt("deny", (*parser).prefixes, func(c *Config) *[]netip.Prefix { return &c.Deny }, nil),
+		opt("limits", (*parser).limits, func(c *Config) **Limits { return &c.Limits }, nil),
 	}
 	adminFields = []field[Admin]{
 		req("listen", within("admin", (*parser).listenAddress), func(a *Admin) *string { return &a.Listen }),
@@ -445,6 +448,15 @@ var (
 		opt("half_close_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.HalfCloseTimeout }, DefaultHalfCloseTimeout),
 		opt("max_connections", (*parser).count, func(r *Route) *int { return &r.MaxConnections }, 0),
 		opt("filters", (*parser).filters, func(r *Route) *[]Filter { return &r.Filters }, nil),
+		// Rules across the routes that share an address follow the route
+		// list: see checkShared.
+		opt("match", (*parser).match, func(r *Route) **Match { return &r.Match }, nil),
+		opt("peek_timeout", (*parser).edgeTimeout, func(r *Route) *time.Duration { return &r.PeekTimeout }, DefaultPeekTimeout),
+		opt("proxy_protocol", (*parser).proxyProtocol, func(r *Route) **ProxyProtocol { return &r.ProxyProtocol }, nil),
+		opt("send_proxy", oneOf(routeSendProxy...), func(r *Route) *string { return &r.SendProxy }, ""),
+		opt("allow", (*parser).prefixes, func(r *Route) *[]netip.Prefix { return &r.Allow }, nil),
+		opt("deny", (*parser).prefixes, func(r *Route) *[]netip.Prefix { return &r.Deny }, nil),
+		opt("limits", (*parser).limits, func(r *Route) **Limits { return &r.Limits }, nil),
 	}
 	// address and srv are optional each, but exactly one is required:
 	// checked by upstreams. An absent weight is set there too, as it
@@ -456,6 +468,7 @@ var (
 		opt("backup", (*parser).boolean, func(u *Upstream) *bool { return &u.Backup }, false),
 		opt("max_connections", (*parser).count, func(u *Upstream) *int { return &u.MaxConnections }, 0),
 		opt("drain", (*parser).boolean, func(u *Upstream) *bool { return &u.Drain }, false),
+		opt("send_proxy", oneOf(upstreamSendProxy...), func(u *Upstream) *string { return &u.SendProxy }, ""),
 	}
 	healthCheckFields = []field[HealthCheck]{
 		opt("interval", (*parser).duration, func(h *HealthCheck) *time.Duration { return &h.Interval }, DefaultCheckInterval),
@@ -466,11 +479,47 @@ var (
 		opt("send", (*parser).bytes, func(h *HealthCheck) *string { return &h.Send }, ""),
 		opt("expect", (*parser).expect, func(h *HealthCheck) *string { return &h.Expect }, ""),
 		opt("expect_regexp", (*parser).expectRegexp, func(h *HealthCheck) *string { return &h.ExpectRegexp }, ""),
+		opt("send_proxy", oneOf(checkSendProxy...), func(h *HealthCheck) *string { return &h.SendProxy }, "auto"),
 	}
 	passiveCheckFields = []field[PassiveCheck]{
 		opt("failures", (*parser).count, func(c *PassiveCheck) *int { return &c.Failures }, DefaultPassiveFailures),
 		opt("backoff", (*parser).duration, func(c *PassiveCheck) *time.Duration { return &c.Backoff }, DefaultBackoff),
 		opt("max_backoff", (*parser).duration, func(c *PassiveCheck) *time.Duration { return &c.MaxBackoff }, DefaultMaxBackoff),
+	}
+	// A match must name something: checked by match.
+	matchFields = []field[Match]{
+		opt("sni", (*parser).serverNames, func(m *Match) *[]string { return &m.SNI }, nil),
+		opt("alpn", (*parser).protocols, func(m *Match) *[]string { return &m.ALPN }, nil),
+		opt("source", (*parser).prefixes, func(m *Match) *[]netip.Prefix { return &m.Source }, nil),
+		opt("default", (*parser).boolean, func(m *Match) *bool { return &m.Default }, false),
+	}
+	proxyProtocolFields = []field[ProxyProtocol]{
+		opt("accept", oneOf(proxyAccepts...), func(pp *ProxyProtocol) *string { return &pp.Accept }, "any"),
+		req("trusted", (*parser).trusted, func(pp *ProxyProtocol) *[]netip.Prefix { return &pp.Trusted }),
+		opt("required", (*parser).boolean, func(pp *ProxyProtocol) *bool { return &pp.Required }, false),
+		opt("timeout", (*parser).edgeTimeout, func(pp *ProxyProtocol) *time.Duration { return &pp.Timeout }, DefaultProxyTimeout),
+	}
+	// The same at the top level and in a route; one of the two is needed:
+	// checked by limits.
+	limitsFields = []field[Limits]{
+		opt("accept_rate", (*parser).acceptRate, func(l *Limits) **Rate { return &l.AcceptRate }, nil),
+		opt("per_client", (*parser).perClient, func(l *Limits) **PerClient { return &l.PerClient }, nil),
+	}
+	// An absent burst is one second's worth: set by acceptRate.
+	rateFields = []field[Rate]{
+		req("rate", (*parser).rate, func(r *Rate) *float64 { return &r.PerSecond }),
+		opt("burst", intRange(1, maxBurst), func(r *Rate) *int { return &r.Burst }, 0),
+	}
+	// rate and burst are written flat beside the other keys (rate: 20/s,
+	// burst: 40) and fill PerClient.Rate; perClient checks that burst
+	// has a rate and that something is limited.
+	perClientFields = []field[PerClient]{
+		opt("max_connections", (*parser).count, func(c *PerClient) *int { return &c.MaxConnections }, 0),
+		{key: "rate", decode: perClientRate},
+		{key: "burst", decode: perClientBurst},
+		opt("ipv4_prefix", intRange(1, 32), func(c *PerClient) *int { return &c.IPv4Prefix }, DefaultIPv4Prefix),
+		opt("ipv6_prefix", intRange(1, 128), func(c *PerClient) *int { return &c.IPv6Prefix }, DefaultIPv6Prefix),
+		opt("max_tracked", intRange(1, MaxMaxTracked), func(c *PerClient) *int { return &c.MaxTracked }, DefaultMaxTracked),
 	}
 )
 

@@ -60,6 +60,7 @@ routes:
 			IdleTimeout:      time.Hour,
 			HalfCloseTimeout: 30 * time.Second,
 			MaxConnections:   10000,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{3, 5, ""},
 		}, {
 			Name:   "db.primary-1",
@@ -76,6 +77,7 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      0,
 			HalfCloseTimeout: 0,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{12, 5, ""},
 		}},
 	}
@@ -113,6 +115,7 @@ func TestDefaultsApplied(t *testing.T) {
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			MaxConnections:   0,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{1, 10, ""},
 		}},
 	}
@@ -201,14 +204,15 @@ routes:
 			},
 			Balance: "hash",
 			HealthCheck: &HealthCheck{
-				Interval: 5 * time.Second,
-				Timeout:  5 * time.Second,
-				Rise:     1,
-				Fall:     100,
-				Port:     8080,
-				Send:     "PING\r\n",
-				Expect:   "+PONG",
-				Pos:      Pos{15, 7, ""},
+				Interval:  5 * time.Second,
+				Timeout:   5 * time.Second,
+				Rise:      1,
+				Fall:      100,
+				Port:      8080,
+				Send:      "PING\r\n",
+				Expect:    "+PONG",
+				SendProxy: "auto",
+				Pos:       Pos{15, 7, ""},
 			},
 			PassiveCheck:     PassiveCheck{Failures: 0, Backoff: time.Second, MaxBackoff: time.Second},
 			Retries:          0,
@@ -217,6 +221,7 @@ routes:
 			WhenAllDown:      "try_all",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{6, 5, ""},
 		}, {
 			Name:      "bin",
@@ -230,6 +235,7 @@ routes:
 				Fall:         DefaultFall,
 				Send:         "\x00\x01\x02\xff",
 				ExpectRegexp: `^HTTP/1\.[01] 200`,
+				SendProxy:    "auto",
 				Pos:          Pos{30, 19, ""},
 			},
 			PassiveCheck:     PassiveCheck{Failures: DefaultPassiveFailures, Backoff: 5 * time.Second, MaxBackoff: DefaultMaxBackoff},
@@ -239,6 +245,7 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{27, 5, ""},
 		}, {
 			Name:      "defaults",
@@ -246,11 +253,12 @@ routes:
 			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{36, 17, ""}}},
 			Balance:   "round_robin",
 			HealthCheck: &HealthCheck{
-				Interval: DefaultCheckInterval,
-				Timeout:  DefaultCheckTimeout,
-				Rise:     DefaultRise,
-				Fall:     DefaultFall,
-				Pos:      Pos{37, 19, ""},
+				Interval:  DefaultCheckInterval,
+				Timeout:   DefaultCheckTimeout,
+				Rise:      DefaultRise,
+				Fall:      DefaultFall,
+				SendProxy: "auto",
+				Pos:       Pos{37, 19, ""},
 			},
 			PassiveCheck:     defaultPassive,
 			Retries:          DefaultRetries,
@@ -259,6 +267,7 @@ routes:
 			WhenAllDown:      "fail",
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
+			PeekTimeout:      DefaultPeekTimeout,
 			Pos:              Pos{34, 5, ""},
 		}},
 	}
@@ -379,11 +388,11 @@ var errorCases = []struct {
 	{"name is null", "routes:\n  - name:\n    listen: [':1']\n    upstreams: [{address: 'h:1'}]\n", 2, 10, "name: want a value, got nothing"},
 
 	// Unknown and duplicate keys, at every level.
-	{"unknown top field", good + "extra: 1\n", 5, 1, `config: unknown field "extra" (known: grace_period, routes, resolver, admin, toxiproxy)`},
+	{"unknown top field", good + "extra: 1\n", 5, 1, `config: unknown field "extra" (known: grace_period, routes, resolver, admin, toxiproxy, allow, deny, limits)`},
 	{"unknown route field", good + "    colour: red\n", 5, 5, `route: unknown field "colour" (known: name, listen,`},
-	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", colour: red}]`), 4, 34, `upstream: unknown field "colour" (known: address, srv, weight, backup, max_connections, drain)`},
+	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", colour: red}]`), 4, 34, `upstream: unknown field "colour" (known: address, srv, weight, backup, max_connections, drain, send_proxy)`},
 	{"unknown resolver field", "resolver: {port: 53}\n" + good, 1, 12, `resolver: unknown field "port" (known: servers, interval, timeout)`},
-	{"unknown health check field", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {path: /}"), 5, 20, `health_check: unknown field "path" (known: interval, timeout, rise, fall, port, send, expect, expect_regexp)`},
+	{"unknown health check field", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {path: /}"), 5, 20, `health_check: unknown field "path" (known: interval, timeout, rise, fall, port, send, expect, expect_regexp, send_proxy)`},
 	{"unknown passive check field", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {limit: 1}"), 5, 21, `passive_check: unknown field "limit" (known: failures, backoff, max_backoff)`},
 	{"duplicate top key", good + "routes: []\n", 5, 1, `duplicate key "routes" (first at line 1)`},
 	{"duplicate route key", good + "    name: s\n", 5, 5, `duplicate key "name" (first at line 2)`},
@@ -760,7 +769,7 @@ func TestErrorsCapped(t *testing.T) {
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("dir/pier.yaml", []byte(route(`[":x"]`, `[{address: "h:1"}]`, "bogus: 1")))
 	want := "dir/pier.yaml:3:14: listen: \":x\": port \"x\" is not a number from 0 to 65535\n" +
-		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters)"
+		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
@@ -859,6 +868,23 @@ func TestREADMEDocumentsEveryField(t *testing.T) {
 	}
 	for _, f := range toxiproxyFields {
 		want = append(want, "| `toxiproxy."+f.key+"` |")
+	}
+	for _, f := range matchFields {
+		want = append(want, "| `routes[].match."+f.key+"` |")
+	}
+	for _, f := range proxyProtocolFields {
+		want = append(want, "| `routes[].proxy_protocol."+f.key+"` |")
+	}
+	for _, scope := range []string{"", "routes[]."} {
+		for _, f := range limitsFields {
+			want = append(want, "| `"+scope+"limits."+f.key+"` |")
+		}
+	}
+	for _, f := range rateFields {
+		want = append(want, "| `limits.accept_rate."+f.key+"` |")
+	}
+	for _, f := range perClientFields {
+		want = append(want, "| `limits.per_client."+f.key+"` |")
 	}
 	for _, w := range want {
 		if !strings.Contains(string(readme), w) {

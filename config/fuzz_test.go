@@ -42,10 +42,16 @@ func FuzzParse(f *testing.F) {
 		"routes: []\ntoxiproxy: {listen: \"[::1]:8474\"}\nadmin: {listen: \"localhost:8474\"}\n",
 		"toxiproxy: {listen: \":8474\", allow_remote: true}\n" + good,
 		full,
+		edgeFull,
+		shared2("127.0.0.1:0", `match: {sni: [a.example.com, "*.b.example.com"], alpn: h2}`, "match: {default: true, source: [\"::1\"]}"),
+		"allow: 10.0.0.0/8\ndeny: [\"2001:db8::/32\", 192.0.2.1]\nlimits: {accept_rate: {rate: 10/h}, per_client: {rate: 0.5/s, ipv6_prefix: 48}}\n" + good,
 	} {
 		f.Add([]byte(s))
 	}
 	for _, tc := range errorCases {
+		f.Add([]byte(tc.doc))
+	}
+	for _, tc := range edgeErrorCases {
 		f.Add([]byte(tc.doc))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -100,7 +106,12 @@ func checkValid(t *testing.T, cfg *Config) {
 	}
 	checkServers(t, cfg, true)
 	var names, listens []string
-	for _, r := range cfg.Routes {
+	type owner struct {
+		route int
+		match bool
+	}
+	var owners []owner // of each of listens
+	for ri, r := range cfg.Routes {
 		if !validName(r.Name) || slices.Contains(names, r.Name) {
 			t.Fatalf("bad or duplicate name accepted: %q", r.Name)
 		}
@@ -113,12 +124,15 @@ func checkValid(t *testing.T, cfg *Config) {
 			if _, err := parseListen(l); err != nil {
 				t.Fatalf("bad listen address accepted: %q: %v", l, err)
 			}
-			for _, prev := range listens {
-				if overlaps(prev, l) {
+			for i, prev := range listens {
+				// Routes with a match share an address written alike.
+				shared := prev == l && owners[i].route != ri && owners[i].match && r.Match != nil
+				if overlaps(prev, l) && !shared {
 					t.Fatalf("colliding listen addresses accepted: %q and %q", prev, l)
 				}
 			}
 			listens = append(listens, l)
+			owners = append(owners, owner{ri, r.Match != nil})
 		}
 		if !slices.Contains(balances, r.Balance) || !slices.Contains(whenAllDown, r.WhenAllDown) ||
 			r.Retries < 0 || r.Retries > maxRetries || r.ConnectBudget <= 0 {
@@ -158,6 +172,7 @@ func checkValid(t *testing.T, cfg *Config) {
 			t.Fatalf("route with only backups accepted: %+v", r)
 		}
 	}
+	checkEdge(t, cfg)
 	var servers []string
 	if cfg.Admin != nil {
 		servers = append(servers, cfg.Admin.Listen)

@@ -99,11 +99,17 @@ func (b binds) take(a listenAddr, c *claim) *claim {
 	return hit
 }
 
+// shareHint ends a collision between two routes' addresses: routes with
+// a match may share one, when they write it alike.
+const shareHint = "; write the same address in both routes, each with a match, to share it"
+
 // claimListens takes the valid addresses of the listen list n for route i,
 // reporting each that collides with an address taken before, by this
 // route or an earlier one. Invalid addresses were reported when the list
-// was parsed.
-func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
+// was parsed. A route with a match (shared) joins the earlier routes with
+// a match that wrote the address alike; out is its index among the routes
+// decoded, for checkShared.
+func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node, shared bool, out int) {
 	if n == nil {
 		return
 	}
@@ -123,11 +129,24 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
 		if err != nil {
 			continue
 		}
+		if shared {
+			if g := p.shared[s.Value]; len(g) > 0 && g[len(g)-1].route != i {
+				// The group's first claim stands for the one listener.
+				p.shared[s.Value] = append(g, sharer{route: i, out: out, item: item})
+				continue
+			}
+		}
 		// The item's own position: the same alias may be listed twice.
 		at := pos(item)
 		prev := b.take(a, &claim{route: i, name: name, addr: s.Value, line: at.Line})
 		switch {
 		case prev == nil:
+			if shared {
+				if p.shared == nil {
+					p.shared = make(map[string][]sharer)
+				}
+				p.shared[s.Value] = append(p.shared[s.Value], sharer{route: i, out: out, item: item})
+			}
 		case p.places != nil:
 			p.claimError(at, s.Value, i, prev)
 		case prev.route == i && prev.addr == s.Value:
@@ -135,9 +154,9 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node) {
 		case prev.route == i:
 			p.errAt(at.Line, at.Col, "listen: %s overlaps %s (line %d) in this route", quote(s.Value), quote(prev.addr), prev.line)
 		case prev.name != "":
-			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s (line %d)", quote(s.Value), quote(prev.addr), quote(prev.name), prev.line)
+			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s (line %d)%s", quote(s.Value), quote(prev.addr), quote(prev.name), prev.line, shareHint)
 		default:
-			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of an earlier route (line %d)", quote(s.Value), quote(prev.addr), prev.line)
+			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of an earlier route (line %d)%s", quote(s.Value), quote(prev.addr), prev.line, shareHint)
 		}
 	}
 }
@@ -152,8 +171,8 @@ func (p *parser) claimError(at Pos, addr string, i int, prev *claim) {
 	case prev.route == i:
 		p.errAt(at.Line, at.Col, "listen: %s overlaps %s in this route", quote(addr), quote(prev.addr))
 	case prev.name != "":
-		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s", quote(addr), quote(prev.addr), quote(prev.name))
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s%s", quote(addr), quote(prev.addr), quote(prev.name), shareHint)
 	default:
-		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of routes[%d]", quote(addr), quote(prev.addr), prev.route)
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of routes[%d]%s", quote(addr), quote(prev.addr), prev.route, shareHint)
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ var sameConfig = cmp.Options{
 	cmpopts.IgnoreTypes(Pos{}),
 	cmpopts.IgnoreFields(filter.Value{}, "Line", "Col"),
 	cmpopts.IgnoreFields(Config{}, "File"),
+	cmpopts.EquateComparable(netip.Prefix{}),
 }
 
 // full is a file that sets every field the schema has.

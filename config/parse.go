@@ -33,6 +33,9 @@ type parser struct {
 	// whatever the order of the file.
 	claimed binds
 	servers []server
+	// shared holds, by the address as written, the routes with a match
+	// that listen on it, in file order: see checkShared.
+	shared map[string][]sharer
 	// fromFlags: the configuration is a command line's (FromCommandLine),
 	// where a hint names no field of a file.
 	fromFlags bool

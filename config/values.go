@@ -18,24 +18,26 @@ import (
 // is.
 
 // routes parses the route list, and checks what no single route shows:
-// names used twice and listen addresses that would collide at bind time.
+// names used twice, listen addresses that would collide at bind time, and
+// the rules of routes that share an address (checkShared).
 func (p *parser) routes(key string, n *yaml.Node) []Route {
 	var out []Route
 	type named struct{ line, route int }
 	names := make(map[string]named) // name → where it was first given
 	claimed := p.claims()
+	var vals []map[string]*yaml.Node // of each route in out
 	// An empty list is refused by config, unless toxiproxy is set.
 	for i, item := range p.list(key, n, "") {
 		if p.stop {
 			break
 		}
 		r := Route{Pos: pos(item)}
-		vals := decodeMap(p, item, "route", routeFields, &r)
-		if vals == nil {
+		v := decodeMap(p, item, "route", routeFields, &r)
+		if v == nil {
 			continue
 		}
 		if r.Name != "" {
-			at := p.resolve(vals["name"])
+			at := p.resolve(v["name"])
 			switch first, dup := names[r.Name]; {
 			case !dup:
 				names[r.Name] = named{line: at.Line, route: i}
@@ -46,9 +48,14 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 				p.errf(at, "name: route %s is already defined at line %d", quote(r.Name), first.line)
 			}
 		}
-		routeDefaults(&r, vals)
-		p.claimListens(claimed, i, r.Name, vals["listen"])
+		routeDefaults(&r, v)
+		p.checkTracked(&r, v)
+		p.claimListens(claimed, i, r.Name, v["listen"], v["match"] != nil, len(out))
 		out = append(out, r)
+		vals = append(vals, v)
+	}
+	if !p.stop {
+		p.checkShared(out, vals)
 	}
 	return out
 }
