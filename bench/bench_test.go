@@ -257,3 +257,30 @@ func TestReportComparesWithAnotherPierBuild(t *testing.T) {
 		}
 	}
 }
+
+// The edge columns (pier-acl, pier-limits, pier-sni) are each held to
+// plain pier: connections/s and 1-client req/s at least 0.95 of it.
+func TestReportHoldsEdgeColumnsToPier(t *testing.T) {
+	res := func(col, test string, clients int, perSec float64) Result {
+		return Result{Column: col, Test: test, Workers: clients, Seconds: 2, PerSec: perSec, Ops: int64(perSec * 2)}
+	}
+	results := []Result{
+		res("pier", "cps", 32, 10000), res("pier-acl", "cps", 32, 9800), res("pier-sni", "cps", 32, 9000),
+		res("pier", "rr", 1, 20000), res("pier-acl", "rr", 1, 19800), res("pier-sni", "rr", 1, 19900),
+		res("pier", "rr", 16, 50000), res("pier-acl", "rr", 16, 40000), res("pier-sni", "rr", 16, 50000),
+		{Column: "pier-limits", Test: "*", Error: "did not start"},
+	}
+	var out bytes.Buffer
+	if err := Report(&out, results, []string{"pier", "pier-acl", "pier-limits", "pier-sni"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"pier-acl (an ACL of 1000 CIDRs)/pier: connections/s 0.98, req/s 1 client 0.99, req/s 16 clients 0.80 (higher is better); target (≥ 0.95 for connections/s and req/s 1 client) met",
+		"pier-sni (a route chosen by SNI)/pier: connections/s 0.90, req/s 1 client 0.99, req/s 16 clients 1.00 (higher is better); target (≥ 0.95 for connections/s and req/s 1 client) MISSED: connections/s",
+		"pier-limits (per-client limits and accept rates)/pier: no results (higher is better); target (≥ 0.95 for connections/s and req/s 1 client) MISSED: connections/s not measured, req/s 1 client not measured",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

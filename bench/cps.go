@@ -45,8 +45,9 @@ func (c CPSConfig) maxOps() int64 {
 const opTimeout = 5 * time.Second
 
 // CPS runs cfg.Workers workers against each target in turn; each worker,
-// over and over: connects, sends 64 bytes, half-closes, reads the echo to
-// EOF, checks it and closes. PerSec counts the connections that completed;
+// over and over: connects, sends 64 bytes (after the target's Hello, in
+// the same write, when it has one), half-closes, reads the echo to EOF,
+// checks it and closes. PerSec counts the connections that completed;
 // Errors the ones that did not. A target fails only when not one
 // connection of a round completed. For a target with a PID, CPUusPerOp is
 // its process tree's CPU time over the rounds per completed connection.
@@ -56,7 +57,7 @@ func CPS(ctx context.Context, cfg CPSConfig, targets []Target) []Result {
 	interleave(ctx, results, rounds, func(i int) error {
 		r := &results[i]
 		cpu := startCPU(targets[i].PID)
-		ok, failed, elapsed, firstErr := cpsRound(ctx, targets[i].Addr, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
+		ok, failed, elapsed, firstErr := cpsRound(ctx, targets[i].Addr, targets[i].Hello, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
 		cpu.end(r)
 		r.Ops += ok
 		r.Errors += failed
@@ -79,7 +80,7 @@ func CPS(ctx context.Context, cfg CPSConfig, targets []Target) []Result {
 }
 
 // cpsRound is one round of CPS on one target.
-func cpsRound(ctx context.Context, addr string, workers int, dur time.Duration, maxOps int64) (ok, failed int64, elapsed time.Duration, firstErr error) {
+func cpsRound(ctx context.Context, addr string, hello []byte, workers int, dur time.Duration, maxOps int64) (ok, failed int64, elapsed time.Duration, firstErr error) {
 	var (
 		nOK, nFailed, started atomic.Int64
 		once                  sync.Once
@@ -89,11 +90,13 @@ func cpsRound(ctx context.Context, addr string, workers int, dur time.Duration, 
 	end := start.Add(dur)
 	for w := range workers {
 		wg.Go(func() {
-			msg := make([]byte, 64)
-			buf := make([]byte, 128)
+			// out is the hello, then the 64 bytes of this connection.
+			out := append(append([]byte(nil), hello...), make([]byte, 64)...)
+			msg := out[len(hello):]
+			buf := make([]byte, len(out)+64)
 			for i := 0; time.Now().Before(end) && started.Add(1) <= maxOps && ctx.Err() == nil; i++ {
 				copy(msg, fmt.Sprintf("cps worker %d op %d ", w, i))
-				if err := cpsOnce(ctx, addr, msg, buf); err != nil {
+				if err := cpsOnce(ctx, addr, out, buf); err != nil {
 					nFailed.Add(1)
 					once.Do(func() { firstErr = err })
 					continue
@@ -106,7 +109,8 @@ func cpsRound(ctx context.Context, addr string, workers int, dur time.Duration, 
 	return nOK.Load(), nFailed.Load(), time.Since(start), firstErr
 }
 
-// cpsOnce is one connection of CPS.
+// cpsOnce is one connection of CPS: msg is every byte it sends, and
+// expects back.
 func cpsOnce(ctx context.Context, addr string, msg, buf []byte) error {
 	c, err := dial(ctx, addr)
 	if err != nil {

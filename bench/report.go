@@ -383,6 +383,7 @@ func (t *table) ratios() []string {
 	if line, ok := t.accessLog(pier); ok {
 		out = append(out, line)
 	}
+	out = append(out, t.edge(pier)...)
 	if pi, ok := usable(pier, "idle"); ok {
 		line := fmt.Sprintf("idle KB/conn: pier %.1f", pi.KBPerConn)
 		if h, ok := usable(t.byKey["haproxy"], "idle"); ok {
@@ -441,6 +442,60 @@ func (t *table) accessLog(pier map[string]Result) (string, bool) {
 		line += fmt.Sprintf(", CPU per connection %+.1f µs (the access log's cost per session)", l.CPUusPerOp-p.CPUusPerOp)
 	}
 	return line, true
+}
+
+// edgeColumns are pier with issue 13's edge features on, each held to
+// plain pier: connections/s and 1-client req/s at least edgeTarget of it.
+var edgeColumns = []struct{ col, what string }{
+	{"pier-acl", "an ACL of 1000 CIDRs"},
+	{"pier-limits", "per-client limits and accept rates"},
+	{"pier-sni", "a route chosen by SNI"},
+}
+
+const edgeTarget = 0.95
+
+// edge compares each edge column with plain pier, one line per column:
+// its rates as a fraction of pier's (higher is better) and the target.
+func (t *table) edge(pier map[string]Result) []string {
+	var out []string
+	for _, e := range edgeColumns {
+		m, ok := t.byKey[e.col]
+		_, failed := t.failed[e.col]
+		if !ok && !failed {
+			continue
+		}
+		var parts, missed []string
+		met := true
+		add := func(label, k string, held bool) {
+			p, ok := usable(pier, k)
+			c, cok := usable(m, k)
+			if !ok || !cok || p.PerSec == 0 {
+				if held {
+					met, missed = false, append(missed, label+" not measured")
+				}
+				return
+			}
+			f := c.PerSec / p.PerSec
+			parts = append(parts, fmt.Sprintf("%s %.2f", label, f))
+			if held && f < edgeTarget {
+				met, missed = false, append(missed, label)
+			}
+		}
+		add("connections/s", "cps", true)
+		for _, n := range t.rrKeys {
+			add("req/s "+clients(n), fmt.Sprintf("rr/%d", n), n == 1)
+		}
+		if failed {
+			parts = []string{"no results"}
+		}
+		line := fmt.Sprintf("%s (%s)/pier: %s (higher is better); target (≥ %.2f for connections/s and req/s 1 client) %s",
+			e.col, e.what, strings.Join(parts, ", "), edgeTarget, verdict(met))
+		if !met {
+			line += ": " + strings.Join(missed, ", ")
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // usable returns the result for k if it was measured without error.

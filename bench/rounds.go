@@ -13,6 +13,11 @@ type Target struct {
 	// PID is the proxy's process, whose CPU time (with its descendants')
 	// CPS and RR read around each round; 0 (direct) means none is read.
 	PID int
+	// Hello, if set, is sent first on every connection of CPS and RR (a
+	// TLS ClientHello, from ClientHello, for a column that routes by SNI);
+	// the echo sends it back and the load reads it back, checked, before
+	// its own bytes.
+	Hello []byte
 }
 
 // interleave runs round(i) for every target i, then again, rounds times

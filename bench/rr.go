@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -39,7 +40,8 @@ func (c RRConfig) maxOps() int64 {
 const rrSize = 64
 
 // RR opens cfg.Clients connections to each target in turn and on each
-// sends a 64-byte request and waits for its 64-byte echo before sending the
+// (after the target's Hello, sent and its echo read back and checked,
+// untimed) sends a 64-byte request and waits for its 64-byte echo before sending the
 // next. PerSec is requests completed per second over all clients; P50us
 // and P99us are latency percentiles, from write to full reply, over every
 // request of every round. A client whose connection fails counts one error
@@ -53,7 +55,7 @@ func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 	interleave(ctx, results, rounds, func(i int) error {
 		r := &results[i]
 		cpu := startCPU(targets[i].PID)
-		l, errs, elapsed := rrRound(ctx, targets[i].Addr, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
+		l, errs, elapsed := rrRound(ctx, targets[i].Addr, targets[i].Hello, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
 		cpu.end(r)
 		lats[i] = append(lats[i], l...)
 		r.Elapsed += elapsed.Seconds()
@@ -85,14 +87,14 @@ func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 
 // rrRound is one round of RR on one target: the latencies of every
 // request that completed, and the errors that stopped clients early.
-func rrRound(ctx context.Context, addr string, clients int, dur time.Duration, maxOps int64) ([]time.Duration, []error, time.Duration) {
+func rrRound(ctx context.Context, addr string, hello []byte, clients int, dur time.Duration, maxOps int64) ([]time.Duration, []error, time.Duration) {
 	lats := make([][]time.Duration, clients)
 	errs := make([]error, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(dur)
 	for i := range clients {
-		wg.Go(func() { lats[i], errs[i] = rrClient(ctx, addr, i, end, maxOps) })
+		wg.Go(func() { lats[i], errs[i] = rrClient(ctx, addr, hello, i, end, maxOps) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -107,13 +109,18 @@ func rrRound(ctx context.Context, addr string, clients int, dur time.Duration, m
 
 // rrClient is one connection of RR. It returns the latency of every
 // request that completed, and why it stopped early, if it did.
-func rrClient(ctx context.Context, addr string, id int, end time.Time, maxOps int64) ([]time.Duration, error) {
+func rrClient(ctx context.Context, addr string, hello []byte, id int, end time.Time, maxOps int64) ([]time.Duration, error) {
 	lats := make([]time.Duration, 0, 1<<14)
 	c, err := dial(ctx, addr)
 	if err != nil {
 		return lats, err
 	}
 	defer c.Close()
+	if len(hello) > 0 {
+		if err := sendHello(c, hello); err != nil {
+			return lats, err
+		}
+	}
 	req := make([]byte, rrSize)
 	reply := make([]byte, rrSize)
 	binary.LittleEndian.PutUint64(req, uint64(id))
@@ -136,6 +143,22 @@ func rrClient(ctx context.Context, addr string, id int, end time.Time, maxOps in
 		lats = append(lats, time.Since(t0))
 	}
 	return lats, nil
+}
+
+// sendHello writes hello on c and reads its echo back, checked.
+func sendHello(c net.Conn, hello []byte) error {
+	c.SetDeadline(time.Now().Add(opTimeout))
+	if _, err := c.Write(hello); err != nil {
+		return err
+	}
+	back := make([]byte, len(hello))
+	if _, err := io.ReadFull(c, back); err != nil {
+		return fmt.Errorf("reading the echo of the ClientHello: %w", err)
+	}
+	if !bytes.Equal(back, hello) {
+		return fmt.Errorf("%w: the ClientHello came back changed", ErrCorrupt)
+	}
+	return nil
 }
 
 // percentile returns the q-quantile of sorted, in microseconds.

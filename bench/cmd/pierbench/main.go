@@ -8,6 +8,7 @@
 //	pierbench bulk direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # a JSON line per column
 //	pierbench cps -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002  # with gocopy's CPU
 //	pierbench rr -clients 16 -pid gocopy=1234 direct=127.0.0.1:9001 gocopy=127.0.0.1:9002
+//	pierbench cps -hello pier-sni=db.example.com pier-sni=127.0.0.1:9004  # a ClientHello first
 //	pierbench idle -column gocopy -pid 1234 127.0.0.1:9002
 //	pierbench rr -rounds 1 -clients 16 -max-ops 1000 -duration 10m pier=127.0.0.1:9003  # a fixed count
 //	pierbench syscalls -column pier -rr rr.jsonl strace.txt  # strace -c's summary as a result line
@@ -50,7 +51,8 @@ const usage = `Usage: pierbench COMMAND [flags] ARGS
   gocopy LISTEN UPSTREAM      serve the plain io.Copy forwarder
   wait [-timeout D] [-pid P] ADDR   until ADDR accepts a connection
   bulk|cps|rr [flags] COLUMN=ADDR...  run one load on each, taking turns
-                              (cps, rr: -pid COLUMN=PID also reads its CPU time)
+                              (cps, rr: -pid COLUMN=PID also reads its CPU time;
+                              -hello COLUMN=NAME sends a ClientHello first)
   idle [flags] -pid P ADDR    what P holds per idle connection through ADDR
   syscalls -column C -rr FILE STRACE   the result line of strace -c's summary
                               over the rr load whose result line FILE holds
@@ -237,6 +239,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 		maxOps                         *int64
 		dur                            *time.Duration
 		pids                           = columnPIDs{}
+		hellos                         = columnHellos{}
 	)
 	switch test {
 	case "bulk":
@@ -252,12 +255,14 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	}
 	if test != "bulk" {
 		fs.Var(pids, "pid", "`COLUMN=PID`: read the CPU time of that column's proxy and its children around every round (repeatable)")
+		fs.Var(hellos, "hello", "`COLUMN=SERVERNAME`: send a TLS ClientHello for SERVERNAME first on each of that column's connections, and read its echo back (repeatable)")
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: pierbench %s [flags] COLUMN=ADDR...\n", test)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -270,8 +275,15 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 			fs.Usage()
 			return errUsage
 		}
-		targets = append(targets, bench.Target{Column: col, Addr: addr, PID: pids[col]})
+		tg := bench.Target{Column: col, Addr: addr, PID: pids[col]}
+		if name, ok := hellos[col]; ok {
+			if tg.Hello, err = bench.ClientHello(name); err != nil {
+				return err
+			}
+		}
+		targets = append(targets, tg)
 		delete(pids, col)
+		delete(hellos, col)
 	}
 	if len(targets) == 0 {
 		fs.Usage()
@@ -279,6 +291,10 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 	}
 	if len(pids) > 0 {
 		fmt.Fprintf(stderr, "pierbench %s: -pid %s: no such target\n", test, pids)
+		return errUsage
+	}
+	if len(hellos) > 0 {
+		fmt.Fprintf(stderr, "pierbench %s: -hello %s: no such target\n", test, hellos)
 		return errUsage
 	}
 	var results []bench.Result
@@ -323,6 +339,27 @@ func (m columnPIDs) Set(v string) error {
 		return fmt.Errorf("%q: want COLUMN=PID", v)
 	}
 	m[col] = pid
+	return nil
+}
+
+// columnHellos is the -hello flag of cps and rr: the server name each
+// column's ClientHello asks for.
+type columnHellos map[string]string
+
+func (m columnHellos) String() string {
+	parts := make([]string, 0, len(m))
+	for col, name := range m {
+		parts = append(parts, col+"="+name)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m columnHellos) Set(v string) error {
+	col, name, ok := strings.Cut(v, "=")
+	if !ok || col == "" || name == "" {
+		return fmt.Errorf("%q: want COLUMN=SERVERNAME", v)
+	}
+	m[col] = name
 	return nil
 }
 
