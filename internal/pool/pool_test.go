@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pierproxy/pier/internal/health"
+	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
@@ -414,5 +415,92 @@ func TestConnectEndsEjection(t *testing.T) {
 	first.Done()
 	if !m.usable(time.Now().UnixNano(), false) {
 		t.Error("still ejected after a connect succeeded")
+	}
+}
+
+// TestSendProxyPerMember pins how a member's PROXY version resolves: its
+// Spec's own, else the route's; NoProxy sends none whatever the route
+// says; an Attempt reports its member's (relay.MemberProxy).
+func TestSendProxyPerMember(t *testing.T) {
+	ss := specs("10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1")
+	ss[1].SendProxy = peek.V1
+	ss[2].SendProxy = NoProxy
+	p := newPool(t, Config{Route: "pp", Members: ss, SendProxy: peek.V2, Balance: Hash}, nil)
+	want := map[string]uint8{"10.0.0.1:1": peek.V2, "10.0.0.2:1": peek.V1, "10.0.0.3:1": 0}
+	for _, m := range p.Members() {
+		if m.SendProxy != want[m.Name] {
+			t.Errorf("member %s sends v%d, want v%d", m.Name, m.SendProxy, want[m.Name])
+		}
+	}
+	if !p.SendsProxy() {
+		t.Error("SendsProxy false with a route version")
+	}
+	for i := range 32 {
+		a := p.Pick(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+		if a.SendProxy() != want[a.Member().Name] {
+			t.Errorf("attempt on %s reports v%d", a.Member().Name, a.SendProxy())
+		}
+		a.Done()
+	}
+	if newPool(t, Config{Route: "none", Members: specs("10.0.0.1:1")}, nil).SendsProxy() {
+		t.Error("SendsProxy true with no version anywhere")
+	}
+	only := specs("10.0.0.1:1")
+	only[0].SendProxy = peek.V1
+	if !newPool(t, Config{Route: "one", Members: only}, nil).SendsProxy() {
+		t.Error("SendsProxy false with a member's own version")
+	}
+}
+
+// TestCheckSendsProxyLocal: a member sent PROXY headers gets one on its
+// health checks too, a LOCAL one (a balancer's own connection, spec
+// §2.2), before the check's bytes; CheckProxy none sends none; auto
+// sends none when the check probes another port.
+func TestCheckSendsProxyLocal(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		member    uint8
+		check     uint8
+		otherPort bool
+		want      string // what the member reads before "PING"
+	}{
+		{name: "auto v2", member: peek.V2, want: "\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"}, // spec §2.2: LOCAL, UNSPEC, no address
+		{name: "auto v1", member: peek.V1, want: "PROXY UNKNOWN\r\n"},
+		{name: "forced v1", check: peek.V1, want: "PROXY UNKNOWN\r\n"},
+		{name: "none", member: peek.V2, check: NoProxy},
+		{name: "auto, another port", member: peek.V2, otherPort: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan string, 16)
+			up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+				c.SetReadDeadline(time.Now().Add(wait))
+				var b []byte
+				buf := make([]byte, 256)
+				for !strings.HasSuffix(string(b), "PING\r\n") {
+					n, err := c.Read(buf)
+					b = append(b, buf[:n]...)
+					if err != nil {
+						break
+					}
+				}
+				got <- strings.TrimSuffix(string(b), "PING\r\n")
+				c.Write([]byte("+PONG\r\n"))
+			})
+			ss := specs(up.Addr())
+			ss[0].SendProxy = tc.member
+			check := &health.Check{Timeout: wait, Send: []byte("PING\r\n"), Expect: []byte("+PONG")}
+			if tc.otherPort {
+				check.Port = ss[0].Port // the same listener, named as another port
+			}
+			newPool(t, Config{Route: "hc", Members: ss, Check: check, CheckInterval: time.Hour, CheckProxy: tc.check}, nil)
+			select {
+			case b := <-got:
+				if b != tc.want {
+					t.Errorf("member read %q before the check, want %q", b, tc.want)
+				}
+			case <-time.After(wait):
+				t.Fatal("no health check arrived")
+			}
+		})
 	}
 }
