@@ -837,3 +837,103 @@ func TestTimersAfterPeeking(t *testing.T) {
 		})
 	}
 }
+
+// On a running loop, over TCP, with the kernel's own edges: a client
+// accepted from a watched listener sends a header and its first message
+// in pieces, with pauses; the session peeks, skips the header, dials, and
+// the upstream gets the message first, then the rest; the echo comes back
+// and both FINs end the session. Every descriptor is given back.
+func TestPeekOnRunningLoop(t *testing.T) {
+	l, stop := startLoop(t)
+	defer stop()
+	ln, lfd := listenerFD(t)
+	up := newUpstream(t)
+	const header, hello = "HDR!", "hello"
+	ended := make(chan *session.Record, 1)
+	var calls []string // the loop's alone until ended
+	peeked := func(buf []byte, eof bool, elapsed time.Duration) Decision {
+		calls = append(calls, string(buf))
+		if len(buf) < len(header+hello) && !eof {
+			return Decision{Wait: 5 * time.Second}
+		}
+		if string(buf) != header+hello {
+			return Decision{End: session.ProxyError, Err: fmt.Errorf("peeked %q", buf)}
+		}
+		return next(up.addr, len(header), Params{IdleTimeout: 10 * time.Second,
+			Done: func(r *session.Record) { ended <- r }})
+	}
+	if err := <-l.Watch(lfd, func(l *Loop) {
+		for {
+			fd, client, err := dialAccept(lfd)
+			if err != nil {
+				return
+			}
+			l.Begin(&Params{Client: fd, Record: &session.Record{Client: client, Start: time.Now()},
+				Peek: &Peek{Timeout: 5 * time.Second, Peeked: peeked},
+				Done: func(r *session.Record) { ended <- r }})
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dropped := make(chan struct{})
+		l.Unwatch(lfd, func() { close(dropped) })
+		<-dropped
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, piece := range []string{"H", "DR", "!he", "l", "lo"} {
+		if _, err := c.Write([]byte(piece)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // separate segments: separate edges
+	}
+	u := up.accepted(t)
+	if got := readN(t, u, len(hello)); got != hello {
+		t.Fatalf("the upstream's first bytes %q", got)
+	}
+	c.Write([]byte(" world"))
+	if got := readN(t, u, len(" world")); got != " world" {
+		t.Fatalf("then %q", got)
+	}
+	u.Write([]byte("echo"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := readN(t, c, 4); got != "echo" {
+		t.Fatalf("the client got %q", got)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	u.(*net.TCPConn).CloseWrite()
+	var r *session.Record
+	select {
+	case r = <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session never ended")
+	}
+	if r.Reason != session.Done || r.ToUpstream != int64(len(hello+" world")) || r.ToClient != 4 {
+		t.Fatalf("ended %v (%v), %d up, %d down", r.Reason, r.Err, r.ToUpstream, r.ToClient)
+	}
+	if len(calls) == 0 || calls[len(calls)-1] != header+hello {
+		t.Errorf("Peeked saw %q", calls)
+	}
+	if n := l.Live(); n != 0 {
+		t.Errorf("%d sessions live", n)
+	}
+	t.Logf("Peeked called %d times: %q", len(calls), calls)
+}
+
+// dialAccept accepts one client from the listening socket lfd, non-
+// blocking, as the proxy does.
+func dialAccept(lfd int) (int, netip.AddrPort, error) {
+	fd, sa, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		return -1, netip.AddrPort{}, err
+	}
+	var client netip.AddrPort
+	if in4, ok := sa.(*unix.SockaddrInet4); ok {
+		client = netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port))
+	}
+	return fd, client, nil
+}
