@@ -372,3 +372,51 @@ func TestSendProxyCarriesSNIAndSessionID(t *testing.T) {
 }
 
 var _ = proxy.Stats{}
+
+// TestProxyHeaderTimeoutBounded: a trusted peer that starts a header and
+// goes silent is closed (proxy_error) once proxy_protocol.timeout has
+// passed, not later, and nothing is dialed.
+func TestProxyHeaderTimeoutBounded(t *testing.T) {
+	up, accepted := countingUpstream(t)
+	rt := newRoute(t, "slow", up.Addr())
+	rt.Proxy = proxyIn(false, "127.0.0.0/8")
+	rt.Proxy.Timeout = 200 * time.Millisecond
+	srv, recs := start(t, rt)
+	c := dial(t, srv, "slow")
+	began := time.Now()
+	c.Write([]byte("PROX"))
+	refusedNow(t, c)
+	if took := time.Since(began); took < 150*time.Millisecond || took > 5*time.Second {
+		t.Errorf("closed after %v, want about the 200ms timeout", took)
+	}
+	wantReason(t, recs.Next(t, wait), "proxy_error")
+	if accepted.Load() != 0 {
+		t.Error("upstream dialed for an incomplete header")
+	}
+}
+
+// TestACLUsesProxiedAddress: behind a trusted balancer, the top level's
+// and the route's allow/deny lists judge the header's address, not the
+// balancer's.
+func TestACLUsesProxiedAddress(t *testing.T) {
+	rt := newRoute(t, "acl", testutil.NewUpstream(t, testutil.Echo).Addr())
+	rt.Proxy = proxyIn(true, "127.0.0.0/8")
+	rt.ACL = admit.NewACL(nil, prefixes("198.51.100.0/24"))
+	srv, recs := startGlobal(t, route.Global{ACL: admit.NewACL(prefixes("203.0.113.0/24", "198.51.100.0/24"), nil)}, rt)
+	dst := srv.Addrs("acl")[0]
+	for _, tc := range []struct{ src, reason string }{
+		{"203.0.113.7:1000", "done"},    // allowed at the top level, not denied by the route
+		{"198.51.100.1:1000", "denied"}, // denied by the route
+		{"192.0.2.1:1000", "denied"},    // not in the top level's allow list
+	} {
+		c := dial(t, srv, "acl")
+		c.Write(append(headerBytes(t, 2, netip.MustParseAddrPort(tc.src), dst), "hi"...))
+		c.CloseWrite()
+		io.ReadAll(c)
+		rec := recs.Next(t, wait)
+		wantReason(t, rec, tc.reason)
+		if rec["client"] != tc.src {
+			t.Errorf("client %v, want the header's %s", rec["client"], tc.src)
+		}
+	}
+}

@@ -2,10 +2,12 @@
 // listeners, the relay loops and the route table in force; serve tells, in
 // order, what happens to every client:
 //
-//	listen → route → admit → pick → dial → relay → finish
+//	listen → admit → peek → route → admit → pick → dial → relay → finish
 //
 // Read serve first: every stage is a package of its own under internal/,
-// and serve is the only place that knows all of them.
+// and serve is the only place that knows all of them. A client whose
+// route waits for its first bytes (a PROXY header, a TLS ClientHello)
+// continues in decide.go, on its session's loop.
 //
 // A Server never takes a client it cannot serve for lack of descriptors:
 // while fewer are free than a session needs, its loops stop accepting and
