@@ -478,7 +478,9 @@ func checkEdge(t *testing.T, cfg *Config) {
 		if l.AcceptRate == nil && l.PerClient == nil {
 			t.Fatalf("empty limits accepted")
 		}
-		okRate := func(r *Rate) bool { return r == nil || r.PerSecond > 0 && r.PerSecond <= maxRate && r.Burst >= 1 && r.Burst <= maxBurst }
+		okRate := func(r *Rate) bool {
+			return r == nil || r.PerSecond > 0 && r.PerSecond <= maxRate && r.Burst >= 1 && r.Burst <= maxBurst
+		}
 		if r := l.AcceptRate; r == nil && l.PerClient == nil || r != nil && !okRate(r) {
 			t.Fatalf("bad accept_rate accepted: %+v", r)
 		}
