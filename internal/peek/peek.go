@@ -1,9 +1,8 @@
 package peek
 
 import (
-	"bytes"
 	"errors"
-	"net/netip"
+	"fmt"
 
 	proxyproto "github.com/pires/go-proxyproto"
 )
@@ -71,94 +70,6 @@ var (
 	ErrMissing = errors.New("peek: PROXY header required")
 )
 
-// Hello is what pier routes on in a TLS ClientHello (RFC 8446 §4.1.2,
-// inside TLS records; RFC 8446 §5.1: a handshake message may span
-// records): the server_name extension's host_name (RFC 6066 §3) and the
-// ALPN protocols (RFC 7301 §3.1), in the client's order of preference.
-type Hello struct {
-	ServerName string   // lowercased, no trailing dot; "" when absent
-	ALPN       []string // nil when absent
-}
-
-// ParseClientHello parses a ClientHello from the start of b: NeedMore
-// while b is a proper prefix of one, Absent when b is not a TLS handshake
-// record, Malformed when it breaks the grammar, TooLarge when it would
-// not fit in Max.
-func ParseClientHello(b []byte) (Hello, Status) {
-	if len(b) == 0 {
-		return Hello{}, NeedMore
-	}
-	return Hello{}, Absent
-}
-
-// Header is a received PROXY protocol header.
-type Header struct {
-	Version uint8 // V1 or V2
-	// Local: a v2 LOCAL command or a v1 UNKNOWN line (a balancer's health
-	// check): the connection's real endpoints stand, Src and Dst are
-	// invalid.
-	Local    bool
-	Src, Dst netip.AddrPort // unmapped; the original client and the address it dialed
-	// TLVs (v2 only); zero when absent.
-	ALPN      string
-	Authority string // PP2_TYPE_AUTHORITY: the server name the client asked for
-	UniqueID  []byte // PP2_TYPE_UNIQUE_ID, ≤ 128 bytes
-	SSL       *SSL   // PP2_TYPE_SSL; nil when absent
-}
-
-// SSL is the PP2_TYPE_SSL TLV: what a TLS-terminating balancer saw.
-type SSL struct {
-	Client   uint8 // PP2_CLIENT_* bits
-	Verified bool  // the client presented a certificate that verified
-	Version  string
-	CN       string
-	Cipher   string
-}
-
-// HeaderLen frames a PROXY header at the start of b without parsing its
-// fields: Complete with n its length (v1: "PROXY " up to CRLF within
-// MaxV1 bytes; v2: the 12-byte signature and 16+length bytes, length ≤
-// go-proxyproto's MaxV2HeaderSize), NeedMore while b is a proper prefix
-// of a signature or header, Absent when b starts with no signature,
-// TooLarge when the header would exceed its bound.
-func HeaderLen(b []byte) (n int, st Status) {
-	switch {
-	case bytes.HasPrefix(b, proxyproto.SIGV2), bytes.HasPrefix(b, proxyproto.SIGV1):
-		return 0, NeedMore
-	case bytes.HasPrefix(proxyproto.SIGV2, b), bytes.HasPrefix(proxyproto.SIGV1, b):
-		return 0, NeedMore
-	}
-	return 0, Absent
-}
-
-// ParseHeader parses b, which is exactly one header (as HeaderLen framed
-// it), accepting the versions in accept (V1, V2 or Any). Its errors wrap
-// ErrMalformed or ErrVersion.
-func ParseHeader(b []byte, accept uint8) (Header, error) {
-	return Header{}, ErrMalformed
-}
-
-// Out is what a PROXY header sent to an upstream carries.
-type Out struct {
-	Src, Dst  netip.AddrPort // the original client, and the address it dialed
-	Authority string         // v2 PP2_TYPE_AUTHORITY (the SNI); "" none
-	ALPN      string         // v2 PP2_TYPE_ALPN; "" none
-	UniqueID  uint64         // v2 PP2_TYPE_UNIQUE_ID (the session id); 0 none
-}
-
-// AppendHeader appends a version (V1 or V2) header for o to dst. v1
-// carries no TLVs. Addresses are unmapped; a mix of IPv4 and IPv6 is
-// written as TCP6 with the IPv4 address in its mapped form.
-func AppendHeader(dst []byte, version uint8, o *Out) []byte {
-	return dst
-}
-
-// AppendLocal appends a header that says "use the real endpoints": a v2
-// LOCAL command, or v1 "PROXY UNKNOWN\r\n". Health checks send it.
-func AppendLocal(dst []byte, version uint8) []byte {
-	return dst
-}
-
 // Want says what a listener expects in a client's first bytes.
 type Want struct {
 	// Proxy is the PROXY versions accepted (V1, V2, Any); 0: none, but a
@@ -188,5 +99,61 @@ type Result struct {
 // len(b) == Max (then an incomplete item is TooLarge).
 func Scan(b []byte, w Want, trusted bool, eof bool) (r Result, more bool) {
 	r.ProxyStatus, r.HelloStatus = Absent, Absent
-	return r, false
+	if len(b) > Max {
+		b = b[:Max] // the caller's bound; never look past it
+	}
+	n, st := HeaderLen(b)
+	switch {
+	case st == Absent:
+	case w.Proxy == 0 || !trusted:
+		// A header from a peer that may not send one is refused, never
+		// passed on as data; a prefix of a signature waits while it
+		// could still become one.
+		if fullSignature(b) {
+			r.ProxyStatus, r.ProxyErr = Malformed, ErrUntrusted
+			return r, false
+		}
+		if !eof && len(b) < Max {
+			r.ProxyStatus = NeedMore
+			return r, true
+		}
+	case st == NeedMore:
+		if !fullSignature(b) && eof {
+			break // "PRO" and then EOF: plain data, not a header
+		}
+		if eof {
+			r.ProxyStatus, r.ProxyErr = Malformed, fmt.Errorf("%w: truncated at %d bytes", ErrMalformed, len(b))
+			return r, false
+		}
+		r.ProxyStatus = NeedMore
+		return r, true
+	case st == TooLarge:
+		r.ProxyStatus, r.ProxyErr = TooLarge, fmt.Errorf("%w: longer than its bound", ErrMalformed)
+		return r, false
+	default: // Complete
+		h, err := ParseHeader(b[:n], w.Proxy)
+		if err != nil {
+			r.ProxyStatus, r.ProxyErr = Malformed, err
+			return r, false
+		}
+		r.ProxyStatus, r.ProxyLen, r.Proxy = Complete, n, h
+	}
+	if !w.Hello {
+		return r, false
+	}
+	rest := b[r.ProxyLen:]
+	r.Hello, r.HelloStatus = ParseClientHello(rest)
+	if r.HelloStatus == NeedMore {
+		switch {
+		case eof && len(rest) == 0:
+			r.HelloStatus = Absent // the client sent nothing (after its header): not TLS
+		case eof:
+			r.HelloStatus = Malformed // cut short by the client's FIN
+		case len(b) >= Max:
+			r.HelloStatus = TooLarge
+		default:
+			more = true
+		}
+	}
+	return r, more
 }

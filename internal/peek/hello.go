@@ -1,0 +1,285 @@
+package peek
+
+// Hello is what pier routes on in a TLS ClientHello (RFC 8446 §4.1.2,
+// inside TLS records; RFC 8446 §5.1: a handshake message may span
+// records): the server_name extension's host_name (RFC 6066 §3) and the
+// ALPN protocols (RFC 7301 §3.1), in the client's order of preference.
+type Hello struct {
+	ServerName string   // lowercased, no trailing dot; "" when absent
+	ALPN       []string // nil when absent
+}
+
+// TLS wire constants (RFC 8446 §5.1, §4, §4.2).
+const (
+	recordHeaderLen     = 5       // type, legacy version (2), length (2)
+	maxRecord           = 1 << 14 // a plaintext record's fragment is at most 2^14 bytes
+	recordTypeHandshake = 22
+	handshakeHeaderLen  = 4 // type, uint24 length
+	typeClientHello     = 1
+	extServerName       = 0
+	extALPN             = 16
+	hostNameType        = 0
+)
+
+// ParseClientHello parses a ClientHello from the start of b: NeedMore
+// while b is a proper prefix of one, Absent when b is not a TLS handshake
+// record, Malformed when it breaks the grammar, TooLarge when it would
+// not fit in Max.
+//
+// It accepts what crypto/tls's server accepts before its
+// GetConfigForClient callback, with the same server name (lowercased,
+// a trailing dot stripped where crypto/tls refuses one) and ALPN list,
+// except that records other than handshake records (a warning alert or
+// change_cipher_spec before the hello) are Malformed here: no client
+// sends them first. It reads only server_name and ALPN among the
+// extensions, so it accepts some hellos crypto/tls refuses.
+func ParseClientHello(b []byte) (Hello, Status) {
+	msg, st := handshakeMessage(b)
+	if st != Complete {
+		return Hello{}, st
+	}
+	return parseClientHelloMsg(msg)
+}
+
+// handshakeMessage returns the first handshake message (header
+// included) carried by the TLS records at the start of b. It copies only
+// when the message spans records; then the copy is at most len(b).
+func handshakeMessage(b []byte) ([]byte, Status) {
+	if len(b) == 0 {
+		return nil, NeedMore
+	}
+	// crypto/tls's own test for "this might not be TLS" on a first
+	// record: a handshake type, and a version below 16.0.
+	if b[0] != recordTypeHandshake || len(b) > 1 && b[1] >= 0x10 {
+		return nil, Absent
+	}
+	var (
+		stream []byte // the handshake bytes so far: in place while one record holds them
+		joined bool   // stream is an own copy
+		total  = -1   // the message's length with its header, once known
+	)
+	for off := 0; ; {
+		if len(b)-off < recordHeaderLen {
+			return nil, needMore(len(b), off+recordHeaderLen+max(total-len(stream), 1))
+		}
+		if b[off] != recordTypeHandshake {
+			return nil, Malformed // a handshake message may not be interleaved with other records
+		}
+		n := int(b[off+3])<<8 | int(b[off+4])
+		if n == 0 || n > maxRecord {
+			return nil, Malformed // RFC 8446 §5.1: no empty handshake fragments, none above 2^14
+		}
+		end := off + recordHeaderLen + n
+		frag := b[off+recordHeaderLen : min(end, len(b))]
+		switch {
+		case stream == nil:
+			stream = frag
+		case !joined:
+			stream = append(append(make([]byte, 0, len(stream)+len(frag)), stream...), frag...)
+			joined = true
+		default:
+			stream = append(stream, frag...)
+		}
+		if total < 0 && len(stream) >= handshakeHeaderLen {
+			if stream[0] != typeClientHello {
+				return nil, Malformed
+			}
+			total = handshakeHeaderLen + (int(stream[1])<<16 | int(stream[2])<<8 | int(stream[3]))
+			if total+recordHeaderLen > Max {
+				return nil, TooLarge // known from the length alone: decide now, not at Max bytes
+			}
+		}
+		if total >= 0 && len(stream) >= total {
+			return stream[:total], Complete
+		}
+		if end > len(b) {
+			// The record is cut short: the rest of it comes first, then
+			// (when the message is longer) at least one more record.
+			short := end - len(b)
+			need := len(b) + short
+			if total >= 0 {
+				if rest := total - len(stream); rest <= short {
+					need = len(b) + rest
+				} else {
+					need += recordHeaderLen + rest - short
+				}
+			}
+			return nil, needMore(len(b), need)
+		}
+		off = end
+	}
+}
+
+// needMore says NeedMore, or TooLarge when the bytes the item needs at
+// least (need, counted from the start) would not fit in Max.
+func needMore(have, need int) Status {
+	if need > Max || have >= Max {
+		return TooLarge
+	}
+	return NeedMore
+}
+
+// parseClientHelloMsg reads a ClientHello message (RFC 8446 §4.1.2) the
+// way crypto/tls's clientHelloMsg.unmarshal does, keeping only the
+// server name and the ALPN list.
+func parseClientHelloMsg(msg []byte) (Hello, Status) {
+	s := reader(msg[handshakeHeaderLen:])
+	var body reader
+	if !s.skip(2+32) || // legacy_version, random
+		!s.prefixed8(nil) || // legacy_session_id
+		!s.prefixed16(&body) || len(body)%2 != 0 || // cipher_suites
+		!s.prefixed8(nil) { // legacy_compression_methods
+		return Hello{}, Malformed
+	}
+	var h Hello
+	if len(s) == 0 {
+		return h, Complete // extensions are optional before TLS 1.3
+	}
+	var exts reader
+	if !s.prefixed16(&exts) || len(s) != 0 {
+		return Hello{}, Malformed
+	}
+	var seenName, seenALPN bool
+	for len(exts) > 0 {
+		var typ uint16
+		var data reader
+		if !exts.uint16(&typ) || !exts.prefixed16(&data) {
+			return Hello{}, Malformed
+		}
+		switch typ {
+		case extServerName:
+			if seenName || !parseServerName(data, &h) {
+				return Hello{}, Malformed
+			}
+			seenName = true
+		case extALPN:
+			if seenALPN || !parseALPN(data, &h) {
+				return Hello{}, Malformed
+			}
+			seenALPN = true
+		}
+	}
+	return h, Complete
+}
+
+// parseServerName reads a server_name extension (RFC 6066 §3): one
+// host_name at most; names of other types are skipped.
+func parseServerName(data reader, h *Hello) bool {
+	var list reader
+	if !data.prefixed16(&list) || len(list) == 0 || len(data) != 0 {
+		return false
+	}
+	found := false
+	for len(list) > 0 {
+		var typ uint8
+		var name reader
+		if !list.uint8(&typ) || !list.prefixed16(&name) || len(name) == 0 {
+			return false
+		}
+		if typ != hostNameType {
+			continue
+		}
+		if found {
+			return false // RFC 6066 §3: one name per type
+		}
+		found = true
+		h.ServerName = hostName(name)
+	}
+	return true
+}
+
+// hostName lowercases an ASCII host name and strips one trailing dot
+// (RFC 6066 §3 forbids it; some clients send it anyway).
+func hostName(b []byte) string {
+	if len(b) > 0 && b[len(b)-1] == '.' {
+		b = b[:len(b)-1]
+	}
+	lower := true
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			lower = false
+			break
+		}
+	}
+	if lower {
+		return string(b)
+	}
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return string(out)
+}
+
+// parseALPN reads an application_layer_protocol_negotiation extension
+// (RFC 7301 §3.1): a non-empty list of non-empty names.
+func parseALPN(data reader, h *Hello) bool {
+	var list reader
+	if !data.prefixed16(&list) || len(list) == 0 || len(data) != 0 {
+		return false
+	}
+	for len(list) > 0 {
+		var name reader
+		if !list.prefixed8(&name) || len(name) == 0 {
+			return false
+		}
+		h.ALPN = append(h.ALPN, string(name))
+	}
+	return true
+}
+
+// reader consumes big-endian fields from the front of a byte slice, as
+// golang.org/x/crypto/cryptobyte does (peek imports no more than it must).
+type reader []byte
+
+func (r *reader) skip(n int) bool {
+	if len(*r) < n {
+		return false
+	}
+	*r = (*r)[n:]
+	return true
+}
+
+func (r *reader) uint8(v *uint8) bool {
+	if len(*r) < 1 {
+		return false
+	}
+	*v = (*r)[0]
+	*r = (*r)[1:]
+	return true
+}
+
+func (r *reader) uint16(v *uint16) bool {
+	if len(*r) < 2 {
+		return false
+	}
+	*v = uint16((*r)[0])<<8 | uint16((*r)[1])
+	*r = (*r)[2:]
+	return true
+}
+
+// prefixed8 takes a field with a one-byte length; out may be nil.
+func (r *reader) prefixed8(out *reader) bool {
+	var n uint8
+	return r.uint8(&n) && r.take(int(n), out)
+}
+
+// prefixed16 takes a field with a two-byte length; out may be nil.
+func (r *reader) prefixed16(out *reader) bool {
+	var n uint16
+	return r.uint16(&n) && r.take(int(n), out)
+}
+
+func (r *reader) take(n int, out *reader) bool {
+	if len(*r) < n {
+		return false
+	}
+	if out != nil {
+		*out = (*r)[:n]
+	}
+	*r = (*r)[n:]
+	return true
+}
