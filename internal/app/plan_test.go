@@ -473,3 +473,28 @@ func TestPlanIgnoresPositions(t *testing.T) {
 	next := parsePlan(t, "# moved\n\n"+edit(t, doc, "limit: {bytes: 100}", "limit:   {bytes:  100}"))
 	checkPlan(t, Plan(cur, next, planLive), nil)
 }
+
+// The edge's settings are listed: a route's match, PROXY protocol both
+// ways, lists and limits as "new sessions only", a per-client table that
+// is regrouped as starting over; the top level's lists and limits as
+// settings; a member's send_proxy as a member change.
+func TestPlanEdgeFields(t *testing.T) {
+	cur := edit(t, planBase, "    max_connections: 10\n", "    max_connections: 10\n    limits: {per_client: {max_connections: 5}}\n")
+	next := edit(t, cur,
+		"grace_period: 10s\n", "grace_period: 10s\ndeny: [10.6.6.0/24]\nlimits: {accept_rate: {rate: 100/s}}\n",
+		`    upstreams: [{address: "10.0.1.1:5432"}]`, `    upstreams: [{address: "10.0.1.1:5432", send_proxy: v1}]`,
+		"    limits: {per_client: {max_connections: 5}}\n",
+		"    limits: {per_client: {max_connections: 5, ipv4_prefix: 24}}\n    send_proxy: v2\n    allow: [10.0.0.0/8]\n"+
+			"    proxy_protocol: {trusted: [10.1.0.0/16]}\n    match: {sni: [db.example.com]}\n")
+	checkPlan(t, Plan(parsePlan(t, cur), parsePlan(t, next), planLive), []want{
+		{kind: kindRoute, action: actionChange, route: "db", name: "db",
+			fields: []string{"match", "proxy_protocol", "send_proxy", "allow", "limits"}, live: 12,
+			effect: []string{"new sessions take the new match, proxy_protocol, send_proxy, allow", "the per-client table starts over"}},
+		{kind: kindMember, action: actionChange, route: "db", name: "10.0.1.1:5432", fields: []string{"send_proxy"}, live: 12,
+			effect: []string{"send_proxy v1 (was as the route)"}},
+		{kind: kindSetting, action: actionChange, name: "access", fields: []string{"deny"},
+			effect: []string{"new clients of every route are checked against the new lists"}},
+		{kind: kindSetting, action: actionChange, name: "limits", fields: []string{"limits"},
+			effect: []string{"the new accept rate and per-client limits apply to new clients"}},
+	})
+}
