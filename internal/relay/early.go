@@ -77,13 +77,16 @@ func (c *conn) beginPeeking() {
 	c.state = peeking
 	c.mstate = session.Peeking
 	l.timers.schedule(c, e.by)
-	// Edge-triggered: the bytes queued before the epoll entry was made
-	// raise no edge, so they are read now.
+	// Read now, not at the epoll entry's first event: a client's first
+	// bytes are usually queued by accept time, and that event would cost
+	// a turn. Once this read drains the socket, the event says only
+	// writable (epoll looks again when it reports), so after connect the
+	// flow reads the client again only on a new edge.
 	c.client.readable = true
 	c.peekRead()
 }
 
-// peekMax is how many bytes a peek may hold.
+// max is how many bytes a peek may hold.
 func (pk *Peek) max() int {
 	if pk.Max <= 0 || pk.Max > peek.Max {
 		return peek.Max
@@ -121,7 +124,7 @@ func (c *conn) peekRead() {
 			e.buf = appendBounded(e.buf, b, max)
 			b = e.buf
 		}
-		d := e.peek.Peeked(b, e.eof, c.l.now-e.acceptedAt)
+		d := e.peek.Peeked(b, e.eof, e.elapsed(c.l.now))
 		if d.Wait > 0 && e.buf == nil && len(b) > 0 {
 			// The bytes wait for more: out of the scratch buffer, which
 			// the next read (of any session) overwrites.
@@ -146,8 +149,14 @@ func appendBounded(buf, b []byte, max int) []byte {
 func (c *conn) peekExpired() {
 	e := c.early
 	b := e.buf
-	elapsed := c.l.now - e.acceptedAt
-	c.decide(e.peek.Peeked(b, e.eof, elapsed), b, true)
+	c.decide(e.peek.Peeked(b, e.eof, e.elapsed(c.l.now)), b, true)
+}
+
+// elapsed is the time since accept at loop time now. The loop reads its
+// clock once per turn, so a client accepted in this turn may look
+// accepted a little after now: that is no time at all.
+func (e *early) elapsed(now time.Duration) time.Duration {
+	return max(now-e.acceptedAt, 0)
 }
 
 // decide carries out a Decision on the bytes b it was made on. atDeadline:
@@ -155,7 +164,7 @@ func (c *conn) peekExpired() {
 // unless it asks for a later one.
 func (c *conn) decide(d Decision, b []byte, atDeadline bool) {
 	e := c.early
-	elapsed := c.l.now - e.acceptedAt
+	elapsed := e.elapsed(c.l.now)
 	switch {
 	case d.Wait > 0 && !(atDeadline && (d.Wait <= elapsed || elapsed >= maxPeekTime)):
 		e.by = e.acceptedAt + min(d.Wait, maxPeekTime)
