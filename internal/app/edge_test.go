@@ -169,6 +169,8 @@ func TestRefusalsCountedExactly(t *testing.T) {
 			route("    match: {sni: [a.example.com]}\n"),
 			oneRoute("s", up.Addr(), "    match: {sni: [b.example.com]}\n"),
 		}, first: "GET / HTTP/1.0\r\n\r\n", series: "listener no_route"},
+		{name: "proxy_untrusted", routes: []string{route("    proxy_protocol: {trusted: [10.0.0.0/8]}\n")},
+			first: "PROXY TCP4 192.0.2.1 192.0.2.2 1000 2000\r\n", series: "listener proxy_untrusted"},
 		{name: "proxy_error", routes: []string{route("    proxy_protocol: {trusted: [127.0.0.1/32], required: true}\n")},
 			first: "GET / HTTP/1.0\r\n\r\n", series: "listener proxy_error"},
 	} {
