@@ -552,8 +552,10 @@ func checkEdge(t *testing.T, cfg *Config) {
 				t.Fatalf("%s: routes %q and %q disagree on PROXY or peek settings", addr, g[0].Name, r.Name)
 			}
 			for _, o := range g[:i] {
-				if _, ok := tie(o.Match, r.Match); ok {
-					t.Fatalf("%s: routes %q and %q tie", addr, o.Name, r.Name)
+				for k := range matchKeys(o.Match) {
+					if matchKeys(r.Match)[k] {
+						t.Fatalf("%s: routes %q and %q tie on %v", addr, o.Name, r.Name, k)
+					}
 				}
 			}
 		}
@@ -561,4 +563,31 @@ func checkEdge(t *testing.T, cfg *Config) {
 			t.Fatalf("%s: %d defaults accepted", addr, defaults)
 		}
 	}
+}
+
+// matchKeys is every (sni, alpn, source) a route's match names, "" for a
+// criterion left open; a match that is only the default names none.
+func matchKeys(m *Match) map[[3]string]bool {
+	out := make(map[[3]string]bool)
+	if len(m.SNI)+len(m.ALPN)+len(m.Source) == 0 {
+		return out
+	}
+	orAny := func(ss []string) []string {
+		if len(ss) == 0 {
+			return []string{""}
+		}
+		return ss
+	}
+	var sources []string
+	for _, p := range m.Source {
+		sources = append(sources, p.String())
+	}
+	for _, s := range orAny(m.SNI) {
+		for _, a := range orAny(m.ALPN) {
+			for _, src := range orAny(sources) {
+				out[[3]string{s, a, src}] = true
+			}
+		}
+	}
+	return out
 }

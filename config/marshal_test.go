@@ -199,6 +199,32 @@ func TestMarshalBuiltInCode(t *testing.T) {
 			Admin:     &Admin{Listen: "[::]:9901", TokenFile: "testdata/admin-token"},
 			Toxiproxy: &Toxiproxy{Listen: ":8474", AllowRemote: true},
 		}},
+		{"the edge", Config{
+			Allow:  []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
+			Deny:   []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
+			Limits: &Limits{AcceptRate: &Rate{PerSecond: 0.25}, PerClient: &PerClient{Rate: &Rate{PerSecond: 20, Burst: 40}, IPv6Prefix: 48}},
+			Routes: []Route{{
+				Name:           "db",
+				Listen:         []string{"127.0.0.1:0"},
+				Upstreams:      []Upstream{{Address: "127.0.0.1:5432", SendProxy: "none"}, {Address: "127.0.0.1:5433", SendProxy: "v1"}},
+				HealthCheck:    &HealthCheck{SendProxy: "v2"},
+				MaxConnections: 10,
+				Match:          &Match{SNI: []string{"db.example.com", "*.db.example.com"}, ALPN: []string{"postgresql"}, Source: []netip.Prefix{netip.MustParsePrefix("::1/128")}},
+				PeekTimeout:    time.Second,
+				ProxyProtocol:  &ProxyProtocol{Accept: "v1", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Required: true, Timeout: 500 * time.Millisecond},
+				SendProxy:      "v2",
+				Allow:          []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+				Deny:           []netip.Prefix{netip.MustParsePrefix("fd00::/8")},
+				Limits:         &Limits{PerClient: &PerClient{MaxConnections: 2, MaxTracked: 11}},
+			}, {
+				Name:          "rest",
+				Listen:        []string{"127.0.0.1:0"},
+				Upstreams:     []Upstream{{Address: "127.0.0.1:80"}},
+				Match:         &Match{Default: true},
+				PeekTimeout:   time.Second,
+				ProxyProtocol: &ProxyProtocol{Accept: "v1", Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Required: true, Timeout: 500 * time.Millisecond},
+			}},
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -215,6 +241,14 @@ func TestMarshalBuiltInCode(t *testing.T) {
 			}
 			if d := cmp.Diff(&cfg, again, sameConfig, cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("(-built +read back):\n%s\n%s", d, text)
+			}
+			if c.name == "the edge" {
+				for _, want := range []string{"rate: 15/m", "rate: 20/s, burst: 40", `sni: [db.example.com, '*.db.example.com']`, "source: ['::1/128']",
+					"send_proxy: none", "peek_timeout: 1s", "trusted: [127.0.0.0/8]", "required: true", "timeout: 500ms", "max_tracked: 11"} {
+					if !strings.Contains(string(text), want) {
+						t.Errorf("Marshal lacks %q:\n%s", want, text)
+					}
+				}
 			}
 		})
 	}
