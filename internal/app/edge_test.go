@@ -1,8 +1,10 @@
 package app
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -204,5 +206,59 @@ func TestRefusalsCountedExactly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// helloThrough sends a TLS ClientHello for serverName through addr (the
+// handshake cannot finish: the upstream echoes) and waits for the echo of
+// its first bytes, so the session has been routed.
+func helloThrough(t *testing.T, addr, serverName string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(wait))
+	go tls.Client(c, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}).Handshake()
+	// The echoed hello is a record of type 22 (handshake).
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 22 {
+		t.Fatalf("through %s: %v %v", serverName, b, err)
+	}
+}
+
+// Sessions on a shared address are counted by the configured key that
+// chose their route, in /metrics and in the route's view; the label is
+// the key written, never the server name sent. A reload that keeps a
+// route's keys keeps its counts.
+func TestMatchesCountedByKey(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	doc := routeDoc(`listen: "127.0.0.1:0"`,
+		oneRoute("a", up.Addr(), "    match: {sni: [\"*.example.com\"]}\n"),
+		oneRoute("b", up.Addr(), "    match: {default: true}\n"))
+	p := startAdmin(t, doc, Options{})
+	addr := p.d.Addrs("a")[0].String()
+	if other := p.d.Addrs("b")[0].String(); other != addr {
+		t.Fatalf("routes a and b listen on %s and %s, want one shared listener", addr, other)
+	}
+	helloThrough(t, addr, "db.example.com")
+	helloThrough(t, addr, "web.example.com")
+	dialEcho(t, addr) // not TLS: the default
+	waitMetric(t, p, `pier_route_sessions_matched_total{match="sni:*.example.com",route="a"}`, 2)
+	waitMetric(t, p, `pier_route_sessions_matched_total{match="default",route="b"}`, 1)
+	waitMetric(t, p, fmt.Sprintf(`pier_listener_peeks_total{listener=%q,result="tls"}`, addr), 2)
+	for series := range p.scrape() {
+		if strings.Contains(series, "db.example.com") {
+			t.Errorf("a series names the server name a client sent: %s", series)
+		}
+	}
+	if err := p.d.Reload(parse(t, doc)); err != nil {
+		t.Fatal(err)
+	}
+	var r admin.Route
+	p.want(200, "GET", "/api/v1/routes/a", "", &r)
+	if r.Match == nil || r.Match.Matched["sni:*.example.com"] != 2 || len(r.Match.SNI) != 1 || r.PeekTimeoutSeconds != 5 {
+		t.Fatalf("route a's view after a reload: %+v", r.Match)
 	}
 }
