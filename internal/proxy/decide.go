@@ -417,6 +417,7 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 // spec says (§2.1 UNKNOWN, §2.2 LOCAL).
 func (e *early) header(h *peek.Header) {
 	ed := e.rec.Edge
+	ed.ProxyVersion = h.Version
 	if h.Local {
 		ed.Proxy = "local"
 		e.peeking.Header(stats.HeaderLocal)
@@ -434,7 +435,9 @@ func (e *early) header(h *peek.Header) {
 	ed.Authority, ed.ProxyALPN = h.Authority, h.ALPN
 	ed.UniqueID = printable(h.UniqueID)
 	if h.SSL != nil {
+		ed.SSL = true
 		ed.SSLVersion, ed.SSLCN = h.SSL.Version, h.SSL.CN
+		ed.SSLCipher, ed.SSLVerified = h.SSL.Cipher, h.SSL.Verified
 	}
 }
 
