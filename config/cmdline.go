@@ -19,7 +19,10 @@ type Setting struct {
 	// address, and "filter" the filter named by Filter. Two set the
 	// admin server's fields: "admin" its listen address (admin.listen)
 	// and "admin_token_file" its token file (admin.token_file), which
-	// needs "admin".
+	// needs "admin". "allow" and "deny" add a prefix to the top level's
+	// lists, and "accept_proxy" one to the route's
+	// proxy_protocol.trusted (accepting headers of either version);
+	// "send_proxy" is the route's field.
 	Key string
 	// Filter, for Key "filter", is the registered filter's name. Text is
 	// then the flag's value: the filter's main option (Spec.FlagKey)
@@ -60,8 +63,9 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	listen := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	upstreams := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
 	filters := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: 1, Column: 1}
-	var filterPlaces []string // of each filter node, in order
-	var admin *yaml.Node      // the admin mapping, once a setting names it
+	var filterPlaces []string            // of each filter node, in order
+	var admin *yaml.Node                 // the admin mapping, once a setting names it
+	lists := make(map[string]*yaml.Node) // allow, deny, trusted: once a setting names them
 	set(r, "name", str(route, 1), 1)
 	set(r, "listen", listen, 1)
 	set(r, "upstreams", upstreams, 1)
@@ -85,6 +89,23 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 				set(top, "admin", admin, line)
 			}
 			set(admin, key, str(s.Text, line), line)
+		case s.Key == "allow" || s.Key == "deny" || s.Key == "accept_proxy":
+			key, in := s.Key, top
+			if key == "accept_proxy" {
+				key = "trusted"
+			}
+			line := at(s, key)
+			list := lists[key]
+			if list == nil {
+				list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: 1}
+				lists[key] = list
+				if key == "trusted" {
+					in = mapping(line)
+					set(r, "proxy_protocol", in, line)
+				}
+				set(in, key, list, line)
+			}
+			list.Content = append(list.Content, str(s.Text, line))
 		case s.Key == "filter":
 			if f := p.filterFlag(s, at(s, s.Filter)); f != nil {
 				filters.Content = append(filters.Content, f)

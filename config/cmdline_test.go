@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,57 @@ routes:
 	}
 }
 
+// The edge's settings are the file's fields: allow and deny add to the
+// top level's lists, accept_proxy to the route's trusted list.
+func TestFromCommandLineEdge(t *testing.T) {
+	got, err := FromCommandLine("forward", []Setting{
+		{Key: "listen", Text: "127.0.0.1:9090", Place: "argument 1"},
+		{Key: "upstream", Text: "a.internal:80", Place: "argument 2"},
+		{Key: "allow", Text: "10.0.0.0/8", Place: "flag -allow"},
+		{Key: "deny", Text: "2001:db8::/32", Place: "flag -deny"},
+		{Key: "allow", Text: "::1", Place: "flag -allow"},
+		{Key: "send_proxy", Text: "v2", Place: "flag -send-proxy"},
+		{Key: "accept_proxy", Text: "127.0.0.1", Place: "flag -accept-proxy"},
+		{Key: "accept_proxy", Text: "10.1.0.0/16", Place: "flag -accept-proxy"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Parse("", []byte(`allow: [10.0.0.0/8, "::1"]
+deny: ["2001:db8::/32"]
+routes:
+  - name: forward
+    listen: ["127.0.0.1:9090"]
+    upstreams: [{address: "a.internal:80"}]
+    send_proxy: v2
+    proxy_protocol: {trusted: [127.0.0.1, 10.1.0.0/16]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearPositions(want)
+	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Pos{}, "Place"), cmpopts.EquateComparable(netip.Prefix{})); d != "" {
+		t.Errorf("command line differs from the file (-file +command line):\n%s", d)
+	}
+	for _, c := range []struct {
+		s    Setting
+		want string
+	}{
+		{Setting{Key: "allow", Text: "10.1.2.3/8", Place: "flag -allow"}, `flag -allow: "10.1.2.3/8" has host bits set: did you mean 10.0.0.0/8`},
+		{Setting{Key: "accept_proxy", Text: "nope", Place: "flag -accept-proxy"}, `flag -accept-proxy: "nope" is not an IP address or a CIDR prefix`},
+		{Setting{Key: "send_proxy", Text: "v3", Place: "flag -send-proxy"}, `flag -send-proxy: "v3" is not one of v1, v2`},
+	} {
+		_, err := FromCommandLine("forward", []Setting{
+			{Key: "listen", Text: "127.0.0.1:9090", Place: "argument 1"},
+			{Key: "upstream", Text: "a.internal:80", Place: "argument 2"},
+			c.s,
+		})
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.s, err, c.want)
+		}
+	}
+}
+
 // Every value a file refuses, a command line is refused with the file's
 // words, placed at the flag or argument that gave it.
 func TestFromCommandLineErrors(t *testing.T) {
@@ -204,6 +256,10 @@ func FuzzFromCommandLine(f *testing.F) {
 	f.Add(":1", "[::1]:1", "grace_period", "0", "reset", "100")
 	f.Add("", "", "", "", "dump", "=,=")
 	f.Add(":1", "h:1", "max_connections", "-5", "pass", "")
+	f.Add(":1", "h:1", "accept_proxy", "10.0.0.0/8", "pass", "")
+	f.Add(":1", "h:1", "allow", "::ffff:1.2.3.4", "pass", "")
+	f.Add(":1", "h:1", "send_proxy", "v1", "pass", "")
+	f.Add(":1", "h:1", "limits", "{}", "pass", "")
 	f.Fuzz(func(t *testing.T, listen, upstream, key, value, filterName, filterValue string) {
 		if _, ok := filter.Lookup(filterName); !ok || filterName == "pcap" {
 			filterName = "dump" // a pcap file would be checked against the disk

@@ -39,7 +39,10 @@
 // there is at least one route (none only beside toxiproxy:, whose API
 // makes them), every route has a name, at least one listen address and
 // at least one upstream, and no two listen addresses would collide at
-// bind time, the admin and Toxiproxy servers' included.
+// bind time, the admin and Toxiproxy servers' included. Routes with a
+// match may share an address they write alike: then at most one is the
+// default, no two fit a client equally, and they agree on PROXY and peek
+// settings (see checkShared), so the data path never meets a tie.
 //
 // The way back is Marshal (and MarshalJSON): the configuration as a file
 // that Parse reads to the same Config, written from the same node tree
@@ -56,7 +59,8 @@
 //
 // The schema lives in tables, one per mapping: configFields, routeFields,
 // upstreamFields, resolverFields, healthCheckFields, passiveCheckFields,
-// adminFields and toxiproxyFields. A new field is a struct field and one line in its
+// adminFields, toxiproxyFields, and the edge's matchFields,
+// proxyProtocolFields, limitsFields, rateFields and perClientFields. A new field is a struct field and one line in its
 // table; a rule across fields (address or srv, a health check's timeout
 // within its interval) follows decodeMap in the mapping's parse function.
 package config
