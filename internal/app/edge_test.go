@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pierproxy/pier/internal/admin"
+	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
@@ -261,4 +263,51 @@ func TestMatchesCountedByKey(t *testing.T) {
 	if r.Match == nil || r.Match.Matched["sni:*.example.com"] != 2 || len(r.Match.SNI) != 1 || r.PeekTimeoutSeconds != 5 {
 		t.Fatalf("route a's view after a reload: %+v", r.Match)
 	}
+}
+
+// A session's edge facts reach its admin view: the socket's address as
+// peer, the header, the hello, the key, and the TLVs only when some came.
+func TestSessionEdgeView(t *testing.T) {
+	var v admin.Session
+	sessionEdge(&v, nil)
+	if v.Peer != "" || v.TLVs != nil {
+		t.Fatalf("plain session: %+v", v)
+	}
+	sessionEdge(&v, &session.Edge{Peer: netip.MustParseAddrPort("[::1]:4000"), Proxy: "v2", SNI: "db.example.com",
+		ALPN: []string{"h2"}, Matched: "sni:db.example.com", UniqueID: "abc"})
+	if v.Peer != "[::1]:4000" || v.Proxy != "v2" || v.SNI != "db.example.com" || v.ALPN[0] != "h2" ||
+		v.Match != "sni:db.example.com" || v.TLVs == nil || v.TLVs.UniqueID != "abc" {
+		t.Fatalf("edge session: %+v %+v", v, v.TLVs)
+	}
+	var w admin.Session
+	sessionEdge(&w, &session.Edge{SNI: "a.example.com"})
+	if w.TLVs != nil || w.Peer != "" {
+		t.Fatalf("no header: %+v", w)
+	}
+}
+
+// The top level's per-client table carries over a reload too: a client
+// at its cap before the reload is still at it after.
+func TestReloadKeepsGlobalClientCounts(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	doc := func(grace string) string {
+		return "grace_period: " + grace + "\nlimits: {per_client: {max_connections: 1}}\n" +
+			routeDoc(`listen: "127.0.0.1:0"`, oneRoute("db", up.Addr(), ""))
+	}
+	p := startAdmin(t, doc("1s"), Options{})
+	addr := p.d.Addrs("db")[0].String()
+	held := dialEcho(t, addr)
+	refusedClient(t, addr, "")
+	if err := p.d.Reload(parse(t, doc("2s"))); err != nil {
+		t.Fatal(err)
+	}
+	refusedClient(t, addr, "")
+	roundTrip(t, held)
+	var a clientsAnswer
+	p.want(200, "GET", "/api/v1/clients", "", &a)
+	if a.Scope != "global" || len(a.Clients) != 1 || a.Clients[0].Live != 1 {
+		t.Fatalf("global clients %+v", a)
+	}
+	waitMetric(t, p, fmt.Sprintf(`pier_listener_clients_refused_total{listener=%q,why="client_limit"}`, addr), 2)
+	waitMetric(t, p, "pier_clients_tracked", 1)
 }
