@@ -1,0 +1,16 @@
+// Package interop holds pier's tests against the real peers of its PROXY
+// protocol support: HAProxy in front of pier (send-proxy-v2 with TLVs,
+// its health checks arriving as LOCAL), pier in front of HAProxy
+// (accept-proxy) and nginx's stream module on either side (proxy_protocol
+// on a listen, and proxy_protocol on toward pier).
+//
+// The tests start haproxy and nginx from PATH (and /usr/sbin) with
+// configurations written to the test's temporary directory, on ports
+// picked free on 127.0.0.1, wait for them by polling a connect with a
+// deadline, and stop them by their pid (SIGTERM, a bounded wait, then
+// SIGKILL). Without the binaries the tests skip, unless
+// PIER_REQUIRE_HAPROXY=1 or PIER_REQUIRE_NGINX=1 (as .ci/run sets), when
+// they fail.
+//
+// The package has no code of its own: only tests.
+package interop
