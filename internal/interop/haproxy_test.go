@@ -179,3 +179,57 @@ routes:
 	hl := h.waitOutput(t, "pp authority=db.example.com uid="+id[1]+" client="+raw.LocalAddr().String())
 	t.Logf("pier: %s\nhaproxy: %s", line, hl)
 }
+
+// HAProxy passes TLS through (no termination) with a v2 header in front:
+// pier reads the header, then the ClientHello behind it, and routes by
+// the server name; the handshake completes with the chosen upstream.
+func TestHAProxyPassthroughToSNIRoutes(t *testing.T) {
+	binary(t, "haproxy", "PIER_REQUIRE_HAPROXY")
+	certPath := selfSigned(t, t.TempDir(), "db.example.com")
+	cert, err := tls.LoadX509KeyPair(certPath, certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsEcho := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		io.Copy(s, s)
+	})
+	elsewhere := testutil.NewUpstream(t, testutil.Echo)
+	p, logs := startPier(t, fmt.Sprintf(`
+routes:
+  - name: db
+    listen: ["127.0.0.1:0"]
+    match: {sni: ["db.example.com"]}
+    proxy_protocol: {accept: v2, trusted: ["127.0.0.1/32"], required: true}
+    upstreams: [{address: %q}]
+  - name: rest
+    listen: ["127.0.0.1:0"]
+    match: {default: true}
+    proxy_protocol: {accept: v2, trusted: ["127.0.0.1/32"], required: true}
+    upstreams: [{address: %q}]
+`, tlsEcho.Addr(), elsewhere.Addr()))
+	front := freePort(t)
+	startHAProxy(t, fmt.Sprintf(`
+frontend fe
+	bind 127.0.0.1:%d
+	default_backend be
+backend be
+	server pier %s send-proxy-v2
+`, front, pierAddr(t, p, "db")), front)
+
+	raw := dialFrom(t, fmt.Sprintf("127.0.0.1:%d", front))
+	c := tls.Client(raw, &tls.Config{ServerName: "db.example.com", InsecureSkipVerify: true})
+	roundTrip(t, c, "ping by name")
+	c.Close()
+	line := logs.WaitFor(t, waitBound, "session", "route=db", "client="+raw.LocalAddr().String())
+	for _, want := range []string{"proxy=v2", "sni=db.example.com", "match=sni:db.example.com", "reason=done"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("pier's line lacks %q:\n%s", want, line)
+		}
+	}
+	// (The readiness probe, from 127.0.0.1, may have gone to the
+	// default route: it sent no hello.)
+	if n := logs.Count("session", "route=rest", "client="+clientIP); n != 0 {
+		t.Errorf("the default route served the client %d times", n)
+	}
+}
