@@ -450,6 +450,7 @@ func (p *parser) checkShared(routes []Route, vals []map[string]*yaml.Node) {
 		}
 		first := group[0]
 		fr, fv := &routes[first.out], vals[first.out]
+		keys := make(map[matchKey]int) // → the index in group of the route that named it first
 		var def *sharer
 		for gi := range group {
 			s := &group[gi]
@@ -464,12 +465,16 @@ func (p *parser) checkShared(routes []Route, vals []map[string]*yaml.Node) {
 						p.lineOf(valueOf(vals[def.out]["match"], "default")))
 				}
 			}
-			for _, e := range group[:gi] {
-				er := &routes[e.out]
-				if key, ok := tie(er.Match, r.Match); ok && tell(e.out, s.out, "tie") {
+			if !p.claimKeys(keys, gi, r.Match, func(k matchKey, owner int) {
+				e := group[owner]
+				if tell(e.out, s.out, "tie") {
+					er := &routes[e.out]
 					p.errf(follow(v["match"]), "match: %s is also %s's%s on listen %s: the client could go to either",
-						key, p.routeName(e.route, er.Name), p.lineOf(vals[e.out]["match"]), quote(addr))
+						k, p.routeName(e.route, er.Name), p.lineOf(vals[e.out]["match"]), quote(addr))
 				}
+			}) {
+				p.errf(follow(v["match"]), "match: sni, alpn and source make more combinations than pier checks (%d in all shared addresses): split the route", maxMatchKeys)
+				return
 			}
 			if gi == 0 {
 				continue
@@ -512,20 +517,61 @@ func (p *parser) lineOf(n *yaml.Node) string {
 	return fmt.Sprintf(" (line %d)", n.Line)
 }
 
-// tie reports whether a client could fit routes a and b equally: they
-// share a key in each criterion, or both leave it open. It returns one
-// such key, for the message.
-func tie(a, b *Match) (string, bool) {
-	if a == nil || b == nil || !a.criteria() || !b.criteria() {
-		return "", false
+// A matchKey is one combination a match names: a server name, a
+// protocol and a source prefix; "" and the zero Prefix stand for a
+// criterion left open. Two routes that name one key tie: a client that
+// fits it fits both equally.
+type matchKey struct {
+	sni, alpn string
+	source    netip.Prefix
+}
+
+func (k matchKey) String() string {
+	q := func(s string) string {
+		if s == "" {
+			return "ANY"
+		}
+		return quote(s)
 	}
-	sni, ok1 := common(a.SNI, b.SNI)
-	alpn, ok2 := common(a.ALPN, b.ALPN)
-	src, ok3 := common(a.Source, b.Source)
-	if !ok1 || !ok2 || !ok3 {
-		return "", false
+	src := "ANY"
+	if k.source.IsValid() {
+		src = quote(k.source.String())
 	}
-	return "sni " + sni + " alpn " + alpn + " source " + src, true
+	return "sni " + q(k.sni) + " alpn " + q(k.alpn) + " source " + src
+}
+
+// maxMatchKeys bounds the combinations checkShared looks at, over every
+// shared address: each costs a map entry, and a route's lists multiply
+// (100 names × 3 protocols × 10 sources is 3000).
+const maxMatchKeys = 1 << 20
+
+// claimKeys records the keys of m, route gi of its group, in keys,
+// calling tied with each key an earlier route named first. A match that
+// is only the default names none. It reports false, having recorded
+// nothing, if the keys would pass maxMatchKeys.
+func (p *parser) claimKeys(keys map[matchKey]int, gi int, m *Match, tied func(matchKey, int)) bool {
+	if m == nil || !m.criteria() {
+		return true
+	}
+	n := max(1, len(m.SNI)) * max(1, len(m.ALPN)) * max(1, len(m.Source))
+	if p.matchKeys+n > maxMatchKeys {
+		return false
+	}
+	p.matchKeys += n
+	snis, alpns, sources := orOpen(m.SNI), orOpen(m.ALPN), orOpen(m.Source)
+	for _, sni := range snis {
+		for _, alpn := range alpns {
+			for _, src := range sources {
+				k := matchKey{sni, alpn, src}
+				if owner, ok := keys[k]; ok && owner != gi {
+					tied(k, owner)
+				} else if !ok {
+					keys[k] = gi
+				}
+			}
+		}
+	}
+	return true
 }
 
 // criteria reports whether the match names any sni, alpn or source: a
@@ -534,18 +580,13 @@ func (m *Match) criteria() bool {
 	return len(m.SNI)+len(m.ALPN)+len(m.Source) > 0
 }
 
-// common returns an entry two lists share (quoted), or ANY when both
-// are empty, and whether there is one.
-func common[T comparable](a, b []T) (string, bool) {
-	if len(a) == 0 && len(b) == 0 {
-		return "ANY", true
+// orOpen is the list, or for an empty one the zero value that stands
+// for a criterion left open.
+func orOpen[T any](list []T) []T {
+	if len(list) == 0 {
+		return make([]T, 1)
 	}
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			return quote(fmt.Sprint(x)), true
-		}
-	}
-	return "", false
+	return list
 }
 
 // sameProxy reports whether two routes accept PROXY headers alike.
@@ -556,8 +597,13 @@ func sameProxy(a, b *ProxyProtocol) bool {
 	if a.Accept != b.Accept || a.Required != b.Required || a.Timeout != b.Timeout || len(a.Trusted) != len(b.Trusted) {
 		return false
 	}
+	// Each list has no duplicates, so equal sizes and a in b is a == b.
+	in := make(map[netip.Prefix]bool, len(b.Trusted))
+	for _, t := range b.Trusted {
+		in[t] = true
+	}
 	for _, t := range a.Trusted {
-		if !slices.Contains(b.Trusted, t) {
+		if !in[t] {
 			return false
 		}
 	}

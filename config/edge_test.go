@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -590,4 +591,31 @@ func matchKeys(m *Match) map[[3]string]bool {
 		}
 	}
 	return out
+}
+
+// The combinations a shared address's matches name are bounded: lists
+// that multiply past maxMatchKeys are refused at the route's match, not
+// walked.
+func TestMatchCombinationsBounded(t *testing.T) {
+	var sni, alpn []string
+	for i := range 1100 {
+		sni = append(sni, fmt.Sprintf("h%d.example.com", i))
+	}
+	for i := range 1000 {
+		alpn = append(alpn, fmt.Sprintf("p%d", i))
+	}
+	doc := shared2(":443", "match: {default: true}", "match: {sni: ["+strings.Join(sni, ", ")+"], alpn: ["+strings.Join(alpn, ", ")+"]}")
+	start := time.Now()
+	_, err := Parse("f", []byte(doc))
+	if want := "f:9:12: match: sni, alpn and source make more combinations than pier checks (1048576 in all shared addresses): split the route"; err == nil || err.Error() != want {
+		t.Errorf("got %.300v\nwant %s", err, want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	// Under the bound, every combination is looked at.
+	doc = shared2(":443", "match: {sni: [h299.example.com], alpn: [p299]}", "match: {sni: ["+strings.Join(sni[:300], ", ")+"], alpn: ["+strings.Join(alpn[:300], ", ")+"]}")
+	if _, err := Parse("f", []byte(doc)); err == nil || !strings.Contains(err.Error(), `match: sni "h299.example.com" alpn "p299" source ANY is also route "a"'s`) {
+		t.Errorf("the last of 90000 combinations: %.300v", err)
+	}
 }

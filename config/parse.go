@@ -36,6 +36,9 @@ type parser struct {
 	// shared holds, by the address as written, the routes with a match
 	// that listen on it, in file order: see checkShared.
 	shared map[string][]sharer
+	// matchKeys counts the match combinations checkShared has recorded,
+	// against maxMatchKeys.
+	matchKeys int
 	// fromFlags: the configuration is a command line's (FromCommandLine),
 	// where a hint names no field of a file.
 	fromFlags bool
