@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
@@ -72,6 +73,19 @@ func TestForwardAdminFlag(t *testing.T) {
 	}
 	if _, err := exchange(p.addrs("forward")[0], "y"); err != nil {
 		t.Fatal(err)
+	}
+	// The session ends on its loop a moment after the client saw its end:
+	// wait for the count, or its record could come after the level is back.
+	deadline := time.Now().Add(wait)
+	for {
+		_, body := httpDo(t, "GET", admin+"/metrics", "")
+		if strings.Contains(body, `pier_route_sessions_ended_total{reason="done",route="forward"} 2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second session never ended")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if status, body := httpDo(t, "PUT", admin+"/api/v1/log_level", `{"level":"info"}`); status != 200 {
 		t.Fatalf("PUT log_level: %d %s", status, body)
