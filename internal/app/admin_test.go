@@ -499,3 +499,32 @@ func TestPreviewReloadReadsTheFile(t *testing.T) {
 		t.Fatalf("preview without a file: %+v", pv)
 	}
 }
+
+// A session behind a trusted PROXY header lists the header's client and
+// the peer it came through.
+func TestAdminSessionShowsItsEdge(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	p := startAdmin(t, routeDoc(`listen: "127.0.0.1:0"`,
+		oneRoute("r", up.Addr(), "    proxy_protocol: {accept: v1, trusted: [\"127.0.0.1/32\"]}\n")), Options{})
+	c, err := net.Dial("tcp", p.d.Addrs("r")[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("PROXY TCP4 192.0.2.7 192.0.2.1 40000 5432\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c)
+	var got struct {
+		Sessions []struct {
+			Client string `json:"client"`
+			Peer   string `json:"peer"`
+			Proxy  string `json:"proxy"`
+		} `json:"sessions"`
+	}
+	p.want(200, "GET", "/api/v1/sessions?route=r", "", &got)
+	if len(got.Sessions) != 1 || got.Sessions[0].Client != "192.0.2.7:40000" || got.Sessions[0].Proxy != "v1" ||
+		!strings.HasPrefix(got.Sessions[0].Peer, "127.0.0.1:") {
+		t.Fatalf("sessions: %+v", got.Sessions)
+	}
+}

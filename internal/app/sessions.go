@@ -38,6 +38,7 @@ func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.Sess
 		if s.Dialed.IsValid() {
 			v.Dialed = s.Dialed.String()
 		}
+		sessionEdge(&v, &s.Edge)
 		out.Sessions = append(out.Sessions, v)
 	}
 	if more {

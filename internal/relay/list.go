@@ -48,6 +48,10 @@ type SessionInfo struct {
 	// nil when it runs none. Sessions of one set share the slice: read it,
 	// do not change it.
 	Filters []string
+	// Edge is what the session's first bytes said (a PROXY header, a
+	// ClientHello) and which match chose its route; zero when its
+	// listener reads none. A copy: the record's own is written at finish.
+	Edge session.Edge
 }
 
 // walk runs visit on the loop for every live session, walkChunk slots per
@@ -242,7 +246,12 @@ func (c *conn) endAdmin(reset bool) {
 // sessionInfo copies what a listing tells of c.
 func (c *conn) sessionInfo(names *namesCache) SessionInfo {
 	r := c.p.Record
+	var edge session.Edge
+	if r.Edge != nil {
+		edge = *r.Edge
+	}
 	return SessionInfo{
+		Edge:       edge,
 		ID:         r.ID,
 		Route:      r.Route,
 		Upstream:   r.Upstream,
