@@ -1,9 +1,11 @@
 package command
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -181,6 +183,59 @@ func TestCheckPreview(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "would change nothing") {
 		t.Errorf("an unchanged file: exit %d\n%s", code, stdout)
 	}
+	p.signal(t, syscall.SIGTERM)
+	p.wait(t)
+}
+
+// pier forward's edge flags: a denied client is refused at once, and a
+// PROXY header from an accepted peer replaces the client address, which
+// the upstream then receives in pier's own PROXY header.
+func TestForwardEdgeFlags(t *testing.T) {
+	got := make(chan string, 1)
+	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+	})
+	p := startPier(t, nil, 1, "forward", "127.0.0.1:0", up.Addr(),
+		"-accept-proxy", "127.0.0.1/32", "-send-proxy", "v1", "-deny", "192.0.2.66/32")
+	addr := p.addrs("forward")[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("PROXY TCP4 192.0.2.7 192.0.2.1 40000 5432\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-got:
+		if !strings.HasPrefix(line, "PROXY TCP4 192.0.2.7 ") {
+			t.Fatalf("the upstream's first line: %q", line)
+		}
+	case <-time.After(wait):
+		t.Fatal("the upstream got no PROXY header")
+	}
+	// A client the header says is denied is refused.
+	d, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.Write([]byte("PROXY TCP4 192.0.2.66 192.0.2.1 40000 5432\r\n"))
+	d.SetReadDeadline(time.Now().Add(wait))
+	if n, err := d.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("a denied client read %d bytes", n)
+	}
+	p.waitLog(t, func(ls []map[string]any) bool {
+		for _, l := range ls {
+			if l["msg"] == "session" && l["reason"] == "denied" {
+				return true
+			}
+		}
+		return false
+	})
+	c.Close()
+	d.Close()
 	p.signal(t, syscall.SIGTERM)
 	p.wait(t)
 }
