@@ -93,15 +93,17 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 			return stream[:total], Complete
 		}
 		if end > len(b) {
-			// The record is cut short: the rest of it comes first, then
-			// (when the message is longer) at least one more record.
+			// The record is cut short: the rest of the message comes
+			// first in it, then (when the message is longer than the
+			// record) after at least one more record header. The record's
+			// own end is not needed: a message may end before it does.
 			short := end - len(b)
-			need := len(b) + short
+			need := len(b) + handshakeHeaderLen - len(stream) // the length is not known yet
 			if total >= 0 {
 				if rest := total - len(stream); rest <= short {
 					need = len(b) + rest
 				} else {
-					need += recordHeaderLen + rest - short
+					need = len(b) + short + recordHeaderLen + rest - short
 				}
 			}
 			return nil, needMore(len(b), need)
