@@ -96,7 +96,13 @@ type Result struct {
 // with ErrUntrusted; a signature prefix waits only while it could still
 // complete), then for a ClientHello in b[ProxyLen:]. more reports that
 // reading more could change the result; it is never true with eof or at
-// len(b) == Max (then an incomplete item is TooLarge).
+// len(b) == Max (then an incomplete item is TooLarge). A result with
+// more false stays the same however many bytes follow (FuzzScan).
+//
+// When the header is not Complete or Absent, the hello is not looked
+// for (HelloStatus Absent, more false): the client is to be closed. A
+// header followed by EOF and nothing else (a balancer's health check)
+// has HelloStatus Absent; a hello cut short by EOF is Malformed.
 func Scan(b []byte, w Want, trusted bool, eof bool) (r Result, more bool) {
 	r.ProxyStatus, r.HelloStatus = Absent, Absent
 	if len(b) > Max {
