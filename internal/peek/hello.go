@@ -6,7 +6,7 @@ package peek
 // ALPN protocols (RFC 7301 §3.1), in the client's order of preference.
 type Hello struct {
 	ServerName string   // lowercased, no trailing dot; "" when absent
-	ALPN       []string // nil when absent
+	ALPN       []string // nil when absent; at most the first MaxALPN (MaxALPNBytes in all)
 }
 
 // TLS wire constants (RFC 8446 §5.1, §4, §4.2).
@@ -43,7 +43,11 @@ func ParseClientHello(b []byte) (Hello, Status) {
 
 // handshakeMessage returns the first handshake message (header
 // included) carried by the TLS records at the start of b. It copies only
-// when the message spans records; then the copy is at most len(b).
+// when the message spans records, and only once the message is
+// complete; then the copy is the message's length, at most len(b). While
+// the message is incomplete it only walks the record headers: the data
+// path calls it after every read, so a hello split into 1-byte records
+// costs no allocation per read, and a walk is a few steps per record.
 func handshakeMessage(b []byte) ([]byte, Status) {
 	if len(b) == 0 {
 		return nil, NeedMore
@@ -54,13 +58,13 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 		return nil, Absent
 	}
 	var (
-		stream []byte // the handshake bytes so far: in place while one record holds them
-		joined bool   // stream is an own copy
-		total  = -1   // the message's length with its header, once known
+		hdr   [handshakeHeaderLen]byte // the message's header, gathered across fragments
+		have  int                      // handshake bytes in b so far
+		total = -1                     // the message's length with its header, once known
 	)
 	for off := 0; ; {
 		if len(b)-off < recordHeaderLen {
-			return nil, needMore(len(b), off+recordHeaderLen+max(total-len(stream), 1))
+			return nil, needMore(len(b), off+recordHeaderLen+max(total-have, 1))
 		}
 		if b[off] != recordTypeHandshake {
 			return nil, Malformed // a handshake message may not be interleaved with other records
@@ -71,26 +75,24 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 		}
 		end := off + recordHeaderLen + n
 		frag := b[off+recordHeaderLen : min(end, len(b))]
-		switch {
-		case stream == nil:
-			stream = frag
-		case !joined:
-			stream = append(append(make([]byte, 0, len(stream)+len(frag)), stream...), frag...)
-			joined = true
-		default:
-			stream = append(stream, frag...)
+		for i := 0; have+i < handshakeHeaderLen && i < len(frag); i++ {
+			hdr[have+i] = frag[i]
 		}
-		if total < 0 && len(stream) >= handshakeHeaderLen {
-			if stream[0] != typeClientHello {
+		have += len(frag)
+		if total < 0 && have >= handshakeHeaderLen {
+			if hdr[0] != typeClientHello {
 				return nil, Malformed
 			}
-			total = handshakeHeaderLen + (int(stream[1])<<16 | int(stream[2])<<8 | int(stream[3]))
+			total = handshakeHeaderLen + (int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3]))
 			if total+recordHeaderLen > Max {
 				return nil, TooLarge // known from the length alone: decide now, not at Max bytes
 			}
 		}
-		if total >= 0 && len(stream) >= total {
-			return stream[:total], Complete
+		if total >= 0 && have >= total {
+			if off == 0 {
+				return frag[:total], Complete // one record holds it: no copy
+			}
+			return joinFragments(b, total), Complete
 		}
 		if end > len(b) {
 			// The record is cut short: the rest of the message comes
@@ -98,9 +100,9 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 			// record) after at least one more record header. The record's
 			// own end is not needed: a message may end before it does.
 			short := end - len(b)
-			need := len(b) + handshakeHeaderLen - len(stream) // the length is not known yet
+			need := len(b) + handshakeHeaderLen - have // the length is not known yet
 			if total >= 0 {
-				if rest := total - len(stream); rest <= short {
+				if rest := total - have; rest <= short {
 					need = len(b) + rest
 				} else {
 					need = len(b) + short + recordHeaderLen + rest - short
@@ -110,6 +112,19 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 		}
 		off = end
 	}
+}
+
+// joinFragments copies the first total handshake bytes out of the
+// records at the start of b, which handshakeMessage has checked.
+func joinFragments(b []byte, total int) []byte {
+	msg := make([]byte, 0, total)
+	for off := 0; len(msg) < total; {
+		n := int(b[off+3])<<8 | int(b[off+4])
+		frag := b[off+recordHeaderLen : min(off+recordHeaderLen+n, len(b))] // the last may be cut short
+		msg = append(msg, frag[:min(len(frag), total-len(msg))]...)
+		off += recordHeaderLen + n
+	}
+	return msg
 }
 
 // needMore says NeedMore, or TooLarge when the bytes the item needs at
@@ -216,19 +231,34 @@ func hostName(b []byte) string {
 	return string(out)
 }
 
+// ALPN bounds on what a Hello keeps of the client's list: the whole list
+// is checked, but a session keeps its Hello (the log's alpn field) for its
+// life, and a 16 KiB hello can offer ~8,000 one-byte protocols. A route
+// matches the client's order, so the first ones are the ones that count;
+// real clients offer 2 or 3.
+const (
+	MaxALPN      = 8   // protocols kept, the client's first
+	MaxALPNBytes = 255 // their bytes in all (one protocol's bound)
+)
+
 // parseALPN reads an application_layer_protocol_negotiation extension
-// (RFC 7301 §3.1): a non-empty list of non-empty names.
+// (RFC 7301 §3.1): a non-empty list of non-empty names. It keeps the
+// first MaxALPN names while they fit in MaxALPNBytes in all.
 func parseALPN(data reader, h *Hello) bool {
 	var list reader
 	if !data.prefixed16(&list) || len(list) == 0 || len(data) != 0 {
 		return false
 	}
+	kept, full := 0, false
 	for len(list) > 0 {
 		var name reader
 		if !list.prefixed8(&name) || len(name) == 0 {
 			return false
 		}
-		h.ALPN = append(h.ALPN, string(name))
+		if full = full || len(h.ALPN) == MaxALPN || kept+len(name) > MaxALPNBytes; !full {
+			kept += len(name)
+			h.ALPN = append(h.ALPN, string(name))
+		}
 	}
 	return true
 }

@@ -60,7 +60,7 @@ func stdlibHello(b []byte) (Hello, bool) {
 	seen := false
 	cfg := &tls.Config{GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
 		seen = true
-		h = Hello{ServerName: asciiLower(chi.ServerName), ALPN: chi.SupportedProtos}
+		h = Hello{ServerName: asciiLower(chi.ServerName), ALPN: keptALPN(chi.SupportedProtos)}
 		return nil, errSeen
 	}}
 	c := &replayConn{r: bytes.NewReader(b)}
@@ -68,6 +68,21 @@ func stdlibHello(b []byte) (Hello, bool) {
 	defer cancel()
 	_ = tls.Server(c, cfg).HandshakeContext(ctx)
 	return h, seen
+}
+
+// keptALPN is the part of a client's ALPN list a Hello keeps: the first
+// MaxALPN protocols while they fit in MaxALPNBytes.
+func keptALPN(protos []string) []string {
+	var kept []string
+	n := 0
+	for _, p := range protos {
+		if len(kept) == MaxALPN || n+len(p) > MaxALPNBytes {
+			break
+		}
+		n += len(p)
+		kept = append(kept, p)
+	}
+	return kept
 }
 
 // asciiLower lowercases A-Z only: strings.ToLower would rewrite bytes
