@@ -245,7 +245,14 @@ func (c *Clients) Admit(ip netip.Addr, now time.Time) (Ticket, Verdict) {
 		}
 	}
 	e := &s.slab[i]
-	e.lastSeen = now.UnixNano()
+	// The entry's times never go back: rate.Limiter takes an earlier
+	// time as its new last and credits the interval again at the next
+	// later one, so a late caller's earlier time would refill the bucket.
+	if ns := now.UnixNano(); ns < e.lastSeen {
+		now = time.Unix(0, e.lastSeen)
+	} else {
+		e.lastSeen = ns
+	}
 	if cfg.MaxConns > 0 && int(e.live) >= cfg.MaxConns {
 		s.mu.Unlock()
 		return Ticket{}, TooManyConns
@@ -402,40 +409,121 @@ type ClientInfo struct {
 }
 
 // Top returns up to n clients with the most live sessions (then the most
-// recently seen). It locks one shard at a time: call it off the relay
-// loops.
+// recently seen). It is a snapshot taken a chunk at a time, not at one
+// instant: it holds a shard's lock for at most topChunk entries' copy
+// (microseconds), so an Admit on a relay loop never waits on it for
+// long, and it allocates for n clients, not for the table. Call it off
+// the relay loops all the same.
 func (c *Clients) Top(n int) []ClientInfo {
 	if c == nil || n <= 0 {
 		return nil
 	}
-	tab, cfg, now := c.tab.Load(), c.cfg.Load(), time.Now()
-	var all []ClientInfo
+	tab, cfg := c.tab.Load(), c.cfg.Load()
+	var (
+		chunk = make([]topCandidate, 0, topChunk)
+		best  = make(topHeap, 0, min(n, topPrealloc))
+	)
 	for i := range tab.shards {
 		s := &tab.shards[i]
-		s.mu.Lock()
-		for j := range s.slab {
-			e := &s.slab[j]
-			if e.gen == 0 {
-				continue
+		for from := 0; ; from += topChunk {
+			chunk = chunk[:0]
+			s.mu.Lock()
+			slab := s.slab[min(from, len(s.slab)):min(from+topChunk, len(s.slab))]
+			for j := range slab {
+				if e := &slab[j]; e.gen != 0 {
+					chunk = append(chunk, topCandidate{key: e.key, live: e.live, lastSeen: e.lastSeen, lim: e.lim})
+				}
 			}
-			a := netip.AddrFrom16(e.key)
-			bits := tab.v6Bits
-			if a.Is4In6() {
-				a, bits = a.Unmap(), tab.v4Bits
+			more := from+topChunk < len(s.slab)
+			s.mu.Unlock()
+			for _, cand := range chunk {
+				best.offer(cand, n)
 			}
-			info := ClientInfo{Prefix: netip.PrefixFrom(a, bits), Live: int(e.live), LastSeen: time.Unix(0, e.lastSeen)}
-			if e.lim != nil && cfg.PerSecond > 0 {
-				info.Tokens = e.lim.TokensAt(now)
+			if !more {
+				break
 			}
-			all = append(all, info)
 		}
-		s.mu.Unlock()
 	}
-	slices.SortFunc(all, func(a, b ClientInfo) int {
-		if c := cmp.Compare(b.Live, a.Live); c != 0 {
-			return c
+	slices.SortFunc(best, func(a, b topCandidate) int { return -a.rank(b) })
+	now := time.Now()
+	out := make([]ClientInfo, len(best))
+	for i, cand := range best {
+		a := netip.AddrFrom16(cand.key)
+		bits := tab.v6Bits
+		if a.Is4In6() {
+			a, bits = a.Unmap(), tab.v4Bits
 		}
-		return b.LastSeen.Compare(a.LastSeen)
-	})
-	return all[:min(n, len(all))]
+		out[i] = ClientInfo{Prefix: netip.PrefixFrom(a, bits), Live: int(cand.live), LastSeen: time.Unix(0, cand.lastSeen)}
+		if cand.lim != nil && cfg.PerSecond > 0 {
+			// Off the shard lock: a Limiter has its own. Should the slot
+			// have been reused since, this is its new client's bucket; a
+			// snapshot taken in chunks is approximate anyway.
+			out[i].Tokens = cand.lim.TokensAt(now)
+		}
+	}
+	return out
+}
+
+// topChunk is how many slab entries Top copies under one hold of a
+// shard's lock; topPrealloc bounds what it allocates up front for a large
+// n (the table may hold far fewer clients).
+const (
+	topChunk    = 256
+	topPrealloc = 1024
+)
+
+// topCandidate is what Top copies of an entry under the shard's lock.
+type topCandidate struct {
+	key      [16]byte
+	live     int32
+	lastSeen int64
+	lim      *rate.Limiter
+}
+
+// rank orders candidates: > 0 when a ranks above b (more live sessions,
+// then seen more recently).
+func (a topCandidate) rank(b topCandidate) int {
+	if c := cmp.Compare(a.live, b.live); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lastSeen, b.lastSeen)
+}
+
+// topHeap keeps the best n candidates seen: a min-heap by rank, its root
+// the one to drop first.
+type topHeap []topCandidate
+
+// offer adds c when fewer than n are kept, or in place of the lowest
+// when c ranks above it.
+func (h *topHeap) offer(c topCandidate, n int) {
+	if len(*h) < n {
+		*h = append(*h, c)
+		for i := len(*h) - 1; i > 0; {
+			parent := (i - 1) / 2
+			if (*h)[parent].rank((*h)[i]) <= 0 {
+				break
+			}
+			(*h)[parent], (*h)[i] = (*h)[i], (*h)[parent]
+			i = parent
+		}
+		return
+	}
+	if c.rank((*h)[0]) <= 0 {
+		return
+	}
+	(*h)[0] = c
+	for i := 0; ; {
+		low, l, r := i, 2*i+1, 2*i+2
+		if l < len(*h) && (*h)[l].rank((*h)[low]) < 0 {
+			low = l
+		}
+		if r < len(*h) && (*h)[r].rank((*h)[low]) < 0 {
+			low = r
+		}
+		if low == i {
+			return
+		}
+		(*h)[i], (*h)[low] = (*h)[low], (*h)[i]
+		i = low
+	}
 }

@@ -1,6 +1,7 @@
 package admit
 
 import (
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -9,7 +10,14 @@ import (
 // A Rate caps how fast clients are accepted: a token bucket shared by
 // every loop. A nil *Rate allows everything.
 type Rate struct {
-	l *rate.Limiter
+	// mu orders the bucket's times: rate.Limiter takes a time earlier
+	// than its last as its new last, and credits the interval again at
+	// the next later one, so a caller's late, earlier time (a loop that
+	// read the clock before another, an accept time used at a decision)
+	// would refill the bucket. Under mu, a time is never earlier than last.
+	mu   sync.Mutex
+	last time.Time
+	l    *rate.Limiter
 }
 
 // NewRate returns a bucket refilled at perSecond tokens a second, holding
@@ -24,7 +32,21 @@ func (r *Rate) Allow(now time.Time) bool {
 	if r == nil {
 		return true
 	}
-	return r.l.AllowN(now, 1)
+	r.mu.Lock()
+	now = r.advance(now)
+	ok := r.l.AllowN(now, 1)
+	r.mu.Unlock()
+	return ok
+}
+
+// advance returns now, or the last time the bucket saw if now is
+// earlier, and makes it the last. Called with r.mu.
+func (r *Rate) advance(now time.Time) time.Time {
+	if now.Before(r.last) {
+		return r.last
+	}
+	r.last = now
+	return now
 }
 
 // Set retunes the bucket (a reload), keeping the tokens it holds.
@@ -32,6 +54,9 @@ func (r *Rate) Set(perSecond float64, burst int) {
 	if r == nil {
 		return
 	}
-	r.l.SetLimit(rate.Limit(perSecond))
-	r.l.SetBurst(burst)
+	r.mu.Lock()
+	now := r.advance(time.Now())
+	r.l.SetLimitAt(now, rate.Limit(perSecond))
+	r.l.SetBurstAt(now, burst)
+	r.mu.Unlock()
 }

@@ -154,6 +154,9 @@ type Pool struct {
 	cfg Config
 	log *slog.Logger
 	set atomic.Pointer[set]
+	// sendsProxy is SendsProxy's answer, fixed by cfg: made once in New
+	// so that a session's question costs no scan of the specs.
+	sendsProxy bool
 
 	// setMu orders changes of the members, each made under mu and then
 	// passed on to the checker outside it: the checker's Set waits for
@@ -206,6 +209,7 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 		verdicts: make(map[netip.AddrPort]*verdict),
 		steering: steering,
 	}
+	p.sendsProxy = sendsProxy(&p.cfg)
 	// What a reload keeps: the sessions' view of every address, the
 	// check's verdicts if the check is the same, and the addresses names
 	// had (a lookup failing during the reload keeps them, as it would
@@ -618,13 +622,18 @@ func (p *Pool) memberProxy(s *Spec) uint8 {
 }
 
 // SendsProxy reports whether some member may be sent a PROXY header, so
-// that a session needs one built (relay.Params.ProxyOut).
-func (p *Pool) SendsProxy() bool {
-	if p.cfg.SendProxy != 0 {
+// that a session needs one built (relay.Params.ProxyOut). It is asked
+// for every session: it reads a flag New set.
+func (p *Pool) SendsProxy() bool { return p.sendsProxy }
+
+// sendsProxy reports whether cfg sends some member a PROXY header: the
+// route does, or a spec does on its own.
+func sendsProxy(cfg *Config) bool {
+	if cfg.SendProxy != 0 {
 		return true
 	}
-	for i := range p.cfg.Members {
-		if v := p.cfg.Members[i].SendProxy; v != 0 && v != NoProxy {
+	for i := range cfg.Members {
+		if v := cfg.Members[i].SendProxy; v != 0 && v != NoProxy {
 			return true
 		}
 	}

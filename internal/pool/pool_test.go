@@ -452,6 +452,27 @@ func TestSendProxyPerMember(t *testing.T) {
 	}
 }
 
+// TestSendsProxyReadsNoSpecs: SendsProxy is asked for every session, so
+// it is made once by New, not by a scan of the specs on each call: a
+// change to the specs' slice after New (which the pool must not see
+// anyway) leaves its answer as it was.
+func TestSendsProxyReadsNoSpecs(t *testing.T) {
+	addrs := make([]string, 64)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("10.0.%d.%d:1", i/256, i%256+1)
+	}
+	ss := specs(addrs...)
+	ss[len(ss)-1].SendProxy = peek.V1 // only the last spec sends one
+	p := newPool(t, Config{Route: "scan", Members: ss}, nil)
+	if !p.SendsProxy() {
+		t.Fatal("SendsProxy false with the last spec's own version")
+	}
+	ss[len(ss)-1].SendProxy = 0
+	if !p.SendsProxy() {
+		t.Error("SendsProxy scans the specs on every call")
+	}
+}
+
 // TestCheckSendsProxyLocal: a member sent PROXY headers gets one on its
 // health checks too, a LOCAL one (a balancer's own connection, spec
 // §2.2), before the check's bytes; CheckProxy none sends none; auto
