@@ -468,7 +468,7 @@ func (c *Clients) Top(n int) []ClientInfo {
 // shard's lock; topPrealloc bounds what it allocates up front for a large
 // n (the table may hold far fewer clients).
 const (
-	topChunk    = 256
+	topChunk    = 64
 	topPrealloc = 1024
 )
 
