@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,43 +62,60 @@ func (h *held) release() {
 	*h = held{}
 }
 
-// admitTop applies the top level to a client: its allow/deny list and
-// per-client table (addr: the client's address is known and not a trusted
-// balancer's) and its accept rate (accepting: at accept only). Deny is
-// checked first so that denied clients spend no one's rate.
+// admitTop applies the top level to a client at accept (serve), when its
+// accept time is the time of the decision: see admitTopAt.
 func admitTop(g route.Global, rec *session.Record, accepting, addr bool) (*held, *refusal) {
+	return admitTopAt(g, rec, accepting, addr, rec.Start)
+}
+
+// admitTopAt applies the top level to a client at now, the time of the
+// decision: its allow/deny list and per-client table (addr: the client's
+// address is known and not a trusted balancer's) and its accept rate
+// (accepting: at accept only). Deny is checked first so that denied
+// clients spend no one's rate. now is not the accept time for a client
+// decided after a peek: a rate fed a time before its last would take it
+// back and refill (package admit keeps its times in order, but the
+// accept time of a slow client is older than any of them).
+func admitTopAt(g route.Global, rec *session.Record, accepting, addr bool, now time.Time) (*held, *refusal) {
 	ip := rec.Client.Addr()
 	if addr && !g.ACL.Allows(ip) {
 		return nil, &refusal{reason: session.Denied}
 	}
-	if accepting && !g.Rate.Allow(rec.Start) {
+	if accepting && !g.Rate.Allow(now) {
 		return nil, &refusal{reason: session.RateLimit, limit: "global_rate"}
 	}
 	if !addr || g.Clients == nil {
 		return nil, nil
 	}
-	tk, v := g.Clients.Admit(ip, rec.Start)
+	tk, v := g.Clients.Admit(ip, now)
 	if ref := clientRefusal(v, "global_", nil); ref != nil {
 		return nil, ref
 	}
 	return &held{global: g.Clients, globalTk: tk}, nil
 }
 
-// admitRoute applies rt's own rules to a client, after the top level's:
-// allow/deny, accept rate, per-client table, live sessions. What it takes
-// in rt's per-client table is added to *h.
+// admitRoute applies rt's own rules to a client at accept (serve): see
+// admitRouteAt.
 func admitRoute(rt *route.Route, rec *session.Record, h **held) *refusal {
+	return admitRouteAt(rt, rec, h, rec.Start)
+}
+
+// admitRouteAt applies rt's own rules to a client at now, the time of the
+// decision (see admitTopAt), after the top level's: allow/deny, accept
+// rate, per-client table, live sessions. What it takes in rt's per-client
+// table is added to *h.
+func admitRouteAt(rt *route.Route, rec *session.Record, h **held, now time.Time) *refusal {
 	ip := rec.Client.Addr()
 	if !rt.ACL.Allows(ip) {
 		return &refusal{reason: session.Denied, rt: rt}
 	}
-	if !rt.Rate.Allow(rec.Start) {
+	if !rt.Rate.Allow(now) {
 		return &refusal{reason: session.RateLimit, limit: "route_rate", rt: rt}
 	}
 	var tk admit.Ticket
 	if rt.Clients != nil {
 		var v admit.Verdict
-		tk, v = rt.Clients.Admit(ip, rec.Start)
+		tk, v = rt.Clients.Admit(ip, now)
 		if ref := clientRefusal(v, "", rt); ref != nil {
 			return ref
 		}
@@ -187,6 +206,9 @@ func (s *Server) logRefusal(rec *session.Record) {
 	if rec.Reason == session.Limit {
 		s.logRecord(rec)
 		return
+	}
+	if !s.log.Enabled(context.Background(), slog.LevelWarn) {
+		return // no line to write: no token to spend (the limiter's mutex is shared)
 	}
 	if !s.refusalLog.Allow() {
 		s.suppressed.Add(1)
@@ -359,7 +381,7 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		if e.trusted {
 			// The balancer's address passed at accept; its client's
 			// (or, with LOCAL or no header, its own) is checked now.
-			h, ref := admitTop(e.t.Global(), rec, false, true)
+			h, ref := admitTopAt(e.t.Global(), rec, false, true, time.Now())
 			if ref != nil {
 				return e.refuse(ref, nil)
 			}
@@ -394,7 +416,9 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		return e.refuse(&refusal{reason: session.NoRoute}, nil)
 	}
 	rec.Route = rt.Name
-	if ref := admitRoute(rt, rec, &e.h); ref != nil {
+	// Decided now, up to the peek's timeout after accept: the rates
+	// see this time, not the accept time.
+	if ref := admitRouteAt(rt, rec, &e.h, time.Now()); ref != nil {
 		return e.refuse(ref, nil)
 	}
 	e.s.matched(rt, key, rec, e.li)
