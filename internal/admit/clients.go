@@ -436,6 +436,9 @@ func (c *Clients) Top(n int) []ClientInfo {
 			}
 			more := from+topChunk < len(s.slab)
 			s.mu.Unlock()
+			if topHeld != nil {
+				topHeld(len(slab))
+			}
 			for _, cand := range chunk {
 				best.offer(cand, n)
 			}
@@ -471,6 +474,10 @@ const (
 	topChunk    = 64
 	topPrealloc = 1024
 )
+
+// topHeld, set only by tests, is told after each hold of a shard's lock
+// how many slab entries Top looked at under it.
+var topHeld func(entries int)
 
 // topCandidate is what Top copies of an entry under the shard's lock.
 type topCandidate struct {
