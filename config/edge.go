@@ -50,8 +50,22 @@ func (p *parser) trusted(key string, n *yaml.Node) []netip.Prefix {
 }
 
 func (p *parser) prefixList(key string, n *yaml.Node, empty string) []netip.Prefix {
-	var out []netip.Prefix
-	first := make(map[netip.Prefix]int) // prefix → line it was first given
+	return uniqueList(p, key, n, empty, func(s string) (netip.Prefix, string) {
+		pfx, err := parsePrefix(s)
+		if err != nil {
+			return pfx, fmt.Sprintf("%s %v", quote(s), err)
+		}
+		return pfx, ""
+	})
+}
+
+// uniqueList parses a list (or one value alone) of key's items with
+// parse, which answers an item's value or what is wrong with it (the
+// message after key), and refuses an item given twice, naming where it
+// was first.
+func uniqueList[T comparable](p *parser, key string, n *yaml.Node, empty string, parse func(string) (T, string)) []T {
+	var out []T
+	first := make(map[T]int) // the value → the line it was first given on
 	for _, item := range p.oneOrList(key, n, empty) {
 		if p.stop {
 			break
@@ -60,17 +74,17 @@ func (p *parser) prefixList(key string, n *yaml.Node, empty string) []netip.Pref
 		if !ok {
 			continue
 		}
-		pfx, err := parsePrefix(s.Value)
-		if err != nil {
-			p.errf(s, "%s: %s %v", key, quote(s.Value), err)
+		v, bad := parse(s.Value)
+		if bad != "" {
+			p.errf(s, "%s: %s", key, bad)
 			continue
 		}
-		if line, dup := first[pfx]; dup {
+		if line, dup := first[v]; dup {
 			p.errf(s, "%s: %s is listed twice%s", key, quote(s.Value), p.firstAt(line))
 			continue
 		}
-		first[pfx] = s.Line
-		out = append(out, pfx)
+		first[v] = s.Line
+		out = append(out, v)
 	}
 	return out
 }
@@ -117,29 +131,13 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // serverNames parses match.sni: host names, or wildcards whose first
 // label is *, each lowercased and without its final dot.
 func (p *parser) serverNames(key string, n *yaml.Node) []string {
-	var out []string
-	first := make(map[string]int)
-	for _, item := range p.oneOrList(key, n, "") {
-		if p.stop {
-			break
-		}
-		s, ok := p.scalar(key, item)
-		if !ok {
-			continue
-		}
-		name, err := serverName(s.Value)
+	return uniqueList(p, key, n, "", func(s string) (string, string) {
+		name, err := serverName(s)
 		if err != nil {
-			p.errf(s, "%s: %s %v", key, quote(s.Value), err)
-			continue
+			return "", fmt.Sprintf("%s %v", quote(s), err)
 		}
-		if line, dup := first[name]; dup {
-			p.errf(s, "%s: %s is listed twice%s", key, quote(s.Value), p.firstAt(line))
-			continue
-		}
-		first[name] = s.Line
-		out = append(out, name)
-	}
-	return out
+		return name, ""
+	})
 }
 
 // serverName checks an SNI pattern and returns it as a ClientHello's
@@ -191,27 +189,12 @@ func ldhName(s string) bool {
 // protocols parses match.alpn: protocol names as a ClientHello carries
 // them, 1 to 255 bytes, compared exactly ("h2", "postgresql").
 func (p *parser) protocols(key string, n *yaml.Node) []string {
-	var out []string
-	first := make(map[string]int)
-	for _, item := range p.oneOrList(key, n, "") {
-		if p.stop {
-			break
+	return uniqueList(p, key, n, "", func(s string) (string, string) {
+		if s == "" || len(s) > maxALPN {
+			return "", fmt.Sprintf("%s is %d bytes: a protocol name is 1 to %d", quote(s), len(s), maxALPN)
 		}
-		s, ok := p.scalar(key, item)
-		if !ok {
-			continue
-		}
-		switch line, dup := first[s.Value]; {
-		case s.Value == "" || len(s.Value) > maxALPN:
-			p.errf(s, "%s: %s is %d bytes: a protocol name is 1 to %d", key, quote(s.Value), len(s.Value), maxALPN)
-		case dup:
-			p.errf(s, "%s: %s is listed twice%s", key, quote(s.Value), p.firstAt(line))
-		default:
-			first[s.Value] = s.Line
-			out = append(out, s.Value)
-		}
-	}
-	return out
+		return s, ""
+	})
 }
 
 // match parses a route's match mapping, which must say something.
