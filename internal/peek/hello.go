@@ -34,11 +34,28 @@ const (
 // sends them first. It reads only server_name and ALPN among the
 // extensions, so it accepts some hellos crypto/tls refuses.
 func ParseClientHello(b []byte) (Hello, Status) {
-	msg, st := handshakeMessage(b)
+	h, st, _ := ParseClientHelloNeed(b)
+	return h, st
+}
+
+// ParseClientHelloNeed is ParseClientHello, which also says, when the
+// status is NeedMore, the fewest bytes b must hold (counted from its
+// start) before the hello can be complete: a caller reading a hello that
+// comes in small pieces need not parse it again before then (or before
+// the client's EOF, or its deadline). Only a client's broken prefix is
+// told apart sooner (a record of length 0, a second byte past 0x0f), and
+// a caller that skips learns of it at need or at its deadline: a valid
+// hello is never decided later. need is 0 with any other status.
+func ParseClientHelloNeed(b []byte) (h Hello, st Status, need int) {
+	msg, st, need := handshakeMessage(b)
 	if st != Complete {
-		return Hello{}, st
+		if st != NeedMore {
+			need = 0
+		}
+		return Hello{}, st, need
 	}
-	return parseClientHelloMsg(msg)
+	h, st = parseClientHelloMsg(msg)
+	return h, st, 0
 }
 
 // handshakeMessage returns the first handshake message (header
@@ -48,14 +65,17 @@ func ParseClientHello(b []byte) (Hello, Status) {
 // the message is incomplete it only walks the record headers: the data
 // path calls it after every read, so a hello split into 1-byte records
 // costs no allocation per read, and a walk is a few steps per record.
-func handshakeMessage(b []byte) ([]byte, Status) {
+// need, with NeedMore, is the fewest bytes b must hold before the
+// message can be complete (a lower bound: the rest may all come in one
+// record), so that a caller can skip the walks in between.
+func handshakeMessage(b []byte) ([]byte, Status, int) {
 	if len(b) == 0 {
-		return nil, NeedMore
+		return nil, NeedMore, 1
 	}
 	// crypto/tls's own test for "this might not be TLS" on a first
 	// record: a handshake type, and a version below 16.0.
 	if b[0] != recordTypeHandshake || len(b) > 1 && b[1] >= 0x10 {
-		return nil, Absent
+		return nil, Absent, 0
 	}
 	var (
 		hdr   [handshakeHeaderLen]byte // the message's header, gathered across fragments
@@ -64,14 +84,15 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 	)
 	for off := 0; ; {
 		if len(b)-off < recordHeaderLen {
-			return nil, needMore(len(b), off+recordHeaderLen+max(total-have, 1))
+			need := off + recordHeaderLen + max(total-have, 1)
+			return nil, needMore(len(b), need), need
 		}
 		if b[off] != recordTypeHandshake {
-			return nil, Malformed // a handshake message may not be interleaved with other records
+			return nil, Malformed, 0 // a handshake message may not be interleaved with other records
 		}
 		n := int(b[off+3])<<8 | int(b[off+4])
 		if n == 0 || n > maxRecord {
-			return nil, Malformed // RFC 8446 §5.1: no empty handshake fragments, none above 2^14
+			return nil, Malformed, 0 // RFC 8446 §5.1: no empty handshake fragments, none above 2^14
 		}
 		end := off + recordHeaderLen + n
 		frag := b[off+recordHeaderLen : min(end, len(b))]
@@ -81,18 +102,18 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 		have += len(frag)
 		if total < 0 && have >= handshakeHeaderLen {
 			if hdr[0] != typeClientHello {
-				return nil, Malformed
+				return nil, Malformed, 0
 			}
 			total = handshakeHeaderLen + (int(hdr[1])<<16 | int(hdr[2])<<8 | int(hdr[3]))
 			if total+recordHeaderLen > Max {
-				return nil, TooLarge // known from the length alone: decide now, not at Max bytes
+				return nil, TooLarge, 0 // known from the length alone: decide now, not at Max bytes
 			}
 		}
 		if total >= 0 && have >= total {
 			if off == 0 {
-				return frag[:total], Complete // one record holds it: no copy
+				return frag[:total], Complete, 0 // one record holds it: no copy
 			}
-			return joinFragments(b, total), Complete
+			return joinFragments(b, total), Complete, 0
 		}
 		if end > len(b) {
 			// The record is cut short: the rest of the message comes
@@ -108,7 +129,7 @@ func handshakeMessage(b []byte) ([]byte, Status) {
 					need = len(b) + short + recordHeaderLen + rest - short
 				}
 			}
-			return nil, needMore(len(b), need)
+			return nil, needMore(len(b), need), need
 		}
 		off = end
 	}

@@ -87,6 +87,11 @@ type Result struct {
 	ProxyErr    error  // wraps ErrMalformed, ErrVersion or ErrUntrusted
 	HelloStatus Status // of b[ProxyLen:]; Absent when not wanted
 	Hello       Hello  // valid when HelloStatus == Complete
+	// HelloNeed, when Scan says more for the hello, is the fewest bytes
+	// b must hold (from its start, the header's included) before the
+	// hello can be complete: no need to Scan again before then, or before
+	// EOF (see ParseClientHelloNeed). 0 otherwise.
+	HelloNeed int
 }
 
 // Scan is the one call the data path makes after each read: b is every
@@ -148,7 +153,8 @@ func Scan(b []byte, w Want, trusted bool, eof bool) (r Result, more bool) {
 		return r, false
 	}
 	rest := b[r.ProxyLen:]
-	r.Hello, r.HelloStatus = ParseClientHello(rest)
+	var need int
+	r.Hello, r.HelloStatus, need = ParseClientHelloNeed(rest)
 	if r.HelloStatus == NeedMore {
 		switch {
 		case eof && len(rest) == 0:
@@ -159,6 +165,7 @@ func Scan(b []byte, w Want, trusted bool, eof bool) (r Result, more bool) {
 			r.HelloStatus = TooLarge
 		default:
 			more = true
+			r.HelloNeed = r.ProxyLen + need
 		}
 	}
 	return r, more

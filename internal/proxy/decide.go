@@ -334,7 +334,7 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		// No PROXY header is accepted here: one is plain data, and
 		// is not TLS.
 		r.ProxyStatus = peek.Absent
-		r.Hello, r.HelloStatus = peek.ParseClientHello(buf)
+		r.Hello, r.HelloStatus, r.HelloNeed = peek.ParseClientHelloNeed(buf)
 		more = r.HelloStatus == peek.NeedMore && !eof && len(buf) < peek.Max
 	}
 	bound := peekTimeout(g)
@@ -342,7 +342,9 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		bound = proxyTimeout(g)
 	}
 	if more && elapsed < bound {
-		return relay.Decision{Wait: bound}
+		// Need: a hello that comes in tiny records is parsed again
+		// only once it could be whole, not after every read.
+		return relay.Decision{Wait: bound, Need: r.HelloNeed}
 	}
 
 	// The PROXY header.

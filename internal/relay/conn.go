@@ -100,6 +100,13 @@ type Decision struct {
 	// Wait > 0: read more, and call Peeked again no later than this long
 	// after accept.
 	Wait time.Duration
+	// Need (with Wait): Peeked is not called again, after a read,
+	// before it has at least this many bytes (counted from the first),
+	// unless the client sent EOF or the peek's Max is reached; the
+	// deadline calls it whatever it holds. A hello split into tiny
+	// records is thus not parsed again after every read. 0: after every
+	// read.
+	Need int
 	// Next (Wait == 0): dial with these Params. Their Client and Record
 	// are ignored: the session keeps its socket and its Record.
 	Next *Params

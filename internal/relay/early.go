@@ -38,6 +38,9 @@ type early struct {
 	// where a ClientHello read whole stays.
 	buf []byte
 	eof bool // the client sent FIN while peeking: read nothing more
+	// need is the last Decision's Need: a read that leaves buf shorter
+	// calls no Peeked.
+	need int
 	// peeked is the client's bytes past the PROXY header, to be delivered
 	// to the upstream first and once, after the header.
 	peeked []byte
@@ -95,7 +98,8 @@ func (pk *Peek) max() int {
 }
 
 // peekRead reads what the client has sent, up to the peek's bound, and
-// asks Peeked after each read that returned bytes or EOF. A short read
+// asks Peeked after each read that returned bytes or EOF, unless the last
+// Decision's Need says more bytes must come first. A short read
 // leaves the client not readable (unless epoll reported a FIN or error),
 // so that after connect the flow reads again only on a new edge.
 func (c *conn) peekRead() {
@@ -123,6 +127,9 @@ func (c *conn) peekRead() {
 		if e.buf != nil {
 			e.buf = appendBounded(e.buf, b, max)
 			b = e.buf
+			if len(b) < e.need && len(b) < max && !e.eof {
+				continue // Peeked said it cannot decide on fewer
+			}
 		}
 		d := e.peek.Peeked(b, e.eof, e.elapsed(c.l.now))
 		if d.Wait > 0 && e.buf == nil && len(b) > 0 {
@@ -167,6 +174,7 @@ func (c *conn) decide(d Decision, b []byte, atDeadline bool) {
 	elapsed := e.elapsed(c.l.now)
 	switch {
 	case d.Wait > 0 && !(atDeadline && (d.Wait <= elapsed || elapsed >= maxPeekTime)):
+		e.need = d.Need
 		e.by = e.acceptedAt + min(d.Wait, maxPeekTime)
 		c.l.timers.schedule(c, e.by)
 	case d.Wait > 0 || d.Next == nil && d.End == session.NotEnded:
