@@ -173,6 +173,21 @@ func TestLocalCommandUsesRealEndpoints(t *testing.T) {
 		if rec["proxy"] != "local" || rec["client"] != c.LocalAddr().String() {
 			t.Errorf("proxy %v client %v; want local, %v", rec["proxy"], rec["client"], c.LocalAddr())
 		}
+		if rec["level"] != "INFO" {
+			t.Errorf("a LOCAL session that carried bytes logged at %v, want INFO", rec["level"])
+		}
+	}
+	// A balancer's layer-4 check: the header and nothing else (HAProxy's
+	// then resets; a FIN here, so that the header is surely read first).
+	// Its record is at debug, not a line every few seconds at info.
+	c := dial(t, srv, "local")
+	if _, err := c.Write(v2); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rec := recs.Next(t, wait)
+	if rec["proxy"] != "local" || rec["level"] != "DEBUG" {
+		t.Errorf("a LOCAL health check logged at %v (proxy %v, reason %v), want DEBUG", rec["level"], rec["proxy"], rec["reason"])
 	}
 }
 

@@ -126,7 +126,7 @@ func (r *Records) Handle(ctx context.Context, rec slog.Record) error {
 	if rec.Message != "session" {
 		return nil
 	}
-	m := make(map[string]any)
+	m := map[string]any{"level": rec.Level.String()}
 	for _, a := range r.attrs {
 		m[a.Key] = a.Value.Any()
 	}
