@@ -168,12 +168,8 @@ func planRoutes(cur, next *config.Config, live Live) []admin.Change {
 // routeFields names the route's settings that differ, in the schema's
 // order. Members and filters are listed apart.
 func routeFields(a, b *config.Route) []string {
-	var f []string
-	add := func(name string, differ bool) {
-		if differ {
-			f = append(f, name)
-		}
-	}
+	var f fieldNames
+	add := f.add
 	add("listen", !sameSet(a.Listen, b.Listen))
 	add("balance", a.Balance != b.Balance)
 	add("health_check", !sameHealthCheck(a.HealthCheck, b.HealthCheck))
@@ -194,6 +190,16 @@ func routeFields(a, b *config.Route) []string {
 	add("deny", !slices.Equal(a.Deny, b.Deny))
 	add("limits", !sameLimits(a.Limits, b.Limits))
 	return f
+}
+
+// fieldNames collects the names of the settings that differ, in the order
+// they are added.
+type fieldNames []string
+
+func (f *fieldNames) add(name string, differ bool) {
+	if differ {
+		*f = append(*f, name)
+	}
 }
 
 // sameMatch compares two matches as written, wherever in the file.
@@ -609,29 +615,19 @@ func planSettings(cur, next *config.Config) []admin.Change {
 			Effect: fmt.Sprintf("a stop lets live sessions finish for %s (was %s); no session is touched now",
 				next.GracePeriod, cur.GracePeriod)})
 	}
-	var rf []string
-	if !slices.Equal(cur.Resolver.Servers, next.Resolver.Servers) {
-		rf = append(rf, "servers")
-	}
-	if cur.Resolver.Interval != next.Resolver.Interval {
-		rf = append(rf, "interval")
-	}
-	if cur.Resolver.Timeout != next.Resolver.Timeout {
-		rf = append(rf, "timeout")
-	}
+	var rf fieldNames
+	rf.add("servers", !slices.Equal(cur.Resolver.Servers, next.Resolver.Servers))
+	rf.add("interval", cur.Resolver.Interval != next.Resolver.Interval)
+	rf.add("timeout", cur.Resolver.Timeout != next.Resolver.Timeout)
 	if len(rf) > 0 {
 		// compile gives every new pool the new resolver; a pool keeps
 		// the addresses its names had until they are looked up again.
 		out = append(out, admin.Change{Kind: kindSetting, Action: actionChange, Name: "resolver", Fields: rf,
 			Effect: "every route's names are looked up with the new resolver from the reload on, their last addresses serving meanwhile; live sessions keep their upstream connections"})
 	}
-	var af []string
-	if !slices.Equal(cur.Allow, next.Allow) {
-		af = append(af, "allow")
-	}
-	if !slices.Equal(cur.Deny, next.Deny) {
-		af = append(af, "deny")
-	}
+	var af fieldNames
+	af.add("allow", !slices.Equal(cur.Allow, next.Allow))
+	af.add("deny", !slices.Equal(cur.Deny, next.Deny))
 	if len(af) > 0 {
 		// The lists are compiled anew and read by each new client.
 		out = append(out, admin.Change{Kind: kindSetting, Action: actionChange, Name: "access", Fields: af,
@@ -674,13 +670,9 @@ func adminFields(a, b *config.Admin) []string {
 	if a == nil || b == nil {
 		return nil
 	}
-	var f []string
-	if a.Listen != b.Listen {
-		f = append(f, "listen")
-	}
-	if a.TokenFile != b.TokenFile {
-		f = append(f, "token_file")
-	}
+	var f fieldNames
+	f.add("listen", a.Listen != b.Listen)
+	f.add("token_file", a.TokenFile != b.TokenFile)
 	return f
 }
 
@@ -688,12 +680,8 @@ func toxiproxyFields(a, b *config.Toxiproxy) []string {
 	if a == nil || b == nil {
 		return nil
 	}
-	var f []string
-	if a.Listen != b.Listen {
-		f = append(f, "listen")
-	}
-	if a.AllowRemote != b.AllowRemote {
-		f = append(f, "allow_remote")
-	}
+	var f fieldNames
+	f.add("listen", a.Listen != b.Listen)
+	f.add("allow_remote", a.AllowRemote != b.AllowRemote)
 	return f
 }
