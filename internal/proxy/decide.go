@@ -189,10 +189,10 @@ var (
 )
 
 // refuse turns a client away on the loop that accepted it, before any
-// session: one close, counted, and an access log line (rate-limited).
-func (s *Server) refuse(ln *listener, loop *relay.Loop, fd int, rec *session.Record, r *refusal) {
+// session: one close, counted on loop li, and an access log line
+// (rate-limited).
+func (s *Server) refuse(ln *listener, li int, fd int, rec *session.Record, r *refusal) {
 	unix.Close(fd)
-	li := s.loopIndex[loop]
 	s.count(ln, li, rec, r)
 	s.ends[li].add(rec) // a burst of refusals shows among the recent ends
 	s.logRefusal(rec)
@@ -254,11 +254,11 @@ func proxyOut(rt *route.Route, rec *session.Record, h *peek.Header, hello *peek.
 // peekFirst starts a session that reads its first bytes before a route is
 // chosen: the PROXY header its listener accepts, the ClientHello its
 // routes match on. An early decides what follows on the session's loop.
-func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, fd int, t *route.Table, g *route.Group, rec *session.Record, trusted bool, h *held) {
+func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, acceptedIdx int, fd int, t *route.Table, g *route.Group, rec *session.Record, trusted bool, h *held) {
 	rec.Edge = &session.Edge{}
 	s.sessions.add()
-	p := func(loop *relay.Loop) *relay.Params {
-		e := &early{s: s, ln: ln, loop: loop, li: s.loopIndex[loop], t: t, g: g, rec: rec, trusted: trusted, h: h}
+	p := func(loop *relay.Loop, li int) *relay.Params {
+		e := &early{s: s, ln: ln, loop: loop, li: li, t: t, g: g, rec: rec, trusted: trusted, h: h}
 		e.peeking = ln.edge.Shard(e.li)
 		e.peeking.EnterPeeking()
 		first := peekTimeout(g)
@@ -277,13 +277,13 @@ func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, fd int, t *route.
 			LocalError: ln.pause,
 		}
 	}
-	if loop := s.leastLoaded(accepted); loop != accepted {
-		if p := p(loop); loop.Start(p) {
+	if loop, li := s.leastLoaded(accepted, acceptedIdx); loop != accepted {
+		if p := p(loop, li); loop.Start(p) {
 			return
 		}
-		ln.edge.Shard(s.loopIndex[loop]).LeavePeeking() // not started: the loop is closing
+		ln.edge.Shard(li).LeavePeeking() // not started: the loop is closing
 	}
-	accepted.Begin(p(accepted))
+	accepted.Begin(p(accepted, acceptedIdx))
 }
 
 func peekTimeout(g *route.Group) time.Duration {
@@ -432,7 +432,7 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		return relay.Decision{End: session.NoUpstream} // done counts it as finish would
 	}
 	e.peeking.LeavePeeking()
-	next := e.s.params(e.ln, e.loop, -1, rt, a, rec, e.h, proxyOut(rt, rec, hdr, hello))
+	next := e.s.params(e.ln, e.loop, e.li, -1, rt, a, rec, e.h, proxyOut(rt, rec, hdr, hello))
 	return relay.Decision{Next: next, Skip: skip}
 }
 
@@ -492,11 +492,10 @@ func (e *early) refuse(r *refusal, err error) relay.Decision {
 // it peeked (shutdown, the admin API).
 func (e *early) done(rec *session.Record) {
 	e.peeking.LeavePeeking()
-	st := &e.s.stats[e.li]
 	if e.rt != nil {
 		e.rt.Stats.Shard(e.li).End(rec)
 		e.h.release()
-		e.s.finish(e.rt, e.loop, st, rec)
+		e.s.finish(e.rt, e.loop, e.li, rec)
 		return
 	}
 	e.h.release()

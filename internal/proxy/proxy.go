@@ -319,6 +319,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		unix.Close(fd) // the listener is closing in a reload
 		return
 	}
+	acceptedIdx := s.loopIndex[accepted] // once per client: the stages below share it
 	rec := &session.Record{
 		ID:       s.ids.Add(1),
 		Client:   client,
@@ -335,14 +336,14 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 	trusted := g.Proxy != nil && g.Proxy.Trusted.Contains(client.Addr())
 	h, ref := admitTop(t.Global(), rec, true, !trusted)
 	if ref != nil {
-		s.refuse(ln, accepted, fd, rec, ref)
+		s.refuse(ln, acceptedIdx, fd, rec, ref)
 		return
 	}
 	// peek: a PROXY header or a ClientHello decides the client address
 	// or the route; the session reads them on its loop before dialing
 	// (decide.go). Other listeners never wait for a byte.
 	if g.Proxy != nil || g.NeedsHello {
-		s.peekFirst(ln, accepted, fd, t, g, rec, trusted, h)
+		s.peekFirst(ln, accepted, acceptedIdx, fd, t, g, rec, trusted, h)
 		return
 	}
 	// route: the group's only route, or the one its match chooses by
@@ -350,19 +351,19 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 	rt, key := g.Choose(client.Addr(), nil)
 	if rt == nil {
 		h.release()
-		s.refuse(ln, accepted, fd, rec, &refusal{reason: session.NoRoute})
+		s.refuse(ln, acceptedIdx, fd, rec, &refusal{reason: session.NoRoute})
 		return
 	}
 	// admit, route: its allow/deny list, accept rate, per-client table
 	// and live-session limit.
 	if ref := admitRoute(rt, rec, &h); ref != nil {
 		h.release()
-		s.refuse(ln, accepted, fd, rec, ref)
+		s.refuse(ln, acceptedIdx, fd, rec, ref)
 		return
 	}
-	s.matched(rt, key, rec, s.loopIndex[accepted])
+	s.matched(rt, key, rec, acceptedIdx)
 	// pick: the route's pool chooses the member.
-	counts := rt.Stats.Shard(s.loopIndex[accepted]) // nil: the route is not counted
+	counts := rt.Stats.Shard(acceptedIdx) // nil: the route is not counted
 	counts.Start()
 	a := rt.Pool.Pick(client.Addr())
 	s.sessions.add()
@@ -373,24 +374,22 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		rec.Reason = session.NoUpstream
 		counts.End(rec)
 		h.release()
-		s.finish(rt, accepted, &s.stats[s.loopIndex[accepted]], rec)
+		s.finish(rt, accepted, acceptedIdx, rec)
 		return
 	}
 	// dial, relay, finish: on the least loaded loop, which connects
 	// without blocking, moves the bytes until both sides are done, and
 	// calls Done with the record on its own goroutine.
 	out := proxyOut(rt, rec, nil, nil)
-	if loop := s.leastLoaded(accepted); loop != accepted && loop.Start(s.params(ln, loop, fd, rt, a, rec, h, out)) {
+	if loop, li := s.leastLoaded(accepted, acceptedIdx); loop != accepted && loop.Start(s.params(ln, loop, li, fd, rt, a, rec, h, out)) {
 		return
 	}
-	accepted.Begin(s.params(ln, accepted, fd, rt, a, rec, h, out)) // the least loaded, or the others are closing
+	accepted.Begin(s.params(ln, accepted, acceptedIdx, fd, rt, a, rec, h, out)) // the least loaded, or the others are closing
 }
 
 // params are the relay's Params of a session admitted to rt, on a
-// member a picked, run on loop.
-func (s *Server) params(ln *listener, loop *relay.Loop, fd int, rt *route.Route, a *pool.Attempt, rec *session.Record, h *held, out *peek.Out) *relay.Params {
-	li := s.loopIndex[loop]
-	st := &s.stats[li]
+// member a picked, run on loop, whose index is li.
+func (s *Server) params(ln *listener, loop *relay.Loop, li int, fd int, rt *route.Route, a *pool.Attempt, rec *session.Record, h *held, out *peek.Out) *relay.Params {
 	m := a.Member()
 	rec.Upstream = m.Name
 	return &relay.Params{
@@ -405,7 +404,7 @@ func (s *Server) params(ln *listener, loop *relay.Loop, fd int, rt *route.Route,
 		Done: func(r *session.Record) {
 			a.Done()
 			h.release()
-			s.finish(rt, loop, st, r)
+			s.finish(rt, loop, li, r)
 		},
 		LocalError: ln.pause,
 		Filters:    rt.Filters,
@@ -424,20 +423,23 @@ func (s *Server) params(ln *listener, loop *relay.Loop, fd int, rt *route.Route,
 // session: short connections, spread by the kernel's wake-ups, rarely
 // need it. The counts are each loop's atomic session count, read without
 // a lock: two loops accepting at once may both pick the same one, which
-// the next client evens out.
-func (s *Server) leastLoaded(accepted *relay.Loop) *relay.Loop {
-	best, fewest := accepted, accepted.Live()-1
-	for _, l := range s.loops {
+// the next client evens out. acceptedIdx is accepted's index; the index
+// of the loop returned comes with it.
+func (s *Server) leastLoaded(accepted *relay.Loop, acceptedIdx int) (*relay.Loop, int) {
+	best, bestIdx, fewest := accepted, acceptedIdx, accepted.Live()-1
+	for i, l := range s.loops {
 		if n := l.Live(); n < fewest {
-			best, fewest = l, n
+			best, bestIdx, fewest = l, i, n
 		}
 	}
-	return best
+	return best, bestIdx
 }
 
 // finish releases what the session held, counts it and writes its access
-// log line. It runs on the relay loop the session ran on.
-func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *session.Record) {
+// log line. It runs on the relay loop the session ran on, whose index is
+// li.
+func (s *Server) finish(rt *route.Route, loop *relay.Loop, li int, r *session.Record) {
+	st := &s.stats[li]
 	rt.Limit.Release()
 	st.sessions.Add(1)
 	st.toUpstream.Add(uint64(r.ToUpstream))
@@ -452,7 +454,7 @@ func (s *Server) finish(rt *route.Route, loop *relay.Loop, st *loopStats, r *ses
 			st.failedDials.Add(1)
 		}
 	}
-	s.ends[s.loopIndex[loop]].add(r)
+	s.ends[li].add(r)
 	s.logRecord(r)
 	if s.fdShort.Load() {
 		loop.ResumeWatches() // a session's descriptors are free again
