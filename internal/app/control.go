@@ -215,7 +215,7 @@ func (c control) EditFilters(route string, e admin.FilterEdit) ([]admin.Filter, 
 		return nil, err
 	}
 	if err := d.apply(d.file, inForce, over); err != nil {
-		return nil, configProblems(err, "")
+		return nil, configProblems(err)
 	}
 	d.log.Info("filters changed", "route", route, "op", e.Op, "filters", len(list))
 	return d.filterViews(d.routeConfig(route)), nil
@@ -244,7 +244,7 @@ func parseFilterBody(e admin.FilterEdit) ([]config.Filter, error) {
 // each naming its field as the route's list will have it,
 // filters[i].option, where the body lets the error be placed.
 func filterProblems(err error, e admin.FilterEdit, n int) error {
-	ae, ok := configProblems(err, "").(*admin.Error)
+	ae, ok := configError(err)
 	if !ok {
 		return err
 	}
@@ -342,22 +342,31 @@ func editList(cur []config.Filter, e admin.FilterEdit, given []config.Filter) ([
 	return nil, &admin.Error{Status: http.StatusBadRequest, Msg: fmt.Sprintf("filters: unknown edit %q", e.Op)}
 }
 
-// configProblems is a configuration error as the admin API answers it:
-// 400 with each problem placed, or the error itself if it is not one.
-func configProblems(err error, field string) error {
+// configProblems is a configuration error as the admin API answers it
+// (see configError), or the error itself if it is not one.
+func configProblems(err error) error {
+	if ae, ok := configError(err); ok {
+		return ae
+	}
+	return err
+}
+
+// configError is a configuration error as the admin API answers it: 400
+// with each problem placed; false if err is not one.
+func configError(err error) (*admin.Error, bool) {
 	es, ok := errors.AsType[config.Errors](err)
 	if !ok {
-		if e, ok := errors.AsType[*config.Error](err); ok {
-			es = config.Errors{e}
-		} else {
-			return err
+		e, ok := errors.AsType[*config.Error](err)
+		if !ok {
+			return nil, false
 		}
+		es = config.Errors{e}
 	}
 	ae := &admin.Error{Status: http.StatusBadRequest, Msg: es.Error()}
 	for _, e := range es {
-		ae.Problems = append(ae.Problems, admin.Problem{Field: field, Message: e.Msg, Line: e.Line, Col: e.Col})
+		ae.Problems = append(ae.Problems, admin.Problem{Message: e.Msg, Line: e.Line, Col: e.Col})
 	}
-	return ae
+	return ae, true
 }
 
 func (c control) Overlay() admin.Overlay {
@@ -485,7 +494,7 @@ func (c control) preview(next *config.Config) admin.Preview {
 
 // refused is the preview of a configuration with mistakes: each placed.
 func refused(err error) admin.Preview {
-	if ae, ok := configProblems(err, "").(*admin.Error); ok {
+	if ae, ok := configError(err); ok {
 		return admin.Preview{Problems: ae.Problems}
 	}
 	return admin.Preview{Problems: []admin.Problem{{Message: err.Error()}}}
