@@ -536,7 +536,7 @@ func (c control) Config(format string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		ov, err := jsonOf(over)
+		ov, err := json.Marshal(over)
 		if err != nil {
 			return nil, err
 		}
@@ -560,8 +560,6 @@ func (c control) Config(format string) ([]byte, error) {
 	}
 	return body, nil
 }
-
-func jsonOf(v any) ([]byte, error) { return json.Marshal(v) }
 
 func sortedMembers(m map[memberKey]pool.Steering) []memberKey {
 	return slices.SortedFunc(maps.Keys(m), func(a, b memberKey) int { return strings.Compare(a.String(), b.String()) })
