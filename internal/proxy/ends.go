@@ -44,17 +44,10 @@ func (s *Server) RecentEnds(ctx context.Context, m EndsMatch, limit int) (ends [
 			asked++
 		}
 	}
-	for range asked {
-		select {
-		case r := <-replies:
-			ends = append(ends, r...)
-		case <-ctx.Done():
-			partial = true
-		}
-		if partial {
-			break
-		}
-	}
+	partial = collect(ctx, replies, asked, func(r []session.Record) bool {
+		ends = append(ends, r...)
+		return false
+	})
 	slices.SortFunc(ends, func(a, b session.Record) int { return endTime(b).Compare(endTime(a)) })
 	if len(ends) > limit {
 		ends = ends[:limit]

@@ -47,18 +47,11 @@ func (s *Server) ListSessions(ctx context.Context, m relay.Match, p relay.Paging
 			asked++
 		}
 	}
-	for range asked {
-		select {
-		case r := <-replies:
-			page = append(page, r.page...)
-			matched += r.matched
-		case <-ctx.Done():
-			partial = true
-		}
-		if partial {
-			break
-		}
-	}
+	partial = collect(ctx, replies, asked, func(r listReply) bool {
+		page = append(page, r.page...)
+		matched += r.matched
+		return false
+	})
 	slices.SortFunc(page, func(a, b relay.SessionInfo) int { return p.Order.Compare(&a, &b) })
 	page = page[min(p.Offset, len(page)):]
 	if len(page) > p.Limit {
@@ -79,17 +72,11 @@ func (s *Server) EndSession(ctx context.Context, id uint64, reset bool) (found, 
 			asked++
 		}
 	}
-	for range asked {
-		select {
-		case f := <-replies:
-			if f {
-				return true, false
-			}
-		case <-ctx.Done():
-			return false, true
-		}
-	}
-	return false, false
+	partial = collect(ctx, replies, asked, func(f bool) bool {
+		found = f
+		return f
+	})
+	return found, partial
 }
 
 // EndSessions ends every live session matching m (reason=admin), as
@@ -104,13 +91,27 @@ func (s *Server) EndSessions(ctx context.Context, m relay.Match, reset bool) (n 
 			asked++
 		}
 	}
+	partial = collect(ctx, replies, asked, func(k int) bool {
+		n += k
+		return false
+	})
+	return n, partial
+}
+
+// collect takes the replies of the asked loops, each passed to take,
+// until take reports it has what it needs or ctx ends: then partial is
+// true, and the replies still to come go into the channel's buffer,
+// which has room for every loop's.
+func collect[T any](ctx context.Context, replies <-chan T, asked int, take func(T) (enough bool)) (partial bool) {
 	for range asked {
 		select {
-		case k := <-replies:
-			n += k
+		case r := <-replies:
+			if take(r) {
+				return false
+			}
 		case <-ctx.Done():
-			return n, true
+			return true
 		}
 	}
-	return n, false
+	return false
 }
