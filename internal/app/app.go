@@ -64,6 +64,11 @@ type Daemon struct {
 	history *history // each route's recent rates, for the dashboard
 	toxiGen uint64   // counts the Toxiproxy APIs a reload removed; under mu
 
+	// serving counts the servers' Serve loops and the shutdowns of those a
+	// reload closed or moved; stopServers waits for them, so none outlives
+	// Stop.
+	serving sync.WaitGroup
+
 	// Reloads, for the metrics: Start counts as the first good one.
 	reloadsOK, reloadsFailed atomic.Uint64
 	lastReloadOK             atomic.Int64 // unix nanoseconds

@@ -133,11 +133,11 @@ func (d *Daemon) serveAdmin(a *config.Admin, token []byte, ln net.Listener) {
 	srv.SetToken(token)
 	d.closeAdmin()
 	s.admin, s.adminListen, s.adminAddr = srv, a.Listen, ln.Addr()
-	go func() {
+	d.serving.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin server stopped", "error", err)
 		}
-	}()
+	})
 	d.log.Info("admin server listening", "addr", ln.Addr().String(), "token", token != nil)
 }
 
@@ -149,7 +149,8 @@ func (d *Daemon) closeAdmin() {
 	if s.admin == nil {
 		return
 	}
-	go shutdownBounded(s.admin.Shutdown, nil)
+	shutdown := s.admin.Shutdown
+	d.serving.Go(func() { shutdownBounded(shutdown, nil) })
 	s.admin, s.adminListen, s.adminAddr = nil, "", nil
 }
 
@@ -177,6 +178,7 @@ func (d *Daemon) stopServers() {
 	if s.toxi != nil {
 		shutdownBounded(s.toxi.Shutdown, s.toxi.Close)
 	}
+	d.serving.Wait()
 }
 
 func (d *Daemon) serveToxiproxy(t *config.Toxiproxy, ln net.Listener) {
@@ -197,11 +199,11 @@ func (d *Daemon) serveToxiproxy(t *config.Toxiproxy, ln net.Listener) {
 	}
 	d.closeToxiproxy()
 	s.toxi, s.toxiAPI, s.toxiListen, s.toxiAddr = srv, api, t.Listen, ln.Addr()
-	go func() {
+	d.serving.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("toxiproxy server stopped", "error", err)
 		}
-	}()
+	})
 	d.log.Info("toxiproxy API listening", "addr", ln.Addr().String())
 }
 
@@ -241,7 +243,8 @@ func (d *Daemon) closeToxiproxy() {
 	if s.toxi == nil {
 		return
 	}
-	go shutdownBounded(s.toxi.Shutdown, s.toxi.Close)
+	shutdown, closeNow := s.toxi.Shutdown, s.toxi.Close
+	d.serving.Go(func() { shutdownBounded(shutdown, closeNow) })
 	s.toxi, s.toxiListen, s.toxiAddr = nil, "", nil
 }
 
