@@ -193,9 +193,11 @@ const reservePause = 10 * time.Millisecond
 
 // accept takes the clients waiting on ln, on loop's goroutine.
 func (s *Server) accept(ln *listener, loop *relay.Loop) {
-	if d := time.Duration(ln.backoffUntil.Load() - time.Now().UnixNano()); d > 0 {
-		loop.PauseWatch(ln.Fd(), d)
-		return
+	if until := ln.backoffUntil.Load(); until != 0 { // 0: never backed off, no clock to read
+		if d := time.Duration(until - time.Now().UnixNano()); d > 0 {
+			loop.PauseWatch(ln.Fd(), d)
+			return
+		}
 	}
 	for range acceptBatch {
 		if !s.haveDescriptors() {
