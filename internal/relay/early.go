@@ -215,13 +215,17 @@ func (c *conn) beginDialing(next *Params, peeked []byte) {
 // filtered path feeds them through its chain instead; see feedPeeked).
 // Only sessions with an early, or a ProxyOut, come here.
 func (c *conn) sendFirst(filtered bool) {
+	hdr := c.proxyHeader()
 	e := c.early
 	if e == nil {
+		if len(hdr) == 0 {
+			return // this member is sent no header: nothing goes first
+		}
 		e = &early{}
 		c.early = e
 	}
 	f := &c.toUpstream
-	if hdr := c.proxyHeader(); len(hdr) > 0 {
+	if len(hdr) > 0 {
 		f.spill = hdr
 		e.hidden = len(hdr)
 	}
