@@ -473,10 +473,11 @@ func (s *Server) logRecord(r *session.Record) {
 		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit:
 		level = slog.LevelWarn
 	}
-	if e := r.Edge; e != nil && e.Proxy == "local" && r.ToUpstream == 0 && r.ToClient == 0 {
+	if e := r.Edge; level == slog.LevelInfo && e != nil && e.Proxy == "local" && r.ToUpstream == 0 && r.ToClient == 0 {
 		// A balancer's health check: a LOCAL header and nothing else,
 		// often ended with a reset. Logged every few seconds by every
-		// balancer in front, it is noise at info.
+		// balancer in front, it is noise at info; a refusal stays a
+		// warning.
 		level = slog.LevelDebug
 	}
 	ctx := context.Background()
