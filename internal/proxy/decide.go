@@ -503,6 +503,10 @@ func (e *early) done(rec *session.Record) {
 	if e.refused {
 		e.s.logRefusal(rec)
 	} else {
+		// Ended while it peeked (the client reset or went silent past
+		// every bound, the admin API, shutdown): admitted at accept, so
+		// a session, though it had no route yet.
+		e.s.stats[e.li].sessions.Add(1)
 		e.s.logRecord(rec)
 	}
 	e.s.sessions.done()

@@ -433,3 +433,25 @@ func TestOversizedHelloBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestEndedWhilePeekingIsASession: a client that resets its connection
+// while its listener waits for its ClientHello ended a session (admitted
+// at accept, with no route yet): counted once in Stats.Sessions, never as
+// refused, and logged with reason client_reset. Without the count it was
+// in neither total.
+func TestEndedWhilePeekingIsASession(t *testing.T) {
+	db, _ := sniRoute(t, "db", &route.Match{SNI: []string{"db.example.com"}})
+	def, _ := sniRoute(t, "def", &route.Match{Default: true})
+	srv, recs := start(t, db, def)
+	c := dial(t, srv, "def")
+	if _, err := c.Write([]byte{0x16, 0x03, 0x01}); err != nil { // a hello's first bytes, then nothing
+		t.Fatal(err)
+	}
+	c.SetLinger(0)
+	c.Close() // RST
+	rec := recs.Next(t, wait)
+	wantReason(t, rec, "client_reset")
+	if st := srv.Stats(); st.Sessions != 1 || st.Refused != 0 {
+		t.Errorf("Stats: %d sessions, %d refused; want 1 and 0", st.Sessions, st.Refused)
+	}
+}
