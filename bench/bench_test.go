@@ -284,3 +284,24 @@ func TestReportHoldsEdgeColumnsToPier(t *testing.T) {
 		}
 	}
 }
+
+// pier-sni is held to pier-hello (plain pier given the same ClientHello
+// first) when that column ran: the ratio prices the routing, not the
+// hello's bytes.
+func TestReportHoldsSNIToPierHello(t *testing.T) {
+	res := func(col, test string, clients int, perSec float64) Result {
+		return Result{Column: col, Test: test, Workers: clients, Seconds: 2, PerSec: perSec, Ops: int64(perSec * 2)}
+	}
+	results := []Result{
+		res("pier", "cps", 32, 10000), res("pier-hello", "cps", 32, 9200), res("pier-sni", "cps", 32, 9000),
+		res("pier", "rr", 1, 20000), res("pier-hello", "rr", 1, 19000), res("pier-sni", "rr", 1, 19000),
+	}
+	var out bytes.Buffer
+	if err := Report(&out, results, []string{"pier", "pier-sni", "pier-hello"}); err != nil {
+		t.Fatal(err)
+	}
+	want := "pier-sni (a route chosen by SNI)/pier-hello: connections/s 0.98, req/s 1 client 1.00 (higher is better); target (≥ 0.95 for connections/s and req/s 1 client) met"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+}
