@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -78,6 +79,15 @@ type Params struct {
 	// SendProxy is the route's PROXY version for upstreams (peek.V1,
 	// peek.V2); 0 none. A member's MemberProxy overrides it.
 	SendProxy uint8
+	// TLSServer, if set, terminates TLS on the client side: the session
+	// handshakes with the client (off the loop; tls.go) before it dials.
+	TLSServer *tls.Config
+	// TLSClient, if set, originates TLS to the upstream once connected,
+	// after the PROXY header; a member's MemberTLS overrides it.
+	TLSClient *tls.Config
+	// HandshakeTimeout bounds each TLS handshake, from its start. Zero:
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 }
 
 // Peek is the pre-dial phase of a session whose route depends on its
@@ -198,6 +208,9 @@ type conn struct {
 	stop       *flowError
 	stopCheck  time.Duration
 	stopQueued int
+
+	// handshakeBy is when a TLS handshake in flight times out (tls.go).
+	handshakeBy time.Duration
 }
 
 var errLoopClosed = errors.New("relay: loop closed")
@@ -250,13 +263,24 @@ func (l *Loop) begin(p *Params) {
 	}
 	c.mstate = session.Connecting
 	p.Stats.Enter(session.Connecting)
-	if p.ConnectBudget > 0 {
-		c.connectBy = l.now + p.ConnectBudget
-		l.timers.schedule(c, c.connectBy)
-	}
 	if err := l.add(c, clientSide, c.client.fd); err != nil {
 		c.finish(session.LocalError, fmt.Errorf("relay: epoll_ctl: %w", err), false)
 		return
+	}
+	if p.TLSServer != nil {
+		c.beginHandshake(&c.client, p.TLSServer, nil, nil)
+		return
+	}
+	c.startDialing()
+}
+
+// startDialing starts the connect budget and the first dial.
+func (c *conn) startDialing() {
+	c.state = dialing
+	c.lastActive = c.l.now // the connect time starts
+	if c.p.ConnectBudget > 0 {
+		c.connectBy = c.l.now + c.p.ConnectBudget
+		c.l.timers.schedule(c, c.connectBy)
 	}
 	c.dial()
 }
@@ -364,22 +388,14 @@ func (c *conn) ready(which int, events uint32) {
 			if c.p.Upstreams != nil {
 				c.p.Upstreams.Connected()
 			}
-			c.state = relaying
 			c.p.Stats.Connected(c.l.now - c.lastActive)
-			c.setState(session.Open)
-			c.lastActive = c.l.now
-			c.keepaliveAt = c.l.now + keepaliveDelay
-			filtered := c.p.Filters != nil && c.p.Filters.Load() != nil
-			if c.early != nil || c.p.ProxyOut != nil {
-				c.sendFirst(filtered)
+			if cfg := c.upstreamTLS(); cfg != nil {
+				// The PROXY header, if any, goes first and raw.
+				c.connectBy = 0
+				c.beginHandshake(&c.upstream, cfg, nil, c.proxyHeader())
+				return
 			}
-			if filtered {
-				// A route with no filters in force pays nothing here;
-				// pump notices a set that comes later.
-				c.beginSwitch()
-			}
-			c.reschedule()
-			c.pump()
+			c.connected()
 		}
 	case relaying:
 		if events&unix.EPOLLERR != 0 && c.sawReset(which) {
@@ -391,6 +407,26 @@ func (c *conn) ready(which int, events uint32) {
 			c.peekRead()
 		}
 	}
+}
+
+// connected starts relaying, the upstream connected (and its TLS
+// handshake done, if it has one).
+func (c *conn) connected() {
+	c.state = relaying
+	c.setState(session.Open)
+	c.lastActive = c.l.now
+	c.keepaliveAt = c.l.now + keepaliveDelay
+	filtered := c.p.Filters != nil && c.p.Filters.Load() != nil
+	if c.early != nil || c.p.ProxyOut != nil {
+		c.sendFirst(filtered)
+	}
+	if filtered {
+		// A route with no filters in force pays nothing here;
+		// pump notices a set that comes later.
+		c.beginSwitch()
+	}
+	c.reschedule()
+	c.pump()
 }
 
 // sawReset ends the session if the socket on side which has a pending
@@ -463,6 +499,8 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 		// The reason is expired's to find: Peeked decides at the
 		// deadline (see peekExpired).
 		return c.early.by, session.ProxyError
+	case handshaking:
+		return c.handshakeBy, session.TLSHandshakeFailed
 	}
 	return never, session.NotEnded
 }
@@ -473,6 +511,11 @@ func (c *conn) deadline() (time.Duration, session.Reason) {
 func (c *conn) expired(reason session.Reason) {
 	if c.state == peeking {
 		c.peekExpired()
+		return
+	}
+	if c.state == handshaking {
+		client := c.upstream.tls == nil
+		c.finish(session.TLSHandshakeFailed, handshakeError(client, errHandshakeTimeout), false)
 		return
 	}
 	if c.stopping != nil {
@@ -530,6 +573,7 @@ func (c *conn) finish(reason session.Reason, err error, reset bool) {
 	l := c.l
 	l.timers.remove(c)
 	for _, s := range [...]*side{&c.client, &c.upstream} {
+		s.abortHandshake()
 		if s.fd < 0 {
 			continue
 		}

@@ -200,13 +200,16 @@ func (c *conn) beginDialing(next *Params, peeked []byte) {
 	}
 	c.mstate = session.Connecting
 	next.Stats.Enter(session.Connecting)
-	c.lastActive = l.now // the connect time starts now
 	l.timers.remove(c)
-	if next.ConnectBudget > 0 {
-		c.connectBy = l.now + next.ConnectBudget
-		l.timers.schedule(c, c.connectBy)
+	if next.TLSServer != nil {
+		// The route terminates TLS: the peeked hello is the handshake's
+		// first input, never the upstream's.
+		prefix := e.peeked
+		e.peeked = nil
+		c.beginHandshake(&c.client, next.TLSServer, prefix, nil)
+		return
 	}
-	c.dial()
+	c.startDialing()
 }
 
 // sendFirst readies what the upstream gets before any client byte, at
@@ -215,7 +218,10 @@ func (c *conn) beginDialing(next *Params, peeked []byte) {
 // filtered path feeds them through its chain instead; see feedPeeked).
 // Only sessions with an early, or a ProxyOut, come here.
 func (c *conn) sendFirst(filtered bool) {
-	hdr := c.proxyHeader()
+	var hdr []byte
+	if c.upstream.tls == nil { // else the handshake wrote it first
+		hdr = c.proxyHeader()
+	}
 	e := c.early
 	if e == nil {
 		if len(hdr) == 0 {

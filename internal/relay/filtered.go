@@ -121,10 +121,13 @@ func (c *conn) attach(f *flow) {
 func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 	ch := f.chain
 	moved := 0
+	if ferr := c.flushTLS(f.dst); ferr != nil {
+		return false, ferr
+	}
 	for moved < budget {
 		progress := false
 		if out := ch.Out(); len(out) > 0 && f.dst.writable {
-			n, err := write(f.dst.fd, out)
+			n, err := c.writeSide(f.dst, out)
 			if n > 0 {
 				ch.Sent(n)
 				f.bytes += int64(n)
@@ -145,7 +148,7 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 			}
 		} else if !f.eof && f.src.readable && !f.pending {
 			if space := ch.ReadSpace(); space != nil {
-				n, err := read(f.src.fd, space)
+				n, err := c.readSide(f.src, space)
 				switch {
 				case err == unix.EAGAIN:
 					f.src.readable = false
@@ -159,7 +162,7 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 					ch.Fill(n)
 					moved += n
 					progress = true
-					if n < len(space) && !f.src.hup {
+					if n < len(space) && !f.src.hup && f.src.tls == nil {
 						f.src.readable = false
 					}
 				}
@@ -188,7 +191,9 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 		c.lastActive = c.l.now
 	}
 	if ch.Done() && !f.shut && !f.pending {
-		c.passFIN(f)
+		if ferr := c.shut(f); ferr != nil {
+			return false, ferr
+		}
 	}
 	return moved >= budget, nil
 }
@@ -263,7 +268,7 @@ func (c *conn) drainStopped() {
 			c.reschedule()
 			return
 		}
-		n, err := write(f.dst.fd, out)
+		n, err := c.writeSide(f.dst, out)
 		if n > 0 {
 			f.chain.Sent(n)
 			f.bytes += int64(n)
@@ -283,6 +288,16 @@ func (c *conn) drainStopped() {
 		c.l.enqueue(c) // out of budget for this turn
 		c.reschedule()
 		return
+	}
+	if t := f.dst.tls; t != nil && len(t.raw.pending) > 0 {
+		if ferr := c.flushTLS(f.dst); ferr != nil {
+			c.end(c.stop)
+			return
+		}
+		if len(t.raw.pending) > 0 {
+			c.reschedule() // the rest when dst is writable
+			return
+		}
 	}
 	if c.stop.resets() {
 		// SIOCOUTQ: bytes dst's kernel has not had acknowledged yet.

@@ -28,6 +28,9 @@ type side struct {
 	readable bool
 	writable bool
 	hup      bool // epoll has reported the peer's FIN or an error
+	// tls, when set, is the side's TLS (tls.go): its bytes are read and
+	// written through it, and never spliced.
+	tls *tlsSide
 }
 
 // A flow is one direction of a session: bytes read from src, spliced
@@ -172,6 +175,9 @@ func (e *flowError) resets() bool { return e.reason != session.FilterClose }
 func (c *conn) move(f *flow) (more bool, ferr *flowError) {
 	if f.chain != nil {
 		return c.moveFiltered(f)
+	}
+	if f.src.tls != nil || f.dst.tls != nil {
+		return c.moveTLS(f)
 	}
 	moved := 0
 	for moved < budget {

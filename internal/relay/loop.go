@@ -91,6 +91,8 @@ type Loop struct {
 	nextGen uint32
 	watches []*watch // listening sockets, by index; nil when removed
 	scratch [scratchSize]byte
+	// handshakes counts the TLS handshakes in flight (tls.go).
+	handshakes int
 }
 
 // scratchSize is the loop's one user-space buffer, for reads that turn

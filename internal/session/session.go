@@ -20,56 +20,58 @@ type Reason uint8
 
 // The reasons a session ends, in the words the access log uses.
 const (
-	NotEnded         Reason = iota // no end: the session goes on
-	Done                           // both sides sent FIN and every byte was delivered
-	ClientReset                    // the client reset the connection or a write to it failed
-	UpstreamReset                  // the upstream reset the connection or a write to it failed
-	IdleTimeout                    // no byte moved either way for the route's idle timeout
-	HalfCloseTimeout               // one side finished and the other did not within the half-close timeout
-	ConnectTimeout                 // the upstream did not accept within the connect timeout
-	ConnectFailed                  // the upstream refused or was unreachable
-	LocalError                     // pier itself ran out of something (ports, descriptors, memory)
-	Limit                          // admission refused the client: its route was at max_connections
-	Shutdown                       // pier stopped and the grace period ran out
-	FilterReset                    // a filter reset the session (the reset fault)
-	FilterClose                    // a filter closed the session (the limit and timeout faults)
-	FilterError                    // a filter failed or panicked
-	NoUpstream                     // no member of the pool could take the session
-	Admin                          // an operator ended it through the admin API
-	Denied                         // an allow/deny list refused the client's address
-	NoRoute                        // no route on the shared address matched the client (and none is the default)
-	ProxyUntrusted                 // a PROXY header came from a socket address outside the trusted list
-	ProxyError                     // a PROXY header was malformed, of a version not accepted, required and missing, or late
-	ClientLimit                    // the client (its address or prefix) was at its max_connections
-	RateLimit                      // an accept rate (global, route or the client's) was spent
+	NotEnded           Reason = iota // no end: the session goes on
+	Done                             // both sides sent FIN and every byte was delivered
+	ClientReset                      // the client reset the connection or a write to it failed
+	UpstreamReset                    // the upstream reset the connection or a write to it failed
+	IdleTimeout                      // no byte moved either way for the route's idle timeout
+	HalfCloseTimeout                 // one side finished and the other did not within the half-close timeout
+	ConnectTimeout                   // the upstream did not accept within the connect timeout
+	ConnectFailed                    // the upstream refused or was unreachable
+	LocalError                       // pier itself ran out of something (ports, descriptors, memory)
+	Limit                            // admission refused the client: its route was at max_connections
+	Shutdown                         // pier stopped and the grace period ran out
+	FilterReset                      // a filter reset the session (the reset fault)
+	FilterClose                      // a filter closed the session (the limit and timeout faults)
+	FilterError                      // a filter failed or panicked
+	NoUpstream                       // no member of the pool could take the session
+	Admin                            // an operator ended it through the admin API
+	Denied                           // an allow/deny list refused the client's address
+	NoRoute                          // no route on the shared address matched the client (and none is the default)
+	ProxyUntrusted                   // a PROXY header came from a socket address outside the trusted list
+	ProxyError                       // a PROXY header was malformed, of a version not accepted, required and missing, or late
+	ClientLimit                      // the client (its address or prefix) was at its max_connections
+	RateLimit                        // an accept rate (global, route or the client's) was spent
+	TLSHandshakeFailed               // a TLS handshake (the client's, terminated, or the upstream's, originated) failed or timed out
 
 	// NumReasons is one past the last reason, for arrays indexed by Reason.
 	NumReasons = iota
 )
 
 var reasonNames = [...]string{
-	NotEnded:         "not_ended",
-	Done:             "done",
-	ClientReset:      "client_reset",
-	UpstreamReset:    "upstream_reset",
-	IdleTimeout:      "idle_timeout",
-	HalfCloseTimeout: "half_close_timeout",
-	ConnectTimeout:   "connect_timeout",
-	ConnectFailed:    "connect_failed",
-	LocalError:       "local_error",
-	Limit:            "limit",
-	Shutdown:         "shutdown",
-	FilterReset:      "filter_reset",
-	FilterClose:      "filter_close",
-	FilterError:      "filter_error",
-	NoUpstream:       "no_upstream",
-	Admin:            "admin",
-	Denied:           "denied",
-	NoRoute:          "no_route",
-	ProxyUntrusted:   "proxy_untrusted",
-	ProxyError:       "proxy_error",
-	ClientLimit:      "client_limit",
-	RateLimit:        "rate_limit",
+	NotEnded:           "not_ended",
+	Done:               "done",
+	ClientReset:        "client_reset",
+	UpstreamReset:      "upstream_reset",
+	IdleTimeout:        "idle_timeout",
+	HalfCloseTimeout:   "half_close_timeout",
+	ConnectTimeout:     "connect_timeout",
+	ConnectFailed:      "connect_failed",
+	LocalError:         "local_error",
+	Limit:              "limit",
+	Shutdown:           "shutdown",
+	FilterReset:        "filter_reset",
+	FilterClose:        "filter_close",
+	FilterError:        "filter_error",
+	NoUpstream:         "no_upstream",
+	Admin:              "admin",
+	Denied:             "denied",
+	NoRoute:            "no_route",
+	ProxyUntrusted:     "proxy_untrusted",
+	ProxyError:         "proxy_error",
+	ClientLimit:        "client_limit",
+	RateLimit:          "rate_limit",
+	TLSHandshakeFailed: "tls_handshake_failed",
 }
 
 func (r Reason) String() string {
@@ -139,6 +141,38 @@ type Record struct {
 	// chosen: a PROXY header, a ClientHello, the match, a limit. Nil for
 	// a session on a plain listener (8 bytes of idle cost).
 	Edge *Edge
+	// TLS is what the session's TLS handshakes settled: the client's on
+	// a route that terminates TLS, the upstream's on one that originates
+	// it. Nil when pier did neither.
+	TLS *TLS
+}
+
+// TLS is a session's TLS, as pier terminated or originated it.
+type TLS struct {
+	// Client is the handshake with the client (pier the server); nil when
+	// the route does not terminate TLS.
+	Client *TLSHandshake
+	// Upstream is the handshake with the member (pier the client); nil
+	// when the route does not originate TLS.
+	Upstream *TLSHandshake
+	// Truncated names the side whose stream ended with a TCP FIN and no
+	// close_notify: "client" or "upstream"; "" none. The FIN is passed
+	// on all the same.
+	Truncated string
+}
+
+// TLSHandshake is what one completed handshake settled.
+type TLSHandshake struct {
+	Version string // "TLS 1.3"
+	Cipher  string // the IANA name of the cipher suite
+	// ServerName is the SNI: the client's (verified by the certificate
+	// chosen for it) or the one pier sent.
+	ServerName string
+	ALPN       string // the protocol negotiated; "" none
+	// PeerSubject is the subject of the peer's verified certificate: the
+	// client's certificate on a route that asks for one, the member's.
+	PeerSubject string
+	Resumed     bool // the handshake resumed an earlier session
 }
 
 // Edge is what pier learned about a client at the edge, before dialing.
@@ -205,6 +239,38 @@ func (r *Record) Attrs() []slog.Attr {
 	}
 	if e := r.Edge; e != nil {
 		attrs = e.appendAttrs(attrs)
+	}
+	if t := r.TLS; t != nil {
+		attrs = t.appendAttrs(attrs)
+	}
+	return attrs
+}
+
+// appendAttrs appends the TLS attributes that are set: tls_* for the
+// client's handshake, upstream_tls_* for the member's.
+func (t *TLS) appendAttrs(attrs []slog.Attr) []slog.Attr {
+	side := func(prefix string, h *TLSHandshake) {
+		if h == nil {
+			return
+		}
+		attrs = append(attrs, slog.String(prefix+"version", h.Version), slog.String(prefix+"cipher", h.Cipher))
+		if h.ServerName != "" {
+			attrs = append(attrs, slog.String(prefix+"sni", h.ServerName))
+		}
+		if h.ALPN != "" {
+			attrs = append(attrs, slog.String(prefix+"alpn", h.ALPN))
+		}
+		if h.PeerSubject != "" {
+			attrs = append(attrs, slog.String(prefix+"peer", h.PeerSubject))
+		}
+		if h.Resumed {
+			attrs = append(attrs, slog.Bool(prefix+"resumed", true))
+		}
+	}
+	side("tls_", t.Client)
+	side("upstream_tls_", t.Upstream)
+	if t.Truncated != "" {
+		attrs = append(attrs, slog.String("tls_truncated", t.Truncated))
 	}
 	return attrs
 }
