@@ -84,6 +84,17 @@ func NewClient(s ClientSettings, log *slog.Logger) (*Client, error) {
 	return c, nil
 }
 
+// String lists the client's files, for logs.
+func (c *Client) String() string {
+	var files []string
+	for _, f := range []string{c.settings.CA, c.settings.Cert, c.settings.Key} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return strings.Join(files, ",")
+}
+
 // Config returns the config for dialing member ("host:port" as configured),
 // the same pointer for the same member. Its ServerName is the settings' or
 // else the member's host; an IP host sends no SNI and is verified against

@@ -127,6 +127,18 @@ func NewServer(s ServerSettings, log *slog.Logger) (*Server, error) {
 	return srv, nil
 }
 
+// String lists the server's files, for logs.
+func (s *Server) String() string {
+	var files []string
+	for _, p := range s.settings.Certificates {
+		files = append(files, p.Cert, p.Key)
+	}
+	if s.settings.ClientCA != "" {
+		files = append(files, s.settings.ClientCA)
+	}
+	return strings.Join(files, ",")
+}
+
 func clientAuth(s ServerSettings) tls.ClientAuthType {
 	switch {
 	case s.ClientCA == "":

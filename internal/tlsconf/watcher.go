@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -89,8 +90,9 @@ func (w *Watcher) refreshAll() {
 	w.mu.Unlock()
 	for _, r := range set {
 		changed, err := r.Refresh()
+		files := describe(r)
 		if changed {
-			w.log.Info("tls files reloaded")
+			w.log.Info("tls files reloaded", "files", files)
 		}
 		w.mu.Lock()
 		last, seen := w.lastErr[r]
@@ -103,7 +105,16 @@ func (w *Watcher) refreshAll() {
 		// Refresh returns the same error value while the same files fail,
 		// so one failure is logged once, and again only when it changes.
 		if err != nil && (!seen || last != err) {
-			w.log.Warn("tls files not reloaded, keeping the old ones", "error", err)
+			w.log.Warn("tls files not reloaded, keeping the old ones", "files", files, "error", err)
 		}
 	}
+}
+
+// describe names what r watches when it can say (Server and Client list
+// their files), for the log line.
+func describe(r Refresher) string {
+	if s, ok := r.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return ""
 }

@@ -132,7 +132,7 @@ func TestWatcherServesRenewedCertificate(t *testing.T) {
 
 	renewed := ca.Leaf(t, tlstest.ECDSA, "www.example.com")
 	renewed.WriteTo(t, old.CertFile, old.KeyFile)
-	logs.WaitFor(t, 10*time.Second, "tls files reloaded")
+	logs.WaitFor(t, 10*time.Second, "tls files reloaded", "files="+old.CertFile)
 	client := &tls.Config{ServerName: "www.example.com", RootCAs: ca.Pool}
 	if got := peer(t, handshake(t, srv.Config(), client)); got != renewed.Cert.SerialNumber.String() {
 		t.Error("the renewed certificate is not served")
