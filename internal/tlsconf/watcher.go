@@ -3,6 +3,7 @@ package tlsconf
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -96,9 +97,10 @@ func (w *Watcher) refreshAll() {
 		}
 		w.mu.Lock()
 		last, seen := w.lastErr[r]
-		if err == nil {
+		switch {
+		case err == nil:
 			delete(w.lastErr, r)
-		} else {
+		case slices.Contains(w.set, r): // not dropped by a Set meanwhile
 			w.lastErr[r] = err
 		}
 		w.mu.Unlock()
