@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/pierproxy/pier/config"
@@ -149,4 +150,24 @@ func (f *settingFlag) Set(v string) error {
 // setting registers the flag name for the configuration field key.
 func (s *settings) setting(fs *flagSet, name, key, def, usage string) {
 	fs.Var(&settingFlag{key: key, name: name, def: def, into: s}, name, usage)
+}
+
+// boolSettingFlag is a settingFlag that stands alone (-upstream-tls) or
+// takes a boolean (-upstream-tls=false), passed on as "true" or "false".
+type boolSettingFlag struct{ settingFlag }
+
+func (f *boolSettingFlag) IsBoolFlag() bool { return true }
+
+func (f *boolSettingFlag) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	return f.settingFlag.Set(strconv.FormatBool(b))
+}
+
+// boolSetting registers the boolean flag name for the configuration
+// field key.
+func (s *settings) boolSetting(fs *flagSet, name, key, usage string) {
+	fs.Var(&boolSettingFlag{settingFlag{key: key, name: name, def: "false", into: s}}, name, usage)
 }

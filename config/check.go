@@ -46,7 +46,11 @@ func Check(cfg *Config) error {
 	for i := range out.Routes {
 		out.Routes[i].Pos = cfg.Routes[i].Pos
 		for j := range out.Routes[i].Upstreams {
-			out.Routes[i].Upstreams[j].Pos = cfg.Routes[i].Upstreams[j].Pos
+			ou, cu := &out.Routes[i].Upstreams[j], &cfg.Routes[i].Upstreams[j]
+			ou.Pos = cu.Pos
+			if ou.UpstreamTLS != nil && cu.UpstreamTLS != nil {
+				ou.UpstreamTLS.Pos = cu.UpstreamTLS.Pos
+			}
 		}
 		for j := range out.Routes[i].Filters {
 			out.Routes[i].Filters[j].Pos = cfg.Routes[i].Filters[j].Pos
@@ -63,6 +67,7 @@ func Check(cfg *Config) error {
 			o.ProxyProtocol.Pos = r.ProxyProtocol.Pos
 		}
 		keepLimitsPos(o.Limits, r.Limits)
+		keepTLSPos(o, r)
 	}
 	keepLimitsPos(out.Limits, cfg.Limits)
 	if cfg.Admin != nil && out.Admin != nil {
@@ -74,6 +79,25 @@ func Check(cfg *Config) error {
 	out.File = cfg.File
 	*cfg = out
 	return nil
+}
+
+// keepTLSPos gives the TLS settings of the route Check read the positions
+// of those of the route it was given.
+func keepTLSPos(out, in *Route) {
+	if out.UpstreamTLS != nil && in.UpstreamTLS != nil {
+		out.UpstreamTLS.Pos = in.UpstreamTLS.Pos
+	}
+	o, t := out.TLS, in.TLS
+	if o == nil || t == nil {
+		return
+	}
+	o.Pos = t.Pos
+	for k := range min(len(o.Certificates), len(t.Certificates)) {
+		o.Certificates[k].Pos = t.Certificates[k].Pos
+	}
+	if o.ClientAuth != nil && t.ClientAuth != nil {
+		o.ClientAuth.Pos = t.ClientAuth.Pos
+	}
 }
 
 // keepLimitsPos gives the limits Check read the positions of those it
@@ -323,6 +347,9 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		if h.SendProxy != "" {
 			opt("send_proxy", e.scalar(h.SendProxy, hw, "send_proxy"))
 		}
+		if h.TLS {
+			opt("tls", e.boolean(hw, "tls"))
+		}
 		field("health_check", hm)
 	}
 	pc := r.PassiveCheck
@@ -357,6 +384,87 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		field("filters", fs)
 	}
 	e.edge(m, r, where)
+	e.tls(m, r, where)
+	return m
+}
+
+// tls adds a route's tls, upstream_tls and handshake_timeout to m.
+func (e *encoder) tls(m *yaml.Node, r *Route, where string) {
+	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
+	if t := r.TLS; t != nil {
+		tw := where + ": tls"
+		tm := mapping(e.at(where, "tls"))
+		opt := func(key string, v *yaml.Node) { set(tm, key, v, v.Line) }
+		certs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(tw, "certificates"), Column: 1}
+		for i, c := range t.Certificates {
+			cw := fmt.Sprintf("%s: certificates[%d]", tw, i)
+			cm := mapping(e.at(cw, ""))
+			if c.Cert != "" {
+				v := e.scalar(c.Cert, cw, "cert")
+				set(cm, "cert", v, v.Line)
+			}
+			if c.Key != "" {
+				v := e.scalar(c.Key, cw, "key")
+				set(cm, "key", v, v.Line)
+			}
+			certs.Content = append(certs.Content, cm)
+		}
+		opt("certificates", certs)
+		if t.MinVersion != "" {
+			opt("min_version", e.scalar(t.MinVersion, tw, "min_version"))
+		}
+		if len(t.CipherSuites) > 0 {
+			opt("cipher_suites", e.strings(t.CipherSuites, tw, "cipher_suites"))
+		}
+		if len(t.ALPN) > 0 {
+			opt("alpn", e.strings(t.ALPN, tw, "alpn"))
+		}
+		if ca := t.ClientAuth; ca != nil {
+			aw := tw + ": client_auth"
+			am := mapping(e.at(tw, "client_auth"))
+			if ca.CA != "" {
+				v := e.scalar(ca.CA, aw, "ca")
+				set(am, "ca", v, v.Line)
+			}
+			if ca.Required {
+				v := e.boolean(aw, "required")
+				set(am, "required", v, v.Line)
+			}
+			opt("client_auth", am)
+		}
+		field("tls", tm)
+	}
+	if u := r.UpstreamTLS; u != nil {
+		field("upstream_tls", e.upstreamTLS(u, where))
+	}
+	if r.HandshakeTimeout != 0 {
+		field("handshake_timeout", e.duration(r.HandshakeTimeout, where, "handshake_timeout"))
+	}
+}
+
+// upstreamTLS is an upstream_tls mapping, a route's or a member's.
+func (e *encoder) upstreamTLS(u *UpstreamTLS, where string) *yaml.Node {
+	uw := where + ": upstream_tls"
+	m := mapping(e.at(where, "upstream_tls"))
+	opt := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
+	if u.ServerName != "" {
+		opt("server_name", e.scalar(u.ServerName, uw, "server_name"))
+	}
+	if u.CA != "" {
+		opt("ca", e.scalar(u.CA, uw, "ca"))
+	}
+	if u.Cert != "" {
+		opt("cert", e.scalar(u.Cert, uw, "cert"))
+	}
+	if u.Key != "" {
+		opt("key", e.scalar(u.Key, uw, "key"))
+	}
+	if len(u.ALPN) > 0 {
+		opt("alpn", e.strings(u.ALPN, uw, "alpn"))
+	}
+	if u.InsecureSkipVerify {
+		opt("insecure_skip_verify", e.boolean(uw, "insecure_skip_verify"))
+	}
 	return m
 }
 
@@ -383,6 +491,9 @@ func (e *encoder) upstream(u *Upstream, where string) *yaml.Node {
 	}
 	if u.SendProxy != "" {
 		field("send_proxy", e.scalar(u.SendProxy, where, "send_proxy"))
+	}
+	if u.UpstreamTLS != nil {
+		field("upstream_tls", e.upstreamTLS(u.UpstreamTLS, where))
 	}
 	return m
 }

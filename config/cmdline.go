@@ -22,7 +22,12 @@ type Setting struct {
 	// needs "admin". "allow" and "deny" add a prefix to the top level's
 	// lists, and "accept_proxy" one to the route's
 	// proxy_protocol.trusted (accepting headers of either version);
-	// "send_proxy" is the route's field.
+	// "send_proxy" is the route's field. "tls_cert" and "tls_key" are
+	// the route's one certificate and its key (tls.certificates), both
+	// or neither. "upstream_tls" ("true" or "false") turns upstream TLS
+	// on; "upstream_ca", "upstream_server_name" and "upstream_insecure"
+	// set upstream_tls's ca, server_name and insecure_skip_verify, and
+	// turn it on too.
 	Key string
 	// Filter, for Key "filter", is the registered filter's name. Text is
 	// then the flag's value: the filter's main option (Spec.FlagKey)
@@ -66,6 +71,15 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 	var filterPlaces []string            // of each filter node, in order
 	var admin *yaml.Node                 // the admin mapping, once a setting names it
 	lists := make(map[string]*yaml.Node) // allow, deny, trusted: once a setting names them
+	var pair *yaml.Node                  // tls.certificates[0], once a setting names it
+	var upTLS *yaml.Node                 // upstream_tls, once a setting turns it on
+	upstreamTLS := func(line int) *yaml.Node {
+		if upTLS == nil {
+			upTLS = mapping(line)
+			set(r, "upstream_tls", upTLS, line)
+		}
+		return upTLS
+	}
 	set(r, "name", str(route, 1), 1)
 	set(r, "listen", listen, 1)
 	set(r, "upstreams", upstreams, 1)
@@ -106,6 +120,32 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 				set(in, key, list, line)
 			}
 			list.Content = append(list.Content, str(s.Text, line))
+		case s.Key == "tls_cert" || s.Key == "tls_key":
+			key := strings.TrimPrefix(s.Key, "tls_")
+			line := at(s, key)
+			if pair == nil {
+				pair = mapping(line)
+				certs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: line, Column: 1, Content: []*yaml.Node{pair}}
+				t := mapping(line)
+				set(t, "certificates", certs, line)
+				set(r, "tls", t, line)
+			}
+			set(pair, key, str(s.Text, line), line)
+		case s.Key == "upstream_tls" || s.Key == "upstream_insecure":
+			line := at(s, s.Key)
+			on := s.Text == "true"
+			switch {
+			case !on && s.Text != "false":
+				p.errAt(line, 1, "%s: %s is not true or false", s.Key, quote(s.Text))
+			case s.Key == "upstream_insecure" && (on || upTLS != nil):
+				set(upstreamTLS(line), "insecure_skip_verify", str(s.Text, line), line)
+			case on:
+				upstreamTLS(line)
+			}
+		case s.Key == "upstream_ca" || s.Key == "upstream_server_name":
+			key := strings.TrimPrefix(s.Key, "upstream_")
+			line := at(s, key)
+			set(upstreamTLS(line), key, str(s.Text, line), line)
 		case s.Key == "filter":
 			if f := p.filterFlag(s, at(s, s.Filter)); f != nil {
 				filters.Content = append(filters.Content, f)
@@ -127,6 +167,21 @@ func FromCommandLine(route string, settings []Setting) (*Config, error) {
 		for i := 0; i+1 < len(top.Content); i += 2 {
 			if top.Content[i].Value == "admin" {
 				top.Content = slices.Delete(top.Content, i, i+2)
+				break
+			}
+		}
+	}
+	if pair != nil && len(pair.Content) == 2 {
+		// One of the two: said at the flag given, as a file's missing
+		// field would be at a mapping no flag wrote.
+		missing := "key"
+		if pair.Content[0].Value == "key" {
+			missing = "cert"
+		}
+		p.errAt(pair.Content[0].Line, 1, "a certificate needs its %s as well", missing)
+		for i := 0; i+1 < len(r.Content); i += 2 {
+			if r.Content[i].Value == "tls" {
+				r.Content = slices.Delete(r.Content, i, i+2)
 				break
 			}
 		}
@@ -239,6 +294,21 @@ func clearPositions(cfg *Config) {
 		clearLimitsPos(r.Limits)
 		for j := range r.Upstreams {
 			r.Upstreams[j].Pos = Pos{}
+			if u := r.Upstreams[j].UpstreamTLS; u != nil {
+				u.Pos = Pos{}
+			}
+		}
+		if u := r.UpstreamTLS; u != nil {
+			u.Pos = Pos{}
+		}
+		if t := r.TLS; t != nil {
+			t.Pos = Pos{}
+			for k := range t.Certificates {
+				t.Certificates[k].Pos = Pos{}
+			}
+			if t.ClientAuth != nil {
+				t.ClientAuth.Pos = Pos{}
+			}
 		}
 		for j := range r.Filters {
 			f := &r.Filters[j]

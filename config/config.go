@@ -43,6 +43,12 @@ const (
 	DefaultIPv6Prefix   = 64 // one IPv6 subscriber owns a /64 and picks any address in it
 	DefaultMaxTracked   = 65536
 	MaxMaxTracked       = 10_000_000
+
+	// TLS: a handshake that takes longer than handshake_timeout fails
+	// the session; handshake_timeout is (0, MaxHandshakeTimeout].
+	DefaultHandshakeTimeout = 10 * time.Second
+	MaxHandshakeTimeout     = 5 * time.Minute
+	DefaultTLSMinVersion    = "1.2"
 )
 
 // Config is a whole configuration file.
@@ -203,8 +209,96 @@ type Route struct {
 	Allow, Deny []netip.Prefix
 	// Limits are the route's accept rate and per-client limits. Nil: none.
 	Limits *Limits
+	// TLS, if set, terminates TLS: the route's clients handshake with
+	// pier, and its filters and upstreams see plaintext. Nil: the
+	// client's bytes pass as they come. On a shared address, the route
+	// is chosen (by SNI) before it terminates, so routes sharing an
+	// address may differ here: terminate one name, pass another through.
+	TLS *TLSServer
+	// UpstreamTLS, if set, originates TLS to every member (a member's
+	// own UpstreamTLS replaces it). Nil: plain TCP to the members.
+	UpstreamTLS *UpstreamTLS
+	// HandshakeTimeout bounds each TLS handshake of the route, with the
+	// client and with a member, since it began. Absent:
+	// DefaultHandshakeTimeout; (0, MaxHandshakeTimeout]. Unused by a
+	// route without TLS or UpstreamTLS.
+	HandshakeTimeout time.Duration
 	// Pos is where the route is listed in the file (for a YAML alias, the
 	// alias). Zero for a Route built in code.
+	Pos Pos
+}
+
+// TLSServer is how a route terminates TLS: `tls: {certificates: [{cert:
+// FILE, key: FILE}], min_version: "1.2", cipher_suites: [...], alpn:
+// [...], client_auth: {ca: FILE, required: true}}`.
+type TLSServer struct {
+	// Certificates are the route's certificates and their keys, at least
+	// one; each pair loaded at check time. A client's SNI chooses among
+	// them (an exact name, then a wildcard); the first serves a client
+	// that sent none, or one that no certificate names.
+	Certificates []CertPair
+	// MinVersion is the oldest TLS version accepted: "1.2" or "1.3".
+	// Absent: DefaultTLSMinVersion.
+	MinVersion string
+	// CipherSuites are the TLS 1.2 suites offered, by their IANA names
+	// (as Go's tls.CipherSuites lists them); empty: Go's defaults. TLS
+	// 1.3's suites are not configurable, and the insecure ones are
+	// refused.
+	CipherSuites []string
+	// ALPN are the protocols offered, in order of preference; empty:
+	// none (the client's offer is ignored).
+	ALPN []string
+	// ClientAuth, if set, asks clients for a certificate. Nil: none
+	// asked for.
+	ClientAuth *ClientAuth
+	// Pos is where the tls mapping is written.
+	Pos Pos
+}
+
+// CertPair is a certificate chain and its private key, PEM files. A
+// relative path is relative to the working directory.
+type CertPair struct {
+	Cert, Key string
+	// Pos is where the pair is listed.
+	Pos Pos
+}
+
+// ClientAuth asks a terminating route's clients for a certificate:
+// `client_auth: {ca: FILE, required: true}`.
+type ClientAuth struct {
+	// CA is the PEM bundle of the authorities a client certificate must
+	// chain to. Required.
+	CA string
+	// Required: a client without a valid certificate is refused. False:
+	// one without a certificate is let in; one with a bad certificate is
+	// still refused.
+	Required bool
+	// Pos is where the client_auth mapping is written.
+	Pos Pos
+}
+
+// UpstreamTLS is how TLS is originated to members: `upstream_tls:
+// {server_name, ca: FILE, cert: FILE, key: FILE, alpn: [...],
+// insecure_skip_verify: false}`. Every field may be absent
+// (`upstream_tls: {}`: verify against the system's roots, for the
+// member's host name).
+type UpstreamTLS struct {
+	// ServerName is sent as SNI and verified in the member's
+	// certificate. Empty: the member's host when it is a DNS name (an
+	// SRV member: its target); an IP member verifies its IP address.
+	ServerName string
+	// CA is the PEM bundle of the authorities the member's certificate
+	// must chain to. Empty: the system's roots.
+	CA string
+	// Cert and Key are a client certificate and its key, both or
+	// neither.
+	Cert, Key string
+	// ALPN are the protocols offered to the member.
+	ALPN []string
+	// InsecureSkipVerify accepts any certificate the member shows (pier
+	// warns loudly when it starts). Not with CA.
+	InsecureSkipVerify bool
+	// Pos is where the upstream_tls mapping is written.
 	Pos Pos
 }
 
@@ -231,6 +325,9 @@ type Upstream struct {
 	// SendProxy overrides the route's SendProxy for this member: "v1",
 	// "v2", or "none"; "" the route's.
 	SendProxy string
+	// UpstreamTLS, if set, replaces the route's UpstreamTLS for this
+	// member. Nil: the route's.
+	UpstreamTLS *UpstreamTLS
 	// Pos is where the upstream is listed in the file.
 	Pos Pos
 }
@@ -266,6 +363,10 @@ type HealthCheck struct {
 	// absent: a LOCAL header of the member's version when the member is
 	// sent one and Port is 0, else none), "none", "v1", "v2".
 	SendProxy string
+	// TLS: the check handshakes (and verifies) with the member's
+	// UpstreamTLS, after any PROXY header and before Send. The route, or
+	// else every member, must have an UpstreamTLS.
+	TLS bool
 	// Pos is where the health_check mapping is written.
 	Pos Pos
 }
@@ -457,6 +558,9 @@ var (
 		opt("allow", (*parser).prefixes, func(r *Route) *[]netip.Prefix { return &r.Allow }, nil),
 		opt("deny", (*parser).prefixes, func(r *Route) *[]netip.Prefix { return &r.Deny }, nil),
 		opt("limits", (*parser).limits, func(r *Route) **Limits { return &r.Limits }, nil),
+		opt("tls", (*parser).tlsServer, func(r *Route) **TLSServer { return &r.TLS }, nil),
+		opt("upstream_tls", (*parser).upstreamTLS, func(r *Route) **UpstreamTLS { return &r.UpstreamTLS }, nil),
+		opt("handshake_timeout", (*parser).handshakeTimeout, func(r *Route) *time.Duration { return &r.HandshakeTimeout }, DefaultHandshakeTimeout),
 	}
 	// address and srv are optional each, but exactly one is required:
 	// checked by upstreams. An absent weight is set there too, as it
@@ -469,6 +573,7 @@ var (
 		opt("max_connections", (*parser).count, func(u *Upstream) *int { return &u.MaxConnections }, 0),
 		opt("drain", (*parser).boolean, func(u *Upstream) *bool { return &u.Drain }, false),
 		opt("send_proxy", oneOf(upstreamSendProxy...), func(u *Upstream) *string { return &u.SendProxy }, ""),
+		opt("upstream_tls", (*parser).upstreamTLS, func(u *Upstream) **UpstreamTLS { return &u.UpstreamTLS }, nil),
 	}
 	healthCheckFields = []field[HealthCheck]{
 		opt("interval", (*parser).duration, func(h *HealthCheck) *time.Duration { return &h.Interval }, DefaultCheckInterval),
@@ -480,6 +585,7 @@ var (
 		opt("expect", (*parser).expect, func(h *HealthCheck) *string { return &h.Expect }, ""),
 		opt("expect_regexp", (*parser).expectRegexp, func(h *HealthCheck) *string { return &h.ExpectRegexp }, ""),
 		opt("send_proxy", oneOf(checkSendProxy...), func(h *HealthCheck) *string { return &h.SendProxy }, "auto"),
+		opt("tls", (*parser).boolean, func(h *HealthCheck) *bool { return &h.TLS }, false),
 	}
 	passiveCheckFields = []field[PassiveCheck]{
 		opt("failures", (*parser).count, func(c *PassiveCheck) *int { return &c.Failures }, DefaultPassiveFailures),
@@ -501,6 +607,33 @@ var (
 	}
 	// The same at the top level and in a route; one of the two is needed:
 	// checked by limits.
+	// certificates needs at least one pair, each both cert and key,
+	// loaded together: see tlsServer and certificates.
+	tlsServerFields = []field[TLSServer]{
+		req("certificates", (*parser).certificates, func(t *TLSServer) *[]CertPair { return &t.Certificates }),
+		opt("min_version", oneOf(tlsVersions...), func(t *TLSServer) *string { return &t.MinVersion }, DefaultTLSMinVersion),
+		opt("cipher_suites", (*parser).cipherSuites, func(t *TLSServer) *[]string { return &t.CipherSuites }, nil),
+		opt("alpn", (*parser).protocols, func(t *TLSServer) *[]string { return &t.ALPN }, nil),
+		opt("client_auth", (*parser).clientAuth, func(t *TLSServer) **ClientAuth { return &t.ClientAuth }, nil),
+	}
+	certPairFields = []field[CertPair]{
+		req("cert", (*parser).path, func(c *CertPair) *string { return &c.Cert }),
+		req("key", (*parser).path, func(c *CertPair) *string { return &c.Key }),
+	}
+	clientAuthFields = []field[ClientAuth]{
+		req("ca", (*parser).caFile, func(c *ClientAuth) *string { return &c.CA }),
+		opt("required", (*parser).boolean, func(c *ClientAuth) *bool { return &c.Required }, false),
+	}
+	// cert and key come both or neither, and load together: see
+	// upstreamTLS.
+	upstreamTLSFields = []field[UpstreamTLS]{
+		opt("server_name", (*parser).upstreamServerName, func(u *UpstreamTLS) *string { return &u.ServerName }, ""),
+		opt("ca", (*parser).caFile, func(u *UpstreamTLS) *string { return &u.CA }, ""),
+		opt("cert", (*parser).path, func(u *UpstreamTLS) *string { return &u.Cert }, ""),
+		opt("key", (*parser).path, func(u *UpstreamTLS) *string { return &u.Key }, ""),
+		opt("alpn", (*parser).protocols, func(u *UpstreamTLS) *[]string { return &u.ALPN }, nil),
+		opt("insecure_skip_verify", (*parser).boolean, func(u *UpstreamTLS) *bool { return &u.InsecureSkipVerify }, false),
+	}
 	limitsFields = []field[Limits]{
 		opt("accept_rate", (*parser).acceptRate, func(l *Limits) **Rate { return &l.AcceptRate }, nil),
 		opt("per_client", (*parser).perClient, func(l *Limits) **PerClient { return &l.PerClient }, nil),

@@ -61,6 +61,7 @@ routes:
 			HalfCloseTimeout: 30 * time.Second,
 			MaxConnections:   10000,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{3, 5, ""},
 		}, {
 			Name:   "db.primary-1",
@@ -78,6 +79,7 @@ routes:
 			IdleTimeout:      0,
 			HalfCloseTimeout: 0,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{12, 5, ""},
 		}},
 	}
@@ -116,6 +118,7 @@ func TestDefaultsApplied(t *testing.T) {
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			MaxConnections:   0,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{1, 10, ""},
 		}},
 	}
@@ -222,6 +225,7 @@ routes:
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{6, 5, ""},
 		}, {
 			Name:      "bin",
@@ -246,6 +250,7 @@ routes:
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{27, 5, ""},
 		}, {
 			Name:      "defaults",
@@ -268,6 +273,7 @@ routes:
 			IdleTimeout:      DefaultIdleTimeout,
 			HalfCloseTimeout: DefaultHalfCloseTimeout,
 			PeekTimeout:      DefaultPeekTimeout,
+			HandshakeTimeout: DefaultHandshakeTimeout,
 			Pos:              Pos{34, 5, ""},
 		}},
 	}
@@ -390,9 +396,9 @@ var errorCases = []struct {
 	// Unknown and duplicate keys, at every level.
 	{"unknown top field", good + "extra: 1\n", 5, 1, `config: unknown field "extra" (known: grace_period, routes, resolver, admin, toxiproxy, allow, deny, limits)`},
 	{"unknown route field", good + "    colour: red\n", 5, 5, `route: unknown field "colour" (known: name, listen,`},
-	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", colour: red}]`), 4, 34, `upstream: unknown field "colour" (known: address, srv, weight, backup, max_connections, drain, send_proxy)`},
+	{"unknown upstream field", route(`[":1"]`, `[{address: "h:1", colour: red}]`), 4, 34, `upstream: unknown field "colour" (known: address, srv, weight, backup, max_connections, drain, send_proxy, upstream_tls)`},
 	{"unknown resolver field", "resolver: {port: 53}\n" + good, 1, 12, `resolver: unknown field "port" (known: servers, interval, timeout)`},
-	{"unknown health check field", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {path: /}"), 5, 20, `health_check: unknown field "path" (known: interval, timeout, rise, fall, port, send, expect, expect_regexp, send_proxy)`},
+	{"unknown health check field", route(`[":1"]`, `[{address: "h:1"}]`, "health_check: {path: /}"), 5, 20, `health_check: unknown field "path" (known: interval, timeout, rise, fall, port, send, expect, expect_regexp, send_proxy, tls)`},
 	{"unknown passive check field", route(`[":1"]`, `[{address: "h:1"}]`, "passive_check: {limit: 1}"), 5, 21, `passive_check: unknown field "limit" (known: failures, backoff, max_backoff)`},
 	{"duplicate top key", good + "routes: []\n", 5, 1, `duplicate key "routes" (first at line 1)`},
 	{"duplicate route key", good + "    name: s\n", 5, 5, `duplicate key "name" (first at line 2)`},
@@ -771,7 +777,7 @@ func TestErrorsCapped(t *testing.T) {
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("dir/pier.yaml", []byte(route(`[":x"]`, `[{address: "h:1"}]`, "bogus: 1")))
 	want := "dir/pier.yaml:3:14: listen: \":x\": port \"x\" is not a number from 0 to 65535\n" +
-		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits)"
+		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits, tls, upstream_tls, handshake_timeout)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
@@ -887,6 +893,18 @@ func TestREADMEDocumentsEveryField(t *testing.T) {
 	}
 	for _, f := range perClientFields {
 		want = append(want, "| `limits.per_client."+f.key+"` |")
+	}
+	for _, f := range tlsServerFields {
+		want = append(want, "| `routes[].tls."+f.key+"` |")
+	}
+	for _, f := range certPairFields {
+		want = append(want, "| `routes[].tls.certificates[]."+f.key+"` |")
+	}
+	for _, f := range clientAuthFields {
+		want = append(want, "| `routes[].tls.client_auth."+f.key+"` |")
+	}
+	for _, f := range upstreamTLSFields {
+		want = append(want, "| `routes[].upstream_tls."+f.key+"` |")
 	}
 	for _, w := range want {
 		if !strings.Contains(string(readme), w) {

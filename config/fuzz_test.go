@@ -43,6 +43,9 @@ func FuzzParse(f *testing.F) {
 		"toxiproxy: {listen: \":8474\", allow_remote: true}\n" + good,
 		full,
 		edgeFull,
+		tlsFull,
+		route(`[":1"]`, `[{srv: _a._tcp.b, upstream_tls: {server_name: "::1"}}]`, "upstream_tls: {}", "health_check: {tls: true}", "handshake_timeout: 5m"),
+		route(`[":1"]`, `[{address: "h:1"}]`, "tls: {certificates: [{cert: "+tdCert+", key: "+tdKey+"}, {cert: "+tdCert+", key: "+tdKey+"}], min_version: '1.3', alpn: h2}"),
 		shared2("127.0.0.1:0", `match: {sni: [a.example.com, "*.b.example.com"], alpn: h2}`, "match: {default: true, source: [\"::1\"]}"),
 		"allow: 10.0.0.0/8\ndeny: [\"2001:db8::/32\", 192.0.2.1]\nlimits: {accept_rate: {rate: 10/h}, per_client: {rate: 0.5/s, ipv6_prefix: 48}}\n" + good,
 	} {
@@ -52,6 +55,9 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(tc.doc))
 	}
 	for _, tc := range edgeErrorCases {
+		f.Add([]byte(tc.doc))
+	}
+	for _, tc := range tlsErrorCases {
 		f.Add([]byte(tc.doc))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -133,6 +139,15 @@ func checkValid(t *testing.T, cfg *Config) {
 			}
 			listens = append(listens, l)
 			owners = append(owners, owner{ri, r.Match != nil})
+		}
+		if r.HandshakeTimeout <= 0 || r.HandshakeTimeout > MaxHandshakeTimeout ||
+			r.TLS != nil && (len(r.TLS.Certificates) == 0 || !slices.Contains(tlsVersions, r.TLS.MinVersion) ||
+				r.TLS.MinVersion == "1.3" && len(r.TLS.CipherSuites) > 0) {
+			t.Fatalf("invalid TLS settings accepted: %+v %+v", r.TLS, r.HandshakeTimeout)
+		}
+		if h := r.HealthCheck; h != nil && h.TLS && r.UpstreamTLS == nil &&
+			slices.ContainsFunc(r.Upstreams, func(u Upstream) bool { return u.UpstreamTLS == nil }) {
+			t.Fatalf("TLS health check without upstream_tls accepted: %+v", r)
 		}
 		if !slices.Contains(balances, r.Balance) || !slices.Contains(whenAllDown, r.WhenAllDown) ||
 			r.Retries < 0 || r.Retries > maxRetries || r.ConnectBudget <= 0 {

@@ -55,8 +55,25 @@ routes:
       - pass
   - name: "null"
     listen: "localhost:9092"
-    upstreams: [{address: "h:1"}]
-    health_check: {expect_regexp: '^\+OK\s'}
+    upstreams:
+      - {address: "h:1"}
+      - address: "10.0.0.9:443"
+        upstream_tls: {server_name: 10.0.0.9, insecure_skip_verify: true}
+    health_check: {expect_regexp: '^\+OK\s', tls: true}
+    tls:
+      certificates:
+        - {cert: testdata/tls/server.pem, key: testdata/tls/server.key}
+      min_version: "1.2"
+      cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+      alpn: [h2, http/1.1]
+      client_auth: {ca: testdata/tls/ca.pem, required: true}
+    upstream_tls:
+      server_name: db.internal
+      ca: testdata/tls/ca.pem
+      cert: testdata/tls/server.pem
+      key: testdata/tls/server.key
+      alpn: [postgresql]
+    handshake_timeout: 3s
 admin: {listen: "localhost:9901", token_file: testdata/admin-token}
 toxiproxy: {listen: "[::1]:8474", allow_remote: false}
 `

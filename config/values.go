@@ -50,6 +50,7 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 		}
 		routeDefaults(&r, v)
 		p.checkTracked(&r, v)
+		p.checkTLSCheck(&r, v)
 		p.claimListens(claimed, i, r.Name, v["listen"], v["match"] != nil, len(out))
 		out = append(out, r)
 		vals = append(vals, v)
