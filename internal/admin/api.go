@@ -185,6 +185,26 @@ type Session struct {
 	ALPN  []string `json:"alpn"`
 	Match string   `json:"match"`
 	TLVs  *TLVs    `json:"tlvs"`
+	// TLS is the session's TLS as pier terminated (client) or originated
+	// (upstream) it; nil when it did neither, or no handshake is done.
+	TLS *SessionTLS `json:"tls"`
+}
+
+// SessionTLS is what a session's TLS handshakes settled.
+type SessionTLS struct {
+	Client    *TLSHandshake `json:"client"`    // nil: not terminated
+	Upstream  *TLSHandshake `json:"upstream"`  // nil: not originated
+	Truncated string        `json:"truncated"` // "client", "upstream": ended without close_notify
+}
+
+// TLSHandshake is one handshake's outcome.
+type TLSHandshake struct {
+	Version string `json:"version"`
+	Cipher  string `json:"cipher"`
+	SNI     string `json:"sni"`
+	ALPN    string `json:"alpn"`
+	Peer    string `json:"peer"` // the peer certificate's subject
+	Resumed bool   `json:"resumed"`
 }
 
 // TLVs are what a PROXY v2 header carried besides the addresses.

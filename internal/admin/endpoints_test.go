@@ -133,7 +133,7 @@ func TestSessionsList(t *testing.T) {
 		Sessions: []Session{{ID: 9, Route: "db", Client: "10.1.2.3:40000", Upstream: "db1:5432", Dialed: "10.0.0.9:5432",
 			AgeSeconds: 1.5, BytesToUpstream: 10, BytesToClient: 20, State: "open", Filters: []string{"latency"},
 			Peer: "127.0.0.1:6000", Proxy: "v2", SNI: "db.example.com", ALPN: []string{"postgresql"}, Match: "sni:db.example.com",
-			TLVs: &TLVs{Authority: "db.example.com"}}},
+			TLVs: &TLVs{Authority: "db.example.com"}, TLS: &SessionTLS{Client: &TLSHandshake{Version: "TLS 1.3", SNI: "db.example.com"}}}},
 		Matched: 7, Next: 9,
 	}}
 	s := serve(t, ctl, Options{})
@@ -145,8 +145,10 @@ func TestSessionsList(t *testing.T) {
 	}
 	sess := m["sessions"].([]any)[0]
 	wantKeys(t, "session", sess, "id", "route", "client", "upstream", "dialed", "age_seconds", "bytes_to_upstream",
-		"bytes_to_client", "state", "filters", "peer", "proxy", "sni", "alpn", "match", "tlvs")
+		"bytes_to_client", "state", "filters", "peer", "proxy", "sni", "alpn", "match", "tlvs", "tls")
 	wantKeys(t, "tlvs", sess.(map[string]any)["tlvs"], "authority")
+	wantKeys(t, "tls", sess.(map[string]any)["tls"], "client", "upstream", "truncated")
+	wantKeys(t, "tls.client", sess.(map[string]any)["tls"].(map[string]any)["client"], "version", "cipher", "sni", "alpn", "peer", "resumed")
 	if se := sess.(map[string]any); se["peer"] != "127.0.0.1:6000" || se["sni"] != "db.example.com" || se["match"] != "sni:db.example.com" {
 		t.Fatalf("session %s", a.body)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pierproxy/pier/internal/admin"
 	"github.com/pierproxy/pier/internal/relay"
+	"github.com/pierproxy/pier/internal/session"
 )
 
 // Sessions pages the live sessions in the query's order; a loop that
@@ -39,6 +40,7 @@ func (c control) Sessions(ctx context.Context, q admin.SessionQuery) (admin.Sess
 			v.Dialed = s.Dialed.String()
 		}
 		sessionEdge(&v, &s.Edge)
+		v.TLS = sessionTLS(&s.TLS)
 		out.Sessions = append(out.Sessions, v)
 	}
 	if more {
@@ -117,4 +119,18 @@ func (d *Daemon) endRoute(ctx context.Context, route string, reset bool) (int, e
 		return n, fmt.Errorf("route %s: a relay loop did not answer in time; %d sessions ended", route, n)
 	}
 	return n, nil
+}
+
+// sessionTLS is the admin API's view of a session's TLS; nil without any.
+func sessionTLS(t *session.TLS) *admin.SessionTLS {
+	if t.Client == nil && t.Upstream == nil && t.Truncated == "" {
+		return nil
+	}
+	side := func(h *session.TLSHandshake) *admin.TLSHandshake {
+		if h == nil {
+			return nil
+		}
+		return &admin.TLSHandshake{Version: h.Version, Cipher: h.Cipher, SNI: h.ServerName, ALPN: h.ALPN, Peer: h.PeerSubject, Resumed: h.Resumed}
+	}
+	return &admin.SessionTLS{Client: side(t.Client), Upstream: side(t.Upstream), Truncated: t.Truncated}
 }

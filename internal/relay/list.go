@@ -52,6 +52,9 @@ type SessionInfo struct {
 	// ClientHello) and which match chose its route; zero when its
 	// listener reads none. A copy: the record's own is written at finish.
 	Edge session.Edge
+	// TLS is what the session's handshakes settled so far; zero when it
+	// has no TLS, or has not finished a handshake yet.
+	TLS session.TLS
 }
 
 // walk runs visit on the loop for every live session, walkChunk slots per
@@ -250,8 +253,13 @@ func (c *conn) sessionInfo(names *namesCache) SessionInfo {
 	if r.Edge != nil {
 		edge = *r.Edge
 	}
+	var tlsInfo session.TLS
+	if r.TLS != nil {
+		tlsInfo = *r.TLS
+	}
 	return SessionInfo{
 		Edge:       edge,
+		TLS:        tlsInfo,
 		ID:         r.ID,
 		Route:      r.Route,
 		Upstream:   r.Upstream,
