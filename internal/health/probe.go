@@ -25,6 +25,7 @@ package health
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,13 @@ type Check struct {
 	// before Send: a PROXY protocol header for a member that reads one
 	// first. Nil, or nil bytes: nothing. It must not block.
 	Preface func(addr netip.AddrPort) []byte
+	// TLS, if set, gives the client configuration of the member at addr
+	// (its own address, as for Preface): the probe completes a TLS
+	// handshake with it, after the Preface and before Send, and sends
+	// and reads through TLS. A failed handshake fails the check ("tls
+	// handshake: ..."). Nil, or a nil config: plain TCP. It must not
+	// block.
+	TLS func(addr netip.AddrPort) *tls.Config
 }
 
 func (c *Check) timeout() time.Duration {
@@ -91,6 +99,7 @@ func (c *Check) timeout() time.Duration {
 //
 //	connect: connection refused
 //	connect: timeout after 1s
+//	tls handshake: tls: failed to verify certificate: x509: certificate signed by unknown authority
 //	timeout after 1s waiting for the reply
 //	reply "-ERR\r\n" does not begin with "+PONG"
 //	reply "554 go away\r\n" does not match ^220
@@ -109,6 +118,10 @@ func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
 	if c.Preface != nil {
 		preface = c.Preface(addr)
 	}
+	var tlsConfig *tls.Config
+	if c.TLS != nil {
+		tlsConfig = c.TLS(addr)
+	}
 	if c.Port != 0 {
 		addr = netip.AddrPortFrom(addr.Addr(), c.Port)
 	}
@@ -126,17 +139,36 @@ func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	var rw io.ReadWriter = conn
+	if tlsConfig != nil {
+		// The PROXY header goes first in the clear, as a session's does;
+		// then the handshake, within the probe's deadline.
+		if len(preface) > 0 {
+			if _, err := conn.Write(preface); err != nil {
+				return c.failed(ctx, "send", err)
+			}
+			preface = nil
+		}
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.HandshakeContext(pctx); err != nil {
+			return c.failed(ctx, "tls handshake", err)
+		}
+		// Close sends close_notify, then closes conn (closed again by
+		// the deferred Close, harmlessly).
+		defer tc.Close()
+		rw = tc
+	}
 	// One write, so that a member reading a PROXY header first finds
 	// the check's bytes right behind it, in one segment.
 	if out := append(preface[:len(preface):len(preface)], c.Send...); len(out) > 0 {
-		if _, err := conn.Write(out); err != nil {
+		if _, err := rw.Write(out); err != nil {
 			return c.failed(ctx, "send", err)
 		}
 	}
 	if len(c.Expect) == 0 && c.ExpectRE == nil {
 		return nil
 	}
-	reply, verdict, rerr := c.readReply(conn)
+	reply, verdict, rerr := c.readReply(rw)
 	if verdict != errMore {
 		return verdict
 	}
