@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"crypto/tls"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type Member struct {
 	// SendProxy is the PROXY version written to the member before any
 	// client byte (peek.V1, peek.V2; 0 none): its Spec's, or the route's.
 	SendProxy uint8
+	// TLS is how TLS is originated to the member: its Spec's client's
+	// configuration, or the route's (Config.UpstreamTLS), for its
+	// configured host:port (an SRV member: its target's). Nil: plain TCP.
+	TLS *tls.Config
 
 	h   *Health
 	v   *verdict

@@ -24,6 +24,11 @@
 //	... dial a.Member().Addr; on failure, a.Retry(err) gives the next ...
 //	a.Done()
 //
+// A pool that originates TLS (Config.UpstreamTLS, or a Spec's TLS) gives
+// each member its tls.Config once, from the member's client or the
+// route's (Member.TLS); Attempt.UpstreamTLS reports the one of the member
+// a session is on, and an active check with CheckTLS handshakes with it.
+//
 // At run time, Steer drains, disables or reweights a configured member
 // (every address its name expands to), and Status reports each member with
 // its counters, for the admin API and the metrics:
@@ -34,6 +39,7 @@ package pool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +57,7 @@ import (
 	"github.com/pierproxy/pier/internal/discover"
 	"github.com/pierproxy/pier/internal/health"
 	"github.com/pierproxy/pier/internal/peek"
+	"github.com/pierproxy/pier/internal/tlsconf"
 )
 
 // A Spec is one configured member: an address (Host and Port) or an SRV
@@ -69,6 +76,9 @@ type Spec struct {
 	// before any client byte (peek.V1, peek.V2); 0 takes the route's
 	// (Config.SendProxy); NoProxy sends none even when the route does.
 	SendProxy uint8
+	// TLS, if set, is how TLS is originated to this member, replacing the
+	// route's (Config.UpstreamTLS). Nil: the route's.
+	TLS *tlsconf.Client
 }
 
 // NoProxy, as a Spec's SendProxy or a Config's CheckProxy, sends no PROXY
@@ -131,6 +141,15 @@ type Config struct {
 	// probes another port; peek.V1 or peek.V2 that version's LOCAL
 	// header to every member; NoProxy nothing.
 	CheckProxy uint8
+	// CheckTLS: the active check handshakes with each member using the
+	// member's TLS configuration (Member.TLS), unless Check.TLS is set
+	// already. A member without one is checked in plain TCP.
+	CheckTLS bool
+	// UpstreamTLS, if set, originates TLS to every member whose Spec has
+	// no TLS of its own: each member gets its configuration from it
+	// (Member.TLS), one per configured host:port, so that sessions resume
+	// per member. Nil: plain TCP.
+	UpstreamTLS *tlsconf.Client
 	// Retries is how many more members a session may try after a dial
 	// fails.
 	Retries int
@@ -263,6 +282,9 @@ func New(cfg Config, prev *Pool) (*Pool, error) {
 		if check.Preface == nil {
 			check.Preface = p.checkPreface
 		}
+		if cfg.CheckTLS && check.TLS == nil {
+			check.TLS = p.checkTLS
+		}
 		p.checker = health.NewChecker(&check, cfg.CheckInterval, p.log, p.report)
 	}
 	p.setMu.Lock()
@@ -375,6 +397,7 @@ func (p *Pool) rebuild() []netip.AddrPort {
 			members = append(members, &Member{
 				Addr: ep.Addr, Name: name, Weight: w, FileWeight: fw, Tier: tier, Backup: s.Backup,
 				MaxConns: s.MaxConns, Drain: drain, Disabled: disabled, SendProxy: p.memberProxy(s), h: h, v: v,
+				TLS: p.memberTLS(s, ep),
 			})
 		}
 	}
@@ -421,7 +444,7 @@ func sameCheck(a, b *Config) bool {
 	if a.Check == nil {
 		return true
 	}
-	if a.CheckProxy != b.CheckProxy || a.SendProxy != b.SendProxy {
+	if a.CheckProxy != b.CheckProxy || a.SendProxy != b.SendProxy || a.CheckTLS != b.CheckTLS {
 		return false
 	}
 	ca, cb := *a.Check, *b.Check
@@ -430,6 +453,7 @@ func sameCheck(a, b *Config) bool {
 	// Funcs are never DeepEqual; a caller's own Preface is taken to
 	// stay the same.
 	ca.Preface, cb.Preface = nil, nil
+	ca.TLS, cb.TLS = nil, nil
 	if (reA == nil) != (reB == nil) || reA != nil && reA.String() != reB.String() {
 		return false
 	}
@@ -608,6 +632,47 @@ func (a *Attempt) SendProxy() uint8 {
 		return 0
 	}
 	return a.m.SendProxy
+}
+
+// UpstreamTLS returns the TLS configuration of the member the session is
+// on (nil: plain TCP): relay.MemberTLS, so that a retry to another member
+// handshakes with that member's.
+func (a *Attempt) UpstreamTLS() *tls.Config {
+	if a.m == nil {
+		return nil
+	}
+	return a.m.TLS
+}
+
+// memberTLS is the TLS configuration of the member ep of spec s: from the
+// spec's client, or else the route's; nil for plain TCP. The client
+// keeps one configuration per name it is given, so every address of one
+// host:port shares a session cache; an SRV member is named by its
+// target and port, which its certificate is for.
+func (p *Pool) memberTLS(s *Spec, ep discover.Endpoint) *tls.Config {
+	c := s.TLS
+	if c == nil {
+		c = p.cfg.UpstreamTLS
+	}
+	if c == nil {
+		return nil
+	}
+	host := ep.Target
+	if host == "" {
+		host = ep.Addr.Addr().String()
+	}
+	return c.Config(net.JoinHostPort(host, strconv.Itoa(int(ep.Addr.Port()))))
+}
+
+// checkTLS is the health.Check.TLS of the pool's active check: the
+// configuration of the member at addr, nil if it has none (or is gone).
+func (p *Pool) checkTLS(addr netip.AddrPort) *tls.Config {
+	for _, m := range p.set.Load().members {
+		if m.Addr == addr {
+			return m.TLS
+		}
+	}
+	return nil
 }
 
 // memberProxy resolves a spec's PROXY version against the route's.
