@@ -36,6 +36,7 @@ import (
 	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/stats"
+	"github.com/pierproxy/pier/internal/tlsconf"
 )
 
 // A Daemon is a running proxy and the configuration it was given.
@@ -55,6 +56,11 @@ type Daemon struct {
 	routes  map[string]*carried       // by route name, carried over reloads
 	global  *scopeLimits              // the top level's limits, carried over reloads
 	stopped bool
+
+	// tlsFiles re-reads the certificates, keys and CA bundles of the
+	// routes in force when their files change; apply gives it each new
+	// table's, Stop stops it.
+	tlsFiles *tlsconf.Watcher
 
 	// draining is set when Stop begins: readiness probes fail from then
 	// on, while live sessions finish.
@@ -113,6 +119,9 @@ type carried struct {
 	// matches its sessions by match key, while its keys stay.
 	limits  *scopeLimits
 	matches *stats.Matches
+	// tls are the route's TLS server and clients, made by the last
+	// compile (each compile reads the files afresh), for the Watcher.
+	tls []tlsconf.Refresher
 }
 
 // Start compiles cfg and starts serving it.
@@ -125,11 +134,12 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route),
-		history: newHistory()}
+		history: newHistory(), tlsFiles: tlsconf.NewWatcher(0, opts.Log)}
 	d.mu.Lock()
 	err = d.apply(cfg, cfg, overlay{})
 	d.mu.Unlock()
 	if err != nil {
+		d.tlsFiles.Stop()
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
@@ -330,7 +340,18 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	global.retune("global", d.log)
 	closeSets(droppedSets(d.routes, routes), d.log)
 	d.file, d.cfg, d.over, d.routes, d.global = file, cfg, over, routes, global
+	d.tlsFiles.Set(tlsRefreshers(routes))
 	return nil
+}
+
+// tlsRefreshers is every TLS server and client of routes, for the
+// Watcher, in a stable order (by route name).
+func tlsRefreshers(routes map[string]*carried) []tlsconf.Refresher {
+	var rs []tlsconf.Refresher
+	for _, name := range slices.Sorted(maps.Keys(routes)) {
+		rs = append(rs, routes[name].tls...)
+	}
+	return rs
 }
 
 // droppedSets is the filters of before's sets that no set of after holds,
@@ -474,6 +495,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	start := time.Now()
 	live := d.srv.Live()
 	err := d.srv.Shutdown(ctx)
+	d.tlsFiles.Stop()
 	stopPools(routes)
 	sets := make([]*chain.Set, 0, len(routes))
 	for _, c := range routes {
@@ -522,9 +544,15 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 		if old != nil {
 			oldPool = old.pool
 		}
-		pc, err := poolConfig(cfg, rc, resolver, log)
+		pc, clients, err := poolConfig(cfg, rc, resolver, log)
 		if err != nil {
 			return nil, nil, nil, made, err
+		}
+		var server *tlsconf.Server
+		if rc.TLS != nil {
+			if server, err = tlsServer(cfg.File, rc, log); err != nil {
+				return nil, nil, nil, made, err
+			}
 		}
 		pc.Steering = steering(rc.Name)
 		p, err := pool.New(pc, oldPool)
@@ -555,6 +583,10 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 			c.filters.Store(c.set)
 		}
 		c.pool = p
+		c.tls = clients
+		if server != nil {
+			c.tls = append(c.tls, server)
+		}
 		next[rc.Name] = c
 		rt := &route.Route{
 			Name:             rc.Name,
@@ -567,6 +599,8 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 			ConnectBudget:    rc.Budget(),
 			IdleTimeout:      rc.IdleTimeout,
 			HalfCloseTimeout: rc.HalfCloseTimeout,
+			TLS:              server,
+			HandshakeTimeout: rc.HandshakeTimeout,
 		}
 		edgeRoute(rt, rc, c, loops)
 		routes = append(routes, rt)
@@ -582,11 +616,26 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 	return t, next, global, made, nil
 }
 
-// poolConfig is the pool of a route's configuration.
-func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *slog.Logger) (pool.Config, error) {
+// poolConfig is the pool of a route's configuration, and the TLS clients
+// it made for the route's members (their files read now).
+func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *slog.Logger) (pool.Config, []tlsconf.Refresher, error) {
 	bal, err := pool.ParseBalance(rc.Balance)
 	if err != nil {
-		return pool.Config{}, fmt.Errorf("route %s: %w", rc.Name, err)
+		return pool.Config{}, nil, fmt.Errorf("route %s: %w", rc.Name, err)
+	}
+	var clients []tlsconf.Refresher
+	upstreamTLS := func(u *config.UpstreamTLS) (*tlsconf.Client, error) {
+		if u == nil {
+			return nil, nil
+		}
+		c, err := tlsconf.NewClient(tlsconf.ClientSettings{
+			ServerName: u.ServerName, CA: u.CA, Cert: u.Cert, Key: u.Key, ALPN: u.ALPN, InsecureSkipVerify: u.InsecureSkipVerify,
+		}, log.With("route", rc.Name))
+		if err != nil {
+			return nil, tlsError(cfg.File, rc, u.Pos, "upstream_tls", err)
+		}
+		clients = append(clients, c)
+		return c, nil
 	}
 	pc := pool.Config{
 		Route:   rc.Name,
@@ -615,12 +664,16 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 		if hc.ExpectRegexp != "" {
 			re, err := regexp.Compile(hc.ExpectRegexp)
 			if err != nil {
-				return pool.Config{}, fmt.Errorf("route %s: health_check: expect_regexp: %w", rc.Name, err)
+				return pool.Config{}, nil, fmt.Errorf("route %s: health_check: expect_regexp: %w", rc.Name, err)
 			}
 			pc.Check.ExpectRE = re
 		}
 		pc.CheckInterval, pc.Rise, pc.Fall = hc.Interval, hc.Rise, hc.Fall
 		pc.CheckProxy = checkProxy(hc.SendProxy)
+		pc.CheckTLS = hc.TLS
+	}
+	if pc.UpstreamTLS, err = upstreamTLS(rc.UpstreamTLS); err != nil {
+		return pool.Config{}, nil, err
 	}
 	for _, u := range rc.Upstreams {
 		spec := pool.Spec{SRV: u.SRV, Weight: u.Weight, Backup: u.Backup, MaxConns: u.MaxConnections, Drain: u.Drain,
@@ -628,13 +681,52 @@ func poolConfig(cfg *config.Config, rc *config.Route, r discover.Resolver, log *
 		if u.Address != "" {
 			a, err := pool.ParseAddress(u.Address)
 			if err != nil {
-				return pool.Config{}, fmt.Errorf("route %s: %w", rc.Name, err)
+				return pool.Config{}, nil, fmt.Errorf("route %s: %w", rc.Name, err)
 			}
 			spec.Host, spec.Port = a.Host, a.Port
 		}
+		if spec.TLS, err = upstreamTLS(u.UpstreamTLS); err != nil {
+			return pool.Config{}, nil, err
+		}
 		pc.Members = append(pc.Members, spec)
 	}
-	return pc, nil
+	return pc, clients, nil
+}
+
+// tlsServer makes the TLS server of a route that terminates, reading its
+// files.
+func tlsServer(file string, rc *config.Route, log *slog.Logger) (*tlsconf.Server, error) {
+	t := rc.TLS
+	s := tlsconf.ServerSettings{MinVersion: config.TLSVersion(t.MinVersion), ALPN: t.ALPN}
+	for _, c := range t.Certificates {
+		s.Certificates = append(s.Certificates, tlsconf.Pair{Cert: c.Cert, Key: c.Key})
+	}
+	for _, name := range t.CipherSuites {
+		id, ok := config.CipherSuiteID(name)
+		if !ok {
+			return nil, tlsError(file, rc, t.Pos, "tls", fmt.Errorf("cipher_suites: %q is not a cipher suite Go offers", name))
+		}
+		s.CipherSuites = append(s.CipherSuites, id)
+	}
+	if ca := t.ClientAuth; ca != nil {
+		s.ClientCA, s.ClientAuthRequired = ca.CA, ca.Required
+	}
+	srv, err := tlsconf.NewServer(s, log.With("route", rc.Name))
+	if err != nil {
+		return nil, tlsError(file, rc, t.Pos, "tls", err)
+	}
+	return srv, nil
+}
+
+// tlsError is a TLS setting of rc that could not be put in force (a file
+// changed since the check, or a Config built in code): at the setting's
+// place in the file, or naming the route.
+func tlsError(file string, rc *config.Route, at config.Pos, key string, err error) error {
+	msg := fmt.Sprintf("route %s: %s: %v", rc.Name, key, err)
+	if at.Line == 0 && at.Place == "" {
+		return errors.New(msg)
+	}
+	return config.Errors{config.ErrorAt(file, at, msg)}
 }
 
 // compileFilters makes a route's filters. The loader checked their

@@ -29,6 +29,7 @@ import (
 	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/stats"
+	"github.com/pierproxy/pier/internal/tlsconf"
 )
 
 // A Route is one compiled route.
@@ -76,6 +77,16 @@ type Route struct {
 	// SendProxy is the PROXY version written to upstreams (peek.V1,
 	// peek.V2); 0: none. A member may override it (pool.Spec.SendProxy).
 	SendProxy uint8
+	// TLS, if set, terminates TLS from the route's clients with its
+	// configuration (TLS.Config(), whose certificates follow their
+	// files). Nil: the client's bytes pass as they come. On a shared
+	// address the route is chosen first (by the ClientHello peeked), so
+	// routes of one group may differ here.
+	TLS *tlsconf.Server
+	// HandshakeTimeout bounds each TLS handshake of the route's sessions,
+	// the client's and the upstream's (relay.Params.HandshakeTimeout).
+	// Zero: no bound of its own.
+	HandshakeTimeout time.Duration
 	// Matches counts the route's sessions by the match key that chose
 	// them (index i of Choose and KeyName), one shard per loop; made
 	// with stats.NewMatches(r.Match.KeyNames(), loops). Nil: not counted.
