@@ -169,5 +169,5 @@ func (f *boolSettingFlag) Set(v string) error {
 // boolSetting registers the boolean flag name for the configuration
 // field key.
 func (s *settings) boolSetting(fs *flagSet, name, key, usage string) {
-	fs.Var(&boolSettingFlag{settingFlag{key: key, name: name, def: "false", into: s}}, name, usage)
+	fs.Var(&boolSettingFlag{settingFlag{key: key, name: name, into: s}}, name, usage)
 }
