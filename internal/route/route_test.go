@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/pierproxy/pier/internal/peek"
+	"github.com/pierproxy/pier/internal/tlsconf"
 )
 
 // TestNewTableGroupsRoutes pins how routes share listen addresses: a route
@@ -235,5 +237,22 @@ func BenchmarkChoose(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Routes of one group may differ in TLS: SNI chooses the route before
+// anything is decrypted, and the chosen route's own TLS (or none) is what
+// the session gets: one name terminated, another passed through.
+func TestGroupRoutesMayDifferInTLS(t *testing.T) {
+	srv := new(tlsconf.Server) // only its identity matters here
+	term := &Route{Name: "term", Listen: []string{":443"}, Match: &Match{SNI: []string{"app.test"}}, TLS: srv, HandshakeTimeout: time.Second}
+	pass := &Route{Name: "pass", Listen: []string{":443"}, Match: &Match{SNI: []string{"db.test"}}}
+	g := chooseGroup(t, term, pass)
+	client := netip.MustParseAddr("127.0.0.1")
+	if rt, _ := g.Choose(client, &peek.Hello{ServerName: "app.test"}); rt != term || rt.TLS != srv || rt.HandshakeTimeout != time.Second {
+		t.Errorf("app.test went to %v", rt)
+	}
+	if rt, _ := g.Choose(client, &peek.Hello{ServerName: "db.test"}); rt != pass || rt.TLS != nil {
+		t.Errorf("db.test went to %v", rt)
 	}
 }
