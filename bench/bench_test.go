@@ -110,7 +110,7 @@ func TestBulkFailsOnEveryCorruption(t *testing.T) {
 			if res[0].MBps != 0 {
 				t.Errorf("a failed target reports %.0f MB/s, want none", res[0].MBps)
 			}
-			_, err := bulkRound(t.Context(), addr, 1, 1<<20, 10*time.Second)
+			_, err := bulkRound(t.Context(), addr, nil, 1, 1<<20, 10*time.Second)
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("bulkRound: %v, want ErrCorrupt", err)
 			}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ type IdleConfig struct {
 	// work the proxy defers (a worker's buffers, a runtime's stacks) is
 	// counted; 0 means 500ms.
 	Settle time.Duration
+	// TLS, if set, makes every connection a TLS session with this client
+	// configuration: handshaken, one byte echoed, then left idle.
+	TLS *tls.Config
 }
 
 func (c IdleConfig) conns() int {
@@ -55,7 +59,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (Result, error) {
 		return res, err
 	}
 	start := time.Now()
-	conns, err := openIdle(ctx, cfg.Addr, n)
+	conns, err := openIdle(ctx, cfg.Addr, cfg.TLS, n)
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -84,7 +88,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (Result, error) {
 
 // openIdle opens n connections to addr, each having sent one byte and read
 // its echo. On error it returns the connections it has, for closing.
-func openIdle(ctx context.Context, addr string, n int) ([]net.Conn, error) {
+func openIdle(ctx context.Context, addr string, conf *tls.Config, n int) ([]net.Conn, error) {
 	var (
 		mu       sync.Mutex
 		conns    = make([]net.Conn, 0, n)
@@ -97,7 +101,7 @@ func openIdle(ctx context.Context, addr string, n int) ([]net.Conn, error) {
 	for range idleDialers {
 		wg.Go(func() {
 			for range next {
-				c, err := idleOnce(ctx, addr)
+				c, err := idleOnce(ctx, addr, conf)
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
@@ -129,8 +133,8 @@ feed:
 
 // idleOnce opens one connection through the proxy and makes sure both of
 // its legs exist by a one-byte round trip.
-func idleOnce(ctx context.Context, addr string) (net.Conn, error) {
-	c, err := dial(ctx, addr)
+func idleOnce(ctx context.Context, addr string, conf *tls.Config) (net.Conn, error) {
+	c, err := dialConn(ctx, addr, conf)
 	if err != nil {
 		return nil, err
 	}

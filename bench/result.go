@@ -37,7 +37,7 @@ import (
 // Only the fields of its Test are set.
 type Result struct {
 	Column  string `json:"column"`            // direct, pier, gocopy, haproxy, nginx
-	Test    string `json:"test"`              // bulk, cps, rr, idle, syscalls
+	Test    string `json:"test"`              // bulk, cps, rr, idle, syscalls; TLS: hs-ecdsa, hs-rsa, hs-resume
 	Error   string `json:"error,omitempty"`   // set when the test failed: the cell reads "error"
 	Skipped string `json:"skipped,omitempty"` // set when the column was not run, with the reason
 
@@ -64,6 +64,11 @@ type Result struct {
 	FDAfter    int     `json:"fd_after,omitempty"`
 	KBPerConn  float64 `json:"kb_per_conn,omitempty"` // idle: (RSSAfter-RSSBefore)/Conns, KiB
 	FDPerConn  float64 `json:"fd_per_conn,omitempty"` // idle: (FDAfter-FDBefore)/Conns
+
+	// TLS loads (bench/tls): what the first handshake negotiated, and for
+	// resumed handshakes the full ones that were not counted in Ops.
+	TLS        string `json:"tls,omitempty"`
+	NotResumed int64  `json:"not_resumed,omitempty"`
 
 	// CPU cost, cps and rr, of a target with a process (Target.PID): the
 	// utime+stime of the process and its descendants over every round's

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 )
 
@@ -18,6 +19,10 @@ type Target struct {
 	// the echo sends it back and the load reads it back, checked, before
 	// its own bytes.
 	Hello []byte
+	// TLS, if set, makes Bulk, RR and Handshakes speak TLS to the target
+	// with this client configuration (bench/tls): each connection
+	// handshakes first, untimed in Bulk and RR.
+	TLS *tls.Config
 }
 
 // interleave runs round(i) for every target i, then again, rounds times

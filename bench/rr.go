@@ -55,7 +55,7 @@ func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 	interleave(ctx, results, rounds, func(i int) error {
 		r := &results[i]
 		cpu := startCPU(targets[i].PID)
-		l, errs, elapsed := rrRound(ctx, targets[i].Addr, targets[i].Hello, r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
+		l, errs, elapsed := rrRound(ctx, targets[i], r.Workers, perRound(cfg.duration(), rounds), cfg.maxOps())
 		cpu.end(r)
 		lats[i] = append(lats[i], l...)
 		r.Elapsed += elapsed.Seconds()
@@ -87,14 +87,14 @@ func RR(ctx context.Context, cfg RRConfig, targets []Target) []Result {
 
 // rrRound is one round of RR on one target: the latencies of every
 // request that completed, and the errors that stopped clients early.
-func rrRound(ctx context.Context, addr string, hello []byte, clients int, dur time.Duration, maxOps int64) ([]time.Duration, []error, time.Duration) {
+func rrRound(ctx context.Context, tg Target, clients int, dur time.Duration, maxOps int64) ([]time.Duration, []error, time.Duration) {
 	lats := make([][]time.Duration, clients)
 	errs := make([]error, clients)
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(dur)
 	for i := range clients {
-		wg.Go(func() { lats[i], errs[i] = rrClient(ctx, addr, hello, i, end, maxOps) })
+		wg.Go(func() { lats[i], errs[i] = rrClient(ctx, tg, i, end, maxOps) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -108,16 +108,17 @@ func rrRound(ctx context.Context, addr string, hello []byte, clients int, dur ti
 }
 
 // rrClient is one connection of RR. It returns the latency of every
-// request that completed, and why it stopped early, if it did.
-func rrClient(ctx context.Context, addr string, hello []byte, id int, end time.Time, maxOps int64) ([]time.Duration, error) {
+// request that completed, and why it stopped early, if it did. A TLS
+// target's connection handshakes first, untimed.
+func rrClient(ctx context.Context, tg Target, id int, end time.Time, maxOps int64) ([]time.Duration, error) {
 	lats := make([]time.Duration, 0, 1<<14)
-	c, err := dial(ctx, addr)
+	c, err := dialConn(ctx, tg.Addr, tg.TLS)
 	if err != nil {
 		return lats, err
 	}
 	defer c.Close()
-	if len(hello) > 0 {
-		if err := sendHello(c, hello); err != nil {
+	if len(tg.Hello) > 0 {
+		if err := sendHello(c, tg.Hello); err != nil {
 			return lats, err
 		}
 	}

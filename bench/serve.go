@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -130,4 +132,72 @@ func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
+}
+
+// conn is a connection of a load: a *net.TCPConn, or a *tls.Conn over one
+// for a TLS target. Both half-close with CloseWrite (TLS: close_notify).
+type conn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// dialConn connects to addr and, with conf, completes a TLS handshake
+// within opTimeout.
+func dialConn(ctx context.Context, addr string, conf *tls.Config) (conn, error) {
+	c, err := dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if conf == nil {
+		return c, nil
+	}
+	return handshake(ctx, c, conf)
+}
+
+// handshake runs a TLS client handshake on c within opTimeout; on failure
+// it closes c.
+func handshake(ctx context.Context, c *net.TCPConn, conf *tls.Config) (*tls.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	tc := tls.Client(c, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
+}
+
+// TLSEcho serves ln like Echo, over TLS with cert: the direct-tls column,
+// a Go TLS server with no proxy, the baseline of bench/tls. A client's
+// close_notify is its half-close: TLSEcho answers with its own.
+func TLSEcho(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
+	return tlsEcho(ctx, ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+}
+
+// tlsEcho is TLSEcho with the server configuration given.
+func tlsEcho(ctx context.Context, ln net.Listener, conf *tls.Config) error {
+	return serve(ctx, ln, func(c *net.TCPConn) {
+		tc := tls.Server(c, conf)
+		hctx, cancel := context.WithTimeout(ctx, opTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := tc.Read(buf)
+			if n > 0 {
+				if _, werr := tc.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					tc.CloseWrite()
+				}
+				return
+			}
+		}
+	})
 }

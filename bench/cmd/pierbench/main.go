@@ -15,6 +15,15 @@
 //	pierbench hog -procs 2                          # keep 2 CPUs busy until killed
 //	pierbench report -columns direct,gocopy results.jsonl
 //
+// and the TLS half, bench/tls:
+//
+//	pierbench tlscerts DIR                          # a test CA, ECDSA P-256 and RSA 2048 server certificates
+//	pierbench tlsecho DIR/ecdsa.crt DIR/ecdsa.key 127.0.0.1:9101  # direct-tls: a Go TLS echo
+//	pierbench bulk -tls DIR/ecdsa.crt pier-tls=127.0.0.1:9102     # any load over TLS
+//	pierbench hs -test hs-rsa -tls DIR/rsa.crt -pid pier-tls=1234 pier-tls=127.0.0.1:9103
+//	pierbench hs -resume -test hs-resume -tls DIR/ecdsa.crt pier-tls=127.0.0.1:9102
+//	pierbench tlsreport -columns direct-tls,pier-tls,haproxy results.jsonl
+//
 // The loads take turns on the columns (-rounds) so that drift on a busy
 // 2-core machine spreads over all of them. A load that fails still prints
 // its result line, with "error" set, and exits 1.
@@ -23,6 +32,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +71,11 @@ const usage = `Usage: pierbench COMMAND [flags] ARGS
   pids PID                    print PID and its descendants
   fail -column C -test T MSG  print the result line of a test that could not run
   report -columns A,B FILE    print the table of a results file
+  tlscerts DIR                write a test CA and ECDSA and RSA server certificates
+  tlsecho CERT KEY ADDR [CERT KEY ADDR]...  serve a TLS echo (direct-tls)
+  hs [flags] COLUMN=ADDR...   TLS handshakes/s on each, taking turns (-resume: resumed)
+  tlsreport -columns A,B FILE print the TLS table of a results file
+  (bulk, rr, idle: -tls CERTFILE,... speaks TLS, accepting those server certificates)
 Run 'pierbench COMMAND -h' for its flags.
 `
 
@@ -80,8 +95,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServer(ctx, cmd, rest, stderr)
 	case "wait":
 		err = runWait(ctx, rest, stderr)
-	case "bulk", "cps", "rr":
+	case "bulk", "cps", "rr", "hs":
 		err = runLoad(ctx, cmd, rest, stdout, stderr)
+	case "tlscerts":
+		err = runTLSCerts(rest, stderr)
+	case "tlsecho":
+		err = runTLSEcho(ctx, rest, stderr)
 	case "idle":
 		err = runIdle(ctx, rest, stdout, stderr)
 	case "syscalls":
@@ -94,8 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runPids(rest, stdout, stderr)
 	case "fail":
 		err = runFail(rest, stdout, stderr)
-	case "report":
-		err = runReport(rest, stdout, stderr)
+	case "report", "tlsreport":
+		err = runReport(cmd, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "pierbench: unknown command %q\n%s", cmd, usage)
 		return 2
@@ -238,6 +257,9 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 		streams, mib, workers, clients *int
 		maxOps                         *int64
 		dur                            *time.Duration
+		resume                         *bool
+		hsTest                         *string
+		tlsCerts                       *string
 		pids                           = columnPIDs{}
 		hellos                         = columnHellos{}
 	)
@@ -252,6 +274,14 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 		clients = fs.Int("clients", 1, "persistent connections, one request in flight each")
 		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
 		maxOps = fs.Int64("max-ops", 0, "most requests per client in each round (0: 10 million); with a long -duration, a fixed count")
+	case "hs":
+		workers = fs.Int("workers", 32, "concurrent workers")
+		dur = fs.Duration("duration", 10*time.Second, "per target, over all rounds")
+		resume = fs.Bool("resume", false, "resume sessions (TLS 1.3 tickets) and count only the handshakes that did")
+		hsTest = fs.String("test", "hs", "the test name of the result lines (hs-ecdsa, hs-rsa, hs-resume)")
+	}
+	if test != "cps" {
+		tlsCerts = fs.String("tls", "", "`CERTFILE,...`: speak TLS to every target, accepting exactly these server certificates (hs: required)")
 	}
 	if test != "bulk" {
 		fs.Var(pids, "pid", "`COLUMN=PID`: read the CPU time of that column's proxy and its children around every round (repeatable)")
@@ -268,6 +298,15 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 		}
 		return errUsage
 	}
+	var clientTLS *tls.Config
+	if tlsCerts != nil && *tlsCerts != "" {
+		if clientTLS, err = bench.ClientTLS(strings.Split(*tlsCerts, ",")...); err != nil {
+			return err
+		}
+	} else if test == "hs" {
+		fmt.Fprintf(stderr, "pierbench hs: -tls is required\n")
+		return errUsage
+	}
 	var targets []bench.Target
 	for _, a := range fs.Args() {
 		col, addr, ok := strings.Cut(a, "=")
@@ -275,7 +314,7 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 			fs.Usage()
 			return errUsage
 		}
-		tg := bench.Target{Column: col, Addr: addr, PID: pids[col]}
+		tg := bench.Target{Column: col, Addr: addr, PID: pids[col], TLS: clientTLS}
 		if name, ok := hellos[col]; ok {
 			if tg.Hello, err = bench.ClientHello(name); err != nil {
 				return err
@@ -305,6 +344,8 @@ func runLoad(ctx context.Context, test string, args []string, stdout, stderr io.
 		results = bench.CPS(ctx, bench.CPSConfig{Workers: *workers, Duration: *dur, Rounds: *rounds}, targets)
 	case "rr":
 		results = bench.RR(ctx, bench.RRConfig{Clients: *clients, Duration: *dur, Rounds: *rounds, MaxOps: *maxOps}, targets)
+	case "hs":
+		results = bench.Handshakes(ctx, bench.HandshakeConfig{Test: *hsTest, Workers: *workers, Duration: *dur, Rounds: *rounds, Resume: *resume}, targets)
 	}
 	var failed []string
 	for _, r := range results {
@@ -370,11 +411,18 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	column := fs.String("column", "", "column name the result is for")
 	conns := fs.Int("conns", 3000, "connections to hold open")
 	pid := fs.Int("pid", 0, "proxy process to measure, with its children")
+	tlsCerts := fs.String("tls", "", "`CERTFILE,...`: TLS sessions, accepting exactly these server certificates")
 	pos, err := parse(fs, args, 1, "[flags] ADDR")
 	if err != nil {
 		return err
 	}
-	res, err := bench.Idle(ctx, bench.IdleConfig{Addr: pos[0], Conns: *conns, PID: *pid})
+	cfg := bench.IdleConfig{Addr: pos[0], Conns: *conns, PID: *pid}
+	if *tlsCerts != "" {
+		if cfg.TLS, err = bench.ClientTLS(strings.Split(*tlsCerts, ",")...); err != nil {
+			return err
+		}
+	}
+	res, err := bench.Idle(ctx, cfg)
 	res.Column = *column
 	if err != nil {
 		res.Error = err.Error()
@@ -405,10 +453,14 @@ func runFail(args []string, stdout, stderr io.Writer) error {
 	return res.WriteJSON(stdout)
 }
 
-func runReport(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+func runReport(cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	columns := fs.String("columns", "direct,pier,gocopy,haproxy,nginx", "columns in order, comma-separated")
+	def := "direct,pier,gocopy,haproxy,nginx"
+	if cmd == "tlsreport" {
+		def = "direct-tls,pier-tls,haproxy,nginx,stunnel,pier"
+	}
+	columns := fs.String("columns", def, "columns in order, comma-separated")
 	pos, err := parse(fs, args, 1, "[flags] RESULTS.jsonl")
 	if err != nil {
 		return err
@@ -421,6 +473,9 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	results, err := bench.ReadResults(f)
 	if err != nil {
 		return err
+	}
+	if cmd == "tlsreport" {
+		return bench.TLSReport(stdout, results, strings.Split(*columns, ","))
 	}
 	return bench.Report(stdout, results, strings.Split(*columns, ","))
 }
@@ -536,4 +591,71 @@ func runHog(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	bench.Hog(ctx, *procs)
 	return nil
+}
+
+// runTLSCerts writes bench/tls's certificates into DIR (bench.WriteCerts).
+func runTLSCerts(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tlscerts", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pos, err := parse(fs, args, 1, "DIR")
+	if err != nil {
+		return err
+	}
+	_, err = bench.WriteCerts(pos[0])
+	return err
+}
+
+// runTLSEcho serves a TLS echo on each ADDR with its CERT and KEY, until
+// interrupted: direct-tls, one process for its ECDSA and RSA listeners.
+func runTLSEcho(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tlsecho", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, "Usage: pierbench tlsecho CERT KEY ADDR [CERT KEY ADDR]...") }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	pos := fs.Args()
+	if len(pos) == 0 || len(pos)%3 != 0 {
+		fs.Usage()
+		return errUsage
+	}
+	type server struct {
+		ln   net.Listener
+		cert tls.Certificate
+	}
+	var servers []server
+	defer func() {
+		for _, s := range servers {
+			s.ln.Close()
+		}
+	}()
+	for i := 0; i < len(pos); i += 3 {
+		cert, err := tls.LoadX509KeyPair(pos[i], pos[i+1])
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", pos[i+2])
+		if err != nil {
+			return err
+		}
+		servers = append(servers, server{ln, cert})
+	}
+	// One failing ends them all: the rest are stopped and waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errs <- bench.TLSEcho(ctx, s.ln, s.cert) }()
+	}
+	var first error
+	for range servers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }
