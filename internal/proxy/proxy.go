@@ -29,6 +29,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -413,7 +414,19 @@ func (s *Server) params(ln *listener, loop *relay.Loop, li int, fd int, rt *rout
 		Stats:      rt.Stats.Shard(li),
 		ProxyOut:   out,
 		SendProxy:  rt.SendProxy,
+		// The member's TLS, if any, comes through a (relay.MemberTLS).
+		TLSServer:        serverTLS(rt),
+		HandshakeTimeout: rt.HandshakeTimeout,
 	}
+}
+
+// serverTLS is the TLS configuration a route terminates clients with;
+// nil when it does not.
+func serverTLS(rt *route.Route) *tls.Config {
+	if rt.TLS == nil {
+		return nil
+	}
+	return rt.TLS.Config()
 }
 
 // leastLoaded returns the loop a new client's session should run on:
@@ -472,6 +485,9 @@ func (s *Server) logRecord(r *session.Record) {
 	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream, session.Limit,
 		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit:
 		level = slog.LevelWarn
+	}
+	if r.Reason == session.TLSHandshakeFailed && r.Err != nil && strings.HasPrefix(r.Err.Error(), "upstream:") {
+		level = slog.LevelWarn // pier's own side: a member's certificate, or its TLS
 	}
 	if e := r.Edge; level == slog.LevelInfo && e != nil && e.Proxy == "local" && r.ToUpstream == 0 && r.ToClient == 0 {
 		// A balancer's health check: a LOCAL header and nothing else,
