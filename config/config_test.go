@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	_ "github.com/pierproxy/pier/filter/builtin"
+	"github.com/pierproxy/pier/internal/tlsconf/tlstest"
 )
 
 // A full file parses to exactly the configuration it says, with positions.
@@ -838,6 +839,20 @@ func TestREADMEExamplesLoad(t *testing.T) {
 	if len(blocks) == 0 {
 		t.Fatal("README has no yaml examples")
 	}
+	// The TLS examples name their files: made here, in the directory
+	// the examples are parsed from.
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	ca.Leaf(t, tlstest.ECDSA, "example.com").WriteTo(t, filepath.Join(dir, "example.com.crt"), filepath.Join(dir, "example.com.key"))
+	ca.Leaf(t, tlstest.ECDSA).WriteTo(t, filepath.Join(dir, "pier.crt"), filepath.Join(dir, "pier.key"))
+	pemCA, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "internal-ca.pem"), pemCA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
 	for i, b := range blocks {
 		if _, err := Parse(fmt.Sprintf("README.md example %d", i+1), []byte(b)); err != nil {
 			t.Errorf("README example %d does not load:\n%v\n%s", i+1, err, b)
