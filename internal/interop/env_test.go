@@ -305,3 +305,10 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 		t.Fatalf("read back %q, %v; want %q", got, err, msg)
 	}
 }
+
+// opensslBinary finds the openssl command line tool, whose s_client the
+// TLS tests use as a client; CI requires it with PIER_REQUIRE_OPENSSL=1.
+func opensslBinary(t *testing.T) string {
+	t.Helper()
+	return binary(t, "openssl", "PIER_REQUIRE_OPENSSL")
+}
