@@ -331,6 +331,7 @@ func (c *conn) retry(err error) bool {
 	if !ok {
 		return false
 	}
+	c.upstream.abortHandshake() // a timed-out TLS handshake's goroutine returns
 	if c.upstream.fd >= 0 {
 		closeFD(c.upstream.fd) // closing takes it out of epoll
 		c.l.fds.Add(-1)
@@ -385,15 +386,15 @@ func (c *conn) ready(which int, events uint32) {
 					return
 				}
 			}
-			if c.p.Upstreams != nil {
-				c.p.Upstreams.Connected()
-			}
 			c.p.Stats.Connected(c.l.now - c.lastActive)
 			if cfg := c.upstreamTLS(); cfg != nil {
-				// The PROXY header, if any, goes first and raw.
-				c.connectBy = 0
+				// The PROXY header, if any, goes first and raw. The
+				// member counts as connected once its handshake is done.
 				c.beginHandshake(&c.upstream, cfg, nil, c.proxyHeader())
 				return
+			}
+			if c.p.Upstreams != nil {
+				c.p.Upstreams.Connected()
 			}
 			c.connected()
 		}
@@ -514,8 +515,11 @@ func (c *conn) expired(reason session.Reason) {
 		return
 	}
 	if c.state == handshaking {
-		client := c.upstream.tls == nil
-		c.finish(session.TLSHandshakeFailed, handshakeError(client, errHandshakeTimeout), false)
+		if c.upstream.tls == nil {
+			c.finish(session.TLSHandshakeFailed, handshakeError(true, errHandshakeTimeout), false)
+		} else {
+			c.upstreamHandshakeFailed(handshakeError(false, errHandshakeTimeout))
+		}
 		return
 	}
 	if c.stopping != nil {

@@ -146,7 +146,7 @@ func (c *conn) moveFiltered(f *flow) (more bool, ferr *flowError) {
 				moved += n
 				progress = true
 			}
-		} else if !f.eof && f.src.readable && !f.pending {
+		} else if !f.eof && f.src.readable && !f.pending && c.roomToRead(f) {
 			if space := ch.ReadSpace(); space != nil {
 				n, err := c.readSide(f.src, space)
 				switch {

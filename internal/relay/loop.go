@@ -91,8 +91,10 @@ type Loop struct {
 	nextGen uint32
 	watches []*watch // listening sockets, by index; nil when removed
 	scratch [scratchSize]byte
-	// handshakes counts the TLS handshakes in flight (tls.go).
-	handshakes int
+	// handshakes counts the TLS handshakes in flight (tls.go);
+	// handshakers their goroutines, which shutdown waits for.
+	handshakes  int
+	handshakers sync.WaitGroup
 }
 
 // scratchSize is the loop's one user-space buffer, for reads that turn
@@ -376,6 +378,9 @@ func (l *Loop) shutdown() {
 	l.pipes = nil
 	unix.Close(l.wake)
 	unix.Close(l.epfd)
+	// Every session is over, so every handshake's duplicate socket is
+	// closed: its goroutine returns at once.
+	l.handshakers.Wait()
 }
 
 // add registers one of c's sockets with the loop's epoll, edge-triggered:

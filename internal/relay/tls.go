@@ -46,10 +46,21 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // the bound ends at once (tls_handshake_failed), as HAProxy's maxsslconn.
 const maxHandshakes = 4096
 
-// errHandshakeTimeout, errHandshakesFull and errTruncated say why.
+// maxReadPending bounds the ciphertext a TLS side may hold unsent while
+// the loop reads it: crypto/tls answers some records it reads (a
+// KeyUpdate) with records of its own, so a peer that sends those and
+// never reads would otherwise grow pending for ever. Past it, the side is
+// not read until its pending is out.
+const maxReadPending = 64 << 10
+
+// maxPending is the backstop: a side whose unsent ciphertext passes it
+// fails (its session ends) rather than grow.
+const maxPending = 1 << 20
+
 var (
 	errHandshakeTimeout = errors.New("relay: tls: handshake timed out")
 	errHandshakesFull   = fmt.Errorf("relay: tls: more than %d handshakes in flight on one loop", maxHandshakes)
+	errPendingFull      = fmt.Errorf("relay: tls: more than %d bytes of records the peer does not read", maxPending)
 )
 
 // MemberTLS, when a session's Upstreams implements it, gives the TLS
@@ -118,6 +129,9 @@ func (r *rawConn) Write(b []byte) (int, error) {
 		return r.hc.Write(b)
 	}
 	total := len(b)
+	if len(r.pending)+len(b) > maxPending {
+		return 0, errPendingFull
+	}
 	if len(r.pending) == 0 {
 		n, err := write(r.fd, b)
 		if err != nil && err != unix.EAGAIN {
@@ -243,6 +257,7 @@ func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) 
 		return
 	}
 	l.handshakes++
+	l.handshakers.Add(1)
 	t := &tlsSide{raw: rawConn{fd: s.fd, hc: hc, prefix: prefix}}
 	if s == &c.client {
 		t.conn = tls.Server(&t.raw, cfg)
@@ -259,8 +274,9 @@ func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) 
 	l.timers.schedule(c, c.handshakeBy)
 	hc.SetDeadline(time.Now().Add(timeout))
 	go func() {
+		defer l.handshakers.Done()
 		err := handshake(hc, t.conn, preface)
-		if !l.post(func() { c.handshook(s, err) }) {
+		if !l.post(func() { c.handshook(s, t, err) }) {
 			hc.Close() // the loop is gone, and its sessions with it
 		}
 	}()
@@ -280,7 +296,7 @@ func handshake(hc net.Conn, tc *tls.Conn, preface []byte) error {
 // dupConn returns a duplicate of fd in Go's poller, for a handshake's
 // goroutine: it waits for its peer there, not on the loop.
 func dupConn(fd int) (net.Conn, error) {
-	d, err := unix.Dup(fd)
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("relay: tls: dup: %w", err)
 	}
@@ -293,22 +309,26 @@ func dupConn(fd int) (net.Conn, error) {
 	return hc, nil
 }
 
-// handshook continues a session on the loop once the handshake on s
-// ended with err: a session that ended meanwhile (its timer, the admin
-// API, shutdown) only gives its slot in the bound back.
-func (c *conn) handshook(s *side, err error) {
+// handshook continues a session on the loop once the handshake t on s
+// ended with err. A session that ended meanwhile (its timer, the admin
+// API, shutdown), or that left t behind for another member (a retry after
+// the handshake timed out), only gives t's slot in the bound back.
+func (c *conn) handshook(s *side, t *tlsSide, err error) {
 	l := c.l
 	l.handshakes--
-	t := s.tls
 	t.raw.hc.Close()
-	if c.state != handshaking {
+	if c.state != handshaking || s.tls != t {
 		return
 	}
 	t.raw.hc = nil
 	l.timers.remove(c)
 	c.handshakeBy = 0
 	if err != nil {
-		c.finish(session.TLSHandshakeFailed, handshakeError(s == &c.client, err), false)
+		if s == &c.client {
+			c.finish(session.TLSHandshakeFailed, handshakeError(true, err), false)
+		} else {
+			c.upstreamHandshakeFailed(handshakeError(false, err))
+		}
 		return
 	}
 	// Whatever edges the handshake's reads and writes took, the loop
@@ -325,7 +345,27 @@ func (c *conn) handshook(s *side, err error) {
 		return
 	}
 	r.TLS.Upstream = h
+	if c.p.Upstreams != nil {
+		c.p.Upstreams.Connected() // only now: a member whose TLS fails is not a success
+	}
 	c.connected()
+}
+
+// upstreamHandshakeFailed moves on to the next member, as a failed dial
+// does, while the connect budget lasts; the pool counts the failure
+// against the member either way (passive checks eject one whose TLS
+// always fails).
+func (c *conn) upstreamHandshakeFailed(err error) {
+	if c.p.Upstreams != nil {
+		if c.p.ConnectBudget == 0 || c.l.now < c.connectBy {
+			if c.retry(err) {
+				return
+			}
+		} else {
+			c.p.Upstreams.Failed(err)
+		}
+	}
+	c.finish(session.TLSHandshakeFailed, err, false)
 }
 
 // handshakeError names the side a handshake failed with.
@@ -450,6 +490,9 @@ func (c *conn) moveTLS(f *flow) (more bool, ferr *flowError) {
 		if !f.src.readable {
 			break
 		}
+		if !c.roomToRead(f) {
+			break
+		}
 		buf := c.l.scratch[:]
 		n, err := c.readSide(f.src, buf)
 		if err == unix.EAGAIN {
@@ -487,6 +530,21 @@ func (c *conn) moveTLS(f *flow) (more bool, ferr *flowError) {
 		c.lastActive = c.l.now
 	}
 	return moved >= budget, nil
+}
+
+// roomToRead reports whether f may read its TLS src: not while records
+// crypto/tls wrote in answer to what it read (maxReadPending) wait to go
+// out on it. It tries to send them first; when the socket takes none, its
+// EPOLLOUT edge runs the session again.
+func (c *conn) roomToRead(f *flow) bool {
+	t := f.src.tls
+	if t == nil || len(t.raw.pending) <= maxReadPending {
+		return true
+	}
+	if ferr := c.flushTLS(f.src); ferr != nil {
+		return false // the other direction meets the error on its next write
+	}
+	return len(t.raw.pending) <= maxReadPending
 }
 
 // shut passes f's FIN on, after close_notify when dst is TLS: f stays not

@@ -364,3 +364,47 @@ func TestTLSTruncationIsRecorded(t *testing.T) {
 		t.Fatalf("record TLS %+v, reason %v", rec.TLS, rec.Reason)
 	}
 }
+
+// A member whose TLS handshake fails (it answers in plaintext), or never
+// ends (it says nothing: the handshake times out), is a failed try like a
+// refused dial: the session moves on to the next member, whose handshake
+// succeeds, and only that one is told Connected. The first handshake's
+// goroutine, still running after the timeout, cannot touch the second.
+func TestTLSUpstreamHandshakeFailureRetries(t *testing.T) {
+	pki := newTestPKI(t)
+	for _, tc := range []struct {
+		name  string
+		serve func(net.Conn)
+	}{
+		{"plaintext", func(c net.Conn) { c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n")) }},
+		{"silent", func(net.Conn) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad, badConns := tlsUpstream(t, nil)
+			good, goodConns := tlsUpstream(t, pki.server())
+			go func() {
+				if c, ok := <-badConns; ok {
+					tc.serve(c)
+				}
+			}()
+			ups := &fakeUpstreams{next: good}
+			rig := newTLSRig(t, bad, Params{TLSClient: pki.client("pier.test"), HandshakeTimeout: 300 * time.Millisecond,
+				IdleTimeout: time.Minute, Upstreams: ups})
+			c, err := net.Dial("tcp", rig.ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			up := accepted(t, goodConns)
+			halfCloseExchange(t, c, up, 64<<10)
+			rec := rig.next(t)
+			if rec.Reason != session.Done || rec.Tries != 2 || rec.TLS == nil || rec.TLS.Upstream == nil {
+				t.Fatalf("ended %v (%v) after %d tries, TLS %+v", rec.Reason, rec.Err, rec.Tries, rec.TLS)
+			}
+			if !ups.retried || !ups.connected {
+				t.Errorf("retried %v, connected %v", ups.retried, ups.connected)
+			}
+		})
+	}
+}
