@@ -63,7 +63,7 @@ func startPierProcess(t *testing.T, routes []string, args ...string) *peer {
 		if p.err != nil || strings.Contains(p.out.String(), "DATA RACE") {
 			t.Errorf("pier (pid %d) ended with %v", p.cmd.Process.Pid, p.err)
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("PIERDBG") != "" {
 			t.Logf("pier's log:\n%s", p.out)
 		}
 	})
@@ -284,7 +284,10 @@ routes:
 			t.Fatalf("a TLS 1.1 handshake succeeded:\n%s", out)
 		}
 		mustContain(t, "s_client's output", out, "alert protocol version")
-		p.sessionLine(t, mark, "route=front", "reason=tls_handshake_failed", "unsupported versions", "bytes_to_upstream=0")
+		line := p.sessionLine(t, mark, "route=front", "reason=tls_handshake_failed", `error="client: tls: client offered only unsupported versions`)
+		if strings.Contains(line, " dialed=") {
+			t.Errorf("a refused client cost the upstream a connection:\n%s", line)
+		}
 	})
 }
 
@@ -554,8 +557,8 @@ routes:
 				cert []string
 				log  string
 			}{
-				{"none", nil, "certificate"},
-				{"another CA", []string{"-cert", stranger.CertFile, "-key", stranger.KeyFile}, "unknown authority"},
+				{"none", nil, `error="client: tls: client didn't provide a certificate"`},
+				{"another CA", []string{"-cert", stranger.CertFile, "-key", stranger.KeyFile}, "client: tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					mark := p.sessions()
@@ -570,7 +573,10 @@ routes:
 						t.Fatalf("echoed without a good client certificate:\n%s", out)
 					}
 					mustContain(t, "s_client's output", out, "alert")
-					p.sessionLine(t, mark, "route=mtls", "reason=tls_handshake_failed", tc.log, "bytes_to_upstream=0")
+					line := p.sessionLine(t, mark, "route=mtls", "reason=tls_handshake_failed", tc.log, "bytes_to_upstream=0")
+					if strings.Contains(line, " dialed=") {
+						t.Errorf("a refused client cost the upstream a connection:\n%s", line)
+					}
 				})
 			}
 		})
@@ -672,12 +678,47 @@ routes:
 		if time.Now().After(deadline) {
 			t.Fatalf("%v after the files changed, s_client still sees %q", waitBound, got)
 		}
-		// each s_client run is the poll's period
+		time.Sleep(50 * time.Millisecond) // the poll's period
 	}
 	t.Logf("the new certificate served %v after the rename", time.Since(changed).Round(time.Millisecond))
 	roundTrip(t, live, "after the change, on the old session")
 	live.Close()
 	p.waitOutput(t, "msg=session", "route=front", "reason=done", fmt.Sprintf("bytes_to_upstream=%d", len("before the change")+len("after the change, on the old session")))
+}
+
+// 'pier forward' with both sides' TLS flags re-encrypts: openssl s_client
+// verifies pier's certificate (-tls-cert, -tls-key), pier verifies the
+// member's against -upstream-ca for -upstream-server-name, and the bytes
+// echo through both handshakes.
+func TestTLSForwardFlagsReencrypt(t *testing.T) {
+	opensslBinary(t)
+	ca := tlstest.NewCA(t)
+	front := ca.Leaf(t, tlstest.RSA, "app.example.com")
+	back := ca.Leaf(t, tlstest.ECDSA, "db.internal")
+	up := testutil.NewUpstream(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(waitBound))
+		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{back.TLS(t)}})
+		io.Copy(s, s)
+		s.CloseWrite()
+	})
+	p := startPierProcess(t, []string{"forward"}, "forward",
+		"-tls-cert", front.CertFile, "-tls-key", front.KeyFile,
+		"-upstream-ca", ca.CertFile, "-upstream-server-name", "db.internal",
+		"127.0.0.1:0", up.Addr())
+	mark := p.sessions()
+	s := startSClient(t, p.listenAddr(t, "forward"), "-servername", "app.example.com", "-CAfile", ca.CertFile,
+		"-verify_return_error", "-verify_hostname", "app.example.com")
+	const msg = "ping through two handshakes"
+	s.send(t, msg)
+	s.waitOutput(t, msg)
+	if out, err := s.finish(t); err != nil {
+		t.Fatalf("s_client: %v\n%s", err, out)
+	}
+	line := p.sessionLine(t, mark, "route=forward", "reason=done", "tls_sni=app.example.com",
+		"upstream_tls_sni=db.internal", `upstream_tls_peer="CN=db.internal,O=pier tests"`)
+	if strings.Contains(line, "tls_truncated") {
+		t.Errorf("both sides closed with close_notify, yet:\n%s", line)
+	}
 }
 
 // halfCloseSize is what each side sends in the half-close test.
