@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -63,7 +64,7 @@ func startPierProcess(t *testing.T, routes []string, args ...string) *peer {
 		if p.err != nil || strings.Contains(p.out.String(), "DATA RACE") {
 			t.Errorf("pier (pid %d) ended with %v", p.cmd.Process.Pid, p.err)
 		}
-		if t.Failed() || os.Getenv("PIERDBG") != "" {
+		if t.Failed() {
 			t.Logf("pier's log:\n%s", p.out)
 		}
 	})
@@ -276,6 +277,33 @@ routes:
 		mustContain(t, "s_client's output", out, "Protocol  : TLSv1.2", "Verify return code: 0 (ok)")
 		p.sessionLine(t, mark, "route=front", "reason=done", `tls_version="TLS 1.2"`)
 	})
+	// A session ticket pier issued lets s_client resume (-sess_out, then
+	// -sess_in; s_client's -reconnect never resumes in TLS 1.3, since it
+	// reconnects before reading the ticket). The first session exchanges
+	// bytes, so that s_client has read the ticket before it ends.
+	for _, version := range []string{"-tls1_3", "-tls1_2"} {
+		t.Run("resumed "+version, func(t *testing.T) {
+			sess := filepath.Join(t.TempDir(), "session.pem")
+			for i, arg := range []string{"-sess_out", "-sess_in"} {
+				mark := p.sessions()
+				s := startSClient(t, addr, append(verify, version, arg, sess)...)
+				msg := fmt.Sprintf("ping %d", i)
+				s.send(t, msg)
+				s.waitOutput(t, msg)
+				out, err := s.finish(t)
+				if err != nil {
+					t.Fatalf("s_client: %v\n%s", err, out)
+				}
+				line := p.sessionLine(t, mark, "route=front", "reason=done")
+				if resumed := strings.Contains(line, "tls_resumed=true"); resumed != (arg == "-sess_in") {
+					t.Errorf("s_client %s: pier's line says resumed %v:\n%s", arg, resumed, line)
+				}
+				if want := map[string]string{"-sess_out": "New, ", "-sess_in": "Reused, "}[arg]; !strings.Contains(out, want) {
+					t.Errorf("s_client %s printed no %q:\n%s", arg, want, out)
+				}
+			}
+		})
+	}
 	t.Run("tls1.1 refused", func(t *testing.T) {
 		mark := p.sessions()
 		// OpenSSL 3 allows TLS 1.1 only at security level 0.
@@ -404,6 +432,8 @@ routes:
 		nginxLog      string
 	}{
 		{"plain", "nginx TLSv1.3 verify=NONE dn=\n", []string{"reason=done", `upstream_tls_version="TLS 1.3"`, peer}, ""},
+		// The member's session cache: the second session resumes.
+		{"plain", "nginx TLSv1.3 verify=NONE dn=\n", []string{"reason=done", peer, "upstream_tls_resumed=true"}, ""},
 		{"cert", "nginx TLSv1.3 verify=SUCCESS dn=CN=pier.client.test,O=pier tests\n", []string{"reason=done", peer}, ""},
 		{"membercert", "nginx TLSv1.3 verify=SUCCESS dn=CN=pier.client.test,O=pier tests\n", []string{"reason=done", peer}, ""},
 		{"wrongname", "", []string{"reason=tls_handshake_failed", "upstream: ", "certificate is valid for upstream.example.com, not other.example.com"}, ""},
