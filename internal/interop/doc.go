@@ -12,5 +12,15 @@
 // PIER_REQUIRE_HAPROXY=1 or PIER_REQUIRE_NGINX=1 (as .ci/run sets), when
 // they fail.
 //
+// TLS (tls_test.go) is tested against openssl s_client, curl and nginx
+// with the real pier process: the test binary runs itself as pier
+// (command.Main, when PIER_INTEROP_PIER_MAIN=1), and the tests read its
+// "listening" and "session" log lines. pier terminating TLS for s_client
+// and curl (ALPN, versions, resumption, client certificates, certificates
+// by SNI, a certificate file replaced while serving, half-close with
+// close_notify), and originating it to nginx and to Go servers that
+// require its client certificate. Without openssl these skip, unless
+// PIER_REQUIRE_OPENSSL=1 (as .ci/run sets).
+//
 // The package has no code of its own: only tests.
 package interop

@@ -345,6 +345,9 @@ func (c *conn) copyOnce(f *flow) (int, *flowError) {
 }
 
 func (c *conn) sideError(s *side, err error) *flowError {
+	if s.tls != nil && c.handshakeRefused(s, err) {
+		return &flowError{session.TLSHandshakeFailed, handshakeError(s == &c.client, err)}
+	}
 	if s == &c.upstream {
 		return &flowError{session.UpstreamReset, err}
 	}

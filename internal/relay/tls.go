@@ -379,6 +379,22 @@ func handshakeError(client bool, err error) error {
 	return fmt.Errorf("upstream: %w", err)
 }
 
+// handshakeRefused reports whether err, from s, is the peer's alert
+// before any byte of its came: in TLS 1.3 the client's handshake ends
+// before the server has judged its certificate, so a server that refuses
+// pier's (or a client that refuses pier's) says so in its first record.
+func (c *conn) handshakeRefused(s *side, err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" {
+		return false
+	}
+	from := &c.toUpstream // bytes read from the client
+	if s == &c.upstream {
+		from = &c.toClient
+	}
+	return from.bytes == 0 && len(from.spill) == 0
+}
+
 // abortHandshake ends a handshake in flight when its session ends: its
 // goroutine's reads and writes fail at once.
 func (s *side) abortHandshake() {

@@ -408,3 +408,30 @@ func TestTLSUpstreamHandshakeFailureRetries(t *testing.T) {
 		})
 	}
 }
+
+// A TLS 1.3 member that requires a client certificate pier does not send
+// refuses it only after pier's handshake has ended, with an alert as its
+// first record: still a failed handshake with the upstream, not a reset.
+func TestTLSUpstreamRefusesAfterHandshake(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := pki.server()
+	srv.ClientAuth = tls.RequireAndVerifyClientCert
+	srv.ClientCAs = pki.pool
+	target, conns := tlsUpstream(t, srv)
+	rig := newTLSRig(t, target, Params{TLSClient: pki.client("pier.test"), IdleTimeout: time.Minute})
+	c, err := net.Dial("tcp", rig.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	up := accepted(t, conns)
+	go func() {
+		up.(*tls.Conn).Handshake() // refuses: no certificate
+		up.Close()
+	}()
+	rec := rig.next(t)
+	if rec.Reason != session.TLSHandshakeFailed || rec.Err == nil || !strings.HasPrefix(rec.Err.Error(), "upstream: ") ||
+		!strings.Contains(rec.Err.Error(), "certificate required") {
+		t.Fatalf("ended %v (%v)", rec.Reason, rec.Err)
+	}
+}
