@@ -43,6 +43,8 @@ const (
 	ClientLimit                      // the client (its address or prefix) was at its max_connections
 	RateLimit                        // an accept rate (global, route or the client's) was spent
 	TLSHandshakeFailed               // a TLS handshake (the client's, terminated, or the upstream's, originated) failed or timed out
+	Responses                        // a UDP flow got the replies its route waits for (responses: N) and ended
+	Unreachable                      // a UDP flow's member answered with ICMP port (or host) unreachable
 
 	// NumReasons is one past the last reason, for arrays indexed by Reason.
 	NumReasons = iota
@@ -72,6 +74,8 @@ var reasonNames = [...]string{
 	ClientLimit:        "client_limit",
 	RateLimit:          "rate_limit",
 	TLSHandshakeFailed: "tls_handshake_failed",
+	Responses:          "responses",
+	Unreachable:        "upstream_unreachable",
 }
 
 func (r Reason) String() string {
@@ -145,6 +149,17 @@ type Record struct {
 	// a route that terminates TLS, the upstream's on one that originates
 	// it. Nil when pier did neither.
 	TLS *TLS
+	// UDP is a UDP flow's datagram counts; nil for a TCP session. A
+	// flow's ToUpstream and ToClient are its datagrams' payload bytes.
+	UDP *UDP
+}
+
+// UDP is what a UDP flow moved, in datagrams.
+type UDP struct {
+	ToUpstream, ToClient int64 // datagrams delivered each way
+	// Dropped counts datagrams not delivered: larger than the path
+	// allows (EMSGSIZE), a full socket or filter queue, a filter's loss.
+	Dropped int64
 }
 
 // TLS is a session's TLS, as pier terminated or originated it.
@@ -242,6 +257,13 @@ func (r *Record) Attrs() []slog.Attr {
 	}
 	if t := r.TLS; t != nil {
 		attrs = t.appendAttrs(attrs)
+	}
+	if u := r.UDP; u != nil {
+		attrs = append(attrs, slog.String("protocol", "udp"),
+			slog.Int64("datagrams_to_upstream", u.ToUpstream), slog.Int64("datagrams_to_client", u.ToClient))
+		if u.Dropped > 0 {
+			attrs = append(attrs, slog.Int64("datagrams_dropped", u.Dropped))
+		}
 	}
 	return attrs
 }
