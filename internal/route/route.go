@@ -10,6 +10,11 @@
 //	rt, i := g.Choose(client, hello) // nil: no route (no_route)
 //	rec.Edge.Matched = rt.KeyName(i)
 //
+// UDP routes (Protocol UDP) sit in the same table: the TCP proxy skips
+// their listens and the datagram engine (internal/udp) takes them. A tcp
+// and a udp listener on one address are different listeners, with
+// different keys (ProtocolKey).
+//
 // A Table is immutable once built. The proxy keeps the table in force
 // behind one atomic pointer; a new session loads it once and keeps what it
 // found, and a reload swaps in a whole new table, so live sessions finish
@@ -32,9 +37,27 @@ import (
 	"github.com/pierproxy/pier/internal/tlsconf"
 )
 
+// The protocols a route serves (Route.Protocol).
+const (
+	TCP = "tcp"
+	UDP = "udp"
+)
+
 // A Route is one compiled route.
 type Route struct {
 	Name string
+	// Protocol is TCP or UDP; "" means TCP. A UDP route has no Match,
+	// Proxy, PeekTimeout, SendProxy, TLS, HalfCloseTimeout or Limit (its
+	// cap is MaxFlows); config refuses them.
+	Protocol string
+	// Responses, on a UDP route, ends a flow as soon as this many
+	// datagrams from its member were delivered to the client (one for a
+	// DNS query). Zero: no such end; only IdleTimeout ends a flow.
+	Responses int
+	// MaxFlows, on a UDP route, caps its live flows; a datagram that
+	// would open one more is dropped (reason limit). Zero: no cap (config
+	// always sets one).
+	MaxFlows int
 	// Listen holds the addresses clients arrive on, as configured.
 	Listen []string
 	Pool   *pool.Pool
@@ -166,6 +189,8 @@ type Group struct {
 	// Proxy is the PROXY protocol accepted on the address (the routes'
 	// common setting); nil: none.
 	Proxy *ProxyIn
+	// Protocol is the routes' protocol: TCP ("" read as TCP) or UDP.
+	Protocol string
 	// PeekTimeout bounds waiting for a ClientHello (the routes' common
 	// setting).
 	PeekTimeout time.Duration
@@ -402,9 +427,14 @@ type Global struct {
 
 // A Listen is one listening address and the key the table knows it by.
 type Listen struct {
-	Key  string // stable across reloads for the same address
+	Key  string // stable across reloads for the same address and protocol
 	Addr string // host:port to listen on
+	// Protocol is TCP or UDP (never ""): what to open on Addr.
+	Protocol string
 }
+
+// IsUDP reports whether the route serves datagrams.
+func (r *Route) IsUDP() bool { return r.Protocol == UDP }
 
 // A Table maps listen keys to groups of routes.
 type Table struct {
@@ -414,20 +444,34 @@ type Table struct {
 	global  Global
 }
 
-// NewTable builds a table of routes under the top level's g. Routes share
-// a listen address only when every one of them has a Match (config's
-// check refuses the rest; NewTable refuses them again, as a defence).
+// NewTable builds a table of routes under the top level's g. Routes of
+// one protocol share a listen address only when every one of them has a
+// Match, and a UDP route has none (config's check refuses the rest;
+// NewTable refuses them again, as a defence). A TCP and a UDP route may
+// listen on one address: they are different listeners.
 func NewTable(routes []*Route, g Global) (*Table, error) {
 	t := &Table{routes: routes, groups: make(map[string]*Group), global: g}
 	for _, r := range routes {
+		proto := r.Protocol
+		switch proto {
+		case "":
+			proto = TCP
+		case TCP:
+		case UDP:
+			if r.Match != nil {
+				return nil, fmt.Errorf("route %s: a udp route has no match", r.Name)
+			}
+		default:
+			return nil, fmt.Errorf("route %s: unknown protocol %q (tcp or udp)", r.Name, r.Protocol)
+		}
 		r.keys, r.m = r.Match.KeyNames(), newMatcher(r.Match)
 		for _, addr := range r.Listen {
-			key := Key(r.Name, r.Match != nil, addr)
+			key := ProtocolKey(proto, r.Name, r.Match != nil, addr)
 			grp, ok := t.groups[key]
 			if !ok {
-				grp = &Group{Key: key, Addr: addr, Proxy: r.Proxy, PeekTimeout: r.PeekTimeout}
+				grp = &Group{Key: key, Addr: addr, Proxy: r.Proxy, PeekTimeout: r.PeekTimeout, Protocol: proto}
 				t.groups[key] = grp
-				t.listens = append(t.listens, Listen{Key: key, Addr: addr})
+				t.listens = append(t.listens, Listen{Key: key, Addr: addr, Protocol: proto})
 			} else if other := grp.Routes[0]; r.Match == nil || other.Match == nil {
 				return nil, fmt.Errorf("route %s: listen %s is taken by route %s", r.Name, addr, other.Name)
 			}
@@ -461,6 +505,17 @@ func Key(route string, shared bool, addr string) string {
 		return route + "|" + addr
 	}
 	return addr
+}
+
+// ProtocolKey is Key for a listener of protocol (TCP, UDP; "" is TCP):
+// a TCP key is Key's, unchanged, so TCP listeners keep their keys across
+// the upgrade; a UDP key is Key's with "udp:" before it, so a TCP and a
+// UDP listener on one address never share a key.
+func ProtocolKey(protocol, route string, shared bool, addr string) string {
+	if protocol == UDP {
+		return "udp:" + Key(route, shared, addr)
+	}
+	return Key(route, shared, addr)
 }
 
 // Group returns the routes on a listen key, or nil.

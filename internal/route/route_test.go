@@ -256,3 +256,51 @@ func TestGroupRoutesMayDifferInTLS(t *testing.T) {
 		t.Errorf("db.test went to %v", rt)
 	}
 }
+
+// TestNewTableKeepsProtocolsApart pins that a tcp and a udp route on one
+// address are two listeners with two keys (the tcp key unchanged, so a
+// reload from before UDP keeps its listeners), that two udp routes on one
+// address are refused like two plain tcp routes, and that a udp route
+// with a Match or an unknown protocol is refused.
+func TestNewTableKeepsProtocolsApart(t *testing.T) {
+	tcp := &Route{Name: "dns-tcp", Listen: []string{"127.0.0.1:5353", "127.0.0.1:0"}}
+	udp := &Route{Name: "dns-udp", Protocol: UDP, Listen: []string{"127.0.0.1:5353", "127.0.0.1:0"}}
+	tb, err := NewTable([]*Route{tcp, udp}, Global{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Listen{
+		{Key: "127.0.0.1:5353", Addr: "127.0.0.1:5353", Protocol: TCP},
+		{Key: "dns-tcp|127.0.0.1:0", Addr: "127.0.0.1:0", Protocol: TCP},
+		{Key: "udp:127.0.0.1:5353", Addr: "127.0.0.1:5353", Protocol: UDP},
+		{Key: "udp:dns-udp|127.0.0.1:0", Addr: "127.0.0.1:0", Protocol: UDP},
+	}
+	if got := tb.Listens(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("listens\n got %v\nwant %v", got, want)
+	}
+	if tb.Lookup("127.0.0.1:5353") != tcp || tb.Lookup(ProtocolKey(UDP, "dns-udp", false, "127.0.0.1:5353")) != udp {
+		t.Error("Lookup does not tell the protocols apart")
+	}
+	if g := tb.Group("udp:127.0.0.1:5353"); g == nil || g.Protocol != UDP || !g.Routes[0].IsUDP() {
+		t.Errorf("udp group %+v", g)
+	}
+	if g := tb.Group("127.0.0.1:5353"); g == nil || g.Protocol != TCP || g.Routes[0].IsUDP() {
+		t.Errorf("tcp group %+v", g)
+	}
+	if ProtocolKey("", "r", false, ":53") != Key("r", false, ":53") || ProtocolKey(TCP, "r", true, ":0") != "*|:0" {
+		t.Error("a tcp key is not Key's")
+	}
+
+	for name, routes := range map[string][]*Route{
+		"two udp routes": {
+			{Name: "a", Protocol: UDP, Listen: []string{"127.0.0.1:5353"}},
+			{Name: "b", Protocol: UDP, Listen: []string{"127.0.0.1:5353"}},
+		},
+		"udp with match": {{Name: "a", Protocol: UDP, Listen: []string{":53"}, Match: &Match{Default: true}}},
+		"sctp":           {{Name: "a", Protocol: "sctp", Listen: []string{":53"}}},
+	} {
+		if _, err := NewTable(routes, Global{}); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
