@@ -42,6 +42,33 @@
 // only what it was making: the config, or the session, whose access log
 // line then says filter_error; the log names the filter, with the stack.
 //
+// On a UDP route, a filter works on datagrams instead: a Filter that is
+// also a DatagramFilter makes, for every flow (the datagrams between one
+// client address and its upstream), up to two DatagramStreams, one per
+// direction. Each datagram is given to the first stream with its arrival
+// time; a stream passes it on, changed or not, with a time at which it is
+// due (later, to delay it), any number of times (none drops it):
+//
+//	func (lossy) Datagrams(*filter.Session) (toUpstream, toClient filter.DatagramStream) {
+//		return nil, &lossyStream{} // only the datagrams to the client
+//	}
+//
+//	func (s *lossyStream) Process(at time.Time, d []byte, out *filter.DatagramOut) error {
+//		if s.n++; s.n%10 != 0 { // every tenth is lost
+//			out.Send(at.Add(5*time.Millisecond), d)
+//		}
+//		return nil
+//	}
+//
+// What a stream sends is the input of the next, at once, each datagram
+// with its time (RunDatagrams runs a chain as pier does); pier sends what
+// the last one sends when it is due, holding what is not yet due in a
+// queue of at most DatagramQueueLen datagrams and DatagramQueueBytes
+// bytes per flow direction, dropping (and counting) at its tail. The
+// times are virtual: a stream never waits, and is called only when a
+// datagram reaches it. Spec.DatagramOnly marks a filter that means
+// something only on datagrams.
+//
 // docs/filters.md walks through writing one.
 package filter
 
@@ -270,6 +297,11 @@ type Spec struct {
 	// value may instead list options, `--latency delay=100ms,jitter=10ms`.
 	// Empty means the flag takes only such a list.
 	FlagKey string
+	// DatagramOnly reports that the filter has meaning only on udp
+	// routes (loss, duplicate, reorder): its Filter is a DatagramFilter
+	// whose Streams returns nil, nil, and the config refuses it on tcp
+	// routes.
+	DatagramOnly bool
 	// Options documents every option New reads, in the order a user is
 	// best shown them (the README's): the admin dashboard builds a form
 	// from them, with each field's kind, default and help. Declaring them

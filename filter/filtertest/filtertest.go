@@ -10,6 +10,14 @@
 //	d.Drain(time.Minute)         // run the clock until the Stream finishes
 //	got := d.Out                 // everything forwarded, in order
 //
+// A DatagramDriver does the same for a chain of filter.DatagramStreams,
+// one direction of a UDP flow: Send datagrams at its clock's time, Advance
+// it, and read what came out, each datagram with the time it is due:
+//
+//	d := filtertest.NewDatagrams(up)     // up from a DatagramFilter's Datagrams(filtertest.Session())
+//	d.Send([]byte("ping"))
+//	got := d.Delivered()                 // []Datagram{{At, Data}}, by due time
+//
 // CheckOptions, in a test, checks a Spec's declared Options against what
 // its Factory really reads.
 package filtertest
