@@ -544,6 +544,9 @@ func (s *Server) Apply(t *route.Table) error {
 	// reading it here without mu is safe.
 	var opened []*listener
 	for _, l := range t.Listens() {
+		if l.Protocol == route.UDP {
+			continue // package udp's
+		}
 		if _, ok := s.listeners[l.Key]; ok {
 			continue
 		}

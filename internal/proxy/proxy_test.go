@@ -789,3 +789,20 @@ func TestDataAndFINTogether(t *testing.T) {
 		}
 	}
 }
+
+// A UDP route in the table is not the TCP server's: it opens no TCP
+// listener for it (package udp serves it), while a TCP route on the same
+// address is served.
+func TestUDPRoutesAreNotServed(t *testing.T) {
+	up := testutil.NewUpstream(t, testutil.Echo)
+	tcp := newRoute(t, "tcp", up.Addr())
+	udp := newRoute(t, "udp", up.Addr())
+	udp.Protocol = route.UDP
+	srv, _ := start(t, tcp, udp)
+	if got := srv.Addrs("udp"); len(got) != 0 {
+		t.Errorf("the TCP server listens for a udp route on %v", got)
+	}
+	if got := srv.Addrs("tcp"); len(got) != 1 {
+		t.Errorf("the tcp route listens on %v", got)
+	}
+}
