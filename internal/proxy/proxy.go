@@ -779,6 +779,10 @@ func (s *Server) FiltersChanged(filters *chain.InForce) {
 	}
 }
 
+// IDs is the counter the server numbers its sessions from, for another
+// server (package udp's flows) to share: ids stay unique in the process.
+func (s *Server) IDs() *atomic.Uint64 { return &s.ids }
+
 // Loops returns the number of relay loops, for stats.NewRoute: a route's
 // counters have one shard per loop.
 func (s *Server) Loops() int { return len(s.loops) }
