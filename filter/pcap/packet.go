@@ -29,11 +29,14 @@ func (f Flags) String() string {
 	return strings.Join(names, "|")
 }
 
-// A Packet is one TCP segment in a capture, with the IP header reduced to
-// its addresses: both IPv4 (Is4) makes an IPv4 packet, anything else an
-// IPv6 one.
+// A Packet is one TCP segment, or UDP datagram, in a capture, with the IP
+// header reduced to its addresses: both IPv4 (Is4) makes an IPv4 packet,
+// anything else an IPv6 one.
 type Packet struct {
 	Time time.Time
+	// UDP marks a UDP datagram (a UDP route's): Payload is its payload,
+	// and the TCP fields (Seq, Ack, Flags, Window, Options) are zero.
+	UDP bool
 	// Comment is the packet's pcapng comment: pier puts "pier session
 	// <id>, route <name>" on each session's first packet in a file.
 	Comment  string
@@ -51,7 +54,9 @@ const (
 	ipv4Header = 20
 	ipv6Header = 40
 	tcpHeader  = 20
+	udpHeader  = 8
 	protoTCP   = 6
+	protoUDP   = 17
 	hopLimit   = 64
 
 	// maxPacket bounds the IP packets pier writes, clear of the 65535
@@ -82,11 +87,15 @@ func synOptions(mss int) []byte {
 }
 
 // appendIP appends p as an IP packet, IPv4 with identification id or
-// IPv6, with correct IP and TCP checksums. The caller keeps it within
-// maxPacket.
+// IPv6, with correct IP and TCP (or UDP) checksums. The caller keeps a
+// TCP packet within maxPacket, and a UDP one within what its IP header
+// can say (maxDatagram).
 func appendIP(b []byte, p *Packet, id uint16) []byte {
 	src, dst := p.Src.Addr(), p.Dst.Addr()
-	tcpLen := tcpHeader + len(p.Options) + len(p.Payload)
+	proto, tcpLen := byte(protoTCP), tcpHeader+len(p.Options)+len(p.Payload)
+	if p.UDP {
+		proto, tcpLen = protoUDP, udpHeader+len(p.Payload)
+	}
 	var pseudo uint64
 	if src.Is4() && dst.Is4() {
 		start := len(b)
@@ -95,7 +104,7 @@ func appendIP(b []byte, p *Packet, id uint16) []byte {
 		b = be.AppendUint16(b, uint16(ipv4Header+tcpLen))
 		b = be.AppendUint16(b, id)
 		b = be.AppendUint16(b, 0x4000) // don't fragment
-		b = append(b, hopLimit, protoTCP, 0, 0)
+		b = append(b, hopLimit, proto, 0, 0)
 		b = append(b, s[:]...)
 		b = append(b, d[:]...)
 		be.PutUint16(b[start+10:], checksum(b[start:], 0))
@@ -104,14 +113,27 @@ func appendIP(b []byte, p *Packet, id uint16) []byte {
 		s, d := src.As16(), dst.As16()
 		b = be.AppendUint32(b, 6<<28)
 		b = be.AppendUint16(b, uint16(tcpLen))
-		b = append(b, protoTCP, hopLimit)
+		b = append(b, proto, hopLimit)
 		b = append(b, s[:]...)
 		b = append(b, d[:]...)
 		pseudo = sum(s[:], 0) + sum(d[:], 0)
 	}
-	pseudo += protoTCP + uint64(tcpLen)
+	pseudo += uint64(proto) + uint64(tcpLen)
 
 	t := len(b)
+	if p.UDP {
+		b = be.AppendUint16(b, p.Src.Port())
+		b = be.AppendUint16(b, p.Dst.Port())
+		b = be.AppendUint16(b, uint16(tcpLen))
+		b = append(b, 0, 0)
+		b = append(b, p.Payload...)
+		c := checksum(b[t:], pseudo)
+		if c == 0 {
+			c = 0xffff // 0 would say "no checksum" (RFC 768)
+		}
+		be.PutUint16(b[t+6:], c)
+		return b
+	}
 	b = be.AppendUint16(b, p.Src.Port())
 	b = be.AppendUint16(b, p.Dst.Port())
 	b = be.AppendUint32(b, p.Seq)

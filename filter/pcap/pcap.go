@@ -14,6 +14,10 @@
 //	filters:
 //	  - pcap: {file: /var/log/pier/db.pcapng, max_size: 100MB}
 //
+// On a UDP route each datagram is recorded as it is: one UDP packet
+// between the same two addresses, with its checksums right (see
+// Filter.Datagrams).
+//
 // The file is pcapng (raw IP, nanosecond timestamps). Each session's first
 // packet in a file carries the comment "pier session <id>, route <name>",
 // the id being the one in the access log. With per_session, each session
@@ -56,7 +60,7 @@ func init() {
 	filter.Register(filter.Spec{
 		Name:    "pcap",
 		New:     New,
-		Short:   "record the bytes passing this point to a pcapng file, as TCP packets",
+		Short:   "record the bytes passing this point to a pcapng file, as TCP packets (UDP ones on udp routes)",
 		FlagKey: "file",
 		Options: []filter.OptionDoc{
 			{Name: "file", Kind: filter.KindString, Required: true, Help: "the capture file; truncated when pier starts"},

@@ -603,6 +603,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add(header)
+	udp := Packet{UDP: true, Src: netip.MustParseAddrPort("192.0.2.1:1"), Dst: netip.MustParseAddrPort("[2001:db8::2]:53"), Payload: []byte("odd")}
+	f.Add(appendEPB(bytes.Clone(header), &udp, 1))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pkts, err := Parse(data)
 		if err != nil {
@@ -621,7 +623,7 @@ func FuzzParse(f *testing.F) {
 		}
 		for i := range pkts {
 			a, b := pkts[i], again[i]
-			if !a.Time.Equal(b.Time) || a.Comment != b.Comment || a.Src != b.Src || a.Dst != b.Dst ||
+			if !a.Time.Equal(b.Time) || a.UDP != b.UDP || a.Comment != b.Comment || a.Src != b.Src || a.Dst != b.Dst ||
 				a.Seq != b.Seq || a.Ack != b.Ack || a.Flags != b.Flags || a.Window != b.Window ||
 				!bytes.Equal(a.Options, b.Options) || !bytes.Equal(a.Payload, b.Payload) {
 				t.Fatalf("packet %d: %+v, then %+v", i, a, b)

@@ -19,7 +19,7 @@ func ReadFile(path string) ([]Packet, error) {
 	return Parse(data)
 }
 
-// Parse reads a pcapng capture of raw IP packets carrying TCP, as pier
+// Parse reads a pcapng capture of raw IP packets carrying TCP or UDP, as pier
 // writes them, checking what pier promises: every packet whole, IPv4 or
 // IPv6 without options or extension headers, correct checksums. Other
 // sections, either byte order, and other timestamp resolutions (10^-0 to
@@ -170,7 +170,8 @@ func options(b []byte, order binary.ByteOrder, fn func(code uint16, v []byte) er
 	return nil
 }
 
-// parseIP reads one IP packet carrying a TCP segment, which must fill b.
+// parseIP reads one IP packet carrying a TCP segment or a UDP datagram,
+// which must fill b.
 func parseIP(b []byte) (Packet, error) {
 	var p Packet
 	if len(b) < 1 {
@@ -190,9 +191,10 @@ func parseIP(b []byte) (Packet, error) {
 		if be.Uint16(b[6:])&0x3fff != 0 {
 			return p, errors.New("IPv4 fragment")
 		}
-		if b[9] != protoTCP {
-			return p, fmt.Errorf("IP protocol %d, not TCP", b[9])
+		if b[9] != protoTCP && b[9] != protoUDP {
+			return p, fmt.Errorf("IP protocol %d, not TCP or UDP", b[9])
 		}
+		p.UDP = b[9] == protoUDP
 		if checksum(b[:hl], 0) != 0 {
 			return p, errors.New("bad IPv4 header checksum")
 		}
@@ -206,14 +208,18 @@ func parseIP(b []byte) (Packet, error) {
 		if int(be.Uint16(b[4:]))+ipv6Header != len(b) {
 			return p, fmt.Errorf("IPv6 payload length %d in a packet of %d bytes", be.Uint16(b[4:]), len(b))
 		}
-		if b[6] != protoTCP {
-			return p, fmt.Errorf("IPv6 next header %d, not TCP", b[6])
+		if b[6] != protoTCP && b[6] != protoUDP {
+			return p, fmt.Errorf("IPv6 next header %d, not TCP or UDP", b[6])
 		}
+		p.UDP = b[6] == protoUDP
 		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
 		pseudo = sum(b[8:40], 0)
 		b = b[ipv6Header:]
 	default:
 		return p, fmt.Errorf("IP version %d", b[0]>>4)
+	}
+	if p.UDP {
+		return parseUDP(p, src, dst, pseudo, b)
 	}
 	if len(b) < tcpHeader {
 		return p, errors.New("short TCP header")
@@ -238,6 +244,27 @@ func parseIP(b []byte) (Packet, error) {
 	return p, nil
 }
 
+// parseUDP reads the UDP datagram b, from src to dst, whose IP header
+// summed to pseudo. Its checksum must be there, and right: pier always
+// writes one.
+func parseUDP(p Packet, src, dst netip.Addr, pseudo uint64, b []byte) (Packet, error) {
+	if len(b) < udpHeader {
+		return p, errors.New("short UDP header")
+	}
+	if int(be.Uint16(b[4:])) != len(b) {
+		return p, fmt.Errorf("UDP length %d in a datagram of %d bytes", be.Uint16(b[4:]), len(b))
+	}
+	if be.Uint16(b[6:]) == 0 || checksum(b, pseudo+protoUDP+uint64(len(b))) != 0 {
+		return p, errors.New("bad UDP checksum")
+	}
+	p.Src = netip.AddrPortFrom(src, be.Uint16(b))
+	p.Dst = netip.AddrPortFrom(dst, be.Uint16(b[2:]))
+	if len(b) > udpHeader {
+		p.Payload = b[udpHeader:]
+	}
+	return p, nil
+}
+
 // A Conn is one TCP connection in a capture, put back together.
 type Conn struct {
 	// Client sent the SYN, Server answered it.
@@ -251,7 +278,7 @@ type Conn struct {
 }
 
 // Reassemble puts the connections in pkts back together, in the order
-// they began, checking what a tool like Wireshark would: each starts with
+// they began (UDP datagrams are left out), checking what a tool like Wireshark would: each starts with
 // a three-way handshake, each side's sequence numbers run on with no gap
 // or overlap, no side acknowledges what the other has not sent, and
 // nothing follows a side's FIN but acknowledgements, or anything an RST.
@@ -267,6 +294,9 @@ func Reassemble(pkts []Packet) ([]*Conn, error) {
 	var conns []*Conn
 	open := map[key]*track{}
 	for i, p := range pkts {
+		if p.UDP {
+			continue
+		}
 		t, side := open[key{p.Src, p.Dst}], 0
 		if t == nil {
 			t, side = open[key{p.Dst, p.Src}], 1
