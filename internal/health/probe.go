@@ -34,7 +34,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
-
+	"syscall"
 	"time"
 
 	"github.com/pierproxy/pier/internal/dial"
@@ -54,10 +54,26 @@ const maxReply = 4 << 10
 // line in a log, never a whole page.
 const quoteMax = 64
 
+// The networks a Check probes over (Check.Network).
+const (
+	TCP = "tcp"
+	UDP = "udp"
+)
+
 // A Check is how a pool probes its members. Zero Port: the member's port.
 // With neither Expect nor ExpectRE the member is healthy once Send is
 // written, or, with no Send either, once it accepts the connection.
+//
+// Over UDP (Network UDP) there is no connection to accept: the probe
+// sends Send as one datagram from a connected socket and reads one
+// datagram back, which is the whole reply. Only a reply shows that the
+// member is up, so a UDP Check should have Expect or ExpectRE (config
+// requires one); a member whose port is closed is found by the ICMP port
+// unreachable the kernel turns into ECONNREFUSED on the connected socket
+// ("port unreachable"). Preface and TLS are not used over UDP.
 type Check struct {
+	// Network is TCP or UDP; "" is TCP.
+	Network string
 	// Timeout bounds the whole probe: connect, send, and reading the
 	// reply. Zero: DefaultTimeout.
 	Timeout time.Duration
@@ -104,6 +120,7 @@ func (c *Check) timeout() time.Duration {
 //	reply "-ERR\r\n" does not begin with "+PONG"
 //	reply "554 go away\r\n" does not match ^220
 //	connection closed before a reply
+//	reading the reply: port unreachable: connection refused (UDP)
 //
 // Replies are quoted escaped, at most their first 64 bytes. A timeout
 // wraps os.ErrDeadlineExceeded. If IsLocal reports true for the error, the
@@ -127,6 +144,9 @@ func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
+	if c.Network == UDP {
+		return c.probeUDP(ctx, pctx, addr)
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(pctx, "tcp", addr.String())
 	if err != nil {
@@ -183,6 +203,55 @@ func (c *Check) Probe(ctx context.Context, addr netip.AddrPort) error {
 		return timeoutError(fmt.Sprintf("timeout after %v waiting for the rest of the reply %s", c.timeout(), quote(reply)))
 	}
 }
+
+// probeUDP is Probe over UDP, within pctx (ctx with the probe's timeout):
+// connect a UDP socket (which sends nothing, but makes the kernel report
+// ICMP errors for it), send Send as one datagram, and judge the first
+// datagram that comes back as the whole reply.
+func (c *Check) probeUDP(ctx, pctx context.Context, addr netip.AddrPort) error {
+	var d net.Dialer
+	conn, err := d.DialContext(pctx, "udp", addr.String())
+	if err != nil {
+		return c.failedUDP(ctx, "connect", err)
+	}
+	defer conn.Close()
+	deadline, _ := pctx.Deadline()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(c.Send); err != nil {
+		return c.failedUDP(ctx, "send", err)
+	}
+	if len(c.Expect) == 0 && c.ExpectRE == nil {
+		return nil
+	}
+	// A datagram is read whole or cut: the buffer holds what can decide
+	// the check, and one byte more than a log line quotes; the rest of a
+	// longer reply is dropped by the kernel, and cannot change the verdict.
+	buf := make([]byte, max(c.readLimit(), quoteMax+1))
+	n, err := conn.Read(buf)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			return timeoutError(fmt.Sprintf("timeout after %v waiting for the reply", c.timeout()))
+		}
+		return c.failedUDP(ctx, "reading the reply", err)
+	}
+	if v := c.judge(buf[:n], true); v != errClosed {
+		return v
+	}
+	return errEmptyDatagram
+}
+
+// failedUDP is failed, where ECONNREFUSED, which a connected UDP socket
+// gets from an ICMP port unreachable, says so.
+func (c *Check) failedUDP(ctx context.Context, step string, err error) error {
+	if ctx.Err() == nil && errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: port unreachable: %w", step, syscall.ECONNREFUSED)
+	}
+	return c.failed(ctx, step, err)
+}
+
+var errEmptyDatagram = errors.New("reply is an empty datagram")
 
 // readReply reads the reply from r until judge decides, and returns what it
 // read and the verdict. If a read failed first it returns errMore and the
