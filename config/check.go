@@ -308,6 +308,10 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 	field := func(key string, v *yaml.Node) { set(m, key, v, v.Line) }
 	field("name", e.scalar(r.Name, where, "name"))
 	field("listen", e.strings(r.Listen, where, "listen"))
+	if r.Protocol != "" {
+		field("protocol", e.scalar(r.Protocol, where, "protocol"))
+	}
+	udp := r.Protocol == UDP
 	ups := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(where, "upstreams"), Column: 1}
 	for j := range r.Upstreams {
 		ups.Content = append(ups.Content, e.upstream(&r.Upstreams[j], fmt.Sprintf("%s: upstreams[%d]", where, j)))
@@ -363,7 +367,12 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 		set(pm, "max_backoff", e.duration(pc.MaxBackoff, pw, "max_backoff"), pm.Line)
 	}
 	field("passive_check", pm)
-	field("retries", e.number(r.Retries, where, "retries"))
+	// A udp route has no retries, half-close or max_connections (and
+	// refuses a zero idle_timeout, so zero there is "not written"): they
+	// are written only when set, for the parser to refuse.
+	if !udp || r.Retries != 0 {
+		field("retries", e.number(r.Retries, where, "retries"))
+	}
 	if r.ConnectTimeout != 0 {
 		field("connect_timeout", e.duration(r.ConnectTimeout, where, "connect_timeout"))
 	}
@@ -373,9 +382,21 @@ func (e *encoder) route(r *Route, where string) *yaml.Node {
 	if r.WhenAllDown != "" {
 		field("when_all_down", e.scalar(r.WhenAllDown, where, "when_all_down"))
 	}
-	field("idle_timeout", e.duration(r.IdleTimeout, where, "idle_timeout"))
-	field("half_close_timeout", e.duration(r.HalfCloseTimeout, where, "half_close_timeout"))
-	field("max_connections", e.number(r.MaxConnections, where, "max_connections"))
+	if !udp || r.IdleTimeout != 0 {
+		field("idle_timeout", e.duration(r.IdleTimeout, where, "idle_timeout"))
+	}
+	if !udp || r.HalfCloseTimeout != 0 {
+		field("half_close_timeout", e.duration(r.HalfCloseTimeout, where, "half_close_timeout"))
+	}
+	if !udp || r.MaxConnections != 0 {
+		field("max_connections", e.number(r.MaxConnections, where, "max_connections"))
+	}
+	if r.Responses != 0 {
+		field("responses", e.number(r.Responses, where, "responses"))
+	}
+	if r.MaxFlows != 0 {
+		field("max_flows", e.number(r.MaxFlows, where, "max_flows"))
+	}
 	if len(r.Filters) > 0 {
 		fs := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: e.at(where, "filters"), Column: 1}
 		for j := range r.Filters {

@@ -74,6 +74,7 @@ func TestCheckFillsDefaults(t *testing.T) {
 			Name:             "db",
 			Listen:           []string{"127.0.0.1:0"},
 			Upstreams:        []Upstream{{Address: "127.0.0.1:5432", Weight: 1}},
+			Protocol:         TCP,
 			Balance:          "round_robin",
 			PassiveCheck:     PassiveCheck{Failures: 0, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff},
 			ConnectTimeout:   DefaultConnectTimeout,

@@ -260,6 +260,8 @@ func FuzzFromCommandLine(f *testing.F) {
 	f.Add(":1", "h:1", "allow", "::ffff:1.2.3.4", "pass", "")
 	f.Add(":1", "h:1", "send_proxy", "v1", "pass", "")
 	f.Add(":1", "h:1", "limits", "{}", "pass", "")
+	f.Add(":1", "h:1", "protocol", "udp", "dump", "")
+	f.Add(":1", "h:1", "max_flows", "7", "pass", "")
 	f.Fuzz(func(t *testing.T, listen, upstream, key, value, filterName, filterValue string) {
 		if _, ok := filter.Lookup(filterName); !ok || filterName == "pcap" {
 			filterName = "dump" // a pcap file would be checked against the disk

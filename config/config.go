@@ -49,6 +49,23 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	MaxHandshakeTimeout     = 5 * time.Minute
 	DefaultTLSMinVersion    = "1.2"
+
+	// UDP routes (protocol: udp). A flow ends when no datagram moved
+	// either way for idle_timeout: DefaultUDPIdleTimeout when absent,
+	// as nginx's proxy_timeout (10m) is far too long for DNS or statsd
+	// clients that each use a fresh port. Each live flow holds one
+	// connected socket (a descriptor) toward its member, so the flow
+	// table is bounded: max_flows is 1..MaxMaxFlows, DefaultMaxFlows
+	// when absent.
+	DefaultUDPIdleTimeout = 30 * time.Second
+	DefaultMaxFlows       = 65536
+	MaxMaxFlows           = 1 << 20
+)
+
+// The protocols a route serves (Route.Protocol).
+const (
+	TCP = "tcp"
+	UDP = "udp"
 )
 
 // Config is a whole configuration file.
@@ -147,6 +164,16 @@ type Route struct {
 	// list of one. The host is empty (every address, IPv4 and IPv6), an IP
 	// literal, or "localhost"; port 0 takes any free port, as tests do.
 	Listen []string
+	// Protocol is what the route forwards: TCP (streams, the default) or
+	// UDP (datagrams, in flows keyed by client address). Absent: TCP;
+	// a Config from Load or Check has one of the two. A udp route
+	// refuses what has no meaning for datagrams (see checkUDP): tls,
+	// upstream_tls, handshake_timeout, proxy_protocol, send_proxy (the
+	// route's and its members'), match, peek_timeout,
+	// half_close_timeout, max_connections (max_flows is its cap),
+	// connect_timeout, connect_budget and retries; Load leaves them
+	// zero on it. A tcp and a udp route may listen on one address.
+	Protocol string
 	// Upstreams are the members sessions are sent to; at least one, and
 	// not every one a backup.
 	Upstreams []Upstream
@@ -175,7 +202,10 @@ type Route struct {
 	WhenAllDown string
 	// IdleTimeout ends a session in which no byte moved either way for
 	// this long. Absent: DefaultIdleTimeout. Zero (written 0 or 0s): no
-	// idle timeout, as with 'pier forward -idle-timeout 0'.
+	// idle timeout, as with 'pier forward -idle-timeout 0'. On a udp
+	// route it ends a flow with no datagram either way; absent:
+	// DefaultUDPIdleTimeout; zero is refused (flows must end), and a
+	// udp Route built in code with zero takes the default.
 	IdleTimeout time.Duration
 	// HalfCloseTimeout ends a session this long after one side has sent
 	// FIN, if the other has not finished by then. Absent:
@@ -184,6 +214,16 @@ type Route struct {
 	// MaxConnections caps the route's live sessions; a client beyond it is
 	// closed at once. Absent or 0: no cap.
 	MaxConnections int
+	// Responses, on a udp route, ends a flow as soon as its member's
+	// Responses-th reply reached the client (1 for DNS: one query, one
+	// answer), as nginx's proxy_responses. Absent or 0: no such end.
+	// Refused on a tcp route.
+	Responses int
+	// MaxFlows, on a udp route, caps its live flows: a datagram that
+	// would open one more is dropped (reason limit). Absent:
+	// DefaultMaxFlows; 1..MaxMaxFlows. Refused on a tcp route; zero on
+	// one after Load.
+	MaxFlows int
 	// Filters are the route's filters, listed from the client's side
 	// toward the upstream's. Each names a filter registered with package
 	// filter; its options were checked (filter.Options.DryRun) at load.
@@ -531,6 +571,9 @@ var (
 	routeFields = []field[Route]{
 		req("name", (*parser).name, func(r *Route) *string { return &r.Name }),
 		req("listen", (*parser).listens, func(r *Route) *[]string { return &r.Listen }),
+		// What a udp route refuses, and its defaults, follow the route
+		// list: see checkUDP.
+		opt("protocol", oneOf(TCP, UDP), func(r *Route) *string { return &r.Protocol }, TCP),
 		req("upstreams", (*parser).upstreams, func(r *Route) *[]Upstream { return &r.Upstreams }),
 		opt("balance", oneOf(balances...), func(r *Route) *string { return &r.Balance }, "round_robin"),
 		opt("health_check", (*parser).healthCheck, func(r *Route) **HealthCheck { return &r.HealthCheck }, nil),
@@ -548,6 +591,8 @@ var (
 		opt("idle_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.IdleTimeout }, DefaultIdleTimeout),
 		opt("half_close_timeout", (*parser).durationOrNever, func(r *Route) *time.Duration { return &r.HalfCloseTimeout }, DefaultHalfCloseTimeout),
 		opt("max_connections", (*parser).count, func(r *Route) *int { return &r.MaxConnections }, 0),
+		opt("responses", (*parser).count, func(r *Route) *int { return &r.Responses }, 0),
+		opt("max_flows", intRange(1, MaxMaxFlows), func(r *Route) *int { return &r.MaxFlows }, 0),
 		opt("filters", (*parser).filters, func(r *Route) *[]Filter { return &r.Filters }, nil),
 		// Rules across the routes that share an address follow the route
 		// list: see checkShared.

@@ -52,6 +52,7 @@ routes:
 				{Address: "mail1.internal:25", Weight: 1, Pos: Pos{6, 9, ""}},
 				{Address: "10.0.0.2:25", Weight: 1, Pos: Pos{7, 9, ""}},
 			},
+			Protocol:         TCP,
 			Balance:          "round_robin",
 			PassiveCheck:     defaultPassive,
 			Retries:          DefaultRetries,
@@ -71,6 +72,7 @@ routes:
 				{Address: "db:5432", Weight: 1, Pos: Pos{16, 17, ""}},
 				{Address: "[fd00::1]:5432", Weight: 1, Pos: Pos{16, 39, ""}},
 			},
+			Protocol:         TCP,
 			Balance:          "round_robin",
 			PassiveCheck:     defaultPassive,
 			Retries:          DefaultRetries,
@@ -104,6 +106,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Name:        "r",
 			Listen:      []string{":1"},
 			Upstreams:   []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{1, 48, ""}}},
+			Protocol:    TCP,
 			Balance:     "round_robin",
 			HealthCheck: nil,
 			PassiveCheck: PassiveCheck{
@@ -206,7 +209,8 @@ routes:
 				{SRV: "_http._tcp.api2.internal.", Weight: 1000, Drain: true, Pos: Pos{11, 9, ""}},
 				{Address: "spare:80", Weight: 1, Backup: true, Pos: Pos{12, 9, ""}},
 			},
-			Balance: "hash",
+			Protocol: TCP,
+			Balance:  "hash",
 			HealthCheck: &HealthCheck{
 				Interval:  5 * time.Second,
 				Timeout:   5 * time.Second,
@@ -232,6 +236,7 @@ routes:
 			Name:      "bin",
 			Listen:    []string{":2"},
 			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{29, 17, ""}}},
+			Protocol:  TCP,
 			Balance:   "round_robin",
 			HealthCheck: &HealthCheck{
 				Interval:     DefaultCheckInterval,
@@ -257,6 +262,7 @@ routes:
 			Name:      "defaults",
 			Listen:    []string{":3"},
 			Upstreams: []Upstream{{Address: "h:1", Weight: 1, Pos: Pos{36, 17, ""}}},
+			Protocol:  TCP,
 			Balance:   "round_robin",
 			HealthCheck: &HealthCheck{
 				Interval:  DefaultCheckInterval,
@@ -778,7 +784,7 @@ func TestErrorsCapped(t *testing.T) {
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse("dir/pier.yaml", []byte(route(`[":x"]`, `[{address: "h:1"}]`, "bogus: 1")))
 	want := "dir/pier.yaml:3:14: listen: \":x\": port \"x\" is not a number from 0 to 65535\n" +
-		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits, tls, upstream_tls, handshake_timeout)"
+		"dir/pier.yaml:5:5: route: unknown field \"bogus\" (known: name, listen, protocol, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, responses, max_flows, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits, tls, upstream_tls, handshake_timeout)"
 	if err == nil || err.Error() != want {
 		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}

@@ -39,7 +39,9 @@
 // there is at least one route (none only beside toxiproxy:, whose API
 // makes them), every route has a name, at least one listen address and
 // at least one upstream, and no two listen addresses would collide at
-// bind time, the admin and Toxiproxy servers' included. Routes with a
+// bind time, the admin and Toxiproxy servers' included (a tcp and a udp
+// route's never do: protocol: udp routes forward datagrams, and refuse
+// what only a stream has, see checkProtocol). Routes with a
 // match may share an address they write alike: then at most one is the
 // default, no two fit a client equally, and they agree on PROXY and peek
 // settings (see checkShared), so the data path never meets a tie.

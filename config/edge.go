@@ -379,7 +379,22 @@ func formatRate(perSecond float64) string {
 // max_connections: an entry with a live session is never dropped, so a
 // table that holds more clients than the route has sessions always has
 // one to drop.
+//
+// On a udp route the table must hold max_flows clients: a full table of
+// clients with live flows then means a full route, which takes no new
+// client anyway.
 func (p *parser) checkTracked(r *Route, vals map[string]*yaml.Node) {
+	if r.Protocol == UDP && r.Limits != nil && r.Limits.PerClient != nil && r.MaxFlows > 0 {
+		c := r.Limits.PerClient
+		if c.MaxTracked == 0 || c.MaxTracked >= r.MaxFlows {
+			return
+		}
+		pcNode := valueOf(vals["limits"], "per_client")
+		if at := either(valueOf(pcNode, "max_tracked"), either(vals["max_flows"], pcNode)); at != nil {
+			p.errf(follow(at), "max_tracked: %d is less than the route's max_flows, %d: clients with live flows are never dropped from the table, so it must hold as many clients as the route may have flows", c.MaxTracked, r.MaxFlows)
+		}
+		return
+	}
 	if r.Limits == nil || r.Limits.PerClient == nil || r.MaxConnections == 0 {
 		return
 	}

@@ -500,7 +500,7 @@ func checkEdge(t *testing.T, cfg *Config) {
 		checkPrefixes("route allow", r.Allow)
 		checkPrefixes("route deny", r.Deny)
 		checkLimits(r.Limits, r.MaxConnections)
-		if r.PeekTimeout <= 0 || r.PeekTimeout > MaxEdgeTimeout || !slices.Contains(append(routeSendProxy, ""), r.SendProxy) {
+		if r.PeekTimeout <= 0 && r.Protocol != UDP || r.PeekTimeout > MaxEdgeTimeout || !slices.Contains(append(routeSendProxy, ""), r.SendProxy) {
 			t.Fatalf("bad peek_timeout or send_proxy accepted: %+v", r)
 		}
 		for _, u := range r.Upstreams {
@@ -508,7 +508,7 @@ func checkEdge(t *testing.T, cfg *Config) {
 				t.Fatalf("bad member send_proxy accepted: %q", u.SendProxy)
 			}
 		}
-		if h := r.HealthCheck; h != nil && !slices.Contains(checkSendProxy, h.SendProxy) {
+		if h := r.HealthCheck; h != nil && !slices.Contains(checkSendProxy, h.SendProxy) && (r.Protocol != UDP || h.SendProxy != "") {
 			t.Fatalf("bad check send_proxy accepted: %q", h.SendProxy)
 		}
 		if pp := r.ProxyProtocol; pp != nil {

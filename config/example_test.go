@@ -49,5 +49,5 @@ routes:
 	// pier.yaml:7:19: idle_timeout: "10 minutes" is not a duration (like 300ms, 5s, 1m30s, 2h)
 	// pier.yaml:8:11: name: route "smtp" is already defined at line 3
 	// pier.yaml:9:14: listen: "localhost:9090" overlaps ":9090" of route "smtp" (line 4); write the same address in both routes, each with a match, to share it
-	// pier.yaml:11:5: route: unknown field "colour" (known: name, listen, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits, tls, upstream_tls, handshake_timeout)
+	// pier.yaml:11:5: route: unknown field "colour" (known: name, listen, protocol, upstreams, balance, health_check, passive_check, retries, connect_timeout, connect_budget, when_all_down, idle_timeout, half_close_timeout, max_connections, responses, max_flows, filters, match, peek_timeout, proxy_protocol, send_proxy, allow, deny, limits, tls, upstream_tls, handshake_timeout)
 }

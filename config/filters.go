@@ -118,6 +118,7 @@ func (p *parser) filter(item *yaml.Node) (Filter, bool) {
 		p.filterError(&f, err)
 		return Filter{}, false
 	}
+	p.recordFit(&f, spec, checked)
 	if err := closeChecked(spec.Name, checked); err != nil {
 		p.filterError(&f, err)
 		return Filter{}, false

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"testing"
+
+	"github.com/pierproxy/pier/filter"
 )
 
 // FuzzParse: whatever the bytes, Parse does not panic, and returns either
@@ -44,6 +46,8 @@ func FuzzParse(f *testing.F) {
 		full,
 		edgeFull,
 		tlsFull,
+		udpFull,
+		udpRoute("health_check: {send: \"\\x00\", expect: \"\\x01\"}\n    responses: 3\n    max_flows: 1\n    idle_timeout: 1ms"),
 		route(`[":1"]`, `[{srv: _a._tcp.b, upstream_tls: {server_name: "::1"}}]`, "upstream_tls: {}", "health_check: {tls: true}", "handshake_timeout: 5m"),
 		route(`[":1"]`, `[{address: "h:1"}]`, "tls: {certificates: [{cert: "+tdCert+", key: "+tdKey+"}, {cert: "+tdCert+", key: "+tdKey+"}], min_version: '1.3', alpn: h2}"),
 		shared2("127.0.0.1:0", `match: {sni: [a.example.com, "*.b.example.com"], alpn: h2}`, "match: {default: true, source: [\"::1\"]}"),
@@ -58,6 +62,9 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(tc.doc))
 	}
 	for _, tc := range tlsErrorCases {
+		f.Add([]byte(tc.doc))
+	}
+	for _, tc := range udpErrorCases {
 		f.Add([]byte(tc.doc))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -111,10 +118,11 @@ func checkValid(t *testing.T, cfg *Config) {
 		t.Fatalf("bad config accepted: %+v", cfg)
 	}
 	checkServers(t, cfg, true)
-	var names, listens []string
+	var names, listens, tcpListens []string
 	type owner struct {
 		route int
 		match bool
+		udp   bool
 	}
 	var owners []owner // of each of listens
 	for ri, r := range cfg.Routes {
@@ -122,7 +130,16 @@ func checkValid(t *testing.T, cfg *Config) {
 			t.Fatalf("bad or duplicate name accepted: %q", r.Name)
 		}
 		names = append(names, r.Name)
-		if len(r.Listen) == 0 || len(r.Upstreams) == 0 || r.ConnectTimeout <= 0 ||
+		udp := r.Protocol == UDP
+		if r.Protocol != TCP && !udp {
+			t.Fatalf("route without a protocol accepted: %+v", r)
+		}
+		if udp {
+			checkValidUDP(t, r)
+		} else if r.ConnectTimeout <= 0 || r.ConnectBudget <= 0 || r.MaxFlows != 0 || r.Responses != 0 || r.HandshakeTimeout <= 0 {
+			t.Fatalf("invalid tcp route accepted: %+v", r)
+		}
+		if len(r.Listen) == 0 || len(r.Upstreams) == 0 ||
 			r.IdleTimeout < 0 || r.HalfCloseTimeout < 0 || r.MaxConnections < 0 || r.Pos.Line < 1 || r.Pos.Col < 1 {
 			t.Fatalf("invalid route accepted: %+v", r)
 		}
@@ -133,14 +150,17 @@ func checkValid(t *testing.T, cfg *Config) {
 			for i, prev := range listens {
 				// Routes with a match share an address written alike.
 				shared := prev == l && owners[i].route != ri && owners[i].match && r.Match != nil
-				if overlaps(prev, l) && !shared {
+				if overlaps(prev, l) && !shared && owners[i].udp == udp {
 					t.Fatalf("colliding listen addresses accepted: %q and %q", prev, l)
 				}
 			}
 			listens = append(listens, l)
-			owners = append(owners, owner{ri, r.Match != nil})
+			owners = append(owners, owner{ri, r.Match != nil, udp})
+			if !udp {
+				tcpListens = append(tcpListens, l)
+			}
 		}
-		if r.HandshakeTimeout <= 0 || r.HandshakeTimeout > MaxHandshakeTimeout ||
+		if r.HandshakeTimeout < 0 || r.HandshakeTimeout > MaxHandshakeTimeout ||
 			r.TLS != nil && (len(r.TLS.Certificates) == 0 || !slices.Contains(tlsVersions, r.TLS.MinVersion) ||
 				r.TLS.MinVersion == "1.3" && len(r.TLS.CipherSuites) > 0) {
 			t.Fatalf("invalid TLS settings accepted: %+v %+v", r.TLS, r.HandshakeTimeout)
@@ -150,7 +170,7 @@ func checkValid(t *testing.T, cfg *Config) {
 			t.Fatalf("TLS health check without upstream_tls accepted: %+v", r)
 		}
 		if !slices.Contains(balances, r.Balance) || !slices.Contains(whenAllDown, r.WhenAllDown) ||
-			r.Retries < 0 || r.Retries > maxRetries || r.ConnectBudget <= 0 {
+			r.Retries < 0 || r.Retries > maxRetries {
 			t.Fatalf("invalid pool settings accepted: %+v", r)
 		}
 		if pc := r.PassiveCheck; pc.Failures < 0 || pc.Backoff <= 0 || pc.MaxBackoff < pc.Backoff {
@@ -196,7 +216,7 @@ func checkValid(t *testing.T, cfg *Config) {
 		servers = append(servers, cfg.Toxiproxy.Listen)
 	}
 	for i, s := range servers {
-		for _, l := range append(listens, servers[:i]...) {
+		for _, l := range append(tcpListens, servers[:i]...) {
 			if overlaps(l, s) {
 				t.Fatalf("colliding server address accepted: %q and %q", l, s)
 			}
@@ -209,5 +229,35 @@ func checkValid(t *testing.T, cfg *Config) {
 		if ap, err := netip.ParseAddrPort(s); err != nil || ap.Port() == 0 || ap.String() != s {
 			t.Fatalf("bad DNS server accepted: %q: %v", s, err)
 		}
+	}
+}
+
+// checkValidUDP checks a udp route against its rules, stated afresh:
+// nothing it refuses is set, its flows end, its checks get a reply.
+func checkValidUDP(t *testing.T, r Route) {
+	t.Helper()
+	if r.Retries != 0 || r.ConnectTimeout != 0 || r.ConnectBudget != 0 || r.HalfCloseTimeout != 0 || r.MaxConnections != 0 ||
+		r.Match != nil || r.PeekTimeout != 0 || r.ProxyProtocol != nil || r.SendProxy != "" || r.TLS != nil ||
+		r.UpstreamTLS != nil || r.HandshakeTimeout != 0 || r.IdleTimeout <= 0 || r.MaxFlows < 1 || r.MaxFlows > MaxMaxFlows || r.Responses < 0 {
+		t.Fatalf("invalid udp route accepted: %+v", r)
+	}
+	for _, u := range r.Upstreams {
+		if u.SendProxy != "" || u.UpstreamTLS != nil {
+			t.Fatalf("udp member with tcp settings accepted: %+v", u)
+		}
+	}
+	if h := r.HealthCheck; h != nil && (h.Send == "" || h.Expect == "" && h.ExpectRegexp == "" || h.TLS || h.SendProxy != "") {
+		t.Fatalf("invalid udp health check accepted: %+v", h)
+	}
+	if l := r.Limits; l != nil && l.PerClient != nil && l.PerClient.MaxTracked < r.MaxFlows {
+		t.Fatalf("per-client table smaller than max_flows accepted: %+v", l.PerClient)
+	}
+	for _, f := range r.Filters {
+		spec, _ := filter.Lookup(f.Name)
+		checked, err := spec.Build(f.NewOptions().CheckOnly())
+		if _, ok := checked.(filter.DatagramFilter); err != nil || !ok {
+			t.Fatalf("filter %s accepted on a udp route: %v", f.Name, err)
+		}
+		_ = closeChecked(f.Name, checked)
 	}
 }

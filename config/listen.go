@@ -103,13 +103,18 @@ func (b binds) take(a listenAddr, c *claim) *claim {
 // a match may share one, when they write it alike.
 const shareHint = "; write the same address in both routes, each with a match, to share it"
 
+// udpShareHint ends a collision between two udp routes' addresses: they
+// have no match (a datagram shows nothing to choose a route by). A tcp
+// route's address never collides with a udp route's: see claimsUDP.
+const udpShareHint = "; udp routes cannot share an address"
+
 // claimListens takes the valid addresses of the listen list n for route i,
 // reporting each that collides with an address taken before, by this
 // route or an earlier one. Invalid addresses were reported when the list
 // was parsed. A route with a match (shared) joins the earlier routes with
 // a match that wrote the address alike; out is its index among the routes
 // decoded, for checkShared.
-func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node, shared bool, out int) {
+func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node, shared bool, out int, hint string) {
 	if n == nil {
 		return
 	}
@@ -148,15 +153,15 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node, shared 
 				p.shared[s.Value] = append(p.shared[s.Value], sharer{route: i, out: out, item: item})
 			}
 		case p.places != nil:
-			p.claimError(at, s.Value, i, prev)
+			p.claimError(at, s.Value, i, prev, hint)
 		case prev.route == i && prev.addr == s.Value:
 			p.errAt(at.Line, at.Col, "listen: %s is listed twice in this route (first at line %d)", quote(s.Value), prev.line)
 		case prev.route == i:
 			p.errAt(at.Line, at.Col, "listen: %s overlaps %s (line %d) in this route", quote(s.Value), quote(prev.addr), prev.line)
 		case prev.name != "":
-			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s (line %d)%s", quote(s.Value), quote(prev.addr), quote(prev.name), prev.line, shareHint)
+			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s (line %d)%s", quote(s.Value), quote(prev.addr), quote(prev.name), prev.line, hint)
 		default:
-			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of an earlier route (line %d)%s", quote(s.Value), quote(prev.addr), prev.line, shareHint)
+			p.errAt(at.Line, at.Col, "listen: %s overlaps %s of an earlier route (line %d)%s", quote(s.Value), quote(prev.addr), prev.line, hint)
 		}
 	}
 }
@@ -164,15 +169,15 @@ func (p *parser) claimListens(b binds, i int, name string, n *yaml.Node, shared 
 // claimError reports a collision in a configuration with places (built in
 // code or from a command line), whose node lines are place indexes: it
 // names the earlier route by its place rather than by a line.
-func (p *parser) claimError(at Pos, addr string, i int, prev *claim) {
+func (p *parser) claimError(at Pos, addr string, i int, prev *claim, hint string) {
 	switch {
 	case prev.route == i && prev.addr == addr:
 		p.errAt(at.Line, at.Col, "listen: %s is listed twice in this route", quote(addr))
 	case prev.route == i:
 		p.errAt(at.Line, at.Col, "listen: %s overlaps %s in this route", quote(addr), quote(prev.addr))
 	case prev.name != "":
-		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s%s", quote(addr), quote(prev.addr), quote(prev.name), shareHint)
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of route %s%s", quote(addr), quote(prev.addr), quote(prev.name), hint)
 	default:
-		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of routes[%d]%s", quote(addr), quote(prev.addr), prev.route, shareHint)
+		p.errAt(at.Line, at.Col, "listen: %s overlaps %s of routes[%d]%s", quote(addr), quote(prev.addr), prev.route, hint)
 	}
 }

@@ -32,7 +32,13 @@ type parser struct {
 	// servers' listen addresses, claimed once the routes are decoded
 	// whatever the order of the file.
 	claimed binds
-	servers []server
+	// claimedUDP holds the listen addresses udp routes took: a udp
+	// socket does not collide with a tcp one on the same address.
+	claimedUDP binds
+	// filterFits records, by a route filter's position, what it can
+	// work on, for checkProtocol.
+	filterFits map[Pos]filterFit
+	servers    []server
 	// shared holds, by the address as written, the routes with a match
 	// that listen on it, in file order: see checkShared.
 	shared map[string][]sharer

@@ -18,8 +18,9 @@ import (
 // is.
 
 // routes parses the route list, and checks what no single route shows:
-// names used twice, listen addresses that would collide at bind time, and
-// the rules of routes that share an address (checkShared).
+// names used twice, listen addresses that would collide at bind time (a
+// tcp route's with tcp routes' and the servers', a udp route's with udp
+// routes'), and the rules of routes that share an address (checkShared).
 func (p *parser) routes(key string, n *yaml.Node) []Route {
 	var out []Route
 	type named struct{ line, route int }
@@ -49,9 +50,16 @@ func (p *parser) routes(key string, n *yaml.Node) []Route {
 			}
 		}
 		routeDefaults(&r, v)
+		p.checkProtocol(&r, item, v)
 		p.checkTracked(&r, v)
-		p.checkTLSCheck(&r, v)
-		p.claimListens(claimed, i, r.Name, v["listen"], v["match"] != nil, len(out))
+		if r.Protocol == UDP {
+			// A udp route has no match (checkProtocol said so if one was
+			// written): it never shares, and only collides with udp routes.
+			p.claimListens(p.claimsUDP(), i, r.Name, v["listen"], false, len(out), udpShareHint)
+		} else {
+			p.checkTLSCheck(&r, v)
+			p.claimListens(claimed, i, r.Name, v["listen"], v["match"] != nil, len(out), shareHint)
+		}
 		out = append(out, r)
 		vals = append(vals, v)
 	}
