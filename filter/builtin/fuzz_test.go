@@ -11,7 +11,8 @@ import (
 
 // Every built-in's factory takes any options a user can write without a
 // panic, answers with a filter or an error (never both, never neither),
-// and a filter it accepts passes bytes through a stream without a panic.
+// and a filter it accepts passes bytes through a stream, and datagrams
+// through its datagram streams, without a panic.
 // The input is "name;key=value;key=v1|v2;..." (a | makes a list).
 func FuzzOptions(f *testing.F) {
 	for _, seed := range []string{
@@ -29,6 +30,9 @@ func FuzzOptions(f *testing.F) {
 		"pcap;file=/nonexistent/x.pcap",
 		"latency;delay=-1s", "bandwidth;rate=0", "slicer;size=1e99", "reset", "rewrite;regexp=(",
 		"dump;direction=sideways", "limit;bytes=1|2",
+		"loss;probability=0.5;seed=1", "duplicate;probability=1;direction=client",
+		"reorder;probability=0.3;delay=1ms;seed=9", "reorder;probability=2", "loss", "pass",
+		"bandwidth;rate=100;direction=both", "latency;delay=1ms;jitter=1s;seed=1",
 	} {
 		f.Add(seed, []byte("hello, world"))
 	}
@@ -60,6 +64,15 @@ func FuzzOptions(f *testing.F) {
 		}
 		if parts[0] == "dump" || parts[0] == "pcap" {
 			return // checked only: not to be run
+		}
+		if df, ok := flt.(filter.DatagramFilter); ok {
+			up, down := df.Datagrams(filtertest.Session())
+			d := filtertest.NewDatagrams(up, down)
+			for range 3 {
+				if err := d.Send(data); err != nil {
+					t.Fatalf("%q: %v", in, err)
+				}
+			}
 		}
 		up, down := flt.Streams(filtertest.New(nil).Session)
 		for _, s := range []filter.Stream{up, down} {

@@ -1,6 +1,10 @@
 package builtin
 
-import "github.com/pierproxy/pier/filter"
+import (
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+)
 
 // pass forwards every byte unchanged, both ways: the cost of the filtered
 // path itself, for benchmarks, and a placeholder in a config.
@@ -10,10 +14,23 @@ func (pass) Streams(*filter.Session) (toUpstream, toClient filter.Stream) {
 	return passStream{}, passStream{}
 }
 
+// Datagrams passes every datagram on at once, both ways: the cost of the
+// filtered path on a udp route.
+func (pass) Datagrams(*filter.Session) (toUpstream, toClient filter.DatagramStream) {
+	return passDatagrams{}, passDatagrams{}
+}
+
 type passStream struct{}
 
 func (passStream) Process(b *filter.Batch) error {
 	b.Pass(len(b.In))
+	return nil
+}
+
+type passDatagrams struct{}
+
+func (passDatagrams) Process(at time.Time, d []byte, out *filter.DatagramOut) error {
+	out.Send(at, d)
 	return nil
 }
 

@@ -24,6 +24,10 @@
 // filter.ParseTarget (probability, seed, clients, every) say which
 // sessions it acts on; a session not chosen passes through untouched.
 //
+// On a udp route, latency and bandwidth work on datagrams (see
+// datagram.go); the others are for byte streams only, and the config
+// refuses them there.
+//
 // The faults never read the wall clock: they go by Batch.Now, so that
 // filtertest can drive them on a fake one.
 package fault
