@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/nonblock"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/route"
@@ -84,6 +85,11 @@ type socket struct {
 	outBufs [batch][]byte
 	outFlow [batch]*flow
 	nout    int
+
+	// filterBufs are what filter.RunDatagrams alternates between, for
+	// every filtered flow of the socket: their arenas are the socket's,
+	// not each flow's.
+	filterBufs [2]filter.DatagramOut
 }
 
 // newSocket prepares a goroutine for the bound socket fd; it runs once
@@ -300,8 +306,19 @@ func (k *socket) fromClient(i int) {
 	k.toUpstream(f, k.inBufs[i][:m.Len])
 }
 
-// toUpstream sends d on f's upstream socket.
+// toUpstream passes a client's datagram d on to f's member, through its
+// filters if it has some.
 func (k *socket) toUpstream(f *flow, d []byte) {
+	if ff := f.filt; ff != nil && len(ff.up) > 0 {
+		k.filtered(f, ff.up, &ff.upQ, d, (*socket).sendUp)
+		return
+	}
+	k.sendUp(f, d)
+}
+
+// sendUp sends d on f's upstream socket. It reports false when the flow
+// ended (its member is unreachable).
+func (k *socket) sendUp(f *flow, d []byte) bool {
 	err := send(f.fd, d)
 	if err == nil {
 		n := int64(len(d))
@@ -311,7 +328,7 @@ func (k *socket) toUpstream(f *flow, d []byte) {
 		f.shard.AddBytes(n, 0)
 		k.c.dgUp.Add(1)
 		k.c.bytesUp.Add(uint64(n))
-		return
+		return true
 	}
 	f.udp.Dropped++
 	switch err {
@@ -323,13 +340,19 @@ func (k *socket) toUpstream(f *flow, d []byte) {
 		// An ICMP error of an earlier datagram, reported on this send.
 		k.c.otherDrop.Add(1)
 		k.end(f, session.Unreachable, err)
+		return false
 	default:
 		k.c.otherDrop.Add(1)
 	}
+	return true
 }
 
 // replies reads what f's member sent, into the batch of replies to send.
 func (k *socket) replies(f *flow) {
+	if ff := f.filt; ff != nil && len(ff.down) > 0 {
+		k.repliesFiltered(f)
+		return
+	}
 	for got := 0; got < replyBudget; {
 		want := batch - k.nout
 		if want == 0 {
@@ -355,21 +378,10 @@ func (k *socket) replies(f *flow) {
 		}
 		n, err := recvmmsg(f.fd, k.outMsgs[k.nout:k.nout+want])
 		if err != nil {
-			switch err {
-			case unix.EAGAIN:
-			case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
-				k.end(f, session.Unreachable, err)
-			default:
-				k.end(f, session.UpstreamReset, err)
-			}
+			k.upstreamError(f, err)
 			return
 		}
-		if !f.answered && n > 0 {
-			// The member is alive: the passive check's failures of it
-			// start over, as after a TCP connect.
-			f.answered = true
-			f.a.Connected()
-		}
+		k.answered(f, n)
 		w := k.nout
 		for j := k.nout; j < k.nout+n; j++ {
 			m := &k.outMsgs[j]
@@ -392,6 +404,84 @@ func (k *socket) replies(f *flow) {
 			return
 		}
 	}
+}
+
+// repliesFiltered reads what f's member sent into the socket's receive
+// buffers (free outside receive) and runs each datagram through f's
+// filters; what they pass on joins the batch of replies, now or at its
+// time.
+func (k *socket) repliesFiltered(f *flow) {
+	ff := f.filt
+	for got := 0; got < replyBudget && !f.ended; {
+		want := min(batch, replyBudget-got)
+		for i := range want {
+			k.inIov[i] = unix.Iovec{Base: unsafe.SliceData(k.inBufs[i]), Len: bufSize}
+			k.inMsgs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{Iov: &k.inIov[i], Iovlen: 1}}
+		}
+		n, err := recvmmsg(f.fd, k.inMsgs[:want])
+		if err != nil {
+			k.upstreamError(f, err)
+			return
+		}
+		k.answered(f, n)
+		for i := range n {
+			if f.ended {
+				return
+			}
+			if k.inMsgs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				k.c.tooBig.Add(1)
+				f.udp.Dropped++
+				continue
+			}
+			k.filtered(f, ff.down, &ff.downQ, k.inBufs[i][:k.inMsgs[i].Len], (*socket).queueReply)
+		}
+		got += n
+		if n < want {
+			return
+		}
+	}
+}
+
+// upstreamError ends f for an error its upstream socket reported, unless
+// it only says that nothing is waiting.
+func (k *socket) upstreamError(f *flow, err error) {
+	switch err {
+	case unix.EAGAIN:
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		k.end(f, session.Unreachable, err)
+	default:
+		k.end(f, session.UpstreamReset, err)
+	}
+}
+
+// answered notes that f's member sent n datagrams: at the first, the
+// member is alive, and the passive check's failures of it start over, as
+// after a TCP connect.
+func (k *socket) answered(f *flow, n int) {
+	if !f.answered && n > 0 {
+		f.answered = true
+		f.a.Connected()
+	}
+}
+
+// queueReply copies d into the batch of replies to f's client. It reports
+// false when the flow ended (a flush ended it: its responses were
+// delivered). A reply past the route's responses is dropped.
+func (k *socket) queueReply(f *flow, d []byte) bool {
+	if f.responses > 0 && f.udp.ToClient+int64(f.queued) >= int64(f.responses) {
+		return true
+	}
+	if k.nout == batch {
+		k.flush()
+		if f.ended {
+			return false
+		}
+	}
+	k.outMsgs[k.nout].Len = uint32(copy(k.outBufs[k.nout], d))
+	k.outFlow[k.nout] = f
+	k.nout++
+	f.queued++
+	return true
 }
 
 // flush sends the replies batched so far to their clients from the
@@ -448,15 +538,20 @@ func (k *socket) flush() {
 	k.ending = k.ending[:0]
 }
 
-// expire ends the flows idle past their timeout.
+// expire passes on the delayed datagrams whose time has come and ends
+// the flows idle past their timeout.
 func (k *socket) expire() {
 	for {
 		f := k.timers.next()
 		if f == nil || f.due > k.now {
 			return
 		}
-		if due := f.last + f.idle; due > k.now {
-			k.timers.schedule(f, due)
+		k.release(f)
+		if f.ended {
+			continue
+		}
+		if due, idle := f.nextDue(); due > k.now || !idle {
+			k.timers.schedule(f, max(due, k.now+time.Microsecond))
 			continue
 		}
 		k.end(f, session.IdleTimeout, nil)
@@ -474,6 +569,7 @@ type flow struct {
 	queued                  int   // replies batched, not yet sent
 	responses               int
 	answered, ending, ended bool
+	filt                    *flowFilters // nil: no filters
 
 	due, last, idle time.Duration // timer; last datagram delivered either way; the route's idle timeout
 
@@ -595,6 +691,10 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	f.shard.Enter(session.Open)
 	k.flows[key] = f
 	k.timers.schedule(f, k.now+f.idle)
+	if err := k.startFilters(f); err != nil {
+		k.end(f, session.FilterError, err)
+		return nil
+	}
 	return f
 }
 
@@ -639,6 +739,7 @@ func (k *socket) close(f *flow, reason session.Reason, err error) {
 		nonblock.Close(f.fd) // also leaves the epoll set
 		f.fd = -1
 	}
+	f.closeFilters(reason, err)
 	f.rec.Reason, f.rec.Err = reason, err
 	f.rec.Duration = time.Since(f.rec.Start)
 	if f.a != nil {

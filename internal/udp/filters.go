@@ -1,0 +1,274 @@
+package udp
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/session"
+)
+
+// A flow's datagram filters: each direction's DatagramStreams, run in
+// order on the socket's goroutine (filter.RunDatagrams), and the
+// datagrams they delayed, held in a bounded queue per direction until
+// their time, which the socket's timer heap keeps (the flow's timer
+// comes due at the earliest of its idle deadline and its queues' heads).
+// Like chain.Set for TCP, the filters are listed from the client's side:
+// datagrams to the upstream meet them in order, replies in reverse.
+
+// flowFilters is what a filtered flow holds; an unfiltered flow holds
+// none (nil: 8 bytes of its idle cost).
+type flowFilters struct {
+	up, down   []filter.DatagramStream
+	upQ, downQ delayQueue
+	closers    []filter.Closer
+}
+
+// A delayQueue holds one direction's delayed datagrams, earliest first
+// (a min-heap by time: jitter and reordering send them out of order),
+// within filter.DatagramQueueLen datagrams and DatagramQueueBytes bytes.
+type delayQueue struct {
+	h     []delayed
+	bytes int
+}
+
+type delayed struct {
+	at time.Duration // since the socket's start
+	d  []byte
+}
+
+func (q *delayQueue) len() int { return len(q.h) }
+
+// push holds d until at; false (and nothing held) when the queue is full.
+func (q *delayQueue) push(at time.Duration, d []byte) bool {
+	if len(q.h) >= filter.DatagramQueueLen || q.bytes+len(d) > filter.DatagramQueueBytes {
+		return false
+	}
+	q.h = append(q.h, delayed{at: at, d: slices.Clone(d)})
+	q.bytes += len(d)
+	for j := len(q.h) - 1; j > 0; {
+		i := (j - 1) / 2
+		if q.h[i].at <= q.h[j].at {
+			break
+		}
+		q.h[i], q.h[j] = q.h[j], q.h[i]
+		j = i
+	}
+	return true
+}
+
+// head is the earliest datagram's time; ok false when empty.
+func (q *delayQueue) head() (time.Duration, bool) {
+	if len(q.h) == 0 {
+		return 0, false
+	}
+	return q.h[0].at, true
+}
+
+// pop takes the earliest datagram.
+func (q *delayQueue) pop() []byte {
+	d := q.h[0].d
+	last := len(q.h) - 1
+	q.h[0] = q.h[last]
+	q.h[last] = delayed{}
+	q.h = q.h[:last]
+	q.bytes -= len(d)
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= len(q.h) {
+			break
+		}
+		if r := j + 1; r < len(q.h) && q.h[r].at < q.h[j].at {
+			j = r
+		}
+		if q.h[i].at <= q.h[j].at {
+			break
+		}
+		q.h[i], q.h[j] = q.h[j], q.h[i]
+		i = j
+	}
+	if len(q.h) == 0 {
+		q.h = nil // an idle flow keeps no array
+	}
+	return d
+}
+
+// guarded is a stream whose panic becomes its flow's filter_error, named.
+type guarded struct {
+	name string
+	s    filter.DatagramStream
+}
+
+func (g guarded) Process(at time.Time, d []byte, out *filter.DatagramOut) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &filterError{name: g.name, err: fmt.Errorf("panicked: %v\n%s", p, debug.Stack())}
+		}
+	}()
+	err = g.s.Process(at, d, out)
+	if err != nil && !errors.Is(err, filter.ErrReset) && !errors.Is(err, filter.ErrClose) {
+		err = &filterError{name: g.name, err: err}
+	}
+	return err
+}
+
+// A filterError is a filter's failure, with its name.
+type filterError struct {
+	name string
+	err  error
+}
+
+func (e *filterError) Error() string { return fmt.Sprintf("filter %s: %v", e.name, e.err) }
+func (e *filterError) Unwrap() error { return e.err }
+
+// filterReason is the reason a filter's error ends its flow with.
+func filterReason(err error) session.Reason {
+	switch {
+	case errors.Is(err, filter.ErrReset):
+		return session.FilterReset
+	case errors.Is(err, filter.ErrClose):
+		return session.FilterClose
+	}
+	return session.FilterError
+}
+
+// startFilters makes f's streams from its route's filter set in force;
+// an error (a Datagrams that panicked) ends the flow before its first
+// datagram.
+func (k *socket) startFilters(f *flow) (err error) {
+	set := f.rt.Filters.Load()
+	if set == nil || len(set.Filters) == 0 {
+		return nil
+	}
+	sess := &filter.Session{ID: f.rec.ID, Route: f.rt.Name, Client: f.rec.Client, Local: k.ln.addr,
+		Upstream: f.rec.Dialed, Start: f.rec.Start}
+	sess.UpstreamLocal, _ = localAddr(f.fd)
+	ff := &flowFilters{}
+	var name string
+	defer func() {
+		if p := recover(); p != nil {
+			err = &filterError{name: name, err: fmt.Errorf("Datagrams panicked: %v\n%s", p, debug.Stack())}
+		}
+		if ff.up != nil || ff.down != nil {
+			f.filt = ff // so that the streams made are closed
+		}
+	}()
+	for _, nf := range set.Filters {
+		df, ok := nf.Filter.(filter.DatagramFilter)
+		if !ok {
+			continue // config refuses such a filter on a udp route
+		}
+		name = nf.Name
+		u, d := df.Datagrams(sess)
+		if u != nil {
+			ff.up = append(ff.up, guarded{nf.Name, u})
+			if c, ok := u.(filter.Closer); ok {
+				ff.closers = append(ff.closers, c)
+			}
+		}
+		if d != nil {
+			ff.down = append(ff.down, guarded{nf.Name, d})
+			if c, ok := d.(filter.Closer); ok {
+				ff.closers = append(ff.closers, c)
+			}
+		}
+	}
+	slices.Reverse(ff.down)
+	return nil
+}
+
+// filtered runs d, arrived now, through one direction's streams and
+// passes on what they send: at once, or into queue q until its time.
+// deliver sends one datagram on; it reports false when the flow ended.
+func (k *socket) filtered(f *flow, streams []filter.DatagramStream, q *delayQueue, d []byte, deliver func(*socket, *flow, []byte) bool) {
+	out, dropped, err := filter.RunDatagrams(streams, k.wall, d, &k.filterBufs)
+	if n := int64(dropped); n > 0 {
+		k.c.queueFull.Add(uint64(n))
+		f.udp.Dropped += n
+	}
+	if out.Len() == 0 && err == nil {
+		k.c.filterDrop.Add(1) // a filter's loss
+		f.udp.Dropped++
+	}
+	for i := range out.Len() {
+		at := out.At(i).Sub(k.start)
+		if at <= k.now {
+			if !deliver(k, f, out.Data(i)) {
+				return
+			}
+			continue
+		}
+		if !q.push(at, out.Data(i)) {
+			k.c.queueFull.Add(1)
+			f.udp.Dropped++
+			continue
+		}
+		if at < f.due {
+			k.timers.schedule(f, at)
+		}
+	}
+	if err != nil {
+		k.end(f, filterReason(err), err)
+	}
+}
+
+// release passes on f's delayed datagrams whose time has come.
+func (k *socket) release(f *flow) {
+	ff := f.filt
+	if ff == nil {
+		return
+	}
+	for !f.ended {
+		at, ok := ff.upQ.head()
+		if !ok || at > k.now {
+			break
+		}
+		k.sendUp(f, ff.upQ.pop())
+	}
+	for !f.ended {
+		at, ok := ff.downQ.head()
+		if !ok || at > k.now {
+			break
+		}
+		k.queueReply(f, ff.downQ.pop())
+	}
+}
+
+// nextDue is when f's timer should next come: its idle deadline, or its
+// earliest delayed datagram. A flow with datagrams held is not idle.
+func (f *flow) nextDue() (due time.Duration, idle bool) {
+	due, idle = f.last+f.idle, true
+	if ff := f.filt; ff != nil {
+		for _, q := range []*delayQueue{&ff.upQ, &ff.downQ} {
+			if at, ok := q.head(); ok {
+				if idle || at < due {
+					due = at
+				}
+				idle = false
+			}
+		}
+	}
+	return due, idle
+}
+
+// closeFilters tells f's streams that implement filter.Closer that the
+// flow ended: err nil for an end of its own (idle_timeout, responses).
+func (f *flow) closeFilters(reason session.Reason, err error) {
+	ff := f.filt
+	if ff == nil {
+		return
+	}
+	if err == nil && reason != session.IdleTimeout && reason != session.Responses {
+		err = errors.New(reason.String())
+	}
+	for _, c := range ff.closers {
+		func() {
+			defer func() { recover() }() // its flow is over already
+			c.Close(err)
+		}()
+	}
+	f.filt = nil
+}
