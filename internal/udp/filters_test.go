@@ -105,3 +105,35 @@ func TestDatagramFilters(t *testing.T) {
 		t.Errorf("%d streams closed, want both", l.closed.Load())
 	}
 }
+
+// boom is a DatagramFilter whose stream panics.
+type boom struct{}
+
+func (boom) Streams(*filter.Session) (filter.Stream, filter.Stream) { return nil, nil }
+func (boom) Datagrams(*filter.Session) (filter.DatagramStream, filter.DatagramStream) {
+	return boomStream{}, nil
+}
+
+type boomStream struct{}
+
+func (boomStream) Process(time.Time, []byte, *filter.DatagramOut) error { panic("boom") }
+
+// A filter's panic ends only its flow, with filter_error naming it; the
+// socket goes on serving.
+func TestFilterPanicEndsOnlyItsFlow(t *testing.T) {
+	m := newMember(t, "udp4", "127.0.0.1:0", echo)
+	recs := newRecords()
+	rt := udpRoute(t, "r", "127.0.0.1:0", pool.RoundRobin, m.addr)
+	filtered(t, rt, boom{})
+	s := server(t, recs, rt)
+	to := addr(t, s, "r")
+	for range 2 {
+		if _, err := client(t, "", to).Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		rec := recs.next(t)
+		if rec.Reason != session.FilterError || rec.Err == nil || !bytes.Contains([]byte(rec.Err.Error()), []byte("filter lens")) {
+			t.Fatalf("record %v %v", rec.Reason, rec.Err)
+		}
+	}
+}

@@ -630,10 +630,7 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		rt.Matches.Shard(k.idx).Add(mk)
 	}
 	f.rt, f.h, f.count = rt, h, count
-	f.shard = rt.Stats.Shard(k.idx)
-	if f.shard == nil {
-		f.shard = rt.Stats.Shard(0) // more sockets than the route has shards
-	}
+	f.shard = k.shard(rt)
 	f.shard.Start()
 	k.s.live.Add(1)
 	// pick: hash balancing hashes the client's address.
@@ -698,6 +695,16 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	return f
 }
 
+// shard is the route's counters this socket writes: its index's, or
+// shard 0's when the route has fewer shards than the address has sockets
+// (the atomics stay right, only shared).
+func (k *socket) shard(rt *route.Route) *stats.Shard {
+	if sh := rt.Stats.Shard(k.idx); sh != nil {
+		return sh
+	}
+	return rt.Stats.Shard(0)
+}
+
 // refuse counts a datagram that could not open a flow and hands its
 // record to Finish (rate-limited).
 func (k *socket) refuse(rt *route.Route, rec *session.Record, r *refusal) {
@@ -707,7 +714,7 @@ func (k *socket) refuse(rt *route.Route, rec *session.Record, r *refusal) {
 	}
 	k.c.refused.Add(1)
 	if r.rt != nil {
-		r.rt.Stats.Shard(k.idx).Refuse(routeRefusal[r.reason])
+		k.shard(r.rt).Refuse(routeRefusal[r.reason])
 	}
 	k.s.finishRefusal(rt, rec)
 }

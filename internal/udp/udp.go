@@ -493,7 +493,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	for _, ln := range lns {
-		s.log.Info("stopped listening", "addr", ln.addr.String(), "protocol", "udp")
+		name := ln.key
+		if cur := s.cur.Load(); cur != nil {
+			if rt := cur.t.Lookup(ln.key); rt != nil {
+				name = rt.Name
+			}
+		}
+		s.log.Info("stopped listening", "route", name, "addr", ln.addr.String(), "protocol", "udp")
 	}
 	return nil
 }
