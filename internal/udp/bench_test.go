@@ -84,3 +84,22 @@ func openFDs(b *testing.B) int {
 	}
 	return len(ents)
 }
+
+// BenchmarkRequestResponse is one client's 64-byte exchanges with an echo
+// member through pier, one at a time: the round trip's latency.
+func BenchmarkRequestResponse(b *testing.B) {
+	m := newMember(b, "udp4", "127.0.0.1:0", echo)
+	recs := newRecords()
+	s := server(b, recs, udpRoute(b, "r", "127.0.0.1:0", pool.RoundRobin, m.addr))
+	c := client(b, "", addr(b, s, "r"))
+	d := make([]byte, 64)
+	buf := make([]byte, 128)
+	for b.Loop() {
+		if _, err := c.Write(d); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

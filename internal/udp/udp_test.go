@@ -386,3 +386,28 @@ func mustTable(t *testing.T) *route.Table {
 	}
 	return tab
 }
+
+// A datagram larger than the member's path allows (an IPv6 client's
+// 65527 bytes to an IPv4 member, whose limit is 65507) is dropped and
+// counted as too big, never cut to fit; the flow goes on.
+func TestTooBigDatagramCountedNotTruncated(t *testing.T) {
+	m := newMember(t, "udp4", "127.0.0.1:0", echo)
+	recs := newRecords()
+	rt := udpRoute(t, "r", "[::1]:0", pool.RoundRobin, m.addr)
+	rt.IdleTimeout = 300 * time.Millisecond
+	s := server(t, recs, rt)
+	c := client(t, "", addr(t, s, "r"))
+	if _, err := c.Write(make([]byte, 65527)); err != nil {
+		t.Fatal(err)
+	}
+	if got := exchange(t, c, []byte("small")); string(got) != "small" {
+		t.Fatalf("got %d bytes, want the small datagram alone", len(got))
+	}
+	if st := s.Stats(); st.Dropped.TooBig != 1 || st.DatagramsToUpstream != 1 {
+		t.Errorf("stats %+v, want one too big, one forwarded", st)
+	}
+	rec := recs.next(t)
+	if rec.UDP.Dropped != 1 || rec.UDP.ToUpstream != 1 || rec.ToUpstream != 5 {
+		t.Errorf("record %+v bytes %d", rec.UDP, rec.ToUpstream)
+	}
+}
