@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ const forwardExamples = `  pier forward :9090 smtp.example.com:25
       terminate TLS: clients handshake with pier, the upstream gets plaintext
   pier forward :5432 db.internal:5432 -upstream-tls -upstream-ca ca.pem
       originate TLS: pier connects to the upstream over TLS, verified against ca.pem
+  pier forward -udp :53 10.0.0.2:53 10.0.0.3:53 -responses 1 -balance hash
+      forward DNS over UDP to two resolvers; each query's flow ends with its answer
 `
 
 // runForward is 'pier forward': one route from the command line. Its
@@ -94,6 +97,23 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
+// protocolFlag is -udp: alone, or -udp=true, it sets the route's
+// protocol to udp; -udp=false to tcp.
+type protocolFlag struct{ settingFlag }
+
+func (f *protocolFlag) IsBoolFlag() bool { return true }
+
+func (f *protocolFlag) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	if b {
+		return f.settingFlag.Set(config.UDP)
+	}
+	return f.settingFlag.Set(config.TCP)
+}
+
 // forwardFlags are the flags of 'pier forward', and what they collect.
 type forwardFlags struct {
 	fs       *flagSet
@@ -112,6 +132,9 @@ func newForwardFlags() *forwardFlags {
 	s.setting(fs, "idle-timeout", "idle_timeout", shortDuration(config.DefaultIdleTimeout), "end a session after no byte moved either way for this `duration` (0: never)")
 	s.setting(fs, "half-close-timeout", "half_close_timeout", shortDuration(config.DefaultHalfCloseTimeout), "once one side has finished, end the session if the other has not within this `duration` (0: never)")
 	s.setting(fs, "max-connections", "max_connections", "0", "close new clients at once beyond this `number` of live sessions (0: no limit)")
+	fs.Var(&protocolFlag{settingFlag{key: "protocol", name: "udp", into: s}}, "udp", "forward UDP datagrams instead of TCP streams: a flow per client address, ended after -idle-timeout (default 30s with -udp) or -responses")
+	s.setting(fs, "responses", "responses", "0", "with -udp, end a flow once this `number` of replies reached the client (1 for DNS; 0: no such end)")
+	s.setting(fs, "max-flows", "max_flows", fmt.Sprint(config.DefaultMaxFlows), "with -udp, drop datagrams that would open a flow beyond this `number` of live flows, 1 to 1048576")
 	s.setting(fs, "balance", "balance", "round_robin", "how an upstream is chosen, a `policy`: round_robin, least_conn, random or hash (on the client's address)")
 	s.setting(fs, "retries", "retries", fmt.Sprint(config.DefaultRetries), "after a failed connect, try up to this `number` of other upstreams, 0 to 100")
 	s.setting(fs, "grace", "grace_period", shortDuration(config.DefaultGracePeriod), "on SIGTERM or SIGINT, let live sessions finish for this `duration`, more than 0")
