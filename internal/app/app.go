@@ -37,6 +37,7 @@ import (
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/stats"
 	"github.com/pierproxy/pier/internal/tlsconf"
+	"github.com/pierproxy/pier/internal/udp"
 )
 
 // A Daemon is a running proxy and the configuration it was given.
@@ -44,6 +45,7 @@ type Daemon struct {
 	log  *slog.Logger
 	opts Options
 	srv  *proxy.Server
+	udp  *udp.Server // the udp routes' (udp.go)
 
 	// mu makes Reload and Stop take turns (a program embedding pier may
 	// call them from different goroutines), so that Stop sees the last
@@ -55,6 +57,7 @@ type Daemon struct {
 	over    overlay                   // the admin API's changes on top of file
 	routes  map[string]*carried       // by route name, carried over reloads
 	global  *scopeLimits              // the top level's limits, carried over reloads
+	table   *route.Table              // the table in force
 	stopped bool
 
 	// tlsFiles re-reads the certificates, keys and CA bundles of the
@@ -135,11 +138,16 @@ func Start(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{log: opts.Log, opts: opts, srv: srv, routes: make(map[string]*carried), owned: make(map[string][]config.Route),
 		history: newHistory(), tlsFiles: tlsconf.NewWatcher(0, opts.Log)}
+	if d.udp, err = d.newUDP(); err != nil {
+		srv.Shutdown(context.Background())
+		return nil, err
+	}
 	d.mu.Lock()
 	err = d.apply(cfg, cfg, overlay{})
 	d.mu.Unlock()
 	if err != nil {
 		d.tlsFiles.Stop()
+		d.udp.Shutdown(context.Background())
 		srv.Shutdown(context.Background())
 		return nil, err
 	}
@@ -313,11 +321,19 @@ func (d *Daemon) apply(file, cfg *config.Config, over overlay) error {
 	if err != nil {
 		return err
 	}
-	if err := d.srv.Apply(t); err != nil {
+	restoreUDP, err := d.applyUDP(t, d.table)
+	if err != nil {
 		stopPools(routes)
 		closeSets(made, d.log)
 		return err
 	}
+	if err := d.srv.Apply(t); err != nil {
+		restoreUDP()
+		stopPools(routes)
+		closeSets(made, d.log)
+		return err
+	}
+	d.table = t
 	// The old pools' checks and lookups stop; their sessions finish.
 	stopPools(d.routes)
 	// Only now, with the new table in force, may limits and filters
@@ -459,7 +475,9 @@ func (d *Daemon) Config() *config.Config {
 }
 
 // Addrs returns the bound addresses of a route's listeners.
-func (d *Daemon) Addrs(route string) []netip.AddrPort { return d.srv.Addrs(route) }
+func (d *Daemon) Addrs(route string) []netip.AddrPort {
+	return append(d.srv.Addrs(route), d.udp.Addrs(route)...)
+}
 
 // Live returns the number of sessions in progress.
 func (d *Daemon) Live() int64 { return d.srv.Live() }
@@ -494,6 +512,10 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	}
 	start := time.Now()
 	live := d.srv.Live()
+	flows := d.udp.Live()
+	// A UDP flow has no end to wait for: its datagrams are single, so
+	// flows end at once, and TCP sessions drain meanwhile.
+	d.udp.Shutdown(ctx)
 	err := d.srv.Shutdown(ctx)
 	d.tlsFiles.Stop()
 	stopPools(routes)
@@ -504,10 +526,12 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		}
 	}
 	closeSets(sets, d.log)
-	st := d.srv.Stats()
+	st, ust := d.srv.Stats(), d.udp.Stats()
 	d.log.Info("stopped", "sessions_at_stop", live, "drain", time.Since(start).Round(time.Millisecond), "cut_short", err != nil,
 		"sessions", st.Sessions, "bytes_to_upstream", st.ToUpstream, "bytes_to_client", st.ToClient,
-		"refused", st.Refused, "failed_dials", st.FailedDials)
+		"refused", st.Refused, "failed_dials", st.FailedDials,
+		"udp_flows_at_stop", flows, "udp_flows", ust.Flows, "udp_datagrams_to_upstream", ust.DatagramsToUpstream,
+		"udp_datagrams_to_client", ust.DatagramsToClient, "udp_dropped", ust.Dropped.TooBig+ust.Dropped.QueueFull+ust.Dropped.Filter+ust.Dropped.Other)
 	return err
 }
 

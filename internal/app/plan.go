@@ -86,7 +86,7 @@ func listens(cfg *config.Config) []listenAt {
 	var ls []listenAt
 	for _, r := range cfg.Routes {
 		for _, a := range r.Listen {
-			ls = append(ls, listenAt{route.Key(r.Name, r.Match != nil, a), r.Name, a})
+			ls = append(ls, listenAt{route.ProtocolKey(r.Protocol, r.Name, r.Match != nil, a), r.Name, a})
 		}
 	}
 	return ls
