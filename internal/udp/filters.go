@@ -30,14 +30,24 @@ type flowFilters struct {
 // A delayQueue holds one direction's delayed datagrams, earliest first
 // (a min-heap by time: jitter and reordering send them out of order),
 // within filter.DatagramQueueLen datagrams and DatagramQueueBytes bytes.
+// Datagrams due at the same time leave in the order they were queued (a
+// heap alone would swap them): latency keeps order, duplicates follow
+// their original.
 type delayQueue struct {
 	h     []delayed
 	bytes int
+	seq   uint64 // numbers the datagrams queued, for the order of equals
 }
 
 type delayed struct {
-	at time.Duration // since the socket's start
-	d  []byte
+	at  time.Duration // since the socket's start
+	seq uint64
+	d   []byte
+}
+
+// before orders a queue: by time, then by arrival.
+func (a *delayed) before(b *delayed) bool {
+	return a.at < b.at || a.at == b.at && a.seq < b.seq
 }
 
 func (q *delayQueue) len() int { return len(q.h) }
@@ -47,11 +57,12 @@ func (q *delayQueue) push(at time.Duration, d []byte) bool {
 	if len(q.h) >= filter.DatagramQueueLen || q.bytes+len(d) > filter.DatagramQueueBytes {
 		return false
 	}
-	q.h = append(q.h, delayed{at: at, d: slices.Clone(d)})
+	q.seq++
+	q.h = append(q.h, delayed{at: at, seq: q.seq, d: slices.Clone(d)})
 	q.bytes += len(d)
 	for j := len(q.h) - 1; j > 0; {
 		i := (j - 1) / 2
-		if q.h[i].at <= q.h[j].at {
+		if !q.h[j].before(&q.h[i]) {
 			break
 		}
 		q.h[i], q.h[j] = q.h[j], q.h[i]
@@ -81,10 +92,10 @@ func (q *delayQueue) pop() []byte {
 		if j >= len(q.h) {
 			break
 		}
-		if r := j + 1; r < len(q.h) && q.h[r].at < q.h[j].at {
+		if r := j + 1; r < len(q.h) && q.h[r].before(&q.h[j]) {
 			j = r
 		}
-		if q.h[i].at <= q.h[j].at {
+		if !q.h[j].before(&q.h[i]) {
 			break
 		}
 		q.h[i], q.h[j] = q.h[j], q.h[i]
