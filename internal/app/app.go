@@ -592,7 +592,7 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 			c.filters = new(chain.InForce)
 		}
 		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
-			set, fresh, ferrs := compileFilters(cfg.File, rc.Filters, c.cfg, c.set, log)
+			set, fresh, ferrs := compileFilters(cfg.File, rc.Protocol == config.UDP, rc.Filters, c.cfg, c.set, log)
 			errs = append(errs, ferrs...)
 			if fresh != nil {
 				made = append(made, fresh)
@@ -770,7 +770,7 @@ func tlsError(file string, rc *config.Route, at config.Pos, key string, err erro
 //
 // A factory that panics fails the configuration like one that returns an
 // error; its stack is logged.
-func compileFilters(file string, fs []config.Filter, prevCfg []config.Filter, prev *chain.Set, log *slog.Logger) (set, fresh *chain.Set, _ config.Errors) {
+func compileFilters(file string, datagrams bool, fs []config.Filter, prevCfg []config.Filter, prev *chain.Set, log *slog.Logger) (set, fresh *chain.Set, _ config.Errors) {
 	if len(fs) == 0 {
 		return nil, nil, nil
 	}
@@ -789,6 +789,12 @@ func compileFilters(file string, fs []config.Filter, prevCfg []config.Filter, pr
 			errs = append(errs, config.ErrorAt(file, f.Pos, fmt.Sprintf("filter: unknown filter %q", f.Name)))
 			continue
 		}
+		if spec.DatagramOnly && !datagrams {
+			// The loader says so too; a filter list the admin API edits
+			// comes here without it.
+			errs = append(errs, config.ErrorAt(file, f.Pos, fmt.Sprintf("filter %q works only on udp routes", f.Name)))
+			continue
+		}
 		flt, err := spec.Build(f.NewOptions().WithLogger(log.With("filter", f.Name)))
 		if pe, ok := errors.AsType[*filter.PanicError](err); ok {
 			log.Error("filter factory panicked", "filter", f.Name, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
@@ -801,6 +807,13 @@ func compileFilters(file string, fs []config.Filter, prevCfg []config.Filter, pr
 				msg = strings.TrimPrefix(msg, f.Name+": ")
 			}
 			errs = append(errs, config.ErrorAt(file, f.Pos, msg))
+			continue
+		}
+		if _, ok := flt.(filter.DatagramFilter); datagrams && !ok {
+			errs = append(errs, config.ErrorAt(file, f.Pos, fmt.Sprintf("filter %q does not work on datagrams (udp routes)", f.Name)))
+			if c, ok := flt.(interface{ Close() error }); ok {
+				c.Close() // built for nothing: its files go now
+			}
 			continue
 		}
 		set.Filters = append(set.Filters, chain.Named{Name: f.Name, Filter: flt})

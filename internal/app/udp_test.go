@@ -3,10 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pierproxy/pier/internal/admin"
 	"github.com/pierproxy/pier/internal/testutil"
 )
 
@@ -124,4 +127,38 @@ func TestUDPRouteBesideTCP(t *testing.T) {
 	}
 	logs.WaitFor(t, wait, "session", "route=dns", "protocol=udp", "reason=shutdown", "datagrams_to_upstream=2", "datagrams_to_client=2", "bytes_to_upstream=11")
 	logs.WaitFor(t, wait, "stopped", "udp_flows=2", "udp_datagrams_to_upstream=3")
+}
+
+// The admin API's filter edits meet the same rules as the file: a filter
+// that does not work on datagrams is refused on a udp route, and a
+// datagram-only one on a tcp route, naming the filter; nothing changes.
+func TestUDPFilterEditsChecked(t *testing.T) {
+	echo := udpEcho(t)
+	tcpUp := testutil.NewUpstream(t, testutil.Echo)
+	d, err := Start(parse(t, fmt.Sprintf(`routes:
+  - name: dns
+    protocol: udp
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+  - name: web
+    listen: ["127.0.0.1:0"]
+    upstreams: [{address: %q}]
+`, echo, tcpUp.Addr())), Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	c := control{d}
+	for _, tc := range []struct{ route, body, want string }{
+		{"dns", "[{slicer: {size: 1}}]", `filter "slicer" does not work on datagrams`},
+		{"web", "[{loss: {probability: 0.5}}]", `filter "loss" works only on udp routes`},
+	} {
+		_, err := c.EditFilters(tc.route, admin.FilterEdit{Op: "replace", Body: []byte(tc.body)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: %v, want %q", tc.route, tc.body, err, tc.want)
+		}
+	}
+	if _, err := c.EditFilters("dns", admin.FilterEdit{Op: "replace", Body: []byte("[{loss: {probability: 0.5}}]")}); err != nil {
+		t.Errorf("loss on the udp route: %v", err)
+	}
 }
