@@ -3,6 +3,7 @@ package app
 import (
 	"time"
 
+	"github.com/pierproxy/pier/config"
 	"github.com/pierproxy/pier/filter"
 	"github.com/pierproxy/pier/internal/metrics"
 	"github.com/pierproxy/pier/internal/proxy"
@@ -43,7 +44,14 @@ func (s source) Snapshot() metrics.Snapshot {
 		snap.Listeners = append(snap.Listeners, listenerMetrics(&l))
 	}
 	snap.Clients = clientsMetrics(global)
-	snap.LogRefusalsSuppressed = d.srv.Stats().RefusalLogsSuppressed
+	snap.LogRefusalsSuppressed = d.srv.Stats().RefusalLogsSuppressed + d.udp.Stats().RefusalLogsSuppressed
+	if hasUDP(cfg) {
+		u := d.udp.Stats()
+		snap.UDP = &metrics.UDP{ToUpstream: u.DatagramsToUpstream, ToClient: u.DatagramsToClient,
+			Refused: u.Refused + u.NoUpstream,
+			Dropped: map[string]uint64{"too_big": u.Dropped.TooBig, "queue_full": u.Dropped.QueueFull,
+				"filter": u.Dropped.Filter, "other": u.Dropped.Other}}
+	}
 	snap.ReloadsOK, snap.ReloadsFailed = d.reloadsOK.Load(), d.reloadsFailed.Load()
 	if t := d.lastReloadOK.Load(); t != 0 {
 		snap.LastReloadOK = time.Unix(0, t)
@@ -139,4 +147,15 @@ func clientsMetrics(s *scopeLimits) *metrics.Clients {
 
 func histogram(h stats.HistogramTotals) metrics.Histogram {
 	return metrics.Histogram{Bounds: h.Bounds, Counts: h.Counts, Sum: h.Sum}
+}
+
+// hasUDP reports whether cfg has a udp route: the datagram series are
+// emitted only then.
+func hasUDP(cfg *config.Config) bool {
+	for i := range cfg.Routes {
+		if cfg.Routes[i].Protocol == config.UDP {
+			return true
+		}
+	}
+	return false
 }

@@ -122,6 +122,10 @@ func TestUDPRouteBesideTCP(t *testing.T) {
 		t.Fatalf("echo %q", got)
 	}
 	logs.WaitFor(t, wait, "session", "route=once", "protocol=udp", "reason=responses", "datagrams_to_upstream=1", "datagrams_to_client=1")
+	// The metrics count every datagram delivered, each way.
+	if u := (source{d}).Snapshot().UDP; u == nil || u.ToUpstream != 3 || u.ToClient != 3 {
+		t.Errorf("the metrics' datagrams: %+v, want 3 each way", u)
+	}
 	if err := d.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

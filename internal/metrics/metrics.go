@@ -49,6 +49,16 @@ type Snapshot struct {
 	// LogRefusalsSuppressed counts refusal log lines not written because refusals came
 	// faster than the log's rate for them (every refusal is still counted).
 	LogRefusalsSuppressed uint64
+	// UDP is the UDP server's datagram counts; nil: no udp route has run, and its series
+	// are not emitted. (Each udp route's flows are its sessions in Routes.)
+	UDP *UDP
+}
+
+// UDP is the datagram counts of every udp route together.
+type UDP struct {
+	ToUpstream, ToClient uint64            // datagrams delivered
+	Dropped              map[string]uint64 // datagrams not delivered, by why: too_big, queue_full, filter, other
+	Refused              uint64            // datagrams from clients refused a flow
 }
 
 // Clients is a per-client table's counts (a scope's: the top level's or a route's).
@@ -152,6 +162,7 @@ type collector struct {
 	matched                                              *prometheus.Desc
 	tracked, evicted, untracked                          *prometheus.Desc
 	routeTracked, routeEvicted, routeUntracked, suppress *prometheus.Desc
+	udpDatagrams, udpDropped, udpRefused                 *prometheus.Desc
 }
 
 // NewCollector returns a collector that calls src.Snapshot once per scrape. Its metrics
@@ -221,6 +232,12 @@ func NewCollector(src Source) prometheus.Collector {
 			"Least recently seen clients the route's per-client table dropped to make room.", routeLabels...),
 		routeUntracked: newDesc("pier_route_clients_untracked_total",
 			"Clients admitted untracked because the route's per-client table was full of clients with live sessions.", routeLabels...),
+		udpDatagrams: newDesc("pier_udp_datagrams_total",
+			"Datagrams the udp routes delivered, by direction: to_upstream, to_client.", "direction"),
+		udpDropped: newDesc("pier_udp_datagrams_dropped_total",
+			"Datagrams the udp routes did not deliver, by why: too_big (larger than the path allows, never cut), queue_full (a full socket buffer or filter queue), filter (a filter's loss, or its flow ended), other.", "why"),
+		udpRefused: newDesc("pier_udp_datagrams_refused_total",
+			"Datagrams from clients that were refused a flow (denied, rate_limit, client_limit, limit, no_route, no member)."),
 		suppress: newDesc("pier_log_refusals_suppressed_total",
 			"Refusal log lines not written because refusals came faster than their log rate (10/s, burst 100); each refusal is still counted."),
 
@@ -245,6 +262,7 @@ func (c *collector) descs() []*prometheus.Desc {
 		c.acceptPauses, c.reloads, c.lastReload, c.filterBytes, c.filterWrites, c.logDropped,
 		c.listenerRefused, c.peeks, c.headers, c.peeking, c.matched,
 		c.tracked, c.evicted, c.untracked, c.routeTracked, c.routeEvicted, c.routeUntracked, c.suppress,
+		c.udpDatagrams, c.udpDropped, c.udpRefused,
 	}
 }
 
@@ -286,6 +304,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		e.counter(c.untracked, t.Untracked)
 	}
 	e.counter(c.suppress, s.LogRefusalsSuppressed)
+	if u := s.UDP; u != nil {
+		e.counter(c.udpDatagrams, u.ToUpstream, "to_upstream")
+		e.counter(c.udpDatagrams, u.ToClient, "to_client")
+		for why, n := range u.Dropped {
+			e.counter(c.udpDropped, n, why)
+		}
+		e.counter(c.udpRefused, u.Refused)
+	}
 	for _, f := range s.Filters {
 		index := strconv.Itoa(f.Index)
 		e.counter(c.filterBytes, f.DroppedBytes, f.Route, f.Name, index)

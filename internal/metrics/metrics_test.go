@@ -79,6 +79,8 @@ func fullSnapshot() Snapshot {
 		LastReloadOK:          reloadTime,
 		LogDroppedAccess:      7,
 		LogDroppedOther:       0,
+		UDP: &UDP{ToUpstream: 30, ToClient: 29, Refused: 1,
+			Dropped: map[string]uint64{"too_big": 1, "queue_full": 0, "filter": 2, "other": 0}},
 	}
 }
 
@@ -95,7 +97,7 @@ func pedanticGather(t *testing.T, s Snapshot) []*dto.MetricFamily {
 
 // pierName is the naming rule every pier metric follows: the pier_ prefix, a subsystem,
 // lower-case snake case.
-var pierName = regexp.MustCompile(`^pier_(route|member|listener|clients|config|filter|log)_[a-z_]+$`)
+var pierName = regexp.MustCompile(`^pier_(route|member|listener|clients|config|filter|log|udp)_[a-z_]+$`)
 
 func TestMetricNamesFollowPrometheusConventions(t *testing.T) {
 	mfs := pedanticGather(t, fullSnapshot())
