@@ -219,9 +219,12 @@ type TLVs struct {
 // Route is one route as it runs.
 type Route struct {
 	Name           string     `json:"name"`
-	Listen         []string   `json:"listen"` // as configured
-	Addrs          []string   `json:"addrs"`  // the addresses listened on
+	Protocol       string     `json:"protocol"` // "tcp" or "udp"
+	Listen         []string   `json:"listen"`   // as configured
+	Addrs          []string   `json:"addrs"`    // the addresses listened on
 	MaxConnections int        `json:"max_connections"`
+	Responses      int        `json:"responses"` // udp: the replies that end a flow; 0 none
+	MaxFlows       int        `json:"max_flows"` // udp: the route's live flows at most; 0 for tcp
 	Live           int64      `json:"live"`
 	Refused        uint64     `json:"refused"`
 	Filters        []Filter   `json:"filters"`

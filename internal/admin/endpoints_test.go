@@ -81,7 +81,7 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("routes %s", a.body)
 	}
 	r := routes[0].(map[string]any)
-	wantKeys(t, "route", r, "name", "listen", "addrs", "max_connections", "live", "refused", "filters", "members", "overlay", "stats",
+	wantKeys(t, "route", r, "name", "protocol", "listen", "addrs", "max_connections", "responses", "max_flows", "live", "refused", "filters", "members", "overlay", "stats",
 		"match", "peek_timeout_seconds", "proxy_protocol", "send_proxy", "allow", "deny", "limits")
 	if r["max_connections"] != 100.0 || r["live"] != 3.0 || r["refused"] != 2.0 || r["overlay"] != true {
 		t.Fatalf("route %s", a.body)

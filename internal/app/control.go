@@ -58,11 +58,17 @@ func (c control) Routes() []admin.Route {
 func (d *Daemon) routeView(rc *config.Route) admin.Route {
 	r := admin.Route{
 		Name:           rc.Name,
+		Protocol:       rc.Protocol,
 		Listen:         rc.Listen,
 		MaxConnections: rc.MaxConnections,
+		Responses:      rc.Responses,
+		MaxFlows:       rc.MaxFlows,
 		Filters:        d.filterViews(rc),
 	}
-	for _, a := range d.srv.Addrs(rc.Name) {
+	if r.Protocol == "" {
+		r.Protocol = config.TCP
+	}
+	for _, a := range d.Addrs(rc.Name) {
 		r.Addrs = append(r.Addrs, a.String())
 	}
 	_, r.Overlay = d.over.filters[rc.Name]

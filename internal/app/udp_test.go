@@ -91,6 +91,10 @@ func TestUDPRouteBesideTCP(t *testing.T) {
 	if got := exchange(t, c, "first"); got != "first" {
 		t.Fatalf("echo %q", got)
 	}
+	// The flow is the route's live session, for the metrics and the API.
+	if live := d.routes["dns"].limit.Live(); live != 1 {
+		t.Errorf("the udp route has %d live sessions, want its one flow", live)
+	}
 	// A reload that changes the route (its idle timeout) keeps the flow:
 	// the same listen address (as written) keeps its sockets.
 	if err := d.Reload(parse(t, fmt.Sprintf(`routes:

@@ -630,6 +630,12 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		rt.Matches.Shard(k.idx).Add(mk)
 	}
 	f.rt, f.h, f.count = rt, h, count
+	if rt.Limit != nil {
+		// The route's live count, as its TCP sessions keep it: the
+		// metrics, the admin API and the dashboard read it. Its maximum
+		// is max_flows' (count), so this never refuses.
+		rt.Limit.Acquire()
+	}
 	f.shard = k.shard(rt)
 	f.shard.Start()
 	k.s.live.Add(1)
@@ -754,6 +760,9 @@ func (k *socket) close(f *flow, reason session.Reason, err error) {
 	}
 	f.h.release()
 	f.count.release()
+	if f.rt.Limit != nil {
+		f.rt.Limit.Release()
+	}
 	f.shard.End(&f.rec)
 	k.c.flows.Add(1)
 	k.s.live.Add(-1)
