@@ -22,5 +22,15 @@
 // require its client certificate. Without openssl these skip, unless
 // PIER_REQUIRE_OPENSSL=1 (as .ci/run sets).
 //
+// UDP (udp_test.go) is tested with real clients through the real pier
+// process: dig against a pool of two dnsmasq (no config file, no pid
+// file, each answering example.test with its own address) on a udp route
+// with responses: 1 and a health check that sends a DNS query, one of
+// them killed by its pid while queries go on; and iperf3 -u, whose TCP
+// control connection and UDP datagrams take a tcp and a udp route on one
+// address, at 20 Mbit/s with no datagram lost. Without dig, dnsmasq or
+// iperf3 these skip, unless PIER_REQUIRE_DIG=1, PIER_REQUIRE_DNSMASQ=1 or
+// PIER_REQUIRE_IPERF3=1 (as .ci/run sets).
+//
 // The package has no code of its own: only tests.
 package interop
