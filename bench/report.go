@@ -59,8 +59,13 @@ type table struct {
 
 // key names a row group: the test, and for rr the number of clients.
 func key(r Result) string {
-	if r.Test == "rr" {
+	switch r.Test {
+	case "rr":
 		return fmt.Sprintf("rr/%d", r.Workers)
+	case "udprr":
+		return fmt.Sprintf("udprr/%d", r.Workers)
+	case "udp":
+		return fmt.Sprintf("udp/%d/%d", r.Size, r.Flows)
 	}
 	return r.Test
 }

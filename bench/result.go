@@ -37,7 +37,7 @@ import (
 // Only the fields of its Test are set.
 type Result struct {
 	Column  string `json:"column"`            // direct, pier, gocopy, haproxy, nginx
-	Test    string `json:"test"`              // bulk, cps, rr, idle, syscalls; TLS: hs-ecdsa, hs-rsa, hs-resume
+	Test    string `json:"test"`              // bulk, cps, rr, idle, syscalls; TLS: hs-ecdsa, hs-rsa, hs-resume; UDP: udp, udploss, udprr, udpidle
 	Error   string `json:"error,omitempty"`   // set when the test failed: the cell reads "error"
 	Skipped string `json:"skipped,omitempty"` // set when the column was not run, with the reason
 
@@ -64,6 +64,19 @@ type Result struct {
 	FDAfter    int     `json:"fd_after,omitempty"`
 	KBPerConn  float64 `json:"kb_per_conn,omitempty"` // idle: (RSSAfter-RSSBefore)/Conns, KiB
 	FDPerConn  float64 `json:"fd_per_conn,omitempty"` // idle: (FDAfter-FDBefore)/Conns
+
+	// UDP loads (bench/udp): the datagrams' size, the flows (client
+	// sockets), the closed loop's window or the paced rate, and what came
+	// of the datagrams sent: Ops received, Lost = Sent - Ops after a
+	// drain, Wrong ones that came back changed or to another flow.
+	Size   int     `json:"size,omitempty"`
+	Flows  int     `json:"flows,omitempty"`
+	Window int     `json:"window,omitempty"`
+	Pace   float64 `json:"pace_per_s,omitempty"`
+	Sent   int64   `json:"sent,omitempty"`
+	Lost   int64   `json:"lost,omitempty"`
+	Wrong  int64   `json:"wrong,omitempty"`
+	Stalls int64   `json:"stalls,omitempty"` // closed loop: times a flow heard nothing for the loss timeout and sent afresh
 
 	// TLS loads (bench/tls): what the first handshake negotiated, and for
 	// resumed handshakes the full ones that were not counted in Ops.

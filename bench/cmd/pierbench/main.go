@@ -24,6 +24,17 @@
 //	pierbench hs -resume -test hs-resume -tls DIR/ecdsa.crt pier-tls=127.0.0.1:9102
 //	pierbench tlsreport -columns direct-tls,pier-tls,haproxy results.jsonl
 //
+// and the UDP half, bench/udp:
+//
+//	pierbench udpecho 127.0.0.1:9201                # the UDP echo upstream
+//	pierbench wait -udp 127.0.0.1:9202              # until a datagram comes back through it
+//	pierbench udprate -size 64 -flows 1000 -pid pier=1234 pier=127.0.0.1:9202  # datagrams/s, loss
+//	pierbench udprate -test udploss -pace 50000 -flows 1000 pier=127.0.0.1:9202  # loss at a paced rate
+//	pierbench udprr -clients 1 -pid pier=1234 pier=127.0.0.1:9203  # a query per new socket
+//	pierbench udpidle -column pier -flows 3000 -pid 1234 127.0.0.1:9202
+//	pierbench udppace -column nginx -test udp/64/1000 -share 0.5 results.jsonl  # the paced rate
+//	pierbench udpreport -columns direct,pier,nginx,socat results.jsonl
+//
 // The loads take turns on the columns (-rounds) so that drift on a busy
 // 2-core machine spreads over all of them. A load that fails still prints
 // its result line, with "error" set, and exits 1.
@@ -75,6 +86,12 @@ const usage = `Usage: pierbench COMMAND [flags] ARGS
   tlsecho CERT KEY ADDR [CERT KEY ADDR]...  serve a TLS echo (direct-tls)
   hs [flags] COLUMN=ADDR...   TLS handshakes/s on each, taking turns (-resume: resumed)
   tlsreport -columns A,B FILE print the TLS table of a results file
+  udpecho ADDR                serve the UDP echo upstream
+  udprate|udprr [flags] COLUMN=ADDR...  a UDP load on each, taking turns
+  udpidle [flags] -pid P ADDR what P holds per idle UDP flow through ADDR
+  udppace -column C -test K FILE  print the paced rate for the UDP loss load
+  udpreport -columns A,B FILE print the UDP table of a results file
+  (wait -udp, ports -udp: the same for UDP)
   (bulk, rr, idle: -tls CERTFILE,... speaks TLS, accepting those server certificates)
 Run 'pierbench COMMAND -h' for its flags.
 `
@@ -113,7 +130,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runPids(rest, stdout, stderr)
 	case "fail":
 		err = runFail(rest, stdout, stderr)
-	case "report", "tlsreport":
+	case "udpecho":
+		err = runUDPEcho(ctx, rest, stderr)
+	case "udprate", "udprr":
+		err = runUDPLoad(ctx, cmd, rest, stdout, stderr)
+	case "udpidle":
+		err = runUDPIdle(ctx, rest, stdout, stderr)
+	case "udppace":
+		err = runUDPPace(rest, stdout, stderr)
+	case "report", "tlsreport", "udpreport":
 		err = runReport(cmd, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "pierbench: unknown command %q\n%s", cmd, usage)
@@ -211,12 +236,16 @@ func runWait(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	pid := fs.Int("pid", 0, "give up at once if this process has exited (0: don't watch)")
+	udp := fs.Bool("udp", false, "send datagrams until one comes back, instead of connecting")
 	pos, err := parse(fs, args, 1, "[flags] ADDR")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if *udp {
+		return waitUDP(ctx, pos[0], *pid)
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -457,8 +486,11 @@ func runReport(cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := "direct,pier,gocopy,haproxy,nginx"
-	if cmd == "tlsreport" {
+	switch cmd {
+	case "tlsreport":
 		def = "direct-tls,pier-tls,haproxy,nginx,stunnel,pier"
+	case "udpreport":
+		def = "direct,pier,nginx,socat"
 	}
 	columns := fs.String("columns", def, "columns in order, comma-separated")
 	pos, err := parse(fs, args, 1, "[flags] RESULTS.jsonl")
@@ -474,8 +506,11 @@ func runReport(cmd string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cmd == "tlsreport" {
+	switch cmd {
+	case "tlsreport":
 		return bench.TLSReport(stdout, results, strings.Split(*columns, ","))
+	case "udpreport":
+		return bench.UDPReport(stdout, results, strings.Split(*columns, ","))
 	}
 	return bench.Report(stdout, results, strings.Split(*columns, ","))
 }
@@ -485,7 +520,8 @@ func runReport(cmd string, args []string, stdout, stderr io.Writer) error {
 func runPorts(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ports", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pos, err := parse(fs, args, 1, "N")
+	udp := fs.Bool("udp", false, "UDP ports instead of TCP")
+	pos, err := parse(fs, args, 1, "[-udp] N")
 	if err != nil {
 		return err
 	}
@@ -495,6 +531,15 @@ func runPorts(args []string, stdout, stderr io.Writer) error {
 	}
 	var ports []string
 	for range n {
+		if *udp {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ports = append(ports, strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
+			continue
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
