@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -37,6 +39,16 @@ func freeUDPAndTCPPort(t *testing.T) int {
 	}
 	t.Fatal("no port free for both TCP and UDP in 20 tries")
 	return 0
+}
+
+// debianBinary is binary, for a program whose Debian package has
+// another name than it: a missing required one names the package.
+func debianBinary(t *testing.T, name, require, pkg string) string {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil && !isExecutable(filepath.Join("/usr/sbin", name)) && os.Getenv(require) == "1" {
+		t.Fatalf("%s not found and %s=1: install it (apt-get install %s)", name, require, pkg)
+	}
+	return binary(t, name, require)
 }
 
 // dnsQuery is a DNS query for name's A record, with recursion desired
@@ -184,8 +196,8 @@ func (p *peer) routeSessions(route string) []string {
 // killed one down; every flow that was answered was one query and one
 // answer (reason=responses, one datagram each way).
 func TestUDPDigThroughPierToDnsmasqPool(t *testing.T) {
-	digBin := binary(t, "dig", "PIER_REQUIRE_DIG")
-	dnsmasqBin := binary(t, "dnsmasq", "PIER_REQUIRE_DNSMASQ")
+	digBin := debianBinary(t, "dig", "PIER_REQUIRE_DIG", "bind9-dnsutils")
+	dnsmasqBin := debianBinary(t, "dnsmasq", "PIER_REQUIRE_DNSMASQ", "dnsmasq-base")
 	const ipA, ipB = "10.1.2.3", "10.1.2.4"
 	portA, portB := freeUDPAndTCPPort(t), freeUDPAndTCPPort(t)
 	a := startDnsmasq(t, dnsmasqBin, portA, ipA)
@@ -344,7 +356,7 @@ type iperf3Result struct {
 // lost and every byte sent arrives; pier's flow line counts the same
 // datagrams and bytes.
 func TestUDPIperf3ThroughPier(t *testing.T) {
-	bin := binary(t, "iperf3", "PIER_REQUIRE_IPERF3")
+	bin := debianBinary(t, "iperf3", "PIER_REQUIRE_IPERF3", "iperf3")
 	serverPort, pierPort := freeUDPAndTCPPort(t), freeUDPAndTCPPort(t)
 	server := fmt.Sprintf("127.0.0.1:%d", serverPort)
 	listen := fmt.Sprintf("127.0.0.1:%d", pierPort)
