@@ -117,6 +117,7 @@ type carried struct {
 	filters *chain.InForce
 	cfg     []config.Filter // the configuration of the set in filters
 	set     *chain.Set      // the set compiled from cfg
+	udp     bool            // set was compiled for a udp route
 	// limits are the route's accept rate and per-client table, which
 	// keep their tokens and live counts while the route's name stays;
 	// matches its sessions by match key, while its keys stay.
@@ -591,13 +592,20 @@ func compile(cfg *config.Config, prev map[string]*carried, prevGlobal *scopeLimi
 			c.stats = stats.NewRoute(rc.Name, loops)
 			c.filters = new(chain.InForce)
 		}
-		if c.set == nil || !sameFilters(c.cfg, rc.Filters) {
-			set, fresh, ferrs := compileFilters(cfg.File, rc.Protocol == config.UDP, rc.Filters, c.cfg, c.set, log)
+		udp := rc.Protocol == config.UDP
+		if c.set == nil || !sameFilters(c.cfg, rc.Filters) || c.udp != udp {
+			// A route that changed protocol checks its filters again
+			// (the admin API's list came through no loader).
+			prevCfg, prevSet := c.cfg, c.set
+			if c.udp != udp {
+				prevCfg, prevSet = nil, nil
+			}
+			set, fresh, ferrs := compileFilters(cfg.File, udp, rc.Filters, prevCfg, prevSet, log)
 			errs = append(errs, ferrs...)
 			if fresh != nil {
 				made = append(made, fresh)
 			}
-			c.set, c.cfg = set, rc.Filters
+			c.set, c.cfg, c.udp = set, rc.Filters, udp
 		}
 		if old == nil {
 			// A new route's filters are in force before its listener

@@ -22,6 +22,8 @@ import (
 // flowFilters is what a filtered flow holds; an unfiltered flow holds
 // none (nil: 8 bytes of its idle cost).
 type flowFilters struct {
+	// up and down are the streams of f.set (the flow's), nil when its
+	// filters leave that direction alone.
 	up, down   []filter.DatagramStream
 	upQ, downQ delayQueue
 	closers    []filter.Closer
@@ -151,6 +153,7 @@ func filterReason(err error) session.Reason {
 // datagram.
 func (k *socket) startFilters(f *flow) (err error) {
 	set := f.rt.Filters.Load()
+	f.set = set
 	if set == nil || len(set.Filters) == 0 {
 		return nil
 	}
@@ -200,7 +203,7 @@ func (k *socket) filtered(f *flow, streams []filter.DatagramStream, q *delayQueu
 		k.c.queueFull.Add(uint64(n))
 		f.udp.Dropped += n
 	}
-	if out.Len() == 0 && err == nil {
+	if out.Len() == 0 && err == nil && dropped == 0 {
 		k.c.filterDrop.Add(1) // a filter's loss
 		f.udp.Dropped++
 	}
@@ -267,7 +270,8 @@ func (f *flow) nextDue() (due time.Duration, idle bool) {
 
 // closeFilters tells f's streams that implement filter.Closer that the
 // flow ended: err nil for an end of its own (idle_timeout, responses).
-func (f *flow) closeFilters(reason session.Reason, err error) {
+// The datagrams its filters were delaying are lost with it: counted.
+func (k *socket) closeFilters(f *flow, reason session.Reason, err error) {
 	ff := f.filt
 	if ff == nil {
 		return
@@ -275,11 +279,51 @@ func (f *flow) closeFilters(reason session.Reason, err error) {
 	if err == nil && reason != session.IdleTimeout && reason != session.Responses {
 		err = errors.New(reason.String())
 	}
+	ff.close(err)
+	if lost := ff.upQ.len() + ff.downQ.len(); lost > 0 {
+		f.udp.Dropped += int64(lost)
+		k.c.filterDrop.Add(uint64(lost))
+	}
+	f.filt = nil
+}
+
+// close tells the streams that implement filter.Closer that they are
+// done, with err.
+func (ff *flowFilters) close(err error) {
 	for _, c := range ff.closers {
 		func() {
 			defer func() { recover() }() // its flow is over already
 			c.Close(err)
 		}()
 	}
+	ff.closers = nil
+}
+
+// takeUpFilters gives f the route's filter set in force when it is not
+// the one f's streams came from (a reload, the admin API changed it), as
+// a TCP session takes up a new set between chunks: the old streams are
+// closed (err nil) and the new ones made. Datagrams the old ones delayed
+// keep their times: they were filtered already. It reports false when the
+// flow ended (a new filter failed to start).
+func (k *socket) takeUpFilters(f *flow) bool {
+	if f.rt.Filters == nil || f.rt.Filters.Load() == f.set {
+		return true
+	}
+	old := f.filt
 	f.filt = nil
+	if old != nil {
+		old.close(nil)
+	}
+	err := k.startFilters(f)
+	if old != nil && (old.upQ.len() > 0 || old.downQ.len() > 0) {
+		if f.filt == nil {
+			f.filt = &flowFilters{}
+		}
+		f.filt.upQ, f.filt.downQ = old.upQ, old.downQ
+	}
+	if err != nil {
+		k.end(f, session.FilterError, err)
+		return false
+	}
+	return true
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pierproxy/pier/filter"
+	"github.com/pierproxy/pier/internal/chain"
 	"github.com/pierproxy/pier/internal/nonblock"
 	"github.com/pierproxy/pier/internal/pool"
 	"github.com/pierproxy/pier/internal/route"
@@ -309,6 +310,9 @@ func (k *socket) fromClient(i int) {
 // toUpstream passes a client's datagram d on to f's member, through its
 // filters if it has some.
 func (k *socket) toUpstream(f *flow, d []byte) {
+	if !k.takeUpFilters(f) {
+		return
+	}
 	if ff := f.filt; ff != nil && len(ff.up) > 0 {
 		k.filtered(f, ff.up, &ff.upQ, d, (*socket).sendUp)
 		return
@@ -349,6 +353,9 @@ func (k *socket) sendUp(f *flow, d []byte) bool {
 
 // replies reads what f's member sent, into the batch of replies to send.
 func (k *socket) replies(f *flow) {
+	if !k.takeUpFilters(f) {
+		return
+	}
 	if ff := f.filt; ff != nil && len(ff.down) > 0 {
 		k.repliesFiltered(f)
 		return
@@ -363,9 +370,9 @@ func (k *socket) replies(f *flow) {
 			continue
 		}
 		if f.responses > 0 {
-			// Replies past the route's responses are not delivered:
-			// the flow ends with the last one.
-			left := int(int64(f.responses) - f.udp.ToClient - int64(f.queued))
+			// Replies past what the flow's queries are owed are not
+			// read: the flow ends with the last one.
+			left := int(f.owed() - f.udp.ToClient - int64(f.queued))
 			if left <= 0 {
 				return
 			}
@@ -468,7 +475,9 @@ func (k *socket) answered(f *flow, n int) {
 // false when the flow ended (a flush ended it: its responses were
 // delivered). A reply past the route's responses is dropped.
 func (k *socket) queueReply(f *flow, d []byte) bool {
-	if f.responses > 0 && f.udp.ToClient+int64(f.queued) >= int64(f.responses) {
+	if f.responses > 0 && f.udp.ToClient+int64(f.queued) >= f.owed() {
+		f.udp.Dropped++ // a filter made more replies than the queries are owed
+		k.c.filterDrop.Add(1)
 		return true
 	}
 	if k.nout == batch {
@@ -522,7 +531,7 @@ func (k *socket) flush() {
 			f.shard.AddBytes(0, size)
 			k.c.dgDown.Add(1)
 			k.c.bytesDown.Add(uint64(size))
-			if f.responses > 0 && f.udp.ToClient >= int64(f.responses) && !f.ending {
+			if f.responses > 0 && f.udp.ToClient >= f.owed() && !f.ending {
 				f.ending = true
 				k.ending = append(k.ending, f)
 			}
@@ -569,7 +578,9 @@ type flow struct {
 	queued                  int   // replies batched, not yet sent
 	responses               int
 	answered, ending, ended bool
+	aborted                 bool         // closed before it began (abort)
 	filt                    *flowFilters // nil: no filters
+	set                     *chain.Set   // the filter set filt came from
 
 	due, last, idle time.Duration // timer; last datagram delivered either way; the route's idle timeout
 
@@ -581,6 +592,12 @@ type flow struct {
 	rec   session.Record
 	udp   session.UDP
 }
+
+// owed is how many replies the flow's client is owed with responses set:
+// responses for each datagram delivered to the member, as nginx's
+// proxy_responses counts them (a resolver's A and AAAA queries from one
+// socket get both answers). The flow ends once they are delivered.
+func (f *flow) owed() int64 { return int64(f.responses) * f.udp.ToUpstream }
 
 // open admits a new flow from client key (raw address sa) and connects its
 // upstream socket; nil when the datagram is refused or cannot be sent.
@@ -645,7 +662,7 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		k.c.noUpstream.Add(1)
 		k.c.otherDrop.Add(1)
 		f.udp.Dropped++
-		k.close(f, session.NoUpstream, nil)
+		k.abort(f, session.NoUpstream, nil)
 		return nil
 	}
 	m := f.a.Member()
@@ -661,7 +678,7 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	if err != nil {
 		k.c.otherDrop.Add(1)
 		f.udp.Dropped++
-		k.close(f, session.LocalError, fmt.Errorf("udp: socket: %w", err))
+		k.abort(f, session.LocalError, fmt.Errorf("udp: socket: %w", err))
 		return nil
 	}
 	f.fd = fd
@@ -673,7 +690,11 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		if err != unix.ENETUNREACH && err != unix.EHOSTUNREACH {
 			reason = session.LocalError
 		}
-		k.close(f, reason, fmt.Errorf("udp: connect %s: %w", m.Addr, err))
+		err = fmt.Errorf("udp: connect %s: %w", m.Addr, err)
+		if reason == session.Unreachable {
+			f.a.Failed(err) // the member's, as an ICMP error later would be
+		}
+		k.abort(f, reason, err)
 		return nil
 	}
 	k.allocSlot(f)
@@ -682,7 +703,7 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		k.freeSlot(f)
 		k.c.otherDrop.Add(1)
 		f.udp.Dropped++
-		k.close(f, session.LocalError, fmt.Errorf("udp: epoll_ctl: %w", err))
+		k.abort(f, session.LocalError, fmt.Errorf("udp: epoll_ctl: %w", err))
 		return nil
 	}
 	f.responses = rt.Responses
@@ -746,13 +767,21 @@ func (k *socket) end(f *flow, reason session.Reason, err error) {
 
 // close finishes a flow that holds no slot: closes its upstream socket,
 // gives back what it held, counts it and calls Finish.
+// abort closes a flow that could not begin (no member, no socket): its
+// record is a refusal's, rate-limited like one, since every datagram of
+// its client would fail the same way and would otherwise be a log line.
+func (k *socket) abort(f *flow, reason session.Reason, err error) {
+	f.aborted = true
+	k.close(f, reason, err)
+}
+
 func (k *socket) close(f *flow, reason session.Reason, err error) {
 	f.ended = true
 	if f.fd >= 0 {
 		nonblock.Close(f.fd) // also leaves the epoll set
 		f.fd = -1
 	}
-	f.closeFilters(reason, err)
+	k.closeFilters(f, reason, err)
 	f.rec.Reason, f.rec.Err = reason, err
 	f.rec.Duration = time.Since(f.rec.Start)
 	if f.a != nil {
@@ -766,6 +795,10 @@ func (k *socket) close(f *flow, reason session.Reason, err error) {
 	f.shard.End(&f.rec)
 	k.c.flows.Add(1)
 	k.s.live.Add(-1)
+	if f.aborted {
+		k.s.finishRefusal(f.rt, &f.rec)
+		return
+	}
 	k.s.finishFlow(f.rt, &f.rec)
 }
 

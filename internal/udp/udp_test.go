@@ -168,7 +168,14 @@ func TestResponsesOneEndsTheFlowAfterOneReply(t *testing.T) {
 // max_flows: the next client's datagram opens no flow, and is counted
 // (reason limit); once a flow ends, a place is free again.
 func TestMaxFlowsRefusesTheNextClient(t *testing.T) {
-	m := newMember(t, "udp4", "127.0.0.1:0", echo)
+	// The member answers "q" three times, "a" and "b" once each: with
+	// responses: 2 a and b's flows stay (each owed one more reply).
+	m := newMember(t, "udp4", "127.0.0.1:0", func(d []byte) [][]byte {
+		if string(d) == "q" {
+			return [][]byte{d, d, d}
+		}
+		return [][]byte{d}
+	})
 	recs := newRecords()
 	rt := udpRoute(t, "r", "127.0.0.1:0", pool.RoundRobin, m.addr)
 	rt.MaxFlows = 2
@@ -191,10 +198,11 @@ func TestMaxFlowsRefusesTheNextClient(t *testing.T) {
 	if tot := rt.Stats.Totals(); tot.Refused[0] != 1 { // stats.RefusedLimit
 		t.Errorf("route refusals %v, want 1 limit", tot.Refused)
 	}
-	// a's second reply ends its flow (responses: 2): c gets a place.
-	exchange(t, a, []byte("a2"))
-	if rec := recs.next(t); rec.Reason != session.Responses {
-		t.Fatalf("reason %v", rec.Reason)
+	// a's flow ends once its replies are all in (responses: 2 for each
+	// of its two queries, four in all): c gets a place.
+	exchange(t, a, []byte("q"))
+	if rec := recs.next(t); rec.Reason != session.Responses || rec.UDP.ToUpstream != 2 || rec.UDP.ToClient != 4 {
+		t.Fatalf("reason %v after %d queries, %d replies", rec.Reason, rec.UDP.ToUpstream, rec.UDP.ToClient)
 	}
 	if got := string(exchange(t, c, []byte("c again"))); got != "c again" {
 		t.Fatalf("got %q", got)
