@@ -29,6 +29,12 @@ type flowFilters struct {
 	closers    []filter.Closer
 }
 
+// maxDelayedPerSocket bounds the bytes all of a socket's flows hold
+// delayed together: a flood of clients on a route with latency would
+// otherwise hold up to 2 MiB each (its two queues' bound). Past it a
+// delayed datagram is dropped and counted (queue_full), as a full queue's.
+const maxDelayedPerSocket = 64 << 20
+
 // A delayQueue holds one direction's delayed datagrams, earliest first
 // (a min-heap by time: jitter and reordering send them out of order),
 // within filter.DatagramQueueLen datagrams and DatagramQueueBytes bytes.
@@ -215,11 +221,13 @@ func (k *socket) filtered(f *flow, streams []filter.DatagramStream, q *delayQueu
 			}
 			continue
 		}
-		if !q.push(at, out.Data(i)) {
+		d := out.Data(i)
+		if k.delayed+len(d) > maxDelayedPerSocket || !q.push(at, d) {
 			k.c.queueFull.Add(1)
 			f.udp.Dropped++
 			continue
 		}
+		k.delayed += len(d)
 		if at < f.due {
 			k.timers.schedule(f, at)
 		}
@@ -240,14 +248,18 @@ func (k *socket) release(f *flow) {
 		if !ok || at > k.now {
 			break
 		}
-		k.sendUp(f, ff.upQ.pop())
+		d := ff.upQ.pop()
+		k.delayed -= len(d)
+		k.sendUp(f, d)
 	}
 	for !f.ended {
 		at, ok := ff.downQ.head()
 		if !ok || at > k.now {
 			break
 		}
-		k.queueReply(f, ff.downQ.pop())
+		d := ff.downQ.pop()
+		k.delayed -= len(d)
+		k.queueReply(f, d)
 	}
 }
 
@@ -280,6 +292,7 @@ func (k *socket) closeFilters(f *flow, reason session.Reason, err error) {
 		err = errors.New(reason.String())
 	}
 	ff.close(err)
+	k.delayed -= ff.upQ.bytes + ff.downQ.bytes
 	if lost := ff.upQ.len() + ff.downQ.len(); lost > 0 {
 		f.udp.Dropped += int64(lost)
 		k.c.filterDrop.Add(uint64(lost))

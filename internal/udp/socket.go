@@ -56,6 +56,9 @@ type socket struct {
 	wake   int // eventfd that stop writes
 	c      *counters
 	done   chan struct{} // closed when run has returned
+	// delayed is the bytes the socket's flows hold in their delay
+	// queues, within maxDelayedPerSocket.
+	delayed int
 
 	mu      sync.Mutex
 	closing bool
