@@ -203,7 +203,7 @@ var udpPattern = func() []byte {
 
 // udpCount is what a round of UDPRate counted.
 type udpCount struct {
-	sent, received, inWindow, wrong, stalls atomic.Int64
+	sent, received, inWindow, wrong, stalls, refused atomic.Int64
 }
 
 // UDPRate sends datagrams of cfg.Size bytes through each target from
@@ -251,6 +251,12 @@ func UDPRate(ctx context.Context, cfg UDPRateConfig, targets []Target) []Result 
 		r.Ops += n.received.Load()
 		r.Wrong += n.wrong.Load()
 		r.Stalls += n.stalls.Load()
+		if k := n.refused.Load(); k > 0 {
+			r.Errors += k
+			if r.FirstError == "" {
+				r.FirstError = "ICMP port unreachable (ECONNREFUSED): nothing listened for a moment"
+			}
+		}
 		inWindow[i] += n.inWindow.Load()
 		if err != nil {
 			return err
@@ -373,6 +379,10 @@ func loopFlow(ctx context.Context, c *net.UDPConn, flow, size, perFlow int, cred
 			seq++
 			if _, err := c.Write(out); err != nil {
 				credits <- struct{}{}
+				if isRefused(err) {
+					n.refused.Add(1)
+					break fill
+				}
 				return err
 			}
 			inFlight++
@@ -398,6 +408,12 @@ func loopFlow(ctx context.Context, c *net.UDPConn, flow, size, perFlow int, cred
 				for ; inFlight > 0; inFlight-- {
 					credits <- struct{}{}
 				}
+				continue
+			}
+			if isRefused(err) {
+				// An ICMP port unreachable (socat between two forks):
+				// counted; the datagrams in flight may still come.
+				n.refused.Add(1)
 				continue
 			}
 			return err
@@ -436,7 +452,10 @@ func paceFlows(ctx context.Context, conns []*net.UDPConn, size int, rate float64
 		for ; sent < due; sent++ {
 			binary.LittleEndian.PutUint64(outs[f][8:], uint64(sent))
 			if _, err := conns[f].Write(outs[f]); err != nil {
-				return err
+				if !isRefused(err) {
+					return err
+				}
+				n.refused.Add(1)
 			}
 			n.sent.Add(1)
 			f = (f + 1) % len(conns)
@@ -460,6 +479,10 @@ func receiveFlow(c *net.UDPConn, flow, size int, end, drainEnd time.Time, n *udp
 			if isTimeout(err) {
 				return nil
 			}
+			if isRefused(err) {
+				n.refused.Add(1)
+				continue
+			}
 			return err
 		}
 		if !udpEchoOK(in[:k], flow, size) {
@@ -482,6 +505,11 @@ func udpEchoOK(d []byte, flow, size int) bool {
 
 func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// isRefused reports an ICMP port unreachable on a connected UDP socket.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // UDPRRConfig says how UDPRR runs. Zero fields take the defaults.
@@ -627,7 +655,7 @@ type UDPIdleConfig struct {
 
 // udpIdleTries is how often a flow of UDPIdle sends its datagram before
 // it gives up: a datagram may be lost, a flow must exist.
-const udpIdleTries = 5
+const udpIdleTries = 10
 
 // UDPIdle measures what an idle flow costs the proxy: it reads the
 // resident memory and open descriptors of cfg.PID and its children, opens
@@ -714,7 +742,7 @@ func udpIdleFlow(raddr *net.UDPAddr) (*net.UDPConn, error) {
 			c.SetDeadline(time.Time{})
 			return c, nil
 		}
-		if err != nil && !isTimeout(err) {
+		if err != nil && !isTimeout(err) && !isRefused(err) {
 			break
 		}
 	}

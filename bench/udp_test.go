@@ -142,6 +142,18 @@ func TestUDPRateCountsLossAndDamage(t *testing.T) {
 	if r.Wrong != 0 || r.Lost != 0 {
 		t.Errorf("plain echo: lost %d, wrong %d", r.Lost, r.Wrong)
 	}
+	// Nothing listening: ICMP port unreachable is counted, and the target
+	// fails for want of any echo, not on the first refusal.
+	closed, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := closed.LocalAddr().String()
+	closed.Close()
+	r = UDPRate(t.Context(), cfg, []Target{{Column: "x", Addr: nobody}})[0]
+	if r.Errors == 0 || !strings.Contains(r.FirstError, "ECONNREFUSED") || !strings.Contains(r.Error, "no datagram came back") {
+		t.Errorf("nothing listening: errors %d (first %q), error %q", r.Errors, r.FirstError, r.Error)
+	}
 	// A query's answer that differs is wrong; one that never comes, lost.
 	silent := mangledEcho(t, func(int, []byte) []byte { return nil })
 	q := UDPRR(t.Context(), UDPRRConfig{Duration: 100 * time.Millisecond, Timeout: 30 * time.Millisecond}, []Target{{Column: "x", Addr: silent}})[0]
