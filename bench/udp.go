@@ -651,6 +651,10 @@ type UDPIdleConfig struct {
 	Flows  int           // flows held at once; 0 means 3000
 	PID    int           // the proxy: this process and all its descendants are measured
 	Settle time.Duration // wait after the last echo before measuring; 0 means 500ms
+	// Dialers is how many flows are opened at once; 0 means 32. socat
+	// needs 1: a datagram that comes while it forks for another client
+	// lands in that child's socket and is lost to its own flow.
+	Dialers int
 }
 
 // udpIdleTries is how often a flow of UDPIdle sends its datagram before
@@ -685,10 +689,10 @@ func UDPIdle(ctx context.Context, cfg UDPIdleConfig) (Result, error) {
 			}
 		}
 	}()
-	errs := make([]error, idleDialers)
+	errs := make([]error, cmpOr(cfg.Dialers, idleDialers))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := range idleDialers {
+	for w := range errs {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1

@@ -144,11 +144,12 @@ func runUDPIdle(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	column := fs.String("column", "", "column name the result is for")
 	flows := fs.Int("flows", 3000, "flows to hold open")
 	pid := fs.Int("pid", 0, "proxy process to measure, with its children")
+	dialers := fs.Int("dialers", 32, "flows opened at once (socat: 1)")
 	pos, err := parse(fs, args, 1, "[flags] ADDR")
 	if err != nil {
 		return err
 	}
-	res, err := bench.UDPIdle(ctx, bench.UDPIdleConfig{Addr: pos[0], Flows: *flows, PID: *pid})
+	res, err := bench.UDPIdle(ctx, bench.UDPIdleConfig{Addr: pos[0], Flows: *flows, PID: *pid, Dialers: *dialers})
 	res.Column = *column
 	if err != nil {
 		res.Error = err.Error()
