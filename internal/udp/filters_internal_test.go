@@ -59,7 +59,7 @@ func TestDelayedBytesBoundedPerSocket(t *testing.T) {
 	var flows []*flow
 	for range n {
 		f := &flow{filt: &flowFilters{}, heap: -1}
-		f.due = time.Duration(1<<62)
+		f.due = time.Duration(1 << 62)
 		flows = append(flows, f)
 		k.filtered(f, streams, &f.filt.upQ, big, func(*socket, *flow, []byte) bool {
 			t.Fatal("a datagram delayed an hour went out at once")
