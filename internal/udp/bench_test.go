@@ -103,3 +103,38 @@ func BenchmarkRequestResponse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFlowSocket prices the choice of a connected upstream socket per
+// flow against one shared socket per member: what a flow's own socket
+// costs to set up and tear down (socket, connect, epoll_ctl ADD, close),
+// the system calls a shared socket would save at each flow's start and
+// end. A shared socket would instead cost a map lookup per reply to find
+// its client, and would not receive the ICMP errors (port unreachable)
+// that end a flow and feed passive health checks: a connected socket only
+// gets them. Report the ns/op beside BenchmarkRequestResponse's cost per
+// query.
+//
+//	go test -run - -bench FlowSocket ./internal/udp/
+func BenchmarkFlowSocket(b *testing.B) {
+	m := newMember(b, "udp4", "127.0.0.1:0", echo)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(epfd)
+	to := &unix.SockaddrInet4{Port: int(m.addr.Port()), Addr: m.addr.Addr().As4()}
+	for b.Loop() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Connect(fd, to); err != nil {
+			b.Fatal(err)
+		}
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			b.Fatal(err)
+		}
+		unix.Close(fd)
+	}
+}
