@@ -527,7 +527,7 @@ func (p *Pool) failed(m *Member, err error) {
 	h.ejectEnd.Store(now.Add(h.backoff).UnixNano())
 	h.ejected = true
 	p.log.Warn("upstream member down", "addr", m.Addr.String(), "member", m.Name,
-		"why", fmt.Sprintf("%d connects in a row failed, the last: %v", h.fails, err), "for", h.backoff)
+		"why", fmt.Sprintf("%d tries in a row failed, the last: %v", h.fails, err), "for", h.backoff)
 }
 
 // connected records a dial to m that succeeded.

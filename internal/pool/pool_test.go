@@ -81,7 +81,7 @@ func TestPassiveEjection(t *testing.T) {
 	if bad.usable(time.Now().UnixNano(), false) {
 		t.Fatal("still usable after two failures in a row")
 	}
-	l.WaitFor(t, wait, "upstream member down", "10.0.0.1:1", "2 connects in a row failed", "connection refused", "for=1h0m0s")
+	l.WaitFor(t, wait, "upstream member down", "10.0.0.1:1", "2 tries in a row failed", "connection refused", "for=1h0m0s")
 	for range 20 {
 		a := p.Pick(netip.Addr{})
 		if a.Member() == bad {

@@ -323,7 +323,7 @@ func TestPassiveEjectionOnSockets(t *testing.T) {
 	if tries != 2 {
 		t.Errorf("%d sessions tried the refusing member, want 2 (then it is ejected)", tries)
 	}
-	line := logs.WaitFor(t, wait, "upstream member down", "addr="+bad, "2 connects in a row failed", "refused")
+	line := logs.WaitFor(t, wait, "upstream member down", "addr="+bad, "2 tries in a row failed", "refused")
 	if !strings.Contains(line, "for=1h0m0s") {
 		t.Errorf("the log does not say for how long: %s", line)
 	}
