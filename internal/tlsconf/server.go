@@ -292,6 +292,7 @@ func loadPair(p Pair) (*tls.Certificate, error) {
 			return nil, fileErr("certificate", p.Cert, err)
 		}
 	}
+	c.PrivateKey = bounded(c.PrivateKey)
 	return &c, nil
 }
 
