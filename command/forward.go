@@ -133,7 +133,7 @@ func newForwardFlags() *forwardFlags {
 	s.setting(fs, "half-close-timeout", "half_close_timeout", shortDuration(config.DefaultHalfCloseTimeout), "once one side has finished, end the session if the other has not within this `duration` (0: never)")
 	s.setting(fs, "max-connections", "max_connections", "0", "close new clients at once beyond this `number` of live sessions (0: no limit)")
 	fs.Var(&protocolFlag{settingFlag{key: "protocol", name: "udp", into: s}}, "udp", "forward UDP datagrams instead of TCP streams: a flow per client address, ended after -idle-timeout (default 30s with -udp) or -responses")
-	s.setting(fs, "responses", "responses", "0", "with -udp, end a flow once this `number` of replies reached the client (1 for DNS; 0: no such end)")
+	s.setting(fs, "responses", "responses", "0", "with -udp, the `number` of replies each datagram from the client is owed; a flow ends once all are delivered (1 for DNS; 0: no such end)")
 	s.setting(fs, "max-flows", "max_flows", fmt.Sprint(config.DefaultMaxFlows), "with -udp, drop datagrams that would open a flow beyond this `number` of live flows, 1 to 1048576")
 	s.setting(fs, "balance", "balance", "round_robin", "how an upstream is chosen, a `policy`: round_robin, least_conn, random or hash (on the client's address)")
 	s.setting(fs, "retries", "retries", fmt.Sprint(config.DefaultRetries), "after a failed connect, try up to this `number` of other upstreams, 0 to 100")

@@ -214,9 +214,10 @@ type Route struct {
 	// MaxConnections caps the route's live sessions; a client beyond it is
 	// closed at once. Absent or 0: no cap.
 	MaxConnections int
-	// Responses, on a udp route, ends a flow as soon as its member's
-	// Responses-th reply reached the client (1 for DNS: one query, one
-	// answer), as nginx's proxy_responses. Absent or 0: no such end.
+	// Responses, on a udp route, is the replies each datagram from the
+	// client is owed, as nginx's proxy_responses: a flow ends as soon as
+	// every datagram it sent got them (1 for DNS: one answer per query).
+	// Absent or 0: no such end.
 	// Refused on a tcp route.
 	Responses int
 	// MaxFlows, on a udp route, caps its live flows: a datagram that

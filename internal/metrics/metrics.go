@@ -49,7 +49,7 @@ type Snapshot struct {
 	// LogRefusalsSuppressed counts refusal log lines not written because refusals came
 	// faster than the log's rate for them (every refusal is still counted).
 	LogRefusalsSuppressed uint64
-	// UDP is the UDP server's datagram counts; nil: no udp route has run, and its series
+	// UDP is the UDP server's datagram counts; nil: no udp route is configured, and its series
 	// are not emitted. (Each udp route's flows are its sessions in Routes.)
 	UDP *UDP
 }

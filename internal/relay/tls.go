@@ -248,7 +248,7 @@ const handshaking = peeking + 1
 func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) {
 	l := c.l
 	if l.handshakes >= maxHandshakes {
-		c.finish(session.TLSHandshakeFailed, errHandshakesFull, false)
+		c.finish(session.TLSHandshakeFailed, handshakeError(s == &c.client, errHandshakesFull), false)
 		return
 	}
 	hc, err := dupConn(s.fd)

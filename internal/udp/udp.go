@@ -117,7 +117,7 @@ type Options struct {
 // as delivered (bytes are payload bytes), as they move; Flows counts
 // flows ended.
 type Stats struct {
-	Flows                                  uint64 // flows admitted and ended
+	Flows                                  uint64 // flows ended, those that could not begin (no member, no socket) included
 	DatagramsToUpstream, DatagramsToClient uint64
 	BytesToUpstream, BytesToClient         uint64
 	Dropped                                Dropped
