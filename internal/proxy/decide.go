@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pierproxy/pier/internal/admit"
 	"github.com/pierproxy/pier/internal/peek"
 	"github.com/pierproxy/pier/internal/relay"
 	"github.com/pierproxy/pier/internal/route"
@@ -34,116 +33,16 @@ const (
 	refusalLogBurst = 100
 )
 
-// A refusal is why a client was turned away before it was a session.
-type refusal struct {
-	reason session.Reason
-	limit  string       // session.Edge.Limit: the limit that refused; "" none
-	rt     *route.Route // counted on this route; nil: on the listener
-}
-
-// held is what a session holds in per-client tables, released when it
-// ends. A nil *held holds nothing: sessions of routes without per-client
-// limits allocate none.
-type held struct {
-	global, route     *admit.Clients
-	globalTk, routeTk admit.Ticket
-}
-
-func (h *held) release() {
-	if h == nil {
-		return
-	}
-	if h.global != nil {
-		h.global.Release(h.globalTk)
-	}
-	if h.route != nil {
-		h.route.Release(h.routeTk)
-	}
-	*h = held{}
-}
-
 // admitTop applies the top level to a client at accept (serve), when its
-// accept time is the time of the decision: see admitTopAt.
-func admitTop(g route.Global, rec *session.Record, accepting, addr bool) (*held, *refusal) {
-	return admitTopAt(g, rec, accepting, addr, rec.Start)
+// accept time is the time of the decision (route.Global.Admit).
+func admitTop(g route.Global, rec *session.Record, accepting, addr bool) (*route.Held, *route.Refusal) {
+	return g.Admit(rec.Client.Addr(), rec.Start, accepting, addr)
 }
 
-// admitTopAt applies the top level to a client at now, the time of the
-// decision: its allow/deny list and per-client table (addr: the client's
-// address is known and not a trusted balancer's) and its accept rate
-// (accepting: at accept only). Deny is checked first so that denied
-// clients spend no one's rate. now is not the accept time for a client
-// decided after a peek: a rate fed a time before its last would take it
-// back and refill (package admit keeps its times in order, but the
-// accept time of a slow client is older than any of them).
-func admitTopAt(g route.Global, rec *session.Record, accepting, addr bool, now time.Time) (*held, *refusal) {
-	ip := rec.Client.Addr()
-	if addr && !g.ACL.Allows(ip) {
-		return nil, &refusal{reason: session.Denied}
-	}
-	if accepting && !g.Rate.Allow(now) {
-		return nil, &refusal{reason: session.RateLimit, limit: "global_rate"}
-	}
-	if !addr || g.Clients == nil {
-		return nil, nil
-	}
-	tk, v := g.Clients.Admit(ip, now)
-	if ref := clientRefusal(v, "global_", nil); ref != nil {
-		return nil, ref
-	}
-	return &held{global: g.Clients, globalTk: tk}, nil
-}
-
-// admitRoute applies rt's own rules to a client at accept (serve): see
-// admitRouteAt.
-func admitRoute(rt *route.Route, rec *session.Record, h **held) *refusal {
-	return admitRouteAt(rt, rec, h, rec.Start)
-}
-
-// admitRouteAt applies rt's own rules to a client at now, the time of the
-// decision (see admitTopAt), after the top level's: allow/deny, accept
-// rate, per-client table, live sessions. What it takes in rt's per-client
-// table is added to *h.
-func admitRouteAt(rt *route.Route, rec *session.Record, h **held, now time.Time) *refusal {
-	ip := rec.Client.Addr()
-	if !rt.ACL.Allows(ip) {
-		return &refusal{reason: session.Denied, rt: rt}
-	}
-	if !rt.Rate.Allow(now) {
-		return &refusal{reason: session.RateLimit, limit: "route_rate", rt: rt}
-	}
-	var tk admit.Ticket
-	if rt.Clients != nil {
-		var v admit.Verdict
-		tk, v = rt.Clients.Admit(ip, now)
-		if ref := clientRefusal(v, "", rt); ref != nil {
-			return ref
-		}
-	}
-	if !rt.Limit.Acquire() {
-		if rt.Clients != nil {
-			rt.Clients.Release(tk)
-		}
-		return &refusal{reason: session.Limit, rt: rt}
-	}
-	if rt.Clients != nil {
-		if *h == nil {
-			*h = &held{}
-		}
-		(*h).route, (*h).routeTk = rt.Clients, tk
-	}
-	return nil
-}
-
-// clientRefusal words a per-client table's verdict.
-func clientRefusal(v admit.Verdict, scope string, rt *route.Route) *refusal {
-	switch v {
-	case admit.TooManyConns:
-		return &refusal{reason: session.ClientLimit, limit: scope + "client_connections", rt: rt}
-	case admit.TooFast:
-		return &refusal{reason: session.RateLimit, limit: scope + "client_rate", rt: rt}
-	}
-	return nil
+// admitRoute applies rt's own rules to a client at accept (serve): its
+// live sessions against max_connections (rt.Limit) last.
+func admitRoute(rt *route.Route, rec *session.Record, h **route.Held) *route.Refusal {
+	return rt.Admit(rec.Client.Addr(), rec.Start, h, rt.Limit)
 }
 
 // edge returns rec's edge facts, made on first use: plain sessions carry
@@ -157,17 +56,17 @@ func edge(rec *session.Record) *session.Edge {
 
 // count counts a refusal, on the route that refused or the listener, on
 // loop li's shards, and notes it in rec.
-func (s *Server) count(ln *listener, li int, rec *session.Record, r *refusal) {
-	rec.Reason = r.reason
-	if r.limit != "" {
-		edge(rec).Limit = r.limit
+func (s *Server) count(ln *listener, li int, rec *session.Record, r *route.Refusal) {
+	rec.Reason = r.Reason
+	if r.Limit != "" {
+		edge(rec).Limit = r.Limit
 	}
 	s.stats[li].refused.Add(1)
-	if r.rt != nil {
-		r.rt.Stats.Shard(li).Refuse(routeRefusal[r.reason])
+	if r.Route != nil {
+		r.Route.Stats.Shard(li).Refuse(routeRefusal[r.Reason])
 		return
 	}
-	ln.edge.Shard(li).Refuse(listenerRefusal[r.reason])
+	ln.edge.Shard(li).Refuse(listenerRefusal[r.Reason])
 }
 
 // The counters of each reason of refusal.
@@ -191,7 +90,7 @@ var (
 // refuse turns a client away on the loop that accepted it, before any
 // session: one close, counted on loop li, and an access log line
 // (rate-limited).
-func (s *Server) refuse(ln *listener, li int, fd int, rec *session.Record, r *refusal) {
+func (s *Server) refuse(ln *listener, li int, fd int, rec *session.Record, r *route.Refusal) {
 	unix.Close(fd)
 	s.count(ln, li, rec, r)
 	s.ends[li].add(rec) // a burst of refusals shows among the recent ends
@@ -254,7 +153,7 @@ func proxyOut(rt *route.Route, rec *session.Record, h *peek.Header, hello *peek.
 // peekFirst starts a session that reads its first bytes before a route is
 // chosen: the PROXY header its listener accepts, the ClientHello its
 // routes match on. An early decides what follows on the session's loop.
-func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, acceptedIdx int, fd int, t *route.Table, g *route.Group, rec *session.Record, trusted bool, h *held) {
+func (s *Server) peekFirst(ln *listener, accepted *relay.Loop, acceptedIdx int, fd int, t *route.Table, g *route.Group, rec *session.Record, trusted bool, h *route.Held) {
 	rec.Edge = &session.Edge{}
 	s.sessions.add()
 	p := func(loop *relay.Loop, li int) *relay.Params {
@@ -312,7 +211,7 @@ type early struct {
 	rec     *session.Record
 	trusted bool // the socket peer may send a PROXY header
 	want    peek.Want
-	h       *held
+	h       *route.Held
 	peeking *stats.ListenerShard // counts the session as peeking until it decides
 
 	rt      *route.Route // admitted to it; nil until then
@@ -365,10 +264,10 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 		case peek.Absent:
 			e.peeking.Header(stats.HeaderAbsent)
 			if e.trusted && g.Proxy.Required {
-				return e.refuse(&refusal{reason: session.ProxyError}, peek.ErrMissing)
+				return e.refuse(&route.Refusal{Reason: session.ProxyError}, peek.ErrMissing)
 			}
 		case peek.NeedMore:
-			return e.refuse(&refusal{reason: session.ProxyError},
+			return e.refuse(&route.Refusal{Reason: session.ProxyError},
 				fmt.Errorf("%w: incomplete after %v", peek.ErrMalformed, elapsed.Round(time.Millisecond)))
 		default: // Malformed, TooLarge
 			err := r.ProxyErr
@@ -376,14 +275,14 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 				err = peek.ErrMalformed
 			}
 			if errors.Is(err, peek.ErrUntrusted) {
-				return e.refuse(&refusal{reason: session.ProxyUntrusted}, err)
+				return e.refuse(&route.Refusal{Reason: session.ProxyUntrusted}, err)
 			}
-			return e.refuse(&refusal{reason: session.ProxyError}, err)
+			return e.refuse(&route.Refusal{Reason: session.ProxyError}, err)
 		}
 		if e.trusted {
 			// The balancer's address passed at accept; its client's
 			// (or, with LOCAL or no header, its own) is checked now.
-			h, ref := admitTopAt(e.t.Global(), rec, false, true, time.Now())
+			h, ref := e.t.Global().Admit(rec.Client.Addr(), time.Now(), false, true)
 			if ref != nil {
 				return e.refuse(ref, nil)
 			}
@@ -415,12 +314,12 @@ func (e *early) peeked(buf []byte, eof bool, elapsed time.Duration) relay.Decisi
 	// route, admit, pick.
 	rt, key := g.Choose(rec.Client.Addr(), hello)
 	if rt == nil {
-		return e.refuse(&refusal{reason: session.NoRoute}, nil)
+		return e.refuse(&route.Refusal{Reason: session.NoRoute}, nil)
 	}
 	rec.Route = rt.Name
 	// Decided now, up to the peek's timeout after accept: the rates
 	// see this time, not the accept time.
-	if ref := admitRouteAt(rt, rec, &e.h, time.Now()); ref != nil {
+	if ref := rt.Admit(rec.Client.Addr(), time.Now(), &e.h, rt.Limit); ref != nil {
 		return e.refuse(ref, nil)
 	}
 	e.s.matched(rt, key, rec, e.li)
@@ -480,11 +379,11 @@ func printable(b []byte) string {
 }
 
 // refuse ends the session for a refusal, counted now; done logs it.
-func (e *early) refuse(r *refusal, err error) relay.Decision {
+func (e *early) refuse(r *route.Refusal, err error) relay.Decision {
 	e.s.count(e.ln, e.li, e.rec, r)
 	e.refused = true
 	e.rec.Err = err
-	return relay.Decision{End: r.reason, Err: err}
+	return relay.Decision{End: r.Reason, Err: err}
 }
 
 // done is the peeking session's end (relay.Params.Done of its first
@@ -494,11 +393,11 @@ func (e *early) done(rec *session.Record) {
 	e.peeking.LeavePeeking()
 	if e.rt != nil {
 		e.rt.Stats.Shard(e.li).End(rec)
-		e.h.release()
+		e.h.Release()
 		e.s.finish(e.rt, e.loop, e.li, rec)
 		return
 	}
-	e.h.release()
+	e.h.Release()
 	e.s.ends[e.li].add(rec)
 	if e.refused {
 		e.s.logRefusal(rec)

@@ -353,14 +353,14 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 	// the client's address.
 	rt, key := g.Choose(client.Addr(), nil)
 	if rt == nil {
-		h.release()
-		s.refuse(ln, acceptedIdx, fd, rec, &refusal{reason: session.NoRoute})
+		h.Release()
+		s.refuse(ln, acceptedIdx, fd, rec, &route.Refusal{Reason: session.NoRoute})
 		return
 	}
 	// admit, route: its allow/deny list, accept rate, per-client table
 	// and live-session limit.
 	if ref := admitRoute(rt, rec, &h); ref != nil {
-		h.release()
+		h.Release()
 		s.refuse(ln, acceptedIdx, fd, rec, ref)
 		return
 	}
@@ -376,7 +376,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 		unix.Close(fd)
 		rec.Reason = session.NoUpstream
 		counts.End(rec)
-		h.release()
+		h.Release()
 		s.finish(rt, accepted, acceptedIdx, rec)
 		return
 	}
@@ -392,7 +392,7 @@ func (s *Server) serve(ln *listener, accepted *relay.Loop, fd int, client netip.
 
 // params are the relay's Params of a session admitted to rt, on a
 // member a picked, run on loop, whose index is li.
-func (s *Server) params(ln *listener, loop *relay.Loop, li int, fd int, rt *route.Route, a *pool.Attempt, rec *session.Record, h *held, out *peek.Out) *relay.Params {
+func (s *Server) params(ln *listener, loop *relay.Loop, li int, fd int, rt *route.Route, a *pool.Attempt, rec *session.Record, h *route.Held, out *peek.Out) *relay.Params {
 	m := a.Member()
 	rec.Upstream = m.Name
 	return &relay.Params{
@@ -406,7 +406,7 @@ func (s *Server) params(ln *listener, loop *relay.Loop, li int, fd int, rt *rout
 		Record:           rec,
 		Done: func(r *session.Record) {
 			a.Done()
-			h.release()
+			h.Release()
 			s.finish(rt, loop, li, r)
 		},
 		LocalError: ln.pause,

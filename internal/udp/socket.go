@@ -589,7 +589,7 @@ type flow struct {
 
 	rt    *route.Route
 	a     *pool.Attempt
-	h     *held
+	h     *route.Held
 	count *flowCount
 	shard *stats.Shard
 	rec   session.Record
@@ -622,7 +622,7 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 		rec.Route = g.Routes[0].Name
 	}
 	// admit, top level.
-	h, ref := admitTop(t.Global(), rec, k.wall)
+	h, ref := t.Global().Admit(rec.Client.Addr(), k.wall, true, true)
 	if ref != nil {
 		k.refuse(g.Routes[0], rec, ref)
 		return nil
@@ -630,8 +630,8 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	// route: a udp address has one route (no match).
 	rt, mk := g.Choose(rec.Client.Addr(), nil)
 	if rt == nil {
-		h.release()
-		k.refuse(g.Routes[0], rec, &refusal{reason: session.NoRoute})
+		h.Release()
+		k.refuse(g.Routes[0], rec, &route.Refusal{Reason: session.NoRoute})
 		return nil
 	}
 	rec.Route = rt.Name
@@ -640,8 +640,8 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	if count == nil {
 		count = new(flowCount) // not a udp route of the table: cannot happen
 	}
-	if ref := admitRoute(rt, rec, &h, count, k.wall); ref != nil {
-		h.release()
+	if ref := rt.Admit(rec.Client.Addr(), k.wall, &h, count); ref != nil {
+		h.Release()
 		k.refuse(rt, rec, ref)
 		return nil
 	}
@@ -737,14 +737,14 @@ func (k *socket) shard(rt *route.Route) *stats.Shard {
 
 // refuse counts a datagram that could not open a flow and hands its
 // record to Finish (rate-limited).
-func (k *socket) refuse(rt *route.Route, rec *session.Record, r *refusal) {
-	rec.Reason = r.reason
-	if r.limit != "" {
-		edge(rec).Limit = r.limit
+func (k *socket) refuse(rt *route.Route, rec *session.Record, r *route.Refusal) {
+	rec.Reason = r.Reason
+	if r.Limit != "" {
+		edge(rec).Limit = r.Limit
 	}
 	k.c.refused.Add(1)
-	if r.rt != nil {
-		k.shard(r.rt).Refuse(routeRefusal[r.reason])
+	if r.Route != nil {
+		k.shard(r.Route).Refuse(routeRefusal[r.Reason])
 	}
 	k.s.finishRefusal(rt, rec)
 }
@@ -790,7 +790,7 @@ func (k *socket) close(f *flow, reason session.Reason, err error) {
 	if f.a != nil {
 		f.a.Done()
 	}
-	f.h.release()
+	f.h.Release()
 	f.count.release()
 	if f.rt.Limit != nil {
 		f.rt.Limit.Release()

@@ -256,6 +256,7 @@ func (s *Server) Apply(t *route.Table) error {
 		if c == nil {
 			c = new(flowCount)
 		}
+		c.max.Store(int64(rt.MaxFlows))
 		next.counts[rt.Name] = c
 	}
 	s.cur.Store(next)
