@@ -78,19 +78,6 @@ func connect(fd int, sa *sockaddr) error {
 	}
 }
 
-// soError reads and clears a socket's pending error (an ICMP error the
-// kernel queued on a connected UDP socket).
-func soError(fd int) error {
-	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err
-	}
-	if v != 0 {
-		return syscall.Errno(v)
-	}
-	return nil
-}
-
 // A sockaddr is a raw IPv4 or IPv6 socket address as the kernel reads and
 // writes it: 28 bytes hold a sockaddr_in6, and a sockaddr_in fits.
 type sockaddr struct {
