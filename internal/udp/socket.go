@@ -251,7 +251,13 @@ func (k *socket) shutdown() {
 		}
 	}
 	unix.Close(k.fd)
+	// closing, set under mu, keeps a later stop from writing to the
+	// closed eventfd (or a descriptor that reused its number) when run
+	// returned for an error rather than for stop.
+	k.mu.Lock()
+	k.closing = true
 	unix.Close(k.wake)
+	k.mu.Unlock()
 	unix.Close(k.epfd)
 	close(k.done)
 }
