@@ -379,7 +379,8 @@ func (l *Loop) shutdown() {
 	unix.Close(l.wake)
 	unix.Close(l.epfd)
 	// Every session is over, so every handshake's duplicate socket is
-	// closed: its goroutine returns at once.
+	// closed: its goroutine returns at its next read or write (after its
+	// turn to sign, if it waits for one: tlsconf's queue).
 	l.handshakers.Wait()
 }
 

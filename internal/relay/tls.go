@@ -22,8 +22,9 @@ import (
 // for its peer and spend a millisecond of CPU on a signature, and neither
 // may hold up the loop's other sessions. It is bounded by the route's
 // handshake timeout, by the loop's timer as well as by the duplicate's
-// deadline, and ends at once when the session does (finish closes the
-// duplicate). Its result comes back to the loop as posted work.
+// deadline, and its next read or write fails at once when the session
+// ends (finish closes the duplicate); one waiting for its turn to sign
+// (tlsconf) signs first. Its result comes back to the loop as posted work.
 //
 // Then the loop drives the same tls.Conn without blocking: its transport,
 // rawConn, reads the loop's own socket and answers EAGAIN with an error
@@ -480,14 +481,11 @@ func (c *conn) moveTLS(f *flow) (more bool, ferr *flowError) {
 			continue
 		}
 		if t := f.dst.tls; t != nil && len(t.raw.pending) > 0 {
-			if !f.dst.writable {
-				break
+			if ferr := c.flushTLS(f.dst); ferr != nil {
+				return false, ferr
 			}
-			if err := t.raw.flush(); err == unix.EAGAIN {
-				f.dst.writable = false
-				break
-			} else if err != nil {
-				return false, c.sideError(f.dst, err)
+			if len(t.raw.pending) > 0 {
+				break // the rest when dst is writable
 			}
 			continue
 		}

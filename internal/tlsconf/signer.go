@@ -15,8 +15,10 @@ import (
 // session on it with it. So the signatures of all of a process's servers
 // take turns: at most one fewer at a time than GOMAXPROCS (at least one),
 // which leaves a P for the loops. The wait is a signature's length per
-// handshake ahead in the queue; what the queue holds is bounded by the
-// handshakes in flight (each loop's bound) and each one's timeout.
+// handshake ahead in the queue, which holds at most the handshakes in
+// flight (each loop's bound). The wait does not see a handshake's
+// deadline: one whose session timed out or ended while it waited still
+// takes its turn and signs, and only then finds its socket closed.
 var signing = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 
 // boundedKey is a certificate's private key whose signatures take a turn
