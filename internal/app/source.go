@@ -44,9 +44,9 @@ func (s source) Snapshot() metrics.Snapshot {
 		snap.Listeners = append(snap.Listeners, listenerMetrics(&l))
 	}
 	snap.Clients = clientsMetrics(global)
-	snap.LogRefusalsSuppressed = d.srv.Stats().RefusalLogsSuppressed + d.udp.Stats().RefusalLogsSuppressed
+	u := d.udp.Stats()
+	snap.LogRefusalsSuppressed = d.srv.Stats().RefusalLogsSuppressed + u.RefusalLogsSuppressed
 	if hasUDP(cfg) {
-		u := d.udp.Stats()
 		snap.UDP = &metrics.UDP{ToUpstream: u.DatagramsToUpstream, ToClient: u.DatagramsToClient,
 			Refused: u.Refused + u.NoUpstream,
 			Dropped: map[string]uint64{"too_big": u.Dropped.TooBig, "queue_full": u.Dropped.QueueFull,
