@@ -486,7 +486,7 @@ func (s *Server) logRecord(r *session.Record) {
 		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit:
 		level = slog.LevelWarn
 	}
-	if r.Reason == session.TLSHandshakeFailed && r.Err != nil && strings.HasPrefix(r.Err.Error(), "upstream:") {
+	if he, ok := errors.AsType[*relay.HandshakeError](r.Err); ok && he.Upstream && r.Reason == session.TLSHandshakeFailed {
 		level = slog.LevelWarn // pier's own side: a member's certificate, or its TLS
 	}
 	if e := r.Edge; level == slog.LevelInfo && e != nil && e.Proxy == "local" && r.ToUpstream == 0 && r.ToClient == 0 {

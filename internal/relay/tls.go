@@ -369,15 +369,30 @@ func (c *conn) upstreamHandshakeFailed(err error) {
 	c.finish(session.TLSHandshakeFailed, err, false)
 }
 
+// A HandshakeError is a session's failed TLS handshake (its record's Err,
+// reason tls_handshake_failed), saying which side it failed with: a
+// client's failure is the client's business, an upstream's is pier's
+// own (a member's certificate, or its TLS). Branch with errors.As.
+type HandshakeError struct {
+	Upstream bool // with the upstream (pier the client); else the client
+	Err      error
+}
+
+func (e *HandshakeError) Error() string {
+	if e.Upstream {
+		return "upstream: " + e.Err.Error()
+	}
+	return "client: " + e.Err.Error()
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
 // handshakeError names the side a handshake failed with.
 func handshakeError(client bool, err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = errHandshakeTimeout
 	}
-	if client {
-		return fmt.Errorf("client: %w", err)
-	}
-	return fmt.Errorf("upstream: %w", err)
+	return &HandshakeError{Upstream: !client, Err: err}
 }
 
 // handshakeRefused reports whether err, from s, is the peer's alert
