@@ -277,7 +277,13 @@ func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) 
 	go func() {
 		defer l.handshakers.Done()
 		err := handshake(hc, t.conn, preface)
-		if !l.post(func() { c.handshook(s, t, err) }) {
+		var h *session.TLSHandshake
+		if err == nil {
+			// Here rather than on the loop: the peer's subject is
+			// formatted, and the loop's other sessions need not wait.
+			h = describe(t.conn.ConnectionState())
+		}
+		if !l.post(func() { c.handshook(s, t, h, err) }) {
 			hc.Close() // the loop is gone, and its sessions with it
 		}
 	}()
@@ -311,10 +317,11 @@ func dupConn(fd int) (net.Conn, error) {
 }
 
 // handshook continues a session on the loop once the handshake t on s
-// ended with err. A session that ended meanwhile (its timer, the admin
-// API, shutdown), or that left t behind for another member (a retry after
-// the handshake timed out), only gives t's slot in the bound back.
-func (c *conn) handshook(s *side, t *tlsSide, err error) {
+// ended with err, or settled h. A session that ended meanwhile (its
+// timer, the admin API, shutdown), or that left t behind for another
+// member (a retry after the handshake timed out), only gives t's slot in
+// the bound back.
+func (c *conn) handshook(s *side, t *tlsSide, h *session.TLSHandshake, err error) {
 	l := c.l
 	l.handshakes--
 	t.raw.hc.Close()
@@ -339,7 +346,6 @@ func (c *conn) handshook(s *side, t *tlsSide, err error) {
 	if r.TLS == nil {
 		r.TLS = &session.TLS{}
 	}
-	h := describe(t.conn.ConnectionState())
 	if s == &c.client {
 		r.TLS.Client = h
 		c.startDialing()
