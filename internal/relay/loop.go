@@ -379,8 +379,8 @@ func (l *Loop) shutdown() {
 	unix.Close(l.wake)
 	unix.Close(l.epfd)
 	// Every session is over, so every handshake's duplicate socket is
-	// closed: its goroutine returns at its next read or write (after its
-	// turn to sign, if it waits for one: tlsconf's queue).
+	// closed and its context cancelled: its goroutine returns at once,
+	// from a read, a write or a wait for its turn to sign.
 	l.handshakers.Wait()
 }
 

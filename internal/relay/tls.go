@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -22,9 +23,10 @@ import (
 // for its peer and spend a millisecond of CPU on a signature, and neither
 // may hold up the loop's other sessions. It is bounded by the route's
 // handshake timeout, by the loop's timer as well as by the duplicate's
-// deadline, and its next read or write fails at once when the session
-// ends (finish closes the duplicate); one waiting for its turn to sign
-// (tlsconf) signs first. Its result comes back to the loop as posted work.
+// deadline and its context's, and it ends at once when the session does
+// (finish closes the duplicate and cancels the context, which a handshake
+// waiting for its turn to sign, in tlsconf, gives the turn up for). Its
+// result comes back to the loop as posted work.
 //
 // Then the loop drives the same tls.Conn without blocking: its transport,
 // rawConn, reads the loop's own socket and answers EAGAIN with an error
@@ -171,6 +173,10 @@ func (r *rawConn) SetWriteDeadline(time.Time) error { return nil }
 type tlsSide struct {
 	conn *tls.Conn
 	raw  rawConn
+	// cancel ends the handshake's context: its deadline, or the session's
+	// end (abortHandshake). A handshake waiting for its turn to sign
+	// (tlsconf) gives the turn up then.
+	cancel context.CancelFunc
 	// closeNotified: close_notify has been written (into pending at
 	// least): the FIN may follow once pending is out.
 	closeNotified bool
@@ -274,9 +280,12 @@ func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) 
 	c.handshakeBy = l.now + timeout
 	l.timers.schedule(c, c.handshakeBy)
 	hc.SetDeadline(time.Now().Add(timeout))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.cancel = cancel
 	go func() {
 		defer l.handshakers.Done()
-		err := handshake(hc, t.conn, preface)
+		err := handshake(ctx, hc, t.conn, preface)
+		cancel()
 		var h *session.TLSHandshake
 		if err == nil {
 			// Here rather than on the loop: the peer's subject is
@@ -291,13 +300,13 @@ func (c *conn) beginHandshake(s *side, cfg *tls.Config, prefix, preface []byte) 
 
 // handshake writes preface, then runs the handshake: on the handshake's
 // goroutine.
-func handshake(hc net.Conn, tc *tls.Conn, preface []byte) error {
+func handshake(ctx context.Context, hc net.Conn, tc *tls.Conn, preface []byte) error {
 	if len(preface) > 0 {
 		if _, err := hc.Write(preface); err != nil {
 			return err
 		}
 	}
-	return tc.Handshake()
+	return tc.HandshakeContext(ctx)
 }
 
 // dupConn returns a duplicate of fd in Go's poller, for a handshake's
@@ -421,6 +430,7 @@ func (c *conn) handshakeRefused(s *side, err error) bool {
 // goroutine's reads and writes fail at once.
 func (s *side) abortHandshake() {
 	if s.tls != nil && s.tls.raw.hc != nil {
+		s.tls.cancel()
 		s.tls.raw.hc.Close()
 	}
 }

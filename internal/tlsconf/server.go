@@ -156,7 +156,7 @@ func clientAuth(s ServerSettings) tls.ClientAuthType {
 func (s *Server) Config() *tls.Config { return s.config }
 
 func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.current.Load().certs.choose(hello), nil
+	return forHandshake(s.current.Load().certs.choose(hello), hello.Context()), nil
 }
 
 func (s *Server) getConfigForClient(*tls.ClientHelloInfo) (*tls.Config, error) {

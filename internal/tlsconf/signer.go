@@ -1,7 +1,10 @@
 package tlsconf
 
 import (
+	"context"
 	"crypto"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"runtime"
 )
@@ -14,23 +17,41 @@ import (
 // waits for the scheduler to preempt one, up to milliseconds, and every
 // session on it with it. So the signatures of all of a process's servers
 // take turns: at most one fewer at a time than GOMAXPROCS (at least one),
-// which leaves a P for the loops. The wait is a signature's length per
-// handshake ahead in the queue, which holds at most the handshakes in
-// flight (each loop's bound). The wait does not see a handshake's
-// deadline: one whose session timed out or ended while it waited still
-// takes its turn and signs, and only then finds its socket closed.
+// which leaves a P for the loops. A handshake run with a context (the
+// relay's, which ends at its timeout or with its session) waits for its
+// turn only while the context lives (forHandshake): one that gave up
+// frees its place in the queue instead of signing for nobody.
 var signing = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
+
+// take waits for a turn in signing while ctx lives; nil ctx: for ever.
+func take(ctx context.Context) error {
+	if ctx == nil {
+		signing <- struct{}{}
+		return nil
+	}
+	select {
+	case signing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tlsconf: gave up waiting for a turn to sign: %w", context.Cause(ctx))
+	}
+}
+
+func done() { <-signing }
 
 // boundedKey is a certificate's private key whose signatures take a turn
 // in signing. It is a crypto.Signer, which crypto/tls accepts in
 // tls.Certificate.PrivateKey.
 type boundedKey struct {
 	crypto.Signer
+	ctx context.Context // the handshake's (forHandshake); nil: the certificate's own key
 }
 
 func (k *boundedKey) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	signing <- struct{}{}
-	defer func() { <-signing }()
+	if err := take(k.ctx); err != nil {
+		return nil, err
+	}
+	defer done()
 	return k.Signer.Sign(rand, digest, opts)
 }
 
@@ -44,8 +65,10 @@ type boundedDecrypter struct {
 }
 
 func (k *boundedDecrypter) Decrypt(rand io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
-	signing <- struct{}{}
-	defer func() { <-signing }()
+	if err := take(k.ctx); err != nil {
+		return nil, err
+	}
+	defer done()
 	return k.d.Decrypt(rand, msg, opts)
 }
 
@@ -57,7 +80,28 @@ func bounded(key crypto.PrivateKey) crypto.PrivateKey {
 		return key
 	}
 	if d, ok := key.(crypto.Decrypter); ok {
-		return &boundedDecrypter{boundedKey{s}, d}
+		return &boundedDecrypter{boundedKey{Signer: s}, d}
 	}
-	return &boundedKey{s}
+	return &boundedKey{Signer: s}
+}
+
+// forHandshake returns cert for one handshake whose context is ctx: a
+// copy whose key waits for its turn only while ctx lives. cert itself
+// when ctx can never end (a handshake run without one).
+func forHandshake(cert *tls.Certificate, ctx context.Context) *tls.Certificate {
+	if ctx == nil || ctx.Done() == nil {
+		return cert
+	}
+	var key crypto.PrivateKey
+	switch k := cert.PrivateKey.(type) {
+	case *boundedDecrypter:
+		key = &boundedDecrypter{boundedKey{Signer: k.Signer, ctx: ctx}, k.d}
+	case *boundedKey:
+		key = &boundedKey{Signer: k.Signer, ctx: ctx}
+	default:
+		return cert
+	}
+	c := *cert
+	c.PrivateKey = key
+	return &c
 }

@@ -1,9 +1,12 @@
 package tlsconf
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/tls"
+	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -62,5 +65,43 @@ func TestBoundedKeysKeepTheirKind(t *testing.T) {
 	}
 	if _, ok := bounded(&ecdsa.PrivateKey{}).(crypto.Signer); !ok {
 		t.Error("a bounded ECDSA key is no crypto.Signer")
+	}
+}
+
+// A key bound to a handshake's context gives up its wait for a turn when
+// the context ends (the handshake timed out, or its session ended): it
+// does not sign for nobody, and the turn goes to the next in the queue.
+func TestGivingUpFreesTheQueue(t *testing.T) {
+	for range cap(signing) {
+		signing <- struct{}{} // every turn taken
+	}
+	defer func() {
+		for range cap(signing) {
+			<-signing
+		}
+	}()
+	c := &countingSigner{}
+	cert := forHandshake(&tls.Certificate{PrivateKey: bounded(c)}, context.Background())
+	if cert.PrivateKey.(*boundedKey).ctx != nil {
+		t.Fatal("a handshake that can never give up was given a context")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cert = forHandshake(&tls.Certificate{PrivateKey: bounded(c)}, ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cert.PrivateKey.(crypto.Signer).Sign(nil, nil, nil)
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if err == nil || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Sign after its handshake gave up: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Sign whose handshake gave up still waits for its turn")
+	}
+	if c.most.Load() != 0 {
+		t.Error("the key signed for a handshake that had given up")
 	}
 }
