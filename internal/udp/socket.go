@@ -617,40 +617,41 @@ func (k *socket) open(key netip.AddrPort, sa *sockaddr) *flow {
 	if g == nil {
 		return nil // the listener is closing in a reload
 	}
-	f := &flow{key: key, sa: *sa, fd: -1, heap: -1}
-	rec := &f.rec
-	rec.ID = k.s.ids.Add(1)
-	rec.Client = netip.AddrPortFrom(key.Addr().Unmap(), key.Port())
-	rec.Listener = k.ln.addr
-	rec.Start = k.wall
-	rec.UDP = &f.udp
-	if len(g.Routes) == 1 {
-		rec.Route = g.Routes[0].Name
-	}
-	// admit, top level.
-	h, ref := t.Global().Admit(rec.Client.Addr(), k.wall, true, true)
+	// admit, top level, then the route's: before anything is made for
+	// the flow, so that a flood of refused datagrams (spoofed sources, a
+	// denied network) costs no allocation beyond the refusal.
+	client := netip.AddrPortFrom(key.Addr().Unmap(), key.Port())
+	ip := client.Addr()
+	h, ref := t.Global().Admit(ip, k.wall, true, true)
 	if ref != nil {
-		k.refuse(g.Routes[0], rec, ref)
+		k.refuse(g.Routes[0], client, ref)
 		return nil
 	}
 	// route: a udp address has one route (no match).
-	rt, mk := g.Choose(rec.Client.Addr(), nil)
+	rt, mk := g.Choose(ip, nil)
 	if rt == nil {
 		h.Release()
-		k.refuse(g.Routes[0], rec, &route.Refusal{Reason: session.NoRoute})
+		k.refuse(g.Routes[0], client, &route.Refusal{Reason: session.NoRoute})
 		return nil
 	}
-	rec.Route = rt.Name
-	// admit, route: allow/deny, rate, per-client table, max_flows.
+	// allow/deny, rate, per-client table, max_flows.
 	count := cur.counts[rt.Name]
 	if count == nil {
 		count = new(flowCount) // not a udp route of the table: cannot happen
 	}
-	if ref := rt.Admit(rec.Client.Addr(), k.wall, &h, count); ref != nil {
+	if ref := rt.Admit(ip, k.wall, &h, count); ref != nil {
 		h.Release()
-		k.refuse(rt, rec, ref)
+		k.refuse(rt, client, ref)
 		return nil
 	}
+	f := &flow{key: key, sa: *sa, fd: -1, heap: -1}
+	rec := &f.rec
+	rec.ID = k.s.ids.Add(1)
+	rec.Client = client
+	rec.Listener = k.ln.addr
+	rec.Start = k.wall
+	rec.UDP = &f.udp
+	rec.Route = rt.Name
 	if mk >= 0 {
 		edge(rec).Matched = rt.KeyName(mk)
 		rt.Matches.Shard(k.idx).Add(mk)
@@ -743,16 +744,27 @@ func (k *socket) shard(rt *route.Route) *stats.Shard {
 
 // refuse counts a datagram that could not open a flow and hands its
 // record to Finish (rate-limited).
-func (k *socket) refuse(rt *route.Route, rec *session.Record, r *route.Refusal) {
-	rec.Reason = r.Reason
-	if r.Limit != "" {
-		edge(rec).Limit = r.Limit
-	}
+func (k *socket) refuse(rt *route.Route, client netip.AddrPort, r *route.Refusal) {
 	k.c.refused.Add(1)
 	if r.Route != nil {
 		k.shard(r.Route).Refuse(routeRefusal[r.Reason])
 	}
-	k.s.finishRefusal(rt, rec)
+	suppressed, ok := k.s.refusalLogged()
+	if !ok {
+		return // counted; its record is not even made
+	}
+	rec := &session.Record{ID: k.s.ids.Add(1), Route: rt.Name, Client: client, Listener: k.ln.addr,
+		Start: k.wall, Reason: r.Reason}
+	if r.Route != nil {
+		rec.Route = r.Route.Name
+	}
+	if r.Limit != "" {
+		edge(rec).Limit = r.Limit
+	}
+	if suppressed > 0 {
+		edge(rec).Suppressed = suppressed
+	}
+	k.s.finish(rt, rec)
 }
 
 // end ends a live flow: its replies batched go out first.

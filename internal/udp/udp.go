@@ -516,18 +516,29 @@ func (s *Server) finishFlow(rt *route.Route, r *session.Record) {
 // refusals come faster than refusalLogRate: then it only counts it, and
 // the next one passed says how many it follows.
 func (s *Server) finishRefusal(rt *route.Route, r *session.Record) {
-	if s.finish == nil {
+	suppressed, ok := s.refusalLogged()
+	if !ok {
 		return
+	}
+	if suppressed > 0 {
+		edge(r).Suppressed = suppressed
+	}
+	s.finish(rt, r)
+}
+
+// refusalLogged reports whether a refusal's record goes to Finish now
+// (the log's rate allows it), with how many were skipped before it; a
+// skipped one is counted.
+func (s *Server) refusalLogged() (suppressed uint64, ok bool) {
+	if s.finish == nil {
+		return 0, false
 	}
 	if !s.refusalLog.Allow() {
 		s.suppressed.Add(1)
 		s.suppressedTotal.Add(1)
-		return
+		return 0, false
 	}
-	if n := s.suppressed.Swap(0); n > 0 {
-		edge(r).Suppressed = n
-	}
-	s.finish(rt, r)
+	return s.suppressed.Swap(0), true
 }
 
 // edge returns r's edge facts, made on first use.
