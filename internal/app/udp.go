@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"log/slog"
 
+	"github.com/pierproxy/pier/internal/proxy"
 	"github.com/pierproxy/pier/internal/route"
 	"github.com/pierproxy/pier/internal/session"
 	"github.com/pierproxy/pier/internal/udp"
@@ -26,17 +26,12 @@ func (d *Daemon) newUDP() (*udp.Server, error) {
 	})
 }
 
-// finishFlow writes a flow's access log line: at Warn when pier could
-// not serve the client at all (refusals come here already rate-limited),
-// at Info otherwise. It runs on a socket's goroutine: the log handler
+// finishFlow writes a flow's access log line at a session's level
+// (proxy.LogLevel: Warn when pier could not serve the client at all;
+// refusals come here already rate-limited). It runs on a socket's goroutine: the log handler
 // never blocks.
 func (d *Daemon) finishFlow(_ *route.Route, r *session.Record) {
-	level := slog.LevelInfo
-	switch r.Reason {
-	case session.NoUpstream, session.Limit, session.Denied, session.NoRoute, session.ClientLimit,
-		session.RateLimit, session.LocalError:
-		level = slog.LevelWarn
-	}
+	level := proxy.LogLevel(r)
 	ctx := context.Background()
 	if !d.log.Enabled(ctx, level) {
 		return

@@ -480,10 +480,24 @@ func (s *Server) finish(rt *route.Route, loop *relay.Loop, li int, r *session.Re
 // logRecord writes a session's access log line: at Warn when pier could
 // not serve the client at all, at Info otherwise.
 func (s *Server) logRecord(r *session.Record) {
+	level := LogLevel(r)
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, level) {
+		return // the record's attributes cost more to build than to skip
+	}
+	s.log.LogAttrs(ctx, level, "session", r.Attrs()...)
+}
+
+// LogLevel is the level of a session's access log line, a TCP session's
+// or a UDP flow's: Warn when pier could not serve the client at all (a
+// refusal, no member, a member that refused or failed its TLS), Info
+// otherwise, Debug for a balancer's health check.
+func LogLevel(r *session.Record) slog.Level {
 	level := slog.LevelInfo
 	switch r.Reason {
 	case session.ConnectFailed, session.ConnectTimeout, session.LocalError, session.NoUpstream, session.Limit,
-		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit:
+		session.Denied, session.NoRoute, session.ProxyUntrusted, session.ProxyError, session.ClientLimit, session.RateLimit,
+		session.Unreachable:
 		level = slog.LevelWarn
 	}
 	if he, ok := errors.AsType[*relay.HandshakeError](r.Err); ok && he.Upstream && r.Reason == session.TLSHandshakeFailed {
@@ -496,11 +510,7 @@ func (s *Server) logRecord(r *session.Record) {
 		// warning.
 		level = slog.LevelDebug
 	}
-	ctx := context.Background()
-	if !s.log.Enabled(ctx, level) {
-		return // the record's attributes cost more to build than to skip
-	}
-	s.log.LogAttrs(ctx, level, "session", r.Attrs()...)
+	return level
 }
 
 // Stats returns the server's totals since New, summed over its loops.
