@@ -91,8 +91,10 @@ var (
 // session: one close, counted on loop li, and an access log line
 // (rate-limited).
 func (s *Server) refuse(ln *listener, li int, fd int, rec *session.Record, r *route.Refusal) {
-	unix.Close(fd)
+	// Counted before the close: whoever sees the client closed sees it
+	// counted too.
 	s.count(ln, li, rec, r)
+	unix.Close(fd)
 	s.ends[li].add(rec) // a burst of refusals shows among the recent ends
 	s.logRefusal(rec)
 }
