@@ -13,49 +13,13 @@ import (
 	"hash"
 	"io"
 	"net"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pierproxy/pier/internal/session"
 )
-
-// newHookedTLSRig is newTLSRig with a hook on each accepted client socket
-// (the loop's end), called before the session begins.
-func newHookedTLSRig(t *testing.T, target netip.AddrPort, params Params, onAccept func(fd int)) *tlsRig {
-	t.Helper()
-	l, stop := startLoop(t)
-	ln, lfd := listenerFD(t)
-	r := &tlsRig{l: l, ln: ln, ended: make(chan *session.Record, 16)}
-	if err := <-l.Watch(lfd, func(l *Loop) {
-		for {
-			fd, client, err := dialAccept(lfd)
-			if err != nil {
-				return
-			}
-			if onAccept != nil {
-				onAccept(fd)
-			}
-			p := params
-			p.Client, p.Target = fd, target
-			p.Record = &session.Record{Client: client, Start: time.Now()}
-			p.Done = func(rec *session.Record) { r.ended <- rec }
-			l.Begin(&p)
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dropped := make(chan struct{})
-		l.Unwatch(lfd, func() { close(dropped) })
-		<-dropped
-		stop()
-	})
-	return r
-}
 
 // tls13Writer seals TLS 1.3 records with a client's application traffic
 // secret, as the client would, so that the test can send what crypto/tls

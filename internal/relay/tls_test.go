@@ -81,6 +81,13 @@ type tlsRig struct {
 
 func newTLSRig(t *testing.T, target netip.AddrPort, params Params) *tlsRig {
 	t.Helper()
+	return newHookedTLSRig(t, target, params, nil)
+}
+
+// newHookedTLSRig is newTLSRig with a hook on each accepted client socket
+// (the loop's end), called before the session begins; nil: none.
+func newHookedTLSRig(t *testing.T, target netip.AddrPort, params Params, onAccept func(fd int)) *tlsRig {
+	t.Helper()
 	l, stop := startLoop(t)
 	ln, lfd := listenerFD(t)
 	r := &tlsRig{l: l, ln: ln, ended: make(chan *session.Record, 16)}
@@ -89,6 +96,9 @@ func newTLSRig(t *testing.T, target netip.AddrPort, params Params) *tlsRig {
 			fd, client, err := dialAccept(lfd)
 			if err != nil {
 				return
+			}
+			if onAccept != nil {
+				onAccept(fd)
 			}
 			p := params
 			p.Client, p.Target = fd, target
