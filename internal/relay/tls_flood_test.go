@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
 )
 
 // tls13Writer seals TLS 1.3 records with a client's application traffic
